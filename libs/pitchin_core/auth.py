@@ -1,0 +1,78 @@
+"""API-key authentication and the tenant a request acts for."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pitchin_core.db import Conn
+from pitchin_core.http import Problem
+
+_bearer = HTTPBearer(auto_error=False, description="An API key issued to a federation or organisation")
+
+
+@dataclass(frozen=True)
+class Caller:
+    federation_id: str
+    organisation_id: str | None
+    role: str
+
+    def can_act_for(self, federation_id: str, organisation_id: str | None) -> bool:
+        if federation_id != self.federation_id:
+            return False
+        return self.organisation_id is None or self.organisation_id == organisation_id
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    return "pk_" + secrets.token_urlsafe(32)
+
+
+async def issue_key(
+    conn: Conn | asyncpg.Pool,
+    *,
+    federation_id: str,
+    organisation_id: str | None,
+    role: str,
+    label: str = "",
+    key: str | None = None,
+) -> str:
+    key = key or new_key()
+    await conn.execute(
+        "INSERT INTO api_keys (key_hash, federation_id, organisation_id, role, label) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (key_hash) DO NOTHING",
+        hash_key(key),
+        federation_id,
+        organisation_id,
+        role,
+        label,
+    )
+    return key
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise Problem(401, "Unauthorised", "Send an API key as 'Authorization: Bearer <key>'.")
+    pool: asyncpg.Pool = request.app.state.runtime.pool
+    row = await pool.fetchrow(
+        "SELECT federation_id, organisation_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        hash_key(credentials.credentials),
+    )
+    if row is None:
+        raise Problem(401, "Unauthorised", "This API key is not known or was revoked.")
+    return Caller(row["federation_id"], row["organisation_id"], row["role"])
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]

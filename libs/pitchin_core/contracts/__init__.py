@@ -1,0 +1,1 @@
+"""Event contracts shared by every producer and consumer: models, topics, CloudEvents codec."""

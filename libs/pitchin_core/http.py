@@ -1,0 +1,82 @@
+"""HTTP plumbing shared by every service: problem+json errors, RED metrics, health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pitchin_core.telemetry import Metrics
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answered as RFC 9457 problem details."""
+
+    def __init__(self, status: int, title: str, detail: str, *, kind: str = "about:blank", **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.kind = kind
+        self.extra = extra
+
+
+def problem_response(status: int, title: str, detail: str, kind: str = "about:blank", **extra: Any) -> JSONResponse:
+    body = {"type": kind, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors():
+        location = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        errors.append({"field": ".".join(location) or "(body)", "message": str(err.get("msg", "invalid"))})
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = field_errors(exc)
+        names = ", ".join(e["field"] for e in errors)
+        return problem_response(
+            422,
+            "Invalid request",
+            f"These fields are not valid: {names}",
+            "/problems/validation",
+            errors=errors,
+        )
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.title, exc.detail, exc.kind, **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), str(exc.detail))
+
+
+def install_red_metrics(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def _red(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            # The route template, never the raw path: ids in labels would be unbounded.
+            template = getattr(route, "path", "unmatched")
+            metrics.http_requests.labels(metrics.service, request.method, template, f"{status // 100}xx").inc()
+            metrics.http_duration.labels(metrics.service, request.method, template).observe(
+                time.perf_counter() - started
+            )

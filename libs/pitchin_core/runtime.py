@@ -1,0 +1,168 @@
+"""What every service process is made of, built the same way in all four."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib.resources.abc import Traversable
+
+import asyncpg
+import uvicorn
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pitchin_core.contracts.topics import TopicSpec, all_topic_names
+from pitchin_core.db import create_pool, migrate
+from pitchin_core.http import install_error_handlers, install_red_metrics
+from pitchin_core.kafka_admin import ensure_topics
+from pitchin_core.messaging import DeadLetters, EventHandler, create_broker, subscribe
+from pitchin_core.outbox import OutboxRelay, new_producer
+from pitchin_core.settings import ServiceSettings
+from pitchin_core.telemetry import Metrics, setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Settings, pool, Kafka producer and broker, outbox relay: started and stopped in order."""
+
+    def __init__(self, settings: ServiceSettings, migrations: Traversable) -> None:
+        self.settings = settings
+        self.migrations = migrations
+        self.metrics = Metrics(settings.service_name)
+        self.tracer_provider = setup_tracing(settings)
+        self.producer = new_producer(settings.kafka_bootstrap, f"{settings.service_name}-outbox")
+        self.dead_letters = DeadLetters(self.producer, settings.service_name, self.metrics)
+        self.broker = create_broker(
+            bootstrap=settings.kafka_bootstrap,
+            service=settings.service_name,
+            tracer_provider=self.tracer_provider,
+            metrics=self.metrics,
+            dead_letters=lambda: self.dead_letters,
+        )
+        self._pool: asyncpg.Pool | None = None
+        self.relay: OutboxRelay | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the runtime has not started")
+        return self._pool
+
+    @property
+    def source(self) -> str:
+        return f"/pitchin/{self.settings.service_name}"
+
+    def subscribe(self, spec: TopicSpec, handler: EventHandler) -> None:
+        subscribe(
+            self.broker,
+            spec,
+            group=self.settings.service_name,
+            handler=handler,
+            heartbeat_ms=self.settings.consumer_heartbeat_ms,
+        )
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.create_topics:
+            await ensure_topics(s.kafka_bootstrap, all_topic_names())
+        if s.migrate_on_start:
+            await migrate(s.database_url, s.db_schema, self.migrations)
+        self._pool = await create_pool(s.database_url, s.db_schema, s.database_pool_size)
+        await self.producer.start()
+        self.relay = OutboxRelay(
+            self._pool,
+            self.producer,
+            schema=s.db_schema,
+            metrics=self.metrics,
+            batch_size=s.outbox_batch_size,
+        )
+        await self.relay.start()
+        await self.broker.start()
+        log.info("%s started", s.service_name)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        await self.producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        self.tracer_provider.shutdown()
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+            checks["postgresql"] = "ok"
+        except Exception as exc:
+            checks["postgresql"] = f"failing: {type(exc).__name__}"
+        try:
+            checks["kafka"] = "ok" if await self.broker.ping(timeout=2) else "failing: no answer"
+        except Exception as exc:
+            checks["kafka"] = f"failing: {type(exc).__name__}"
+        return checks
+
+    def http_app(self, routers: Sequence[APIRouter] = (), title: str = "") -> FastAPI:
+        setup_logging(self.settings)
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(
+            title=title or f"Pitch In {self.settings.service_name}",
+            version=self.settings.service_version,
+            lifespan=lifespan,
+        )
+        app.state.runtime = self
+        install_error_handlers(app)
+        install_red_metrics(app, self.metrics)
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> JSONResponse:
+            checks = await self.ready()
+            ok = all(v == "ok" for v in checks.values())
+            return JSONResponse({"status": "ok" if ok else "not ready", **checks}, status_code=200 if ok else 503)
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        for router in routers:
+            app.include_router(router)
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self.tracer_provider,
+            exclude_spans=["receive", "send"],
+            excluded_urls="healthz,readyz,metrics",
+        )
+        AsyncPGInstrumentor().instrument(  # type: ignore[no-untyped-call]
+            tracer_provider=self.tracer_provider
+        )
+        return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,45 @@
+"""Typed configuration from the environment (12-factor): the same image everywhere."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password"}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PITCHIN_", extra="ignore")
+
+    service_name: str = "pitchin"
+    service_version: str = "0.1.0"
+    environment: Literal["local", "test", "staging", "production"] = "local"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    database_url: str = "postgresql://postgres@127.0.0.1:15432/pitchin"
+    # Each service owns one schema; no service reads another's tables.
+    database_schema: str = ""
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    migrate_on_start: bool = True
+    create_topics: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    public_base_url: str = "http://127.0.0.1:8000"
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL, e.g. http://collector:4318")
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    log_level: str = "INFO"
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_heartbeat_ms: int = Field(default=3000, ge=100)
+
+    @property
+    def db_schema(self) -> str:
+        return self.database_schema or self.service_name
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
+        if self.environment in {"staging", "production"}:
+            password = self.database_url.split("://", 1)[-1].split("@", 1)[0].partition(":")[2]
+            if password.lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError("PITCHIN_DATABASE_URL carries a placeholder password outside local development")
+        return self

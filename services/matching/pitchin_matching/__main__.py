@@ -1,0 +1,3 @@
+from pitchin_matching.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Matching's pure rules: no I/O, no clock reads."""

@@ -1,0 +1,3 @@
+from pitchin_notifications.main import main
+
+main()

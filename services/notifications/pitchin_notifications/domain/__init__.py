@@ -1,0 +1,1 @@
+"""Notifications' pure rules: who is told what, on which channel; retry timing."""

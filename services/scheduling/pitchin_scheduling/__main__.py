@@ -1,0 +1,3 @@
+from pitchin_scheduling.main import main
+
+main()

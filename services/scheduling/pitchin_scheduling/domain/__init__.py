@@ -1,0 +1,1 @@
+"""Scheduling's pure rules: no I/O, no clock reads."""

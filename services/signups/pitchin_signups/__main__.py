@@ -1,0 +1,3 @@
+from pitchin_signups.main import main
+
+main()

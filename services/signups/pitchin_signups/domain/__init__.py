@@ -1,0 +1,1 @@
+"""Signups' pure rules: no I/O, no clock reads (callers pass `now`)."""

@@ -1,0 +1,83 @@
+"""A knowledge donor's sign-up, as the public API accepts it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pitchin_core.contracts.events import (
+    Availability,
+    Consent,
+    ContactPreferences,
+    Contract,
+    DonorRegisteredV1,
+    DonorSkill,
+    Identifier,
+    LanguageTag,
+    PhoneNumber,
+    Place,
+    Slug,
+)
+from pydantic import EmailStr, Field
+
+
+class DonorSignup(Contract):
+    """What a person tells us when they offer what they know."""
+
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    phone: PhoneNumber | None = None
+    skills: list[DonorSkill] = Field(min_length=1, max_length=30)
+    availability: Availability
+    place: Place = Place()
+    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"], min_length=1)
+    causes: list[Slug] = Field(default_factory=list)
+    union_member: bool = False
+    contact: ContactPreferences = ContactPreferences()
+    consent: Consent
+    organisation_id: Identifier | None = Field(
+        default=None, description="The member organisation the person signed up through, if any."
+    )
+
+
+class SignupRefused(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def register(
+    signup: DonorSignup, *, federation_id: str, caller_organisation: str | None, now: datetime
+) -> DonorRegisteredV1:
+    """Turn a sign-up into the fact that a donor registered.
+
+    An organisation's key can only sign people up through that organisation; a federation
+    key may name any member organisation, or none.
+    """
+    organisation_id = signup.organisation_id or caller_organisation
+    if caller_organisation is not None and organisation_id != caller_organisation:
+        raise SignupRefused("organisation_id", "an organisation's key can only sign donors up for itself")
+    if signup.consent.agreed_at > now:
+        raise SignupRefused("consent.agreed_at", "consent cannot be given in the future")
+    if signup.phone is None and signup.contact.sms:
+        raise SignupRefused("contact.sms", "SMS was chosen but no phone number was given")
+    skills = {s.skill for s in signup.skills}
+    if len(skills) != len(signup.skills):
+        raise SignupRefused("skills", "each skill may be listed once")
+    return DonorRegisteredV1(
+        federation_id=federation_id,
+        organisation_id=organisation_id,
+        donor_id=f"don_{uuid.uuid4().hex[:20]}",
+        name=signup.name.strip(),
+        email=signup.email.lower(),
+        phone=signup.phone,
+        skills=signup.skills,
+        availability=signup.availability,
+        place=signup.place,
+        languages=signup.languages,
+        causes=signup.causes,
+        union_member=signup.union_member,
+        contact=signup.contact,
+        consent=signup.consent,
+        registered_at=now,
+    )

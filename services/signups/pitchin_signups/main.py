@@ -1,0 +1,31 @@
+"""Entry point: builds the signups app from settings; nothing happens at import time."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI
+from pitchin_core.runtime import Runtime, serve
+from pitchin_core.settings import ServiceSettings
+
+from pitchin_signups import api, handlers
+
+
+class SignupsSettings(ServiceSettings):
+    service_name: str = "signups"
+    http_port: int = 8001
+
+
+def create_app(settings: SignupsSettings | None = None) -> FastAPI:
+    runtime = Runtime(settings or SignupsSettings(), files("pitchin_signups") / "migrations")
+    handlers.register(runtime)
+    return runtime.http_app([api.router], title="Pitch In signups")
+
+
+def main() -> None:
+    settings = SignupsSettings()
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()
