@@ -10,6 +10,7 @@ from importlib.resources.abc import Traversable
 
 import asyncpg
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
@@ -36,8 +37,8 @@ class Runtime:
         self.migrations = migrations
         self.metrics = Metrics(settings.service_name)
         self.tracer_provider = setup_tracing(settings)
-        self.producer = new_producer(settings.kafka_bootstrap, f"{settings.service_name}-outbox")
-        self.dead_letters = DeadLetters(self.producer, settings.service_name, self.metrics)
+        self._producer: AIOKafkaProducer | None = None
+        self._dead_letters: DeadLetters | None = None
         self.broker = create_broker(
             bootstrap=settings.kafka_bootstrap,
             service=settings.service_name,
@@ -53,6 +54,18 @@ class Runtime:
         if self._pool is None:
             raise RuntimeError("the runtime has not started")
         return self._pool
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the runtime has not started")
+        return self._producer
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        if self._dead_letters is None:
+            raise RuntimeError("the runtime has not started")
+        return self._dead_letters
 
     @property
     def source(self) -> str:
@@ -74,7 +87,10 @@ class Runtime:
         if s.migrate_on_start:
             await migrate(s.database_url, s.db_schema, self.migrations)
         self._pool = await create_pool(s.database_url, s.db_schema, s.database_pool_size)
-        await self.producer.start()
+        # aiokafka binds its clients to the running event loop: made here, not in __init__.
+        self._producer = new_producer(s.kafka_bootstrap, f"{s.service_name}-outbox")
+        await self._producer.start()
+        self._dead_letters = DeadLetters(self._producer, s.service_name, self.metrics)
         self.relay = OutboxRelay(
             self._pool,
             self.producer,
@@ -90,7 +106,8 @@ class Runtime:
         await self.broker.stop()
         if self.relay is not None:
             await self.relay.stop()
-        await self.producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
         self.tracer_provider.shutdown()

@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Request
+
 from pitchin_core.auth import CallerDep
 from pitchin_core.http import Problem
-
 from pitchin_matching import storage
 
 router = APIRouter(prefix="/v1", tags=["matching"])

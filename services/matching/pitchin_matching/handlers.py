@@ -6,7 +6,6 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.events import DonorRegisteredV1, EventData
 from pitchin_core.contracts.topics import DONORS
 from pitchin_core.runtime import Runtime
-
 from pitchin_matching import service
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
-from pitchin_core.db import Conn
 
+from pitchin_core.db import Conn
 from pitchin_matching.domain.donors import DonorProfile
 
 

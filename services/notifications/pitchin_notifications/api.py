@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query, Request
-from pitchin_core.auth import CallerDep
 
+from pitchin_core.auth import CallerDep
 from pitchin_notifications import storage
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])

@@ -6,7 +6,6 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.events import EventData
 from pitchin_core.contracts.topics import DONORS, EVENTS
 from pitchin_core.runtime import Runtime
-
 from pitchin_notifications import service
 from pitchin_notifications.templates import Renderer
 

@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from fastapi import FastAPI
+
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
-
 from pitchin_notifications import api, handlers
 from pitchin_notifications.sender import EmailSender
 from pitchin_notifications.templates import Renderer

@@ -18,9 +18,9 @@ import aiosmtplib
 import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pitchin_core.telemetry import Metrics, context_from
 from prometheus_client import Counter
 
+from pitchin_core.telemetry import Metrics, context_from
 from pitchin_notifications import storage
 from pitchin_notifications.domain.messages import message_id, next_attempt
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+
 from pitchin_core.db import Conn
 
 

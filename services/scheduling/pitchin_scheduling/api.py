@@ -7,10 +7,10 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Request, Response, status
+
 from pitchin_core.auth import CallerDep
 from pitchin_core.contracts.events import EventCreatedV1
 from pitchin_core.http import Problem
-
 from pitchin_scheduling import service, storage
 from pitchin_scheduling.domain.events import EventDraft, to_icalendar
 
@@ -29,14 +29,7 @@ async def create(draft: EventDraft, caller: CallerDep, request: Request, respons
     return event
 
 
-@router.get("/events/{event_id}")
-async def get(event_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    row = await storage.get_event(_pool(request), caller.federation_id, event_id)
-    if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
-        raise Problem(404, "Not found", f"No event {event_id} here.")
-    return dict(row)
-
-
+# Declared before /events/{event_id}, which would otherwise swallow the .ics suffix.
 @router.get("/events/{event_id}.ics", response_class=Response)
 async def calendar(event_id: str, request: Request) -> Response:
     """Public: anyone with the link can add a published event to their calendar."""
@@ -47,3 +40,11 @@ async def calendar(event_id: str, request: Request) -> Response:
     base_url = request.app.state.runtime.settings.public_base_url
     body = to_icalendar([event], public_base_url=base_url, now=datetime.now(UTC))
     return Response(body, media_type="text/calendar; charset=utf-8")
+
+
+@router.get("/events/{event_id}")
+async def get(event_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    row = await storage.get_event(_pool(request), caller.federation_id, event_id)
+    if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
+        raise Problem(404, "Not found", f"No event {event_id} here.")
+    return dict(row)

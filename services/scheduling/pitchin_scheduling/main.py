@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import FastAPI
+
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
-
 from pitchin_scheduling import api, handlers
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
+
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.events import EventCreatedV1
 from pitchin_core.http import Problem
 from pitchin_core.outbox import add_to_outbox
-
 from pitchin_scheduling import storage
 from pitchin_scheduling.domain.events import EventDraft, EventRefused, create_event
 

@@ -6,7 +6,6 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.events import EventCreatedV1, EventData
 from pitchin_core.contracts.topics import EVENTS
 from pitchin_core.runtime import Runtime
-
 from pitchin_signups import service
 
 

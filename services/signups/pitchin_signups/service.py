@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
+
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.events import DonorRegisteredV1, EventCreatedV1
 from pitchin_core.http import Problem
 from pitchin_core.inbox import first_delivery
 from pitchin_core.outbox import add_to_outbox
-
 from pitchin_signups import storage
 from pitchin_signups.domain.donors import DonorSignup, SignupRefused, register
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+
 from pitchin_core.contracts.events import DonorRegisteredV1, EventCreatedV1
 from pitchin_core.db import Conn
 

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 from icalendar import Event as CalendarEvent
-from pitchin_core.contracts.events import Contract, EventCreatedV1, EventKind, TimeZoneName
 from pydantic import EmailStr, Field, HttpUrl, model_validator
+
+from pitchin_core.contracts.events import Contract, EventCreatedV1, EventKind, TimeZoneName
 
 
 class EventDraft(Contract):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from pydantic import EmailStr, Field
+
 from pitchin_core.contracts.events import (
     Availability,
     Consent,
@@ -18,7 +20,6 @@ from pitchin_core.contracts.events import (
     Place,
     Slug,
 )
-from pydantic import EmailStr, Field
 
 
 class DonorSignup(Contract):

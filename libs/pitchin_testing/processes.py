@@ -1,0 +1,101 @@
+"""The four services as real processes, for end-to-end tests, benchmarks and `make run`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+SERVICES = ("signups", "matching", "notifications", "scheduling")
+
+
+class ServiceProcess:
+    def __init__(self, name: str, port: int, env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.port = port
+        self.env = {**os.environ, **env, "PITCHIN_HTTP_PORT": str(port)}
+        self.log_file = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"pitchin_{self.name}"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
+            try:
+                answer = httpx.get(f"{self.url}/readyz", timeout=2)
+                if answer.status_code == 200:
+                    return
+                last = answer.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s ({last}):\n{self.tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown hooks, no final commits."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def service_env(
+    *,
+    kafka_bootstrap: str,
+    database_url: str,
+    smtp_port: int,
+    otlp_endpoint: str | None,
+    environment: str = "test",
+    public_base_url: str = "http://127.0.0.1:8000",
+) -> dict[str, str]:
+    env = {
+        "PITCHIN_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "PITCHIN_DATABASE_URL": database_url,
+        "PITCHIN_SMTP_PORT": str(smtp_port),
+        "PITCHIN_ENVIRONMENT": environment,
+        "PITCHIN_PUBLIC_BASE_URL": public_base_url,
+        "PITCHIN_CONSUMER_HEARTBEAT_MS": "500",
+        # Export spans promptly so tests and people see them within a second.
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    if otlp_endpoint:
+        env["PITCHIN_OTLP_ENDPOINT"] = otlp_endpoint
+    return env
