@@ -119,11 +119,15 @@ def create_broker(
     async def _poison(exc: PoisonMessage, message: Any = Context("message")) -> None:
         await dead_letters().send(_record_of(message), exc.reason, exc.category)
 
-    @exceptions.add_handler(UnicodeDecodeError)
-    async def _undecodable(exc: UnicodeDecodeError, message: Any = Context("message")) -> None:
-        # faststream's parser decodes every header as UTF-8 before our code runs;
-        # publishers outside Pitch In will send bytes that are not.
-        await dead_letters().send(_record_of(message), f"a header is not valid UTF-8: {exc}", "encoding")
+    @exceptions.add_handler(ValueError)
+    async def _undecodable(exc: ValueError, message: Any = Context("message")) -> None:
+        # Raised by faststream before our code runs: its parser decodes every header as
+        # UTF-8, and publishers outside Pitch In will send bytes that are not.
+        if isinstance(exc, UnicodeDecodeError):
+            reason, category = f"a header is not valid UTF-8 ({exc.reason} at byte {exc.start})", "encoding"
+        else:
+            reason, category = f"the record cannot be read: {type(exc).__name__}: {exc}", "unreadable"
+        await dead_letters().send(_record_of(message), reason, category)
 
     return KafkaBroker(
         bootstrap,
@@ -176,6 +180,12 @@ def subscribe(
             log.exception("handler failed on %s", spec.name)
             raise PoisonMessage(f"{type(exc).__name__}: {exc}", "handler-error") from exc
 
+    async def raw_body(message: Any) -> bytes:
+        # Our codec reads the record; faststream's JSON decoder would fail on bad bodies
+        # before the handler could dead-letter them.
+        body: bytes = message.body
+        return body
+
     consume.__name__ = f"on_{spec.name.replace('.', '_')}"
     broker.subscriber(
         spec.name,
@@ -185,4 +195,5 @@ def subscribe(
         heartbeat_interval_ms=heartbeat_ms,
         session_timeout_ms=max(10_000, heartbeat_ms * 3),
         title=f"{group}:{spec.name}",
+        decoder=raw_body,
     )(consume)

@@ -73,6 +73,8 @@ class EmailSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(f"pitchin_deliveries_{self.schema}", self._notified)
             await self.pool.release(self._listener)
 
     def _notified(self, *_: Any) -> None:

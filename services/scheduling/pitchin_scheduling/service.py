@@ -23,7 +23,7 @@ async def schedule_event(pool: asyncpg.Pool, caller: Caller, draft: EventDraft, 
         raise Problem(
             422,
             "Event refused",
-            str(exc),
+            f"{exc.field}: {exc}",
             kind="/problems/validation",
             errors=[{"field": exc.field, "message": str(exc)}],
         ) from exc

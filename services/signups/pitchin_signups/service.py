@@ -28,7 +28,7 @@ async def register_donor(pool: asyncpg.Pool, caller: Caller, signup: DonorSignup
         raise Problem(
             422,
             "Sign-up refused",
-            str(exc),
+            f"{exc.field}: {exc}",
             kind="/problems/validation",
             errors=[{"field": exc.field, "message": str(exc)}],
         ) from exc
