@@ -1,0 +1,60 @@
+# Pitch In — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST := $(PY) -m pytest
+
+.PHONY: help setup run stop lint typecheck unit integration e2e chart test bench clean
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+setup: $(STAMP)  ## install Python packages, PostgreSQL 15, Java/Maven check, Kafka jars
+	bash deploy/local/install.sh
+
+run: setup  ## start Kafka, PostgreSQL, SMTP sink and the four services with demo data; Ctrl-C stops all
+	$(PY) deploy/local/run.py
+
+stop:  ## stop a `make run` left in the background
+	-$(PY) deploy/local/run.py --stop
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(VENV)/bin/ruff check libs services tests deploy
+	$(VENV)/bin/ruff format --check libs services tests deploy
+
+typecheck: $(STAMP)  ## mypy --strict over libs and services
+	$(VENV)/bin/mypy libs services tests deploy/local
+
+unit: $(STAMP)  ## fast tests: domain rules, contracts, codecs (no servers)
+	$(PYTEST) -q tests/unit services
+
+integration: setup  ## one component against the real Kafka and PostgreSQL
+	$(PYTEST) -q tests/integration
+
+e2e: setup  ## the services as processes through real Kafka, PostgreSQL and SMTP
+	$(PYTEST) -q tests/e2e
+
+chart: setup  ## render and validate the Helm chart (tools built once, cached)
+	bash deploy/tools/install-ops-tools.sh
+	$(PYTEST) -q tests/chart
+
+test: setup lint typecheck  ## everything CI runs: lint, types, unit, integration, e2e, chart
+	bash deploy/tools/install-ops-tools.sh
+	$(PYTEST) -q tests/unit services tests/integration tests/e2e tests/chart
+
+bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/PostgreSQL limits
+	$(PY) -m tests.bench
+
+clean:  ## remove test state (keeps the download cache in ~/.cache/pitchin)
+	rm -rf .state .mypy_cache .ruff_cache

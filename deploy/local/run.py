@@ -1,0 +1,149 @@
+"""`make run`: Kafka, PostgreSQL, an SMTP sink and the four services on fixed local ports.
+
+Everything runs as local processes under this one supervisor; Ctrl-C (or `make stop`)
+stops the services, then the sink, PostgreSQL and Kafka, in that order. State (Kafka
+data, the PostgreSQL cluster, received mail, logs) stays in .state/run between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import asyncpg
+
+from pitchin_testing.processes import SERVICES
+from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, ensure_installed, repo_root
+from pitchin_testing.stack import Stack
+
+KAFKA_PORT, KAFKA_CONTROLLER_PORT = 19092, 19093
+POSTGRES_PORT = 15432
+SMTP_PORT = 1025
+SERVICE_PORTS = {"signups": 8001, "matching": 8002, "notifications": 8003, "scheduling": 8004}
+STATE = repo_root() / ".state" / "run"
+PID_FILE = STATE / "run.pid"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stop", action="store_true", help="stop a running `make run`")
+    parser.add_argument("--no-demo", action="store_true", help="start without demo data")
+    args = parser.parse_args()
+    if args.stop:
+        return stop_running()
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    PID_FILE.write_text(str(os.getpid()))
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    ensure_installed()
+    kafka = KafkaServer(STATE / "kafka", port=KAFKA_PORT, controller_port=KAFKA_CONTROLLER_PORT)
+    postgres = PostgresServer(STATE / "postgres", port=POSTGRES_PORT)
+    sink = SmtpSink(port=SMTP_PORT, maildir=STATE / "mail")
+    stack: Stack | None = None
+    try:
+        say("starting Kafka …")
+        kafka.start()
+        say("starting PostgreSQL …")
+        postgres.start()
+        database_url = ensure_database(postgres)
+        sink.start()
+        stack = Stack(
+            kafka_bootstrap=kafka.bootstrap,
+            database_url=database_url,
+            smtp_port=SMTP_PORT,
+            otlp_endpoint=os.environ.get("PITCHIN_OTLP_ENDPOINT"),
+            ports=SERVICE_PORTS,
+            log_dir=STATE / "logs",
+            environment="local",
+            public_base_url=f"http://127.0.0.1:{SERVICE_PORTS['signups']}",
+        )
+        for name in SERVICES:
+            say(f"starting {name} on :{SERVICE_PORTS[name]} …")
+            stack[name].start()
+            stack[name].wait_ready()
+        keys = {}
+        if not args.no_demo:
+            from demo import seed  # deploy/local/demo.py, beside this file
+
+            keys = seed(stack)
+        print_welcome(stack, keys, kafka, postgres)
+        stopping.wait()
+    finally:
+        say("stopping …")
+        if stack is not None:
+            stack.stop()
+        sink.stop()
+        postgres.stop()
+        kafka.stop()
+        PID_FILE.unlink(missing_ok=True)
+        say("stopped.")
+    return 0
+
+
+def ensure_database(postgres: PostgresServer) -> str:
+    import asyncio
+
+    async def create() -> None:
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'pitchin'"):
+                await conn.execute("CREATE DATABASE pitchin")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return postgres.dsn_for("pitchin")
+
+
+def stop_running() -> int:
+    try:
+        pid = int(PID_FILE.read_text())
+    except (FileNotFoundError, ValueError):
+        say("nothing is running.")
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+        say(f"asked the supervisor (pid {pid}) to stop everything.")
+    except ProcessLookupError:
+        PID_FILE.unlink(missing_ok=True)
+        say("the supervisor had already gone.")
+    return 0
+
+
+def print_welcome(stack: Stack, keys: dict[str, str], kafka: KafkaServer, postgres: PostgresServer) -> None:
+    lines = [
+        "",
+        "Pitch In is running. Open:",
+        *(f"  {name:<14} {stack[name].url}/docs   (metrics {stack[name].url}/metrics)" for name in SERVICES),
+        f"  mail received  {STATE / 'mail'}  (one .eml file per message)",
+        f"  logs           {STATE / 'logs'}",
+        f"  Kafka          {kafka.bootstrap}      PostgreSQL  {postgres.dsn_for('pitchin')}",
+    ]
+    if keys:
+        lines += ["", "Demo API keys (Authorization: Bearer <key>):"]
+        lines += [f"  {label:<34} {key}" for label, key in keys.items()]
+        organiser = next(iter(keys.values()))
+        lines += [
+            "",
+            "Try: sign up a knowledge donor and watch the welcome mail arrive in the mail folder:",
+            f"  curl -s -X POST {stack['signups'].url}/v1/donors -H 'Authorization: Bearer {organiser}' \\",
+            "    -H 'Content-Type: application/json' -d @deploy/local/demo-donor.json",
+        ]
+    lines += ["", "Ctrl-C stops everything."]
+    print("\n".join(lines), flush=True)
+
+
+def say(text: str) -> None:
+    print(f"[pitchin] {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    raise SystemExit(main())
