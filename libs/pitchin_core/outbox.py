@@ -17,7 +17,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
-from pitchin_core.contracts.events import EventData
+from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.db import Conn
 from pitchin_core.telemetry import Metrics, context_from, current_traceparent

@@ -102,9 +102,7 @@ class OtlpReceiver:
         with self._lock:
             return list(self._spans)
 
-    def wait_for(
-        self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 30.0
-    ) -> list[ReceivedSpan]:
+    def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 30.0) -> list[ReceivedSpan]:
         deadline = time.monotonic() + timeout
         while True:
             spans = self.spans

@@ -160,7 +160,7 @@ def test_poison_records_go_to_each_groups_dead_letter_topic_and_the_consumers_ca
 
     for group in ("matching", "notifications"):
         letters = _collect(kafka_server.bootstrap, group, marker, len(poison))
-        by_key = {str(letter["key"], "utf-8").split("-", 1)[1]: letter for letter in letters}
+        by_key = {bytes(letter["key"]).decode().split("-", 1)[1]: letter for letter in letters}  # type: ignore[call-overload]
         assert set(by_key) == {name for name, _, _ in poison}
         for name, _, value in poison:
             letter = by_key[name]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pitchin_core.contracts.events import DonorRegisteredV1, EventCreatedV1, EventData
+from pitchin_core.contracts import bookings, donors, fights, matching, scheduling
+from pitchin_core.contracts.common import EventData
 
 
 @dataclass(frozen=True)
@@ -30,19 +31,63 @@ DONORS = TopicSpec(
     key="donor id",
     producer="signups",
     consumers=("matching", "notifications"),
-    event_types=(DonorRegisteredV1,),
+    event_types=(donors.DonorRegisteredV1, donors.DonorUpdatedV1, donors.DonorWithdrawnV1),
     description="Knowledge donors joining, changing and leaving.",
+)
+NEEDS = TopicSpec(
+    name="pitchin.needs.v1",
+    key="need id (fight events: fight id)",
+    producer="signups",
+    consumers=("matching", "notifications"),
+    event_types=(
+        fights.FightOpenedV1,
+        fights.FightClosedV1,
+        fights.NeedOpenedV1,
+        fights.NeedUpdatedV1,
+        fights.NeedFilledV1,
+        fights.NeedClosedV1,
+    ),
+    description="Fights of member organisations and the skills they need.",
+)
+BOOKINGS = TopicSpec(
+    name="pitchin.bookings.v1",
+    key="event id",
+    producer="signups",
+    consumers=("notifications", "scheduling"),
+    event_types=(
+        bookings.BookingConfirmedV1,
+        bookings.BookingWaitlistedV1,
+        bookings.BookingPromotedV1,
+        bookings.BookingCancelledV1,
+    ),
+    description="Places at events: confirmed, waitlisted, promoted, cancelled.",
+)
+MATCHES = TopicSpec(
+    name="pitchin.matches.v1",
+    key="need id",
+    producer="matching",
+    consumers=("signups", "notifications"),
+    event_types=(
+        matching.OfferMadeV1,
+        matching.OfferAcceptedV1,
+        matching.OfferDeclinedV1,
+        matching.OfferExpiredV1,
+        matching.OfferCancelledV1,
+        matching.AssignmentConfirmedV1,
+        matching.AssignmentReleasedV1,
+    ),
+    description="Offers to donors and the assignments they become.",
 )
 EVENTS = TopicSpec(
     name="pitchin.events.v1",
     key="event id",
     producer="scheduling",
     consumers=("signups", "notifications"),
-    event_types=(EventCreatedV1,),
-    description="Training events, panels, livestreams and meet-ups, and their changes.",
+    event_types=(scheduling.EventCreatedV1,),
+    description="Training events, panels, livestreams and meet-ups, their changes and reminders.",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (DONORS, EVENTS)
+TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS, BOOKINGS, MATCHES, EVENTS)
 
 
 def topic_for(event_type: type[EventData]) -> TopicSpec:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.events import DonorRegisteredV1, EventData
+from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.donors import DonorRegisteredV1
 from pitchin_core.contracts.topics import DONORS
 from pitchin_core.runtime import Runtime
 from pitchin_matching import service

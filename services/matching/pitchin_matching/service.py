@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.events import DonorRegisteredV1
+from pitchin_core.contracts.donors import DonorRegisteredV1
 from pitchin_core.inbox import first_delivery
 from pitchin_matching import storage
 from pitchin_matching.domain.donors import profile_of

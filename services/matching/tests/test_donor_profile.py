@@ -1,4 +1,4 @@
-from pitchin_core.contracts.events import DonorRegisteredV1
+from pitchin_core.contracts.donors import DonorRegisteredV1
 from pitchin_matching.domain.donors import profile_of
 from tests.unit.factories import donor_registered
 

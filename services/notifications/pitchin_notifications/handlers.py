@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.events import EventData
+from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import DONORS, EVENTS
 from pitchin_core.runtime import Runtime
 from pitchin_notifications import service

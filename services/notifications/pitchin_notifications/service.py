@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.events import EventData
+from pitchin_core.contracts.common import EventData
 from pitchin_core.inbox import first_delivery
 from pitchin_core.telemetry import current_traceparent
 from pitchin_notifications import storage

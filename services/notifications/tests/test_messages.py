@@ -1,7 +1,8 @@
 import random
 from datetime import UTC, datetime, timedelta
 
-from pitchin_core.contracts.events import DonorRegisteredV1, EventCreatedV1
+from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_notifications.domain.messages import message_id, next_attempt, plan_messages
 from pitchin_notifications.templates import Renderer
 from tests.unit.factories import donor_registered

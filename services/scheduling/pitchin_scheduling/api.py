@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import APIRouter, Request, Response, status
 
 from pitchin_core.auth import CallerDep
-from pitchin_core.contracts.events import EventCreatedV1
+from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.http import Problem
 from pitchin_scheduling import service, storage
 from pitchin_scheduling.domain.events import EventDraft, to_icalendar

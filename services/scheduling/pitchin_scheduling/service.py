@@ -7,7 +7,7 @@ from datetime import datetime
 import asyncpg
 
 from pitchin_core.auth import Caller
-from pitchin_core.contracts.events import EventCreatedV1
+from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.http import Problem
 from pitchin_core.outbox import add_to_outbox
 from pitchin_scheduling import storage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from pitchin_core.contracts.events import EventCreatedV1
+from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.db import Conn
 from pitchin_scheduling.domain.events import EventDraft
 

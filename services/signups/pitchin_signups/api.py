@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Request, Response, status
 
 from pitchin_core.auth import CallerDep
-from pitchin_core.contracts.events import DonorRegisteredV1
+from pitchin_core.contracts.donors import DonorRegisteredV1
 from pitchin_core.http import Problem
 from pitchin_signups import service, storage
 from pitchin_signups.domain.donors import DonorSignup

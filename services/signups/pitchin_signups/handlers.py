@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.events import EventCreatedV1, EventData
+from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.contracts.topics import EVENTS
 from pitchin_core.runtime import Runtime
 from pitchin_signups import service

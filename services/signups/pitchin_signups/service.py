@@ -8,7 +8,8 @@ import asyncpg
 
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.events import DonorRegisteredV1, EventCreatedV1
+from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.http import Problem
 from pitchin_core.inbox import first_delivery
 from pitchin_core.outbox import add_to_outbox

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from pitchin_core.contracts.events import DonorRegisteredV1, EventCreatedV1
+from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.db import Conn
 
 

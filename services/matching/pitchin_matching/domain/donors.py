@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pitchin_core.contracts.events import DonorRegisteredV1
+from pitchin_core.contracts.donors import DonorRegisteredV1
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pitchin_core.contracts.events import DonorRegisteredV1, EventCreatedV1, EventData
+from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.scheduling import EventCreatedV1
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from icalendar import Calendar
 from icalendar import Event as CalendarEvent
 from pydantic import EmailStr, Field, HttpUrl, model_validator
 
-from pitchin_core.contracts.events import Contract, EventCreatedV1, EventKind, TimeZoneName
+from pitchin_core.contracts.common import Contract, TimeZoneName
+from pitchin_core.contracts.scheduling import EventCreatedV1, EventKind
 
 
 class EventDraft(Contract):

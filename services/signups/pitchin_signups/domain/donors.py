@@ -7,12 +7,11 @@ from datetime import datetime
 
 from pydantic import EmailStr, Field
 
-from pitchin_core.contracts.events import (
+from pitchin_core.contracts.common import (
     Availability,
     Consent,
     ContactPreferences,
     Contract,
-    DonorRegisteredV1,
     DonorSkill,
     Identifier,
     LanguageTag,
@@ -20,6 +19,7 @@ from pitchin_core.contracts.events import (
     Place,
     Slug,
 )
+from pitchin_core.contracts.donors import DonorRegisteredV1
 
 
 class DonorSignup(Contract):

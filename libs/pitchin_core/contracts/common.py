@@ -1,0 +1,104 @@
+"""Value types shared by every contract, and the base of every event's data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+
+
+def _check_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone") from exc
+    return name
+
+
+TimeZoneName = Annotated[str, Field(examples=["Europe/London"]), AfterValidator(_check_time_zone)]
+PhoneNumber = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")]
+LanguageTag = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", examples=["en", "cy", "es"])]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SkillLevel(StrEnum):
+    beginner = "beginner"
+    intermediate = "intermediate"
+    advanced = "advanced"
+    expert = "expert"
+
+    @property
+    def rank(self) -> int:
+        return list(SkillLevel).index(self)
+
+
+class DonorSkill(Contract):
+    skill: Slug
+    level: SkillLevel
+
+
+class Weekday(StrEnum):
+    mon = "mon"
+    tue = "tue"
+    wed = "wed"
+    thu = "thu"
+    fri = "fri"
+    sat = "sat"
+    sun = "sun"
+
+
+class WeeklyWindow(Contract):
+    day: Weekday
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(pattern=r"^([01][0-9]|2[0-4]):[0-5][0-9]$")
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: str, info: object) -> str:
+        start = getattr(info, "data", {}).get("start")
+        if start is not None and end <= start:
+            raise ValueError("end must be later than start")
+        return end
+
+
+class Availability(Contract):
+    hours_per_week: float = Field(gt=0, le=80)
+    time_zone: TimeZoneName
+    windows: list[WeeklyWindow] = Field(default_factory=list, max_length=50)
+
+
+class Place(Contract):
+    remote: bool = True
+    city: str | None = Field(default=None, max_length=120)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
+class ContactPreferences(Contract):
+    email: bool = True
+    sms: bool = False
+    language: LanguageTag = "en"
+
+
+class Consent(Contract):
+    wording_version: str = Field(min_length=1, max_length=40)
+    purposes: list[Slug] = Field(min_length=1)
+    agreed_at: datetime
+
+
+class EventData(Contract):
+    """Base of every event's data; `event_type` is the CloudEvents `type`."""
+
+    event_type: ClassVar[str]
+    federation_id: Identifier
+    organisation_id: Identifier | None = None

@@ -1,0 +1,68 @@
+"""Offers to donors and the assignments they become: produced by matching on
+pitchin.matches.v1, keyed by need id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import Field
+
+from pitchin_core.contracts.common import Contract, EventData, Identifier
+
+
+class ScoreComponent(Contract):
+    name: str
+    points: float
+    why: str
+
+
+class OfferFacts(EventData):
+    offer_id: Identifier
+    need_id: Identifier
+    fight_id: Identifier
+    donor_id: Identifier
+
+
+class OfferMadeV1(OfferFacts):
+    event_type: ClassVar[str] = "org.pitchin.offer.made.v1"
+    need_title: str
+    score: float
+    explanation: list[ScoreComponent] = Field(default_factory=list)
+    expires_at: datetime
+    made_at: datetime
+
+
+class OfferAcceptedV1(OfferFacts):
+    event_type: ClassVar[str] = "org.pitchin.offer.accepted.v1"
+    accepted_at: datetime
+
+
+class OfferDeclinedV1(OfferFacts):
+    event_type: ClassVar[str] = "org.pitchin.offer.declined.v1"
+    reason: str = Field(default="", max_length=1000)
+    declined_at: datetime
+
+
+class OfferExpiredV1(OfferFacts):
+    event_type: ClassVar[str] = "org.pitchin.offer.expired.v1"
+    expired_at: datetime
+
+
+class OfferCancelledV1(OfferFacts):
+    """Withdrawn by Pitch In: the need closed or filled, or the donor left."""
+
+    event_type: ClassVar[str] = "org.pitchin.offer.cancelled.v1"
+    reason: str
+    cancelled_at: datetime
+
+
+class AssignmentConfirmedV1(OfferFacts):
+    event_type: ClassVar[str] = "org.pitchin.assignment.confirmed.v1"
+    confirmed_at: datetime
+
+
+class AssignmentReleasedV1(OfferFacts):
+    event_type: ClassVar[str] = "org.pitchin.assignment.released.v1"
+    reason: str = Field(default="", max_length=1000)
+    released_at: datetime
