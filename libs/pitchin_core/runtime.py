@@ -72,6 +72,9 @@ class Runtime:
         return f"/pitchin/{self.settings.service_name}"
 
     def subscribe(self, spec: TopicSpec, handler: EventHandler) -> None:
+        if self.settings.service_name not in spec.consumers:
+            # The topic table is the one place consumers are declared (DLQs, chart, docs).
+            raise ValueError(f"{self.settings.service_name} is not a consumer of {spec.name} in the topic table")
         subscribe(
             self.broker,
             spec,

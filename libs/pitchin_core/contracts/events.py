@@ -16,17 +16,18 @@ from pitchin_core.contracts.common import EventData
 DOMAIN_MODULES: tuple[ModuleType, ...] = (donors, fights, bookings, matching, scheduling)
 
 
-def _declared_in(module: ModuleType) -> list[type[EventData]]:
-    return [
+def declared_in(module: ModuleType) -> tuple[type[EventData], ...]:
+    """The event types a domain module declares: adding a model to the module is enough."""
+    return tuple(
         value
         for value in vars(module).values()
         if isinstance(value, type)
         and issubclass(value, EventData)
         and value.__module__ == module.__name__
         and "event_type" in vars(value)
-    ]
+    )
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
-    model.event_type: model for module in DOMAIN_MODULES for model in _declared_in(module)
+    model.event_type: model for module in DOMAIN_MODULES for model in declared_in(module)
 }

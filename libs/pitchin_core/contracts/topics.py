@@ -1,4 +1,7 @@
-"""The one table of topics: it drives subscriber wiring, the AsyncAPI document and the README."""
+"""The one table of topics: it drives subscriber wiring, the AsyncAPI document and the README.
+
+Each topic carries the event types of one domain module in `pitchin_core.contracts`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from dataclasses import dataclass
 
 from pitchin_core.contracts import bookings, donors, fights, matching, scheduling
 from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.events import declared_in
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ DONORS = TopicSpec(
     key="donor id",
     producer="signups",
     consumers=("matching", "notifications"),
-    event_types=(donors.DonorRegisteredV1, donors.DonorUpdatedV1, donors.DonorWithdrawnV1),
+    event_types=declared_in(donors),
     description="Knowledge donors joining, changing and leaving.",
 )
 NEEDS = TopicSpec(
@@ -39,14 +43,7 @@ NEEDS = TopicSpec(
     key="need id (fight events: fight id)",
     producer="signups",
     consumers=("matching", "notifications"),
-    event_types=(
-        fights.FightOpenedV1,
-        fights.FightClosedV1,
-        fights.NeedOpenedV1,
-        fights.NeedUpdatedV1,
-        fights.NeedFilledV1,
-        fights.NeedClosedV1,
-    ),
+    event_types=declared_in(fights),
     description="Fights of member organisations and the skills they need.",
 )
 BOOKINGS = TopicSpec(
@@ -54,12 +51,7 @@ BOOKINGS = TopicSpec(
     key="event id",
     producer="signups",
     consumers=("notifications", "scheduling"),
-    event_types=(
-        bookings.BookingConfirmedV1,
-        bookings.BookingWaitlistedV1,
-        bookings.BookingPromotedV1,
-        bookings.BookingCancelledV1,
-    ),
+    event_types=declared_in(bookings),
     description="Places at events: confirmed, waitlisted, promoted, cancelled.",
 )
 MATCHES = TopicSpec(
@@ -67,15 +59,7 @@ MATCHES = TopicSpec(
     key="need id",
     producer="matching",
     consumers=("signups", "notifications"),
-    event_types=(
-        matching.OfferMadeV1,
-        matching.OfferAcceptedV1,
-        matching.OfferDeclinedV1,
-        matching.OfferExpiredV1,
-        matching.OfferCancelledV1,
-        matching.AssignmentConfirmedV1,
-        matching.AssignmentReleasedV1,
-    ),
+    event_types=declared_in(matching),
     description="Offers to donors and the assignments they become.",
 )
 EVENTS = TopicSpec(
@@ -83,7 +67,7 @@ EVENTS = TopicSpec(
     key="event id",
     producer="scheduling",
     consumers=("signups", "notifications"),
-    event_types=(scheduling.EventCreatedV1,),
+    event_types=declared_in(scheduling),
     description="Training events, panels, livestreams and meet-ups, their changes and reminders.",
 )
 
