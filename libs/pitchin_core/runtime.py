@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pitchin_core.contracts.topics import TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
 from pitchin_core.http import install_error_handlers, install_red_metrics
+from pitchin_core.idempotency import IdempotencyMiddleware
 from pitchin_core.kafka_admin import ensure_topics
 from pitchin_core.messaging import DeadLetters, EventHandler, create_broker, subscribe
 from pitchin_core.outbox import OutboxRelay, new_producer
@@ -148,6 +149,7 @@ class Runtime:
         app.state.runtime = self
         install_error_handlers(app)
         install_red_metrics(app, self.metrics)
+        app.add_middleware(IdempotencyMiddleware, pool=lambda: self.pool)
 
         @app.get("/healthz", include_in_schema=False)
         async def healthz() -> dict[str, str]:

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic import BaseModel, Field
 
 from pitchin_core.auth import CallerDep
-from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.bookings import BookingConfirmedV1, BookingWaitlistedV1
+from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
+from pitchin_core.contracts.fights import FightOpenedV1, NeedOpenedV1, NeedStatus, NeedUpdatedV1, Urgency
 from pitchin_core.http import Problem
 from pitchin_signups import service, storage
-from pitchin_signups.domain.donors import DonorSignup
+from pitchin_signups.domain.bookings import BookingRequest
+from pitchin_signups.domain.donors import DonorChanges, DonorSignup
+from pitchin_signups.domain.fights import FightDraft, NeedChanges, NeedDraft
+from pitchin_signups.domain.suggestions import suggest
 
-router = APIRouter(prefix="/v1", tags=["donors"])
+router = APIRouter(prefix="/v1")
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Cursor = Annotated[str | None, Query(description="The `next` value of the previous page")]
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -23,16 +32,306 @@ def _pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-@router.post("/donors", status_code=status.HTTP_201_CREATED, response_model=DonorRegisteredV1)
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    try:
+        moment, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(moment), ident
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(
+            400,
+            "Bad cursor",
+            "cursor: not a value this API returned",
+            errors=[{"field": "cursor", "message": "not a value this API returned"}],
+        ) from exc
+
+
+def _page(items: list[dict[str, Any]], limit: int, time_key: str, id_key: str) -> dict[str, Any]:
+    next_cursor = None
+    if len(items) == limit:
+        last = items[-1]
+        raw = f"{last[time_key].isoformat()}|{last[id_key]}".encode()
+        next_cursor = base64.urlsafe_b64encode(raw).decode()
+    return {"items": items, "next": next_cursor}
+
+
+# Donors -----------------------------------------------------------------------------------
+
+
+@router.post("/donors", status_code=status.HTTP_201_CREATED, response_model=DonorRegisteredV1, tags=["donors"])
 async def sign_up_donor(signup: DonorSignup, caller: CallerDep, request: Request, response: Response) -> Any:
-    donor = await service.register_donor(_pool(request), caller, signup, datetime.now(UTC))
+    """A knowledge donor offers what they know. Honours `Idempotency-Key`."""
+    donor = await service.register_donor(_pool(request), caller, signup, _now())
     response.headers["Location"] = f"/v1/donors/{donor.donor_id}"
     return donor
 
 
-@router.get("/donors/{donor_id}")
+@router.get("/donors", tags=["donors"])
+async def list_donors(
+    caller: CallerDep,
+    request: Request,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    skill: str | None = None,
+    donor_status: Annotated[str | None, Query(alias="status")] = None,
+) -> dict[str, Any]:
+    rows = await storage.list_donors(
+        _pool(request),
+        caller.federation_id,
+        caller.organisation_id,
+        skill=skill,
+        status=donor_status,
+        after=_decode_cursor(cursor),
+        limit=limit,
+    )
+    items = [{**dict(r), "skills": json.loads(r["skills"] or "[]")} for r in rows]
+    return _page(items, limit, "registered_at", "donor_id")
+
+
+@router.get("/donors/{donor_id}", tags=["donors"])
 async def get_donor(donor_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
     row = await storage.get_donor(_pool(request), caller.federation_id, donor_id)
     if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
         raise Problem(404, "Not found", f"No donor {donor_id} here.")
-    return {**{k: row[k] for k in row.keys() if k != "profile"}, **json.loads(row["profile"])}
+    return service.donor_view(row)
+
+
+@router.patch("/donors/{donor_id}", response_model=DonorUpdatedV1, tags=["donors"])
+async def change_donor(donor_id: str, changes: DonorChanges, caller: CallerDep, request: Request) -> Any:
+    return await service.change_donor(_pool(request), caller, donor_id, changes, _now())
+
+
+class Withdrawal(BaseModel):
+    erase: bool = Field(default=False, description="Also remove their personal data, here and in every service")
+
+
+@router.post("/donors/{donor_id}/withdraw", response_model=DonorWithdrawnV1, tags=["donors"])
+async def withdraw_donor(
+    donor_id: str, caller: CallerDep, request: Request, withdrawal: Annotated[Withdrawal | None, Body()] = None
+) -> Any:
+    erase = withdrawal.erase if withdrawal else False
+    return await service.withdraw_donor(_pool(request), caller, donor_id, erase, _now())
+
+
+@router.post(
+    "/donors/import",
+    tags=["donors"],
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def import_donors(caller: CallerDep, request: Request) -> dict[str, Any]:
+    """Donors from a CSV file (columns in `domain/csv_import.py`); per-row errors, valid rows kept."""
+    if not request.headers.get("content-type", "").startswith("text/csv"):
+        raise Problem(
+            415,
+            "Send CSV",
+            "content-type: send the file as text/csv",
+            errors=[{"field": "content-type", "message": "expected text/csv"}],
+        )
+    body = await request.body()
+    if len(body) > 20 * 1024 * 1024:
+        raise Problem(413, "Too large", "body: split files over 20 MB")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Problem(422, "Not UTF-8", f"body: byte {exc.start} is not UTF-8; save the sheet as CSV UTF-8") from exc
+    report = await service.import_donors(_pool(request), caller, text, _now())
+    return {
+        "imported": len(report.imported),
+        "donor_ids": report.imported,
+        "already_registered_rows": report.already_registered,
+        "errors": report.errors,
+    }
+
+
+# Skills taxonomy ------------------------------------------------------------------------------
+
+
+@router.get("/skills", tags=["skills"])
+async def skills(caller: CallerDep, request: Request) -> dict[str, str]:
+    return await service.taxonomy(_pool(request), caller.federation_id)
+
+
+@router.put("/skills", tags=["skills"])
+async def replace_skills(
+    caller: CallerDep,
+    request: Request,
+    taxonomy: Annotated[
+        dict[
+            Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")],
+            Annotated[str, Field(min_length=1, max_length=100)],
+        ],
+        Body(min_length=1),
+    ],
+) -> dict[str, str]:
+    return await service.replace_taxonomy(_pool(request), caller, taxonomy)
+
+
+# Fights and needs -----------------------------------------------------------------------------
+
+
+class OpenedFight(BaseModel):
+    fight: FightOpenedV1
+    needs: list[NeedOpenedV1]
+
+
+@router.post("/fights", status_code=status.HTTP_201_CREATED, response_model=OpenedFight, tags=["fights"])
+async def open_fight(draft: FightDraft, caller: CallerDep, request: Request, response: Response) -> Any:
+    fight, needs = await service.start_fight(_pool(request), caller, draft, _now())
+    response.headers["Location"] = f"/v1/fights/{fight.fight_id}"
+    return OpenedFight(fight=fight, needs=needs)
+
+
+@router.get("/fights", tags=["fights"])
+async def list_fights(caller: CallerDep, request: Request, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    rows = await storage.list_fights(
+        _pool(request), caller.federation_id, caller.organisation_id, _decode_cursor(cursor), limit
+    )
+    return _page([dict(r) for r in rows], limit, "opened_at", "fight_id")
+
+
+class FightClosing(BaseModel):
+    outcome: str = Field(default="", max_length=2000)
+
+
+@router.post("/fights/{fight_id}/close", tags=["fights"])
+async def close_fight(
+    fight_id: str, caller: CallerDep, request: Request, closing: Annotated[FightClosing | None, Body()] = None
+) -> Any:
+    outcome = closing.outcome if closing else ""
+    return await service.close_fight(_pool(request), caller, fight_id, outcome, _now())
+
+
+@router.post(
+    "/fights/{fight_id}/needs", status_code=status.HTTP_201_CREATED, response_model=NeedOpenedV1, tags=["fights"]
+)
+async def add_need(fight_id: str, draft: NeedDraft, caller: CallerDep, request: Request, response: Response) -> Any:
+    need = await service.add_need(_pool(request), caller, fight_id, draft, _now())
+    response.headers["Location"] = f"/v1/needs/{need.need_id}"
+    return need
+
+
+@router.get("/needs", tags=["fights"])
+async def list_needs(
+    caller: CallerDep,
+    request: Request,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    need_status: Annotated[NeedStatus | None, Query(alias="status")] = None,
+    urgency: Urgency | None = None,
+) -> dict[str, Any]:
+    rows = await storage.list_needs(
+        _pool(request),
+        caller.federation_id,
+        caller.organisation_id,
+        status=need_status.value if need_status else None,
+        urgency=urgency.value if urgency else None,
+        after=_decode_cursor(cursor),
+        limit=limit,
+    )
+    items = [
+        {**json.loads(r["state"]), "assigned_donors": r["assigned_donors"], "opened_at": r["opened_at"]} for r in rows
+    ]
+    return _page(items, limit, "opened_at", "need_id")
+
+
+@router.get("/needs/{need_id}", tags=["fights"])
+async def get_need(need_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    row = await storage.get_need(_pool(request), caller.federation_id, need_id)
+    if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
+        raise Problem(404, "Not found", f"No need {need_id} here.")
+    return {**json.loads(row["state"]), "assigned_donors": row["assigned_donors"]}
+
+
+@router.patch("/needs/{need_id}", response_model=NeedUpdatedV1, tags=["fights"])
+async def change_need(need_id: str, changes: NeedChanges, caller: CallerDep, request: Request) -> Any:
+    return await service.change_need(_pool(request), caller, need_id, changes, _now())
+
+
+@router.post("/needs/{need_id}/close", tags=["fights"])
+async def close_need(need_id: str, caller: CallerDep, request: Request) -> Any:
+    return await service.close_need(_pool(request), caller, need_id, _now())
+
+
+class Situation(BaseModel):
+    situation: str = Field(min_length=3, max_length=5000, description="What is happening, in your own words")
+    deadline: datetime | None = Field(default=None, description="When it happens (e.g. the strike date)")
+    remote: bool = True
+
+
+@router.post("/needs/suggestions", tags=["fights"])
+async def suggestions(situation: Situation, caller: CallerDep) -> dict[str, Any]:
+    """For organisations that don't know who or how to ask: suggested needs to accept or edit."""
+    found = suggest(situation.situation, now=_now(), deadline=situation.deadline, remote=situation.remote)
+    return {
+        "suggestions": [
+            {
+                "kit": s.kit,
+                "name": s.name,
+                "because_you_mentioned": s.because,
+                "needs": [n.model_dump(mode="json") for n in s.needs],
+            }
+            for s in found
+        ]
+    }
+
+
+# Bookings ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/events/{event_id}/bookings",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BookingConfirmedV1 | BookingWaitlistedV1,
+    tags=["bookings"],
+)
+async def book(event_id: str, booking: BookingRequest, caller: CallerDep, request: Request, response: Response) -> Any:
+    """A place if one is free, else a waitlist position; capacity is enforced in PostgreSQL."""
+    result = await service.book(_pool(request), caller, event_id, booking, _now())
+    response.headers["Location"] = f"/v1/bookings/{result.booking_id}"
+    return result
+
+
+@router.get("/events/{event_id}/bookings", tags=["bookings"])
+async def event_bookings(
+    event_id: str,
+    caller: CallerDep,
+    request: Request,
+    booking_status: Annotated[str | None, Query(alias="status")] = None,
+) -> dict[str, Any]:
+    event = await storage.get_known_event(_pool(request), event_id)
+    if event is None or not caller.can_act_for(event["federation_id"], event["organisation_id"]):
+        raise Problem(404, "Not found", f"No event {event_id} here.")
+    rows = await storage.list_bookings(_pool(request), event_id, booking_status)
+    return {
+        "event_id": event_id,
+        "capacity": event["capacity"],
+        "confirmed": event["confirmed"],
+        "items": [dict(r) for r in rows],
+    }
+
+
+@router.get("/bookings/{booking_id}", tags=["bookings"])
+async def get_booking(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    row = await storage.get_booking(_pool(request), booking_id)
+    if row is None or row["federation_id"] != caller.federation_id:
+        raise Problem(404, "Not found", f"No booking {booking_id} here.")
+    body = dict(row)
+    if row["status"] == "waitlisted":
+        body["position"] = await storage.waitlist_position(_pool(request), row["event_id"], row["waitlist_seq"])
+    return body
+
+
+@router.post("/bookings/{booking_id}/cancel", tags=["bookings"])
+async def cancel_booking(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    events = await service.cancel(_pool(request), caller, booking_id, _now())
+    return {"events": [{"type": e.event_type, **e.model_dump(mode="json")} for e in events]}
+
+
+@router.post("/bookings/{booking_id}/check-in", tags=["bookings"])
+async def check_in(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    return dict(await service.check_in(_pool(request), caller, booking_id, _now()))

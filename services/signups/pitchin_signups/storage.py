@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
-from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1
+from pitchin_core.contracts.fights import FightOpenedV1, NeedUpdatedV1
 from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.db import Conn
+
+_PROFILE = {"skills", "availability", "place", "languages", "causes", "union_member", "contact", "consent"}
+
+
+# Donors ---------------------------------------------------------------------------------
 
 
 async def insert_donor(conn: Conn, donor: DonorRegisteredV1) -> bool:
     """False when the federation already has a donor with this email."""
-    profile = donor.model_dump_json(
-        include={
-            "skills",
-            "availability",
-            "place",
-            "languages",
-            "causes",
-            "union_member",
-            "contact",
-            "consent",
-        }
-    )
     status: str = await conn.execute(
         "INSERT INTO donors (donor_id, federation_id, organisation_id, name, email, phone, profile, status,"
         " registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) ON CONFLICT DO NOTHING",
@@ -32,31 +28,341 @@ async def insert_donor(conn: Conn, donor: DonorRegisteredV1) -> bool:
         donor.name,
         donor.email,
         donor.phone,
-        profile,
+        donor.model_dump_json(include=_PROFILE),
         donor.status.value,
         donor.registered_at,
     )
     return status == "INSERT 0 1"
 
 
-async def get_donor(conn: Conn | asyncpg.Pool, federation_id: str, donor_id: str) -> asyncpg.Record | None:
+async def update_donor(conn: Conn, donor: DonorUpdatedV1) -> None:
+    await conn.execute(
+        "UPDATE donors SET name = $2, email = $3, phone = $4, profile = $5::jsonb, status = $6, version = $7,"
+        " updated_at = $8 WHERE donor_id = $1",
+        donor.donor_id,
+        donor.name,
+        donor.email,
+        donor.phone,
+        donor.model_dump_json(include=_PROFILE),
+        donor.status.value,
+        donor.version,
+        donor.updated_at,
+    )
+
+
+async def erase_donor(conn: Conn, donor_id: str, now: datetime) -> None:
+    """Keep the id (bookings and history point at it); remove everything that names the person."""
+    await conn.execute(
+        "UPDATE donors SET name = 'erased', email = 'erased+' || donor_id || '@invalid', phone = NULL,"
+        " profile = '{}'::jsonb, status = 'withdrawn', erased_at = $2, updated_at = $2, version = version + 1"
+        " WHERE donor_id = $1",
+        donor_id,
+        now,
+    )
+    await conn.execute(
+        "UPDATE bookings SET name = 'erased', email = 'erased+' || booking_id || '@invalid' WHERE donor_id = $1",
+        donor_id,
+    )
+
+
+async def get_donor(
+    conn: Conn | asyncpg.Pool, federation_id: str, donor_id: str, *, for_update: bool = False
+) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT donor_id, federation_id, organisation_id, name, email, phone, profile::text AS profile, status,"
-        " registered_at FROM donors WHERE federation_id = $1 AND donor_id = $2",
+        " version, registered_at, updated_at, erased_at FROM donors WHERE federation_id = $1 AND donor_id = $2"
+        + (" FOR UPDATE" if for_update else ""),
         federation_id,
         donor_id,
     )
 
 
+async def list_donors(
+    pool: asyncpg.Pool,
+    federation_id: str,
+    organisation_id: str | None,
+    *,
+    skill: str | None,
+    status: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT donor_id, organisation_id, name, email, status, profile->'skills' AS skills, registered_at"
+        " FROM donors WHERE federation_id = $1 AND ($2::text IS NULL OR organisation_id = $2)"
+        " AND ($3::text IS NULL OR profile->'skills' @> jsonb_build_array(jsonb_build_object('skill', $3::text)))"
+        " AND ($4::text IS NULL OR status = $4)"
+        " AND ($5::timestamptz IS NULL OR (registered_at, donor_id) > ($5, $6))"
+        " ORDER BY registered_at, donor_id LIMIT $7",
+        federation_id,
+        organisation_id,
+        skill,
+        status,
+        after[0] if after else None,
+        after[1] if after else "",
+        limit,
+    )
+
+
+# Skills taxonomy ------------------------------------------------------------------------
+
+
+async def federation_skills(conn: Conn | asyncpg.Pool, federation_id: str) -> dict[str, str]:
+    rows = await conn.fetch("SELECT slug, label FROM skills WHERE federation_id = $1", federation_id)
+    return {r["slug"]: r["label"] for r in rows}
+
+
+async def replace_skills(conn: Conn, federation_id: str, skills: dict[str, str]) -> None:
+    await conn.execute("DELETE FROM skills WHERE federation_id = $1", federation_id)
+    await conn.executemany(
+        "INSERT INTO skills (federation_id, slug, label) VALUES ($1, $2, $3)",
+        [(federation_id, slug, label) for slug, label in skills.items()],
+    )
+
+
+# Fights and needs ----------------------------------------------------------------------
+
+
+async def insert_fight(conn: Conn, fight: FightOpenedV1) -> None:
+    await conn.execute(
+        "INSERT INTO fights (fight_id, federation_id, organisation_id, kind, title, description, causes, opened_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        fight.fight_id,
+        fight.federation_id,
+        fight.organisation_id,
+        fight.kind.value,
+        fight.title,
+        fight.description,
+        fight.causes,
+        fight.opened_at,
+    )
+
+
+async def get_fight(conn: Conn | asyncpg.Pool, federation_id: str, fight_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM fights WHERE federation_id = $1 AND fight_id = $2", federation_id, fight_id
+    )
+
+
+async def close_fight(conn: Conn, fight_id: str, now: datetime) -> None:
+    await conn.execute("UPDATE fights SET status = 'closed', closed_at = $2 WHERE fight_id = $1", fight_id, now)
+
+
+async def list_fights(
+    pool: asyncpg.Pool, federation_id: str, organisation_id: str | None, after: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM fights WHERE federation_id = $1 AND ($2::text IS NULL OR organisation_id = $2)"
+        " AND ($3::timestamptz IS NULL OR (opened_at, fight_id) > ($3, $4)) ORDER BY opened_at, fight_id LIMIT $5",
+        federation_id,
+        organisation_id,
+        after[0] if after else None,
+        after[1] if after else "",
+        limit,
+    )
+
+
+async def save_need(conn: Conn, need: NeedUpdatedV1, opened_at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO needs (need_id, fight_id, federation_id, organisation_id, state, status, urgency, deadline,"
+        " version, opened_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (need_id) DO UPDATE SET state = EXCLUDED.state, status = EXCLUDED.status,"
+        " urgency = EXCLUDED.urgency, deadline = EXCLUDED.deadline, version = EXCLUDED.version",
+        need.need_id,
+        need.fight_id,
+        need.federation_id,
+        need.organisation_id,
+        need.model_dump_json(),
+        need.status.value,
+        need.urgency.value,
+        need.deadline,
+        need.version,
+        opened_at,
+    )
+
+
+async def get_need(
+    conn: Conn | asyncpg.Pool, federation_id: str | None, need_id: str, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT need_id, fight_id, federation_id, organisation_id, state::text AS state, status, assigned_donors,"
+        " version, opened_at FROM needs WHERE need_id = $1 AND ($2::text IS NULL OR federation_id = $2)"
+        + (" FOR UPDATE" if for_update else ""),
+        need_id,
+        federation_id,
+    )
+
+
+async def set_assigned(conn: Conn, need_id: str, donors: list[str]) -> None:
+    await conn.execute("UPDATE needs SET assigned_donors = $2 WHERE need_id = $1", need_id, donors)
+
+
+async def live_needs_of_fight(conn: Conn, fight_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT need_id, state::text AS state, opened_at FROM needs WHERE fight_id = $1"
+        " AND status IN ('open', 'partly-filled', 'filled') FOR UPDATE",
+        fight_id,
+    )
+
+
+async def list_needs(
+    pool: asyncpg.Pool,
+    federation_id: str,
+    organisation_id: str | None,
+    *,
+    status: str | None,
+    urgency: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT need_id, state::text AS state, assigned_donors, opened_at FROM needs WHERE federation_id = $1"
+        " AND ($2::text IS NULL OR organisation_id = $2) AND ($3::text IS NULL OR status = $3)"
+        " AND ($4::text IS NULL OR urgency = $4)"
+        " AND ($5::timestamptz IS NULL OR (opened_at, need_id) > ($5, $6)) ORDER BY opened_at, need_id LIMIT $7",
+        federation_id,
+        organisation_id,
+        status,
+        urgency,
+        after[0] if after else None,
+        after[1] if after else "",
+        limit,
+    )
+
+
+# Events and bookings -------------------------------------------------------------------
+
+
 async def upsert_known_event(conn: Conn, event: EventCreatedV1) -> None:
     await conn.execute(
-        "INSERT INTO known_events (event_id, federation_id, organisation_id, title, starts_at, capacity)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO UPDATE SET title = EXCLUDED.title,"
-        " starts_at = EXCLUDED.starts_at, capacity = EXCLUDED.capacity",
+        "INSERT INTO known_events (event_id, federation_id, organisation_id, title, starts_at, capacity,"
+        " booking_deadline, waitlist) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (event_id) DO UPDATE SET title = EXCLUDED.title, starts_at = EXCLUDED.starts_at,"
+        " capacity = EXCLUDED.capacity, booking_deadline = EXCLUDED.booking_deadline, waitlist = EXCLUDED.waitlist",
         event.event_id,
         event.federation_id,
         event.organisation_id,
         event.title,
         event.starts_at,
         event.capacity,
+        getattr(event, "booking_deadline", None),
+        getattr(event, "waitlist", True),
+    )
+
+
+async def set_event_status(conn: Conn, event_id: str, status: str) -> None:
+    await conn.execute("UPDATE known_events SET status = $2 WHERE event_id = $1", event_id, status)
+
+
+async def get_known_event(conn: Conn | asyncpg.Pool, event_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM known_events WHERE event_id = $1", event_id)
+
+
+async def take_place(conn: Conn, event_id: str) -> bool:
+    """Take one confirmed place if one is free. The row lock serialises concurrent attempts."""
+    taken = await conn.fetchval(
+        "UPDATE known_events SET confirmed = confirmed + 1 WHERE event_id = $1"
+        " AND (capacity IS NULL OR confirmed < capacity) RETURNING confirmed",
+        event_id,
+    )
+    return taken is not None
+
+
+async def next_waitlist_seq(conn: Conn, event_id: str) -> int:
+    seq: int = await conn.fetchval(
+        "UPDATE known_events SET waitlist_seq = waitlist_seq + 1 WHERE event_id = $1 RETURNING waitlist_seq",
+        event_id,
+    )
+    return seq
+
+
+async def release_place(conn: Conn, event_id: str) -> None:
+    await conn.execute("UPDATE known_events SET confirmed = confirmed - 1 WHERE event_id = $1", event_id)
+
+
+async def insert_booking(
+    conn: Conn,
+    *,
+    booking_id: str,
+    event: asyncpg.Record,
+    donor_id: str | None,
+    name: str,
+    email: str,
+    language: str,
+    status: str,
+    waitlist_seq: int | None,
+    now: datetime,
+) -> bool:
+    """False when this person already holds a live booking for the event."""
+    result: str = await conn.execute(
+        "INSERT INTO bookings (booking_id, event_id, federation_id, organisation_id, donor_id, name, email, language,"
+        " status, waitlist_seq, created_at, confirmed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+        " CASE WHEN $9 = 'confirmed' THEN $11 END) ON CONFLICT DO NOTHING",
+        booking_id,
+        event["event_id"],
+        event["federation_id"],
+        event["organisation_id"],
+        donor_id,
+        name,
+        email,
+        language,
+        status,
+        waitlist_seq,
+        now,
+    )
+    return result == "INSERT 0 1"
+
+
+async def get_booking(conn: Conn | asyncpg.Pool, booking_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM bookings WHERE booking_id = $1" + (" FOR UPDATE" if for_update else ""), booking_id
+    )
+
+
+async def waitlist_position(conn: Conn | asyncpg.Pool, event_id: str, seq: int) -> int:
+    position: int = await conn.fetchval(
+        "SELECT count(*) FROM bookings WHERE event_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2",
+        event_id,
+        seq,
+    )
+    return position
+
+
+async def cancel_booking(conn: Conn, booking_id: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE bookings SET status = 'cancelled', cancelled_at = $2 WHERE booking_id = $1", booking_id, now
+    )
+
+
+async def first_waitlisted(conn: Conn, event_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM bookings WHERE event_id = $1 AND status = 'waitlisted' ORDER BY waitlist_seq LIMIT 1 FOR UPDATE",
+        event_id,
+    )
+
+
+async def promote(conn: Conn, booking_id: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE bookings SET status = 'confirmed', confirmed_at = $2, waitlist_seq = NULL WHERE booking_id = $1",
+        booking_id,
+        now,
+    )
+
+
+async def check_in(conn: Conn | asyncpg.Pool, booking_id: str, now: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE bookings SET checked_in_at = coalesce(checked_in_at, $2) WHERE booking_id = $1"
+        " AND status = 'confirmed' RETURNING *",
+        booking_id,
+        now,
+    )
+
+
+async def list_bookings(pool: asyncpg.Pool, event_id: str, status: str | None) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT booking_id, donor_id, name, email, status, waitlist_seq, created_at, confirmed_at, checked_in_at"
+        " FROM bookings WHERE event_id = $1 AND ($2::text IS NULL OR status = $2)"
+        " ORDER BY status, waitlist_seq NULLS FIRST, created_at",
+        event_id,
+        status,
     )

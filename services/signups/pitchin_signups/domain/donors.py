@@ -19,7 +19,7 @@ from pitchin_core.contracts.common import (
     Place,
     Slug,
 )
-from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorUpdatedV1
 
 
 class DonorSignup(Contract):
@@ -82,3 +82,34 @@ def register(
         consent=signup.consent,
         registered_at=now,
     )
+
+
+class DonorChanges(Contract):
+    """A PATCH of a donor: only the fields given change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: EmailStr | None = None
+    phone: PhoneNumber | None = None
+    skills: list[DonorSkill] | None = Field(default=None, min_length=1, max_length=30)
+    availability: Availability | None = None
+    place: Place | None = None
+    languages: list[LanguageTag] | None = Field(default=None, min_length=1)
+    causes: list[Slug] | None = None
+    union_member: bool | None = None
+    contact: ContactPreferences | None = None
+    consent: Consent | None = None
+    status: DonorStatus | None = Field(default=None, description="active or paused; withdraw with its own call")
+
+
+def updated(current: dict[str, object], changes: DonorChanges, *, now: datetime) -> DonorUpdatedV1:
+    """The donor's next version. `current` is the stored donor (columns and profile merged)."""
+    if current.get("status") == DonorStatus.withdrawn.value:
+        raise SignupRefused("status", "a withdrawn donor cannot be changed")
+    if changes.status == DonorStatus.withdrawn:
+        raise SignupRefused("status", "use POST /v1/donors/{donor_id}/withdraw to withdraw")
+    patch = changes.model_dump(exclude_none=True)
+    merged = {**current, **patch, "version": int(str(current["version"])) + 1, "updated_at": now}
+    if merged.get("phone") is None and isinstance(merged.get("contact"), dict) and merged["contact"].get("sms"):
+        raise SignupRefused("contact.sms", "SMS was chosen but no phone number was given")
+    fields = DonorUpdatedV1.model_fields
+    return DonorUpdatedV1.model_validate({k: v for k, v in merged.items() if k in fields})
