@@ -297,7 +297,7 @@ async def insert_booking(
     result: str = await conn.execute(
         "INSERT INTO bookings (booking_id, event_id, federation_id, organisation_id, donor_id, name, email, language,"
         " status, waitlist_seq, created_at, confirmed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-        " CASE WHEN $9 = 'confirmed' THEN $11 END) ON CONFLICT DO NOTHING",
+        " CASE WHEN $9::text = 'confirmed' THEN $11::timestamptz END) ON CONFLICT DO NOTHING",
         booking_id,
         event["event_id"],
         event["federation_id"],
