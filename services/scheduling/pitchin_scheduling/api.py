@@ -1,20 +1,93 @@
-"""Scheduling's HTTP routes: parse, call the service layer, map errors."""
+"""Scheduling's HTTP routes: parse, call the service layer, map errors.
+
+`router` needs an API key and shows a tenant its own events only (another tenant's are 404);
+`public` serves what anyone may see: published events, their calendars and the listing.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import EmailStr, Field, HttpUrl
 
-from pitchin_core.auth import CallerDep
-from pitchin_core.contracts.scheduling import EventCreatedV1
+from pitchin_core.auth import Caller, CallerDep
+from pitchin_core.contracts.common import Contract
+from pitchin_core.contracts.scheduling import EventKind, EventStatus
 from pitchin_core.http import Problem
 from pitchin_scheduling import service, storage
-from pitchin_scheduling.domain.events import EventDraft, to_icalendar
+from pitchin_scheduling.domain import events as rules
+from pitchin_scheduling.domain.agenda import Session, SessionDraft
+from pitchin_scheduling.domain.calendar import to_icalendar
+from pitchin_scheduling.domain.events import Event, EventChanges, EventDraft, Reschedule
+from pitchin_scheduling.domain.series import SeriesDraft
 
 router = APIRouter(prefix="/v1", tags=["events"])
+public = APIRouter(prefix="/v1", tags=["public"])
+CALENDAR = "text/calendar; charset=utf-8"
+
+
+class EventView(Event):
+    calendar_url: str
+    attendees: dict[str, int] | None = Field(default=None, description="Bookings by status, learned from signups")
+
+
+class SeriesView(Contract):
+    series_id: str
+    rrule: str
+    events: list[EventView]
+
+
+class PublicEvent(Contract):
+    event_id: str
+    organisation_id: str
+    kind: EventKind
+    title: str
+    description: str
+    starts_at: datetime
+    ends_at: datetime
+    time_zone: str
+    status: EventStatus
+    venue_name: str | None
+    venue_address: str | None
+    venue_latitude: float | None
+    venue_longitude: float | None
+    online_url: str | None
+    livestream_platform: str | None
+    embed_url: str | None
+    hashtag: str | None
+    capacity: int | None
+    free_places: bool
+    booking_deadline: datetime | None
+    co_hosts: list[str]
+    supporting_organisations: list[str]
+    image_urls: list[str]
+    series_id: str | None
+    calendar_url: str
+
+
+class EventPage(Contract):
+    events: list[PublicEvent]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class Cancellation(Contract):
+    reason: str = Field(default="", max_length=1000)
+
+
+class Recording(Contract):
+    recording_url: HttpUrl
+
+
+class PersonFeed(Contract):
+    email: str
+    feed_url: str
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -22,29 +95,332 @@ def _pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-@router.post("/events", status_code=status.HTTP_201_CREATED, response_model=EventCreatedV1)
-async def create(draft: EventDraft, caller: CallerDep, request: Request, response: Response) -> Any:
-    event = await service.schedule_event(_pool(request), caller, draft, datetime.now(UTC))
-    response.headers["Location"] = f"/v1/events/{event.event_id}"
+def _base_url(request: Request) -> str:
+    base: str = request.app.state.runtime.settings.public_base_url
+    return base.rstrip("/")
+
+
+def _calendar_url(event: Event) -> str:
+    return f"/v1/events/{event.event_id}.ics"
+
+
+def _view(event: Event, attendees: dict[str, int] | None = None) -> EventView:
+    return EventView(**dict(event), calendar_url=_calendar_url(event), attendees=attendees)
+
+
+def _public_view(event: Event) -> PublicEvent:
+    fields = set(PublicEvent.model_fields) - {"calendar_url"}
+    return PublicEvent(**{name: getattr(event, name) for name in fields}, calendar_url=_calendar_url(event))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _visible(request: Request, caller: Caller, event_id: str) -> Event:
+    event = await storage.get_event(_pool(request), caller.federation_id, event_id)
+    if event is None or not caller.can_act_for(event.federation_id, event.organisation_id):
+        raise service.not_found(event_id)
     return event
 
 
-# Declared before /events/{event_id}, which would otherwise swallow the .ics suffix.
-@router.get("/events/{event_id}.ics", response_class=Response)
-async def calendar(event_id: str, request: Request) -> Response:
-    """Public: anyone with the link can add a published event to their calendar."""
-    row = await storage.get_public_event(_pool(request), event_id)
-    if row is None:
+# -- events -------------------------------------------------------------------------------
+
+
+@router.post("/events", status_code=status.HTTP_201_CREATED, response_model=EventView)
+async def create_event(draft: EventDraft, caller: CallerDep, request: Request, response: Response) -> EventView:
+    event = await service.create_event(_pool(request), caller, draft, _now())
+    response.headers["Location"] = f"/v1/events/{event.event_id}"
+    return _view(event)
+
+
+@router.post("/series", status_code=status.HTTP_201_CREATED, response_model=SeriesView)
+async def create_series(draft: SeriesDraft, caller: CallerDep, request: Request, response: Response) -> SeriesView:
+    """A series by recurrence rule: each occurrence is an event of its own (booked and reminded alone)."""
+    series_id, events = await service.create_series(_pool(request), caller, draft, _now())
+    response.headers["Location"] = f"/v1/series/{series_id}"
+    return SeriesView(series_id=series_id, rrule=draft.rrule, events=[_view(e) for e in events])
+
+
+@router.get("/series/{series_id}", response_model=list[EventView])
+async def series_events(series_id: str, caller: CallerDep, request: Request) -> list[EventView]:
+    events = await storage.events_of_series(_pool(request), caller.federation_id, series_id)
+    visible = [e for e in events if caller.can_act_for(e.federation_id, e.organisation_id)]
+    if not visible:
+        raise Problem(404, "Not found", f"No series {series_id} here.")
+    return [_view(e) for e in visible]
+
+
+@router.get("/events", response_model=list[EventView])
+async def own_events(
+    caller: CallerDep,
+    request: Request,
+    status_: Annotated[list[EventStatus] | None, Query(alias="status")] = None,
+    starts_from: Annotated[datetime | None, Query(alias="from")] = None,
+    starts_before: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[EventView]:
+    """The caller's events in every state, drafts included, in start order."""
+    query = storage.EventQuery(
+        federation_id=caller.federation_id,
+        organisation_id=caller.organisation_id,
+        statuses=[s.value for s in status_ or EventStatus],
+        starts_from=_aware(starts_from),
+        starts_before=_aware(starts_before),
+        limit=limit,
+    )
+    return [_view(e) for e in await storage.list_events(_pool(request), query)]
+
+
+@router.get("/events/{event_id}.ics", response_class=Response, tags=["public"])
+async def event_calendar(event_id: str, request: Request) -> Response:
+    """Public: anyone with the link can add a published event (and its agenda) to their calendar."""
+    pool = _pool(request)
+    event = await storage.get_public_event(pool, event_id)
+    if event is None:
         raise Problem(404, "Not found", f"No published event {event_id}.")
-    event = EventCreatedV1.model_validate({k: row[k] for k in EventCreatedV1.model_fields if k in row.keys()})
-    base_url = request.app.state.runtime.settings.public_base_url
-    body = to_icalendar([event], public_base_url=base_url, now=datetime.now(UTC))
-    return Response(body, media_type="text/calendar; charset=utf-8")
+    sessions = await storage.sessions_of_event(pool, event_id)
+    body = to_icalendar([event], public_base_url=_base_url(request), now=_now(), name=event.title, sessions=sessions)
+    return Response(body, media_type=CALENDAR)
 
 
-@router.get("/events/{event_id}")
-async def get(event_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    row = await storage.get_event(_pool(request), caller.federation_id, event_id)
-    if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
-        raise Problem(404, "Not found", f"No event {event_id} here.")
-    return dict(row)
+@router.get("/events/{event_id}", response_model=EventView)
+async def get_event(event_id: str, caller: CallerDep, request: Request) -> EventView:
+    event = await _visible(request, caller, event_id)
+    return _view(event, await storage.attendee_counts(_pool(request), event_id))
+
+
+@router.patch("/events/{event_id}", response_model=EventView)
+async def update_event(event_id: str, changes: EventChanges, caller: CallerDep, request: Request) -> EventView:
+    now = _now()
+    event = await service.change_event(_pool(request), caller, event_id, lambda e: rules.update(e, changes, now), now)
+    return _view(event)
+
+
+@router.post("/events/{event_id}/reschedule", response_model=EventView)
+async def reschedule_event(event_id: str, change: Reschedule, caller: CallerDep, request: Request) -> EventView:
+    """Move the event; its sessions keep their place in it and pending reminders move with it."""
+    now = _now()
+    event = await service.change_event(
+        _pool(request), caller, event_id, lambda e: rules.reschedule(e, change, now), now
+    )
+    return _view(event)
+
+
+@router.post("/events/{event_id}/cancel", response_model=EventView)
+async def cancel_event(event_id: str, body: Cancellation, caller: CallerDep, request: Request) -> EventView:
+    now = _now()
+    event = await service.change_event(
+        _pool(request), caller, event_id, lambda e: rules.cancel(e, body.reason, now), now
+    )
+    return _view(event)
+
+
+def _step(name: str, command: Any, summary: str) -> None:
+    async def route(event_id: str, caller: CallerDep, request: Request) -> EventView:
+        now = _now()
+        event = await service.change_event(_pool(request), caller, event_id, partial(_apply, command, now=now), now)
+        return _view(event)
+
+    route.__name__ = name.replace("/", "_") + "_event"
+    router.add_api_route(
+        f"/events/{{event_id}}/{name}", route, methods=["POST"], response_model=EventView, summary=summary
+    )
+
+
+def _apply(command: Any, event: Event, *, now: datetime) -> Any:
+    return command(event, now)
+
+
+_step("publish", rules.publish, "Publish a draft")
+_step("start", rules.start, "The event is live")
+_step("end", rules.end, "The event has ended")
+_step("archive", rules.archive, "Archive an ended or cancelled event")
+_step("livestream/start", rules.start_livestream, "The livestream is on air")
+_step("livestream/end", rules.end_livestream, "The livestream is over")
+
+
+@router.post("/events/{event_id}/livestream/recording", response_model=EventView)
+async def recording_available(event_id: str, body: Recording, caller: CallerDep, request: Request) -> EventView:
+    now = _now()
+    url = str(body.recording_url)
+    event = await service.change_event(
+        _pool(request), caller, event_id, lambda e: rules.recording_available(e, url, now), now
+    )
+    return _view(event)
+
+
+# -- agenda ---------------------------------------------------------------------------------
+
+
+@router.get("/events/{event_id}/sessions", response_model=list[Session], tags=["agenda"])
+async def sessions(event_id: str, caller: CallerDep, request: Request) -> list[Session]:
+    await _visible(request, caller, event_id)
+    return await storage.sessions_of_event(_pool(request), event_id)
+
+
+@router.post("/events/{event_id}/sessions", status_code=201, response_model=Session, tags=["agenda"])
+async def add_session(
+    event_id: str, draft: SessionDraft, caller: CallerDep, request: Request, response: Response
+) -> Session:
+    session = await service.put_session(_pool(request), caller, event_id, draft, _now())
+    response.headers["Location"] = f"/v1/events/{event_id}/sessions/{session.session_id}"
+    return session
+
+
+@router.put("/events/{event_id}/sessions/{session_id}", response_model=Session, tags=["agenda"])
+async def change_session(
+    event_id: str, session_id: str, draft: SessionDraft, caller: CallerDep, request: Request
+) -> Session:
+    return await service.put_session(_pool(request), caller, event_id, draft, _now(), session_id=session_id)
+
+
+@router.delete("/events/{event_id}/sessions/{session_id}", status_code=204, tags=["agenda"])
+async def remove_session(event_id: str, session_id: str, caller: CallerDep, request: Request) -> Response:
+    await service.remove_session(_pool(request), caller, event_id, session_id, _now())
+    return Response(status_code=204)
+
+
+# -- reminders and attendees ----------------------------------------------------------------
+
+
+class ReminderView(Contract):
+    reminder_id: str
+    kind: str
+    offset_seconds: int
+    due_at: datetime
+    event_version: int
+    fired_at: datetime | None
+
+
+@router.get("/events/{event_id}/reminders", response_model=list[ReminderView], tags=["reminders"])
+async def reminders(event_id: str, caller: CallerDep, request: Request) -> list[ReminderView]:
+    event = await _visible(request, caller, event_id)
+    rows = await storage.reminders_of_event(_pool(request), event_id)
+    return [
+        ReminderView(
+            **{
+                **dict(r),
+                "due_at": rules.in_zone(r["due_at"], event.time_zone),
+                "fired_at": r["fired_at"] and rules.in_zone(r["fired_at"], event.time_zone),
+            }
+        )
+        for r in rows
+    ]
+
+
+@router.get("/events/{event_id}/attendees", tags=["attendees"])
+async def attendees(event_id: str, caller: CallerDep, request: Request) -> list[dict[str, Any]]:
+    await _visible(request, caller, event_id)
+    return [dict(r) for r in await storage.attendees_of_event(_pool(request), event_id)]
+
+
+@router.get("/people/calendar", response_model=PersonFeed, tags=["attendees"])
+async def person_calendar_link(email: EmailStr, caller: CallerDep, request: Request) -> PersonFeed:
+    """The private feed URL of a person's bookings, to send them (calendar apps send no API key)."""
+    token = await storage.person_feed_token(_pool(request), caller.federation_id, str(email))
+    if token is None:
+        raise Problem(404, "Not found", "No bookings for this person here.")
+    return PersonFeed(email=str(email), feed_url=f"{_base_url(request)}/v1/feeds/{token}.ics")
+
+
+# -- public -----------------------------------------------------------------------------------
+
+
+@public.get("/feeds/{token}.ics", response_class=Response)
+async def person_calendar(token: str, request: Request) -> Response:
+    events = await storage.events_booked_by_token(_pool(request), token)
+    if events is None:
+        raise Problem(404, "Not found", "No such calendar feed.")
+    body = to_icalendar(events, public_base_url=_base_url(request), now=_now(), name="My Pitch In events")
+    return Response(body, media_type=CALENDAR)
+
+
+@public.get("/organisations/{organisation_id}/calendar.ics", response_class=Response)
+async def organisation_calendar(organisation_id: str, request: Request) -> Response:
+    now = _now()
+    query = storage.EventQuery(
+        organisation_id=organisation_id,
+        statuses=("published", "live", "cancelled"),
+        ending_after=now,
+        limit=500,
+    )
+    events = await storage.list_events(_pool(request), query)
+    body = to_icalendar(events, public_base_url=_base_url(request), now=now, name=f"Events of {organisation_id}")
+    return Response(body, media_type=CALENDAR)
+
+
+@public.get("/public/events", response_model=EventPage)
+async def upcoming_events(
+    request: Request,
+    federation_id: str | None = None,
+    organisation_id: str | None = None,
+    kind: EventKind | None = None,
+    online: bool | None = None,
+    hashtag: Annotated[str | None, Query(pattern=rules.HASHTAG)] = None,
+    starts_from: Annotated[datetime | None, Query(alias="from", description="Naive times are UTC")] = None,
+    starts_before: Annotated[datetime | None, Query(alias="to")] = None,
+    near_lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    near_lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    within_km: Annotated[float, Query(gt=0, le=20_000)] = 25.0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> EventPage:
+    """Upcoming published events (not yet ended), in start order, a page at a time."""
+    if (near_lat is None) != (near_lon is None):
+        raise Problem(
+            422,
+            "Invalid request",
+            "near_lat and near_lon go together",
+            kind="/problems/validation",
+            errors=[{"field": "query.near_lat" if near_lat is None else "query.near_lon", "message": "missing"}],
+        )
+    query = storage.EventQuery(
+        federation_id=federation_id,
+        organisation_id=organisation_id,
+        kind=kind.value if kind else None,
+        online=online,
+        hashtag=hashtag,
+        starts_from=_aware(starts_from),
+        starts_before=_aware(starts_before),
+        near=(near_lat, near_lon) if near_lat is not None and near_lon is not None else None,
+        within_km=within_km,
+        ending_after=_now(),
+        after=_read_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    events = await storage.list_events(_pool(request), query)
+    page, more = events[:limit], len(events) > limit
+    return EventPage(
+        events=[_public_view(e) for e in page],
+        next_cursor=_write_cursor(page[-1]) if more else None,
+    )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _write_cursor(event: Event) -> str:
+    raw = json.dumps([event.starts_at.isoformat(), event.event_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        starts_at, event_id = json.loads(raw)
+        moment = datetime.fromisoformat(starts_at)
+        if moment.tzinfo is None or not isinstance(event_id, str):
+            raise ValueError("incomplete cursor")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Problem(
+            422,
+            "Invalid request",
+            "cursor is not one this listing gave out",
+            kind="/problems/validation",
+            errors=[{"field": "query.cursor", "message": "not a cursor from a previous page"}],
+        ) from exc
+    return moment, event_id

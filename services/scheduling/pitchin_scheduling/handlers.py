@@ -1,14 +1,23 @@
-"""Scheduling's Kafka subscribers.
-
-Scheduling owns events and their time and, until bookings and reminders arrive (issue 6),
-learns nothing from other services' topics.
-"""
+"""Scheduling's Kafka subscribers: decode, then hand to the service layer."""
 
 from __future__ import annotations
 
+from pitchin_core.contracts.bookings import BookingFacts
+from pitchin_core.contracts.cloudevents import CloudEvent
+from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.topics import BOOKINGS
 from pitchin_core.runtime import Runtime
+from pitchin_scheduling import service
 
 
 def register(runtime: Runtime) -> None:
-    """No subscriptions yet; kept so every service is wired the same way."""
-    del runtime
+    metrics = runtime.metrics
+
+    async def on_booking(event: CloudEvent, data: EventData) -> None:
+        # Who booked what, for attendee counts and each person's calendar feed.
+        if not isinstance(data, BookingFacts):
+            return
+        applied = await service.record_booking(runtime.pool, event, data)
+        metrics.events_applied.labels(metrics.service, event.type, "applied" if applied else "duplicate").inc()
+
+    runtime.subscribe(BOOKINGS, on_booking)

@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from fastapi import FastAPI
+from pydantic import Field
 
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_scheduling import api, handlers
+from pitchin_scheduling.timer import ReminderTimer
 
 
 class SchedulingSettings(ServiceSettings):
     service_name: str = "scheduling"
     http_port: int = 8004
+    reminder_batch_size: int = Field(default=200, ge=1, le=5_000)
 
 
 def create_app(settings: SchedulingSettings | None = None) -> FastAPI:
-    runtime = Runtime(settings or SchedulingSettings(), files("pitchin_scheduling") / "migrations")
+    settings = settings or SchedulingSettings()
+    runtime = Runtime(settings, files("pitchin_scheduling") / "migrations")
     handlers.register(runtime)
-    return runtime.http_app([api.router], title="Pitch In scheduling")
+    app = runtime.http_app([api.public, api.router], title="Pitch In scheduling")
+    service_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        async with service_lifespan(app_):
+            timer = ReminderTimer(
+                runtime.pool, runtime.metrics, schema=settings.db_schema, batch_size=settings.reminder_batch_size
+            )
+            await timer.start()
+            try:
+                yield
+            finally:
+                await timer.stop()
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def main() -> None:
