@@ -783,6 +783,8 @@ class _SinkHandler:
         # Same convention as aiosmtpd.handlers.Message: keep the envelope visible.
         message["X-MailFrom"] = str(envelope.mail_from)
         message["X-RcptTo"] = ", ".join(str(r) for r in envelope.rcpt_tos)
+        # Wall-clock arrival, for benchmarks that measure request-to-inbox latency.
+        message["X-Sink-Received-At"] = f"{time.time():.6f}"
         self._sink._deliver(message)
         return "250 Message accepted for delivery"
 

@@ -30,7 +30,16 @@ from pitchin_core.contracts.fights import (
     NeedUpdatedV1,
 )
 from pitchin_core.contracts.matching import AssignmentConfirmedV1, AssignmentReleasedV1
-from pitchin_core.contracts.scheduling import EventCreatedV1
+from pitchin_core.contracts.scheduling import (
+    EventArchivedV1,
+    EventCancelledV1,
+    EventCreatedV1,
+    EventEndedV1,
+    EventFacts,
+    EventSnapshot,
+    EventStartedV1,
+    ReminderDueV1,
+)
 from pitchin_core.db import Conn
 from pitchin_core.http import Problem
 from pitchin_core.inbox import first_delivery
@@ -54,6 +63,12 @@ from pitchin_signups.domain.fights import (
 from pitchin_signups.domain.taxonomy import DEFAULT_SKILLS, unknown_skills
 
 SOURCE = "/pitchin/signups"
+EVENT_STATUS_AFTER: dict[type[EventFacts], str] = {
+    EventCancelledV1: "cancelled",
+    EventStartedV1: "live",
+    EventEndedV1: "ended",
+    EventArchivedV1: "archived",
+}
 CONSUMER = "signups"
 
 
@@ -410,15 +425,55 @@ async def apply_assignment(
 
 
 async def learn_event(pool: asyncpg.Pool, event: CloudEvent, data: EventData) -> bool:
+    """Keep what bookings need of scheduling's events: times, capacity, registration, status."""
     async with pool.acquire() as conn, conn.transaction():
         if not await first_delivery(conn, CONSUMER, event.id, event.type):
             return False
         if isinstance(data, EventCreatedV1):
-            await storage.upsert_known_event(conn, data)
-        elif event.type.endswith((".event.cancelled.v1", ".event.ended.v1", ".event.archived.v1")):
-            event_id = getattr(data, "event_id", None)
-            if event_id:
-                await storage.set_event_status(conn, event_id, event.type.split(".")[-2])
+            await storage.apply_event_facts(
+                conn,
+                event_id=data.event_id,
+                federation_id=data.federation_id,
+                organisation_id=data.organisation_id,
+                version=data.version,
+                title=data.title,
+                starts_at=data.starts_at,
+                status=data.status.value,
+                details={
+                    "capacity": data.capacity,
+                    "booking_deadline": data.booking_deadline,
+                    "waitlist": data.waitlist,
+                },
+            )
+        elif isinstance(data, EventSnapshot):
+            await storage.apply_event_facts(
+                conn,
+                event_id=data.event_id,
+                federation_id=data.federation_id,
+                organisation_id=data.organisation_id,
+                version=data.version,
+                title=data.title,
+                starts_at=data.starts_at,
+                status=data.status.value,
+                details={
+                    "capacity": data.capacity,
+                    "booking_deadline": data.booking_deadline,
+                    "waitlist": data.waitlist,
+                },
+            )
+        elif isinstance(data, EventFacts) and not isinstance(data, ReminderDueV1):
+            status = EVENT_STATUS_AFTER.get(type(data))
+            await storage.apply_event_facts(
+                conn,
+                event_id=data.event_id,
+                federation_id=data.federation_id,
+                organisation_id=data.organisation_id,
+                version=data.version,
+                title=data.title,
+                starts_at=data.starts_at,
+                status=status,
+                details=None,
+            )
         return True
 
 

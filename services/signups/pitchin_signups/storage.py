@@ -8,7 +8,6 @@ import asyncpg
 
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1
 from pitchin_core.contracts.fights import FightOpenedV1, NeedUpdatedV1
-from pitchin_core.contracts.scheduling import EventCreatedV1
 from pitchin_core.db import Conn
 
 _PROFILE = {"skills", "availability", "place", "languages", "causes", "union_member", "contact", "consent"}
@@ -233,25 +232,46 @@ async def list_needs(
 # Events and bookings -------------------------------------------------------------------
 
 
-async def upsert_known_event(conn: Conn, event: EventCreatedV1) -> None:
-    await conn.execute(
+async def apply_event_facts(
+    conn: Conn,
+    *,
+    event_id: str,
+    federation_id: str,
+    organisation_id: str | None,
+    version: int,
+    title: str,
+    starts_at: datetime,
+    status: str | None,
+    details: dict[str, object] | None,
+) -> bool:
+    """Upsert what bookings need to know of an event; an older version arriving late changes nothing.
+
+    `details` (capacity, booking_deadline, waitlist) is given by facts that carry the whole
+    description; other facts leave those columns as they were.
+    """
+    result: str = await conn.execute(
         "INSERT INTO known_events (event_id, federation_id, organisation_id, title, starts_at, capacity,"
-        " booking_deadline, waitlist) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " booking_deadline, waitlist, status, version) VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, true),"
+        " coalesce($9, 'published'), $10)"
         " ON CONFLICT (event_id) DO UPDATE SET title = EXCLUDED.title, starts_at = EXCLUDED.starts_at,"
-        " capacity = EXCLUDED.capacity, booking_deadline = EXCLUDED.booking_deadline, waitlist = EXCLUDED.waitlist",
-        event.event_id,
-        event.federation_id,
-        event.organisation_id,
-        event.title,
-        event.starts_at,
-        event.capacity,
-        getattr(event, "booking_deadline", None),
-        getattr(event, "waitlist", True),
+        " capacity = CASE WHEN $11 THEN EXCLUDED.capacity ELSE known_events.capacity END,"
+        " booking_deadline = CASE WHEN $11 THEN EXCLUDED.booking_deadline ELSE known_events.booking_deadline END,"
+        " waitlist = CASE WHEN $11 THEN EXCLUDED.waitlist ELSE known_events.waitlist END,"
+        " status = coalesce($9, known_events.status), version = EXCLUDED.version"
+        " WHERE known_events.version < EXCLUDED.version",
+        event_id,
+        federation_id,
+        organisation_id,
+        title,
+        starts_at,
+        (details or {}).get("capacity"),
+        (details or {}).get("booking_deadline"),
+        (details or {}).get("waitlist"),
+        status,
+        version,
+        details is not None,
     )
-
-
-async def set_event_status(conn: Conn, event_id: str, status: str) -> None:
-    await conn.execute("UPDATE known_events SET status = $2 WHERE event_id = $1", event_id, status)
+    return result != "INSERT 0 0"
 
 
 async def get_known_event(conn: Conn | asyncpg.Pool, event_id: str) -> asyncpg.Record | None:

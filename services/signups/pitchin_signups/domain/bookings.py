@@ -38,6 +38,8 @@ class BookingRefused(ValueError):
 
 
 def check_can_book(event: EventForBooking, now: datetime) -> None:
+    if event.status == "draft":
+        raise BookingRefused("event_id", "the event is not open for booking yet", 409)
     if event.status in ("cancelled", "ended", "archived"):
         raise BookingRefused("event_id", f"the event is {event.status}", 409)
     closes = event.booking_deadline or event.starts_at

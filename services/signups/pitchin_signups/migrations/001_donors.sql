@@ -36,6 +36,7 @@ CREATE TABLE known_events (
     booking_deadline  timestamptz,
     waitlist          boolean NOT NULL DEFAULT true,
     status            text NOT NULL DEFAULT 'published',
+    version           integer NOT NULL DEFAULT 1,
     confirmed         integer NOT NULL DEFAULT 0,
     waitlist_seq      bigint NOT NULL DEFAULT 0,
     learned_at        timestamptz NOT NULL DEFAULT now()

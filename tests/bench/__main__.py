@@ -1,0 +1,32 @@
+"""`make bench`: every benchmark in turn; each prints its figures beside this run's raw limits."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+import time
+
+import tests.bench
+
+
+def main() -> int:
+    names = sorted(m.name for m in pkgutil.iter_modules(tests.bench.__path__) if m.name.startswith("bench_"))
+    wanted = set(sys.argv[1:])
+    failed = []
+    for name in names:
+        if wanted and name not in wanted:
+            continue
+        print(f"\n=== {name}", flush=True)
+        started = time.perf_counter()
+        try:
+            importlib.import_module(f"tests.bench.{name}").main()
+        except Exception as exc:  # one broken benchmark should not hide the others' figures
+            failed.append(name)
+            print(f"  FAILED: {type(exc).__name__}: {exc}", flush=True)
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

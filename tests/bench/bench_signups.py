@@ -1,0 +1,211 @@
+"""Sign-ups accepted per second, sign-up → welcome email latency, and a booking rush,
+on the real services, Kafka, PostgreSQL and SMTP, beside the raw limits of this run."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from pitchin_testing.processes import SERVICES
+from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, ensure_installed, free_port, free_ports
+from pitchin_testing.stack import Stack
+from tests.bench.limits import (
+    kafka_round_trip_ms,
+    line,
+    percentile,
+    postgres_capacity_rush,
+    postgres_row_and_outbox_txn_per_s,
+)
+from tests.unit.factories import donor_signup
+
+SIGNUPS = 2000
+CONCURRENCY = 32
+PACED_RATE = 100  # sign-ups per second for the latency run
+PACED_SECONDS = 5
+RUSH_ATTEMPTS = 3000
+RUSH_CAPACITY = 60
+
+
+async def _sign_up(client: httpx.AsyncClient, url: str, key: str, count: int, tag: str) -> list[int]:
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(i: int) -> int:
+        async with slots:
+            answer = await client.post(
+                f"{url}/v1/donors",
+                headers={"Authorization": f"Bearer {key}"},
+                json=donor_signup(name=f"Bench {i}", email=f"{tag}-{i}@bench.example"),
+            )
+            return answer.status_code
+
+    return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def _paced(client: httpx.AsyncClient, url: str, key: str, tag: str) -> dict[str, float]:
+    sent: dict[str, float] = {}
+
+    async def one(i: int) -> None:
+        email = f"{tag}-{i}@paced.example"
+        answer = await client.post(
+            f"{url}/v1/donors",
+            headers={"Authorization": f"Bearer {key}"},
+            json=donor_signup(name=f"Paced {i}", email=email),
+        )
+        answer.raise_for_status()
+        sent[email] = time.time()
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(PACED_RATE * PACED_SECONDS):
+        await asyncio.sleep(max(0.0, start + i / PACED_RATE - time.perf_counter()))  # pacing, not waiting
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return sent
+
+
+def main() -> None:
+    ensure_installed()
+    state = Path(tempfile.mkdtemp(prefix="pitchin-bench-"))
+    kafka_port, controller_port = free_ports(2)
+    kafka = KafkaServer(state / "kafka", port=kafka_port, controller_port=controller_port)
+    postgres = PostgresServer(state / "postgres", free_port())
+    sink = SmtpSink()
+    kafka.start()
+    postgres.start()
+    sink.start()
+    stack = None
+    try:
+        database_url = postgres.create_database("bench")
+        stack = Stack(
+            kafka_bootstrap=kafka.bootstrap,
+            database_url=database_url,
+            smtp_port=sink.port,
+            otlp_endpoint=None,
+            ports={name: free_port() for name in SERVICES},
+            log_dir=state / "logs",
+            environment="test",
+        )
+        stack.start()
+        key = stack.issue_key("fed-bench", "org-bench", "organiser")
+        url = stack["signups"].url
+        print("signups benchmark (services as processes; real Kafka 4.1.1, PostgreSQL 15, SMTP)")
+
+        raw_txn = asyncio.run(postgres_row_and_outbox_txn_per_s(database_url, concurrency=8))
+        raw_p50, raw_p99 = asyncio.run(kafka_round_trip_ms(kafka.bootstrap))
+
+        async def throughput() -> tuple[float, Counter[int]]:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+                await _sign_up(client, url, key, 50, "warm")
+                started = time.perf_counter()
+                statuses = await _sign_up(client, url, key, SIGNUPS, uuid.uuid4().hex[:6])
+                return SIGNUPS / (time.perf_counter() - started), Counter(statuses)
+
+        rate, statuses = asyncio.run(throughput())
+        assert statuses == {201: SIGNUPS}, statuses
+        print(
+            line(
+                f"sign-ups accepted/s ({SIGNUPS}, {CONCURRENCY} at once)",
+                rate,
+                "per s",
+                "PG row+outbox txn/s (8 conns)",
+                raw_txn,
+                "per s",
+            )
+        )
+
+        sink.clear()
+        tag = uuid.uuid4().hex[:6]
+
+        async def paced() -> dict[str, float]:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+                return await _paced(client, url, key, tag)
+
+        sent = asyncio.run(paced())
+        deadline = time.monotonic() + 120
+        while len([m for m in sink.messages if str(m["To"]) in sent]) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        arrived = {str(m["To"]): float(str(m["X-Sink-Received-At"])) for m in sink.messages if str(m["To"]) in sent}
+        latencies = [(arrived[to] - sent[to]) * 1000 for to in arrived]
+        print(
+            f"  sign-up → welcome email in the SMTP sink, {PACED_RATE}/s for {PACED_SECONDS}s:"
+            f" {len(arrived)}/{len(sent)} arrived"
+        )
+        print(line("  p50 latency", percentile(latencies, 50), "ms", "Kafka round trip p50", raw_p50, "ms"))
+        print(line("  p99 latency", percentile(latencies, 99), "ms", "Kafka round trip p99", raw_p99, "ms"))
+
+        starts = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
+        event = httpx.post(
+            f"{stack['scheduling'].url}/v1/events",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=15,
+            json={
+                "kind": "book-launch",
+                "title": "Rush",
+                "starts_at": starts.isoformat(),
+                "ends_at": (starts + timedelta(hours=2)).isoformat(),
+                "time_zone": "Europe/London",
+                "venue_name": "Hall",
+                "capacity": RUSH_CAPACITY,
+                "organiser_email": "o@example.org",
+            },
+        ).json()
+        bookings_url = f"{url}/v1/events/{event['event_id']}/bookings"
+        deadline = time.monotonic() + 60
+        while httpx.get(bookings_url, headers={"Authorization": f"Bearer {key}"}).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("signups did not learn the event")
+            time.sleep(0.1)
+
+        async def rush() -> tuple[list[httpx.Response], float]:
+            async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=200)) as client:
+                started = time.perf_counter()
+                answers = await asyncio.gather(
+                    *(
+                        client.post(
+                            bookings_url,
+                            headers={"Authorization": f"Bearer {key}"},
+                            json={"name": f"R {i}", "email": f"r{i}@rush.example"},
+                        )
+                        for i in range(RUSH_ATTEMPTS)
+                    )
+                )
+                return answers, time.perf_counter() - started
+
+        answers, elapsed = asyncio.run(rush())
+        bodies = [a.json() for a in answers]
+        confirmed = sum("confirmed_at" in b for b in bodies)
+        positions = sorted(b["position"] for b in bodies if "position" in b)
+        in_order = positions == list(range(1, len(positions) + 1))
+        raw_confirmed, raw_elapsed = asyncio.run(postgres_capacity_rush(database_url, RUSH_ATTEMPTS, RUSH_CAPACITY))
+        print(
+            f"  booking rush: {RUSH_ATTEMPTS} simultaneous RSVPs for {RUSH_CAPACITY} places →"
+            f" {confirmed} confirmed, {len(positions)} waitlisted, positions 1..{len(positions)} in order: {in_order},"
+            f" oversold: {confirmed > RUSH_CAPACITY}"
+        )
+        print(
+            line(
+                "  booking rush, attempts/s over HTTP",
+                RUSH_ATTEMPTS / elapsed,
+                "per s",
+                f"PG raw UPDATE rush ({raw_confirmed} confirmed)",
+                RUSH_ATTEMPTS / raw_elapsed,
+                "per s",
+            )
+        )
+    finally:
+        if stack is not None:
+            stack.stop()
+        sink.stop()
+        postgres.cleanup()
+        kafka.stop()
+
+
+if __name__ == "__main__":
+    main()
