@@ -9,7 +9,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(PY) -m pytest
 
-.PHONY: help setup run stop lint typecheck unit integration e2e chart test bench clean
+.PHONY: help setup run stop lint typecheck unit integration e2e chart test bench contracts clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ test: setup lint typecheck  ## everything CI runs: lint, types, unit, integratio
 
 bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/PostgreSQL limits
 	$(PY) -m tests.bench
+
+contracts: $(STAMP)  ## regenerate docs/contracts (AsyncAPI, JSON Schema) from the models
+	$(PY) -m pitchin_core.contracts.docs
 
 clean:  ## remove test state (keeps the download cache in ~/.cache/pitchin)
 	rm -rf .state .mypy_cache .ruff_cache
