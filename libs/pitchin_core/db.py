@@ -17,10 +17,25 @@ def core_migrations() -> Traversable:
     return files("pitchin_core") / "migrations"
 
 
+class _NoResetConnection(asyncpg.Connection):
+    """A pooled connection that skips asyncpg's reset query on release.
+
+    The default (`RESET ALL; UNLISTEN *; pg_advisory_unlock_all(); CLOSE ALL`) is one more
+    round trip on every request, 14% of signups' CPU in a profile. Our code keeps no
+    session state: settings are per transaction (`SET LOCAL`), advisory locks are
+    transaction-scoped, and the only LISTENs are on connections held for a service's life.
+    An open transaction is still rolled back by asyncpg itself.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, schema: str, size: int = 10) -> asyncpg.Pool:
     _check_schema(schema)
     pool = await asyncpg.create_pool(
         dsn,
+        connection_class=_NoResetConnection,
         min_size=1,
         max_size=size,
         server_settings={"search_path": schema, "application_name": f"pitchin-{schema}"},

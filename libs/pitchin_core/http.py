@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pitchin_core.telemetry import Metrics
 
@@ -70,20 +70,36 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, str(exc.detail), str(exc.detail))
 
 
-def install_red_metrics(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def _red(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+class RedMetricsMiddleware:
+    """Rate, errors and duration per route template, as plain ASGI.
+
+    Starlette's `BaseHTTPMiddleware` (what `@app.middleware("http")` builds) streams every
+    response through anyio memory channels; this costs nothing of the kind.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, record_status)
         finally:
-            route = request.scope.get("route")
             # The route template, never the raw path: ids in labels would be unbounded.
-            template = getattr(route, "path", "unmatched")
-            metrics.http_requests.labels(metrics.service, request.method, template, f"{status // 100}xx").inc()
-            metrics.http_duration.labels(metrics.service, request.method, template).observe(
-                time.perf_counter() - started
-            )
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            service = self.metrics.service
+            self.metrics.http_requests.labels(service, method, template, f"{status // 100}xx").inc()
+            self.metrics.http_duration.labels(service, method, template).observe(time.perf_counter() - started)

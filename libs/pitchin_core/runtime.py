@@ -19,9 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pitchin_core.contracts.topics import TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
-from pitchin_core.http import install_error_handlers, install_red_metrics
+from pitchin_core.http import RedMetricsMiddleware, install_error_handlers
 from pitchin_core.idempotency import IdempotencyMiddleware
 from pitchin_core.kafka_admin import ensure_topics
+from pitchin_core.lag import start_lag_monitor, stop_lag_monitor
 from pitchin_core.messaging import DeadLetters, EventHandler, create_broker, subscribe
 from pitchin_core.outbox import OutboxRelay, new_producer
 from pitchin_core.settings import ServiceSettings
@@ -49,6 +50,7 @@ class Runtime:
         )
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
+        self._lag_monitor: asyncio.Task[None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -104,9 +106,11 @@ class Runtime:
         )
         await self.relay.start()
         await self.broker.start()
+        self._lag_monitor = start_lag_monitor(self)
         log.info("%s started", s.service_name)
 
     async def stop(self) -> None:
+        await stop_lag_monitor(self._lag_monitor)
         await self.broker.stop()
         if self.relay is not None:
             await self.relay.stop()
@@ -148,7 +152,7 @@ class Runtime:
         )
         app.state.runtime = self
         install_error_handlers(app)
-        install_red_metrics(app, self.metrics)
+        app.add_middleware(RedMetricsMiddleware, metrics=self.metrics)
         app.add_middleware(IdempotencyMiddleware, pool=lambda: self.pool)
 
         @app.get("/healthz", include_in_schema=False)
@@ -173,9 +177,10 @@ class Runtime:
             exclude_spans=["receive", "send"],
             excluded_urls="healthz,readyz,metrics",
         )
-        AsyncPGInstrumentor().instrument(  # type: ignore[no-untyped-call]
-            tracer_provider=self.tracer_provider
-        )
+        if self.settings.trace_database:
+            AsyncPGInstrumentor().instrument(  # type: ignore[no-untyped-call]
+                tracer_provider=self.tracer_provider
+            )
         return app
 
 
