@@ -25,12 +25,22 @@ class OfferFacts(EventData):
 
 
 class OfferMadeV1(OfferFacts):
+    """An offer to a donor. The links carry a donor credential (an HMAC-signed, expiring token)
+    scoped to this offer (accept/decline) or to the donor (their offers): email them, never log them."""
+
     event_type: ClassVar[str] = "org.pitchin.offer.made.v1"
     need_title: str
     score: float
     explanation: list[ScoreComponent] = Field(default_factory=list)
     expires_at: datetime
     made_at: datetime
+    deadline: datetime | None = None
+    estimated_hours: float | None = None
+    urgency: str | None = None
+    offer_token: str | None = None
+    accept_url: str | None = None
+    decline_url: str | None = None
+    offers_url: str | None = None
 
 
 class OfferAcceptedV1(OfferFacts):
@@ -58,6 +68,8 @@ class OfferCancelledV1(OfferFacts):
 
 
 class AssignmentConfirmedV1(OfferFacts):
+    """The organiser confirmed the donor who accepted; the assignment's id is the offer's id."""
+
     event_type: ClassVar[str] = "org.pitchin.assignment.confirmed.v1"
     confirmed_at: datetime
 

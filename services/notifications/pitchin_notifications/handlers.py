@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.topics import DONORS, EVENTS
+from pitchin_core.contracts.topics import consumed_by
 from pitchin_core.runtime import Runtime
-from pitchin_notifications import service
-from pitchin_notifications.templates import Renderer
+from pitchin_notifications.service import Notifications
 
 
-def register(runtime: Runtime, renderer: Renderer) -> None:
+def register(runtime: Runtime, notifications: Notifications) -> None:
     metrics = runtime.metrics
-    base_url = runtime.settings.public_base_url
 
     async def on_event(event: CloudEvent, data: EventData) -> None:
-        staged = await service.stage_messages(runtime.pool, renderer, event, data, base_url)
+        staged = await notifications.apply_event(runtime.pool, event, data)
         metrics.events_applied.labels(metrics.service, event.type, "duplicate" if staged is None else "applied").inc()
 
-    runtime.subscribe(DONORS, on_event)
-    runtime.subscribe(EVENTS, on_event)
+    # Every topic the table names notifications a consumer of: donors, needs, bookings,
+    # matches and events. Types without a message rule still feed read models and webhooks.
+    for spec in consumed_by(runtime.settings.service_name):
+        runtime.subscribe(spec, on_event)

@@ -6,44 +6,112 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 
+import httpx
 from fastapi import FastAPI
+from pydantic import Field, model_validator
 
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_notifications import api, handlers
-from pitchin_notifications.sender import EmailSender
+from pitchin_notifications.channels import ChannelAdapter, EmailChannel, SmsChannel, WebhookChannel
+from pitchin_notifications.domain.quiet_hours import QuietHours
+from pitchin_notifications.sender import ChannelPolicy, Sender
+from pitchin_notifications.service import Notifications, Policy
 from pitchin_notifications.templates import Renderer
+
+_LOCAL_UNSUBSCRIBE_SECRET = "local-only-unsubscribe-secret"
 
 
 class NotificationsSettings(ServiceSettings):
     service_name: str = "notifications"
     http_port: int = 8003
+    # email
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     mail_from: str = "Pitch In <no-reply@pitchin.local>"
-    email_concurrency: int = 10
-    email_max_attempts: int = 6
+    email_concurrency: int = Field(default=10, ge=1, le=200)
+    email_max_attempts: int = Field(default=6, ge=1)
+    # SMS: service-wide defaults; a federation's channel config (PUT /v1/channel-config) overrides them
+    sms_base_url: str = ""
+    sms_account_sid: str = ""
+    sms_auth_token: str = ""
+    sms_from: str = ""
+    sms_concurrency: int = Field(default=5, ge=1, le=100)
+    sms_max_attempts: int = Field(default=6, ge=1)
+    sms_max_segments: int = Field(default=4, ge=1, le=10)
+    # webhooks
+    webhook_concurrency: int = Field(default=10, ge=1, le=200)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_disable_after: int = Field(default=5, ge=1, description="dead deliveries in a row before disabling")
+    # delivery policy
+    sender_batch_size: int = Field(default=100, ge=1, le=5000)
+    fanout_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_cap_seconds: float = Field(default=900.0, gt=0)
+    quiet_hours: str = Field(default="21:00-08:00", description="default quiet hours; '' for none")
+    digest_seconds: int = Field(default=86_400, ge=0, description="how long low-priority messages wait for a digest")
+    unsubscribe_secret: str = _LOCAL_UNSUBSCRIBE_SECRET
+
+    @model_validator(mode="after")
+    def _refuse_local_unsubscribe_secret(self) -> NotificationsSettings:
+        if self.environment in {"staging", "production"} and self.unsubscribe_secret == _LOCAL_UNSUBSCRIBE_SECRET:
+            raise ValueError("set PITCHIN_UNSUBSCRIBE_SECRET outside local development and tests")
+        QuietHours.parse(self.quiet_hours) if self.quiet_hours else None
+        return self
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     runtime = Runtime(settings, files("pitchin_notifications") / "migrations")
-    handlers.register(runtime, Renderer())
+    notifications = Notifications(
+        Renderer(sms_max_segments=settings.sms_max_segments),
+        Policy(
+            public_base_url=settings.public_base_url,
+            unsubscribe_key=settings.unsubscribe_secret.encode("utf-8"),
+            quiet_hours=QuietHours.parse(settings.quiet_hours) if settings.quiet_hours else None,
+            digest_seconds=settings.digest_seconds,
+            fanout_batch=settings.fanout_batch_size,
+            webhook_disable_after=settings.webhook_disable_after,
+        ),
+    )
+    handlers.register(runtime, notifications)
     app = runtime.http_app([api.router], title="Pitch In notifications")
+    app.state.notifications = notifications
     service_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with service_lifespan(app_):
-            sender = EmailSender(
+        async with (
+            service_lifespan(app_),
+            httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as http,
+        ):
+            adapters: dict[str, ChannelAdapter] = {
+                "email": EmailChannel(
+                    settings.smtp_host, settings.smtp_port, settings.mail_from, keep=settings.email_concurrency
+                ),
+                "sms": SmsChannel(
+                    http, settings.sms_base_url, settings.sms_account_sid, settings.sms_auth_token, settings.sms_from
+                ),
+                "webhook": WebhookChannel(http),
+            }
+            batch = settings.sender_batch_size
+            sender = Sender(
                 runtime.pool,
                 runtime.metrics,
                 schema=settings.db_schema,
-                smtp_host=settings.smtp_host,
-                smtp_port=settings.smtp_port,
-                mail_from=settings.mail_from,
-                max_attempts=settings.email_max_attempts,
-                concurrency=settings.email_concurrency,
+                adapters=adapters,
+                policies={
+                    "email": ChannelPolicy(settings.email_max_attempts, settings.email_concurrency, batch),
+                    "sms": ChannelPolicy(settings.sms_max_attempts, settings.sms_concurrency, batch),
+                    "webhook": ChannelPolicy(settings.webhook_max_attempts, settings.webhook_concurrency, batch),
+                },
+                retry_base=settings.retry_base_seconds,
+                retry_cap=settings.retry_cap_seconds,
+                jobs=(
+                    lambda: notifications.expand_next_job(runtime.pool),
+                    lambda: notifications.make_digests(runtime.pool),
+                ),
             )
             await sender.start()
             try:

@@ -1,44 +1,568 @@
-"""Notifications' use cases: stage the messages an event causes, in one transaction with the inbox."""
+"""Notifications' use cases, one transaction each.
+
+- `apply_event`: update the read models an event feeds and stage the messages it causes,
+  in one transaction with the inbox record (a redelivered event adds nothing);
+- `expand_next_job`: turn a batch of an event-wide message (or a message for a donor not
+  known yet) into deliveries;
+- `make_digests`: fold a recipient's held low-priority messages into one email;
+- `unsubscribe`, `create_subscription`, `resend`, ...: what the HTTP API does.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import asyncpg
 
+from pitchin_core.contracts.bookings import (
+    BookingCancelledV1,
+    BookingConfirmedV1,
+    BookingFacts,
+    BookingPromotedV1,
+    BookingWaitlistedV1,
+)
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorUpdatedV1, DonorWithdrawnV1
+from pitchin_core.contracts.topics import EVENTS
+from pitchin_core.db import Conn
 from pitchin_core.inbox import first_delivery
 from pitchin_core.telemetry import current_traceparent
 from pitchin_notifications import storage
-from pitchin_notifications.domain.messages import plan_messages
-from pitchin_notifications.templates import Renderer
+from pitchin_notifications.domain import webhooks
+from pitchin_notifications.domain.messages import (
+    EVENT_WIDE,
+    RULES,
+    SECRET_FIELDS,
+    Audience,
+    Channel,
+    PlannedMessage,
+    Priority,
+    Recipient,
+    Rule,
+    plan,
+    rules_for,
+)
+from pitchin_notifications.domain.quiet_hours import QuietHours, release_at
+from pitchin_notifications.domain.unsubscribe import Unsubscribe, address_hash, make_token, read_token
+from pitchin_notifications.templates import Overrides, Renderer
+
+log = logging.getLogger(__name__)
 
 CONSUMER = "notifications"
+DIGEST_TYPE = "org.pitchin.notifications.digest"
+RULES_BY_KEY = {rule.key(): rule for rule in RULES}
+# A message for a donor this service has not heard of waits this long for their sign-up.
+UNKNOWN_DONOR_PATIENCE = timedelta(minutes=15)
+_EVENT_TYPES_OF_EVENTS_TOPIC = frozenset(t.event_type for t in EVENTS.event_types)
 
 
-async def stage_messages(
-    pool: asyncpg.Pool, renderer: Renderer, event: CloudEvent, data: EventData, public_base_url: str
-) -> int | None:
-    """Store the messages `event` causes; None when the event was applied before."""
-    planned = plan_messages(data, public_base_url=public_base_url)
-    traceparent, _ = current_traceparent()
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_delivery(conn, CONSUMER, event.id, event.type):
-            return None
+@dataclass(frozen=True)
+class Policy:
+    """The service's defaults; a federation's `channel_config` row overrides them."""
+
+    public_base_url: str
+    unsubscribe_key: bytes
+    quiet_hours: QuietHours | None
+    digest_seconds: int
+    fanout_batch: int = 1000
+    webhook_disable_after: int = 5
+
+
+@dataclass(frozen=True)
+class TenantPolicy:
+    quiet_hours: QuietHours | None
+    digest_seconds: int
+
+
+class Notifications:
+    def __init__(self, renderer: Renderer, policy: Policy) -> None:
+        self.renderer = renderer
+        self.policy = policy
+
+    @property
+    def base(self) -> str:
+        return self.policy.public_base_url.rstrip("/")
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def apply_event(self, pool: asyncpg.Pool, event: CloudEvent, data: EventData) -> int | None:
+        """Stage what `event` causes; None when it was applied before."""
+        traceparent, _ = current_traceparent()
+        dumped = data.model_dump(mode="json")
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn, conn.transaction():
+            if not await first_delivery(conn, CONSUMER, event.id, event.type):
+                return None
+            await self._learn(conn, event, data, dumped)
+            tenant = await self._tenant_policy(conn, data.federation_id)
+            staged = 0
+            for rule in rules_for(event.type, dumped):
+                if rule.audience in EVENT_WIDE:
+                    statuses = ["confirmed"] if rule.audience is Audience.attendees else ["confirmed", "waitlisted"]
+                    await storage.create_fanout(
+                        conn,
+                        event_id=event.id,
+                        event_type=event.type,
+                        rule_key=rule.key(),
+                        federation_id=data.federation_id,
+                        organisation_id=data.organisation_id,
+                        audience=rule.audience.value,
+                        target=str(dumped["event_id"]),
+                        statuses=statuses,
+                        data=dumped,
+                        traceparent=traceparent,
+                    )
+                    continue
+                person = await self._recipient(conn, rule.audience, dumped)
+                if person is None:
+                    # The donor's sign-up travels on another topic and may not be here yet.
+                    await storage.create_fanout(
+                        conn,
+                        event_id=event.id,
+                        event_type=event.type,
+                        rule_key=rule.key(),
+                        federation_id=data.federation_id,
+                        organisation_id=data.organisation_id,
+                        audience=rule.audience.value,
+                        target=str(dumped.get("donor_id", "")),
+                        statuses=[],
+                        data=dumped,
+                        traceparent=traceparent,
+                    )
+                    continue
+                staged += await self._stage(
+                    conn, rule, person, event.id, event.type, dumped, tenant, now, traceparent, bulk=False
+                )
+            staged += await self._stage_webhooks(conn, event, data, dumped, traceparent, now)
+            return staged
+
+    async def _learn(self, conn: Conn, event: CloudEvent, data: EventData, dumped: dict[str, Any]) -> None:
+        """Keep this service's read models: donors' contact data, who booked what, events."""
+        if isinstance(data, DonorRegisteredV1 | DonorUpdatedV1):
+            await storage.upsert_person(
+                conn,
+                {
+                    "donor_id": data.donor_id,
+                    "federation_id": data.federation_id,
+                    "organisation_id": data.organisation_id,
+                    "name": data.name,
+                    "email": str(data.email),
+                    "phone": data.phone,
+                    "email_ok": data.contact.email,
+                    "sms_ok": data.contact.sms,
+                    "language": data.contact.language,
+                    "time_zone": data.availability.time_zone,
+                    "purposes": list(data.consent.purposes),
+                    "status": data.status.value,
+                    "version": data.version if isinstance(data, DonorUpdatedV1) else 0,
+                },
+            )
+            if data.status is DonorStatus.withdrawn:
+                await storage.withdraw_person(conn, data.donor_id)
+        elif isinstance(data, DonorWithdrawnV1):
+            if data.erase:
+                await storage.erase_person(conn, data.donor_id)
+            else:
+                await storage.withdraw_person(conn, data.donor_id)
+        elif isinstance(data, BookingFacts):
+            status = {
+                BookingConfirmedV1: "confirmed",
+                BookingPromotedV1: "confirmed",
+                BookingWaitlistedV1: "waitlisted",
+                BookingCancelledV1: "cancelled",
+            }.get(type(data))
+            if status is not None:
+                await storage.upsert_attendee(
+                    conn,
+                    {
+                        "booking_id": data.booking_id,
+                        "event_id": data.event_id,
+                        "federation_id": data.federation_id,
+                        "organisation_id": data.organisation_id,
+                        "donor_id": data.donor_id,
+                        "name": data.name,
+                        "email": str(data.email),
+                        "language": data.language,
+                        "status": status,
+                    },
+                )
+        elif event.type in _EVENT_TYPES_OF_EVENTS_TOPIC and dumped.get("event_id"):
+            details = {
+                k: v for k, v in dumped.items() if k not in ("federation_id", "organisation_id") and v is not None
+            }
+            await storage.merge_event(conn, str(dumped["event_id"]), data.federation_id, data.organisation_id, details)
+
+    async def _tenant_policy(self, conn: Conn, federation_id: str) -> TenantPolicy:
+        row = await storage.channel_config(conn, federation_id)
+        quiet = self.policy.quiet_hours
+        digest = self.policy.digest_seconds
+        if row is not None:
+            if row["quiet_hours"] is not None:
+                quiet = QuietHours.parse(row["quiet_hours"]) if row["quiet_hours"] else None
+            digest = row["digest_seconds"] if row["digest_seconds"] is not None else digest
+        return TenantPolicy(quiet, digest)
+
+    async def _recipient(self, conn: Conn, audience: Audience, data: Mapping[str, Any]) -> Recipient | None:
+        if audience is Audience.donor:
+            row = await storage.get_person(conn, str(data.get("donor_id", "")))
+            return None if row is None else _person(row)
+        if audience is Audience.organiser:
+            return Recipient(name="", email=data.get("organiser_email"), time_zone=data.get("time_zone"))
+        if audience is Audience.booker:
+            donor = await storage.get_person(conn, data["donor_id"]) if data.get("donor_id") else None
+            return _booker(data["name"], data["email"], data.get("language", "en"), donor)
+        return None
+
+    async def _overrides(self, conn: Conn, federation_id: str, organisation_id: str | None, template: str) -> Overrides:
+        rows = await storage.overrides(conn, federation_id, organisation_id, template)
+        return {
+            ("organisation" if r["organisation_id"] else "federation", r["language"], r["part"]): r["body"]
+            for r in rows
+        }
+
+    def unsubscribe_url(self, federation_id: str, address: str, channel: str) -> str:
+        token = make_token(self.policy.unsubscribe_key, Unsubscribe(federation_id, address, channel))
+        return f"{self.base}/v1/unsubscribe?token={token}"
+
+    async def _stage(
+        self,
+        conn: Conn,
+        rule: Rule,
+        person: Recipient,
+        event_id: str,
+        event_type: str,
+        data: dict[str, Any],
+        tenant: TenantPolicy,
+        now: datetime,
+        traceparent: str | None,
+        *,
+        bulk: bool,
+        overrides: Overrides | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> int:
+        federation_id: str = data["federation_id"]
+        organisation_id: str | None = data.get("organisation_id")
+        if event is None and data.get("event_id"):
+            event = await storage.get_event(conn, str(data["event_id"]))
+        hashes = [(c, address_hash(a)) for c, a in (("email", person.email), ("sms", person.phone)) if a]
+        blocked = await storage.suppressed(conn, federation_id, hashes)
+        suppressed = frozenset(
+            (c, a.lower())
+            for c, a in (("email", person.email), ("sms", person.phone))
+            if a and (c, address_hash(a)) in blocked
+        )
+        planned = plan(rule, person, data, event=event, public_base_url=self.base, suppressed=suppressed)
+        if not planned:
+            return 0
+        if overrides is None:
+            overrides = await self._overrides(conn, federation_id, organisation_id, rule.template)
         staged = 0
         for message in planned:
-            rendered = renderer.render(message)
-            staged += await storage.stage_delivery(
+            staged += await self._store(
                 conn,
-                idempotency_key=message.idempotency_key(event.id),
-                federation_id=data.federation_id,
-                organisation_id=data.organisation_id,
-                event_id=event.id,
-                event_type=event.type,
-                channel=message.channel,
-                recipient=message.recipient,
-                subject=rendered.subject,
-                body_text=rendered.text,
-                body_html=rendered.html,
-                traceparent=traceparent,
+                message,
+                event_id,
+                event_type,
+                federation_id,
+                organisation_id,
+                tenant,
+                now,
+                traceparent,
+                bulk,
+                overrides,
             )
         return staged
+
+    async def _store(
+        self,
+        conn: Conn,
+        message: PlannedMessage,
+        event_id: str,
+        event_type: str,
+        federation_id: str,
+        organisation_id: str | None,
+        tenant: TenantPolicy,
+        now: datetime,
+        traceparent: str | None,
+        bulk: bool,
+        overrides: Overrides,
+    ) -> int:
+        unsubscribe = (
+            self.unsubscribe_url(federation_id, message.recipient, message.channel)
+            if message.channel == Channel.email
+            else None
+        )
+        rendered = self.renderer.render(message, overrides, unsubscribe)
+        status = "pending"
+        due = release_at(now, message.time_zone, tenant.quiet_hours, message.priority, message.send_by)
+        if message.priority is Priority.low and message.channel == Channel.email:
+            status = "held"
+            due = release_at(
+                now + timedelta(seconds=tenant.digest_seconds), message.time_zone, tenant.quiet_hours, Priority.normal
+            )
+        is_sms = message.channel == Channel.sms
+        inserted = await storage.stage_delivery(
+            conn,
+            idempotency_key=message.idempotency_key(event_id),
+            federation_id=federation_id,
+            organisation_id=organisation_id,
+            event_id=event_id,
+            event_type=event_type,
+            channel=message.channel,
+            recipient=message.recipient,
+            subject=rendered.subject,
+            body_text=(rendered.sms or "") if is_sms else rendered.text,
+            body_html=None if is_sms else rendered.html,
+            traceparent=traceparent,
+            template=message.template,
+            language=rendered.language,
+            priority=int(message.priority),
+            bulk=bulk,
+            person_ref=message.person_ref,
+            action_url=message.action_url,
+            unsubscribe_url=unsubscribe,
+            segments=rendered.sms_segments if is_sms else None,
+            status=status,
+            next_attempt_at=due,
+        )
+        return int(inserted)
+
+    async def _stage_webhooks(
+        self,
+        conn: Conn,
+        event: CloudEvent,
+        data: EventData,
+        dumped: dict[str, Any],
+        traceparent: str | None,
+        now: datetime,
+    ) -> int:
+        subscriptions = await storage.subscriptions_for(conn, data.federation_id, data.organisation_id)
+        wanted = [s for s in subscriptions if webhooks.wants(s["event_types"], event.type)]
+        if not wanted:
+            return 0
+        public = {k: v for k, v in dumped.items() if k not in SECRET_FIELDS}
+        body = webhooks.payload(event.type, event.time or now, {"id": event.id, **public}).decode("utf-8")
+        staged = 0
+        for subscription in wanted:
+            staged += await storage.stage_delivery(
+                conn,
+                idempotency_key=f"{event.id}:{subscription['subscription_id']}:webhook",
+                federation_id=data.federation_id,
+                organisation_id=subscription["organisation_id"],
+                event_id=event.id,
+                event_type=event.type,
+                channel="webhook",
+                recipient=str(subscription["subscription_id"]),
+                subject=event.type,
+                body_text=body,
+                body_html=None,
+                traceparent=traceparent,
+                template="",
+                priority=int(Priority.normal),
+                subscription_id=subscription["subscription_id"],
+            )
+        return staged
+
+    # -- background jobs -------------------------------------------------------------------
+
+    async def expand_next_job(self, pool: asyncpg.Pool) -> int:
+        """Expand one batch of one waiting job; returns the number of deliveries staged (or -1: nothing to do)."""
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn, conn.transaction():
+            job = await storage.claim_fanout(conn)
+            if job is None:
+                return -1
+            rule = RULES_BY_KEY.get(job["rule_key"])
+            data: dict[str, Any] = json.loads(job["data"])
+            if rule is None:
+                await storage.advance_fanout(conn, job["fanout_id"], job["after_booking"], 0, done=True)
+                return 0
+            tenant = await self._tenant_policy(conn, job["federation_id"])
+            if job["audience"] == Audience.donor.value:
+                person = await self._recipient(conn, Audience.donor, data)
+                if person is None:
+                    give_up = now - job["created_at"] > UNKNOWN_DONOR_PATIENCE
+                    if give_up:
+                        log.warning("no donor %s for %s; message dropped", job["target"], job["event_type"])
+                    await storage.postpone_fanout(conn, job["fanout_id"], min(2.0 ** job["tries"], 60.0), give_up)
+                    return 0
+                staged = await self._stage(
+                    conn,
+                    rule,
+                    person,
+                    job["event_id"],
+                    job["event_type"],
+                    data,
+                    tenant,
+                    now,
+                    job["traceparent"],
+                    bulk=False,
+                )
+                await storage.advance_fanout(conn, job["fanout_id"], "", staged, done=True)
+                return staged
+            event = await storage.get_event(conn, job["target"])
+            overrides = await self._overrides(conn, job["federation_id"], job["organisation_id"], rule.template)
+            rows = await storage.attendees_page(
+                conn, job["target"], job["statuses"], job["after_booking"], self.policy.fanout_batch
+            )
+            staged = 0
+            for row in rows:
+                person = _attendee(row)
+                staged += await self._stage(
+                    conn,
+                    rule,
+                    person,
+                    job["event_id"],
+                    job["event_type"],
+                    {**data, "booking_id": row["booking_id"]},
+                    tenant,
+                    now,
+                    job["traceparent"],
+                    bulk=True,
+                    overrides=overrides,
+                    event=event,
+                )
+            last = rows[-1]["booking_id"] if rows else job["after_booking"]
+            await storage.advance_fanout(
+                conn, job["fanout_id"], last, staged, done=len(rows) < self.policy.fanout_batch
+            )
+            return staged
+
+    async def make_digests(self, pool: asyncpg.Pool, limit: int = 20) -> int:
+        made = 0
+        async with pool.acquire() as conn, conn.transaction():
+            for group in await storage.due_digests(conn, limit):
+                items = await storage.claim_held(conn, group["federation_id"], group["recipient"])
+                if not items:
+                    continue
+                digest_id = uuid.uuid4()
+                planned = PlannedMessage(
+                    template="digest",
+                    channel="email",
+                    recipient=group["recipient"],
+                    language=items[0]["language"],
+                    context={
+                        "name": "",
+                        "items": [{"subject": i["subject"], "action_url": i["action_url"]} for i in items],
+                    },
+                    priority=Priority.normal,
+                )
+                unsubscribe = self.unsubscribe_url(group["federation_id"], group["recipient"], "email")
+                overrides = await self._overrides(conn, group["federation_id"], None, "digest")
+                rendered = self.renderer.render(planned, overrides, unsubscribe)
+                await storage.stage_delivery(
+                    conn,
+                    delivery_id=digest_id,
+                    idempotency_key=f"digest:{items[0]['delivery_id']}",
+                    federation_id=group["federation_id"],
+                    organisation_id=None,
+                    event_id=f"digest:{digest_id}",
+                    event_type=DIGEST_TYPE,
+                    channel="email",
+                    recipient=group["recipient"],
+                    subject=rendered.subject,
+                    body_text=rendered.text,
+                    body_html=rendered.html,
+                    traceparent=items[0]["traceparent"],
+                    template="digest",
+                    language=rendered.language,
+                    priority=int(Priority.normal),
+                    person_ref=items[0]["person_ref"],
+                    unsubscribe_url=unsubscribe,
+                )
+                await storage.mark_digested(conn, [i["delivery_id"] for i in items], digest_id)
+                made += 1
+        return made or -1
+
+    # -- HTTP use cases --------------------------------------------------------------------
+
+    async def unsubscribe(self, pool: asyncpg.Pool, token: str) -> Unsubscribe | None:
+        who = read_token(self.policy.unsubscribe_key, token)
+        if who is None:
+            return None
+        async with pool.acquire() as conn, conn.transaction():
+            await storage.suppress(
+                conn, who.federation_id, who.channel, address_hash(who.address), who.address, "one-click unsubscribe"
+            )
+        return who
+
+    def check_token(self, token: str) -> Unsubscribe | None:
+        return read_token(self.policy.unsubscribe_key, token)
+
+    async def create_subscription(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        federation_id: str,
+        organisation_id: str | None,
+        url: str,
+        event_types: list[str],
+        description: str,
+        disable_after: int | None,
+    ) -> asyncpg.Record:
+        return await storage.create_subscription(
+            pool,
+            subscription_id=uuid.uuid4(),
+            federation_id=federation_id,
+            organisation_id=organisation_id,
+            url=url,
+            secret=webhooks.new_secret(secrets.token_bytes(32)),
+            event_types=event_types,
+            description=description,
+            disable_after=disable_after or self.policy.webhook_disable_after,
+        )
+
+
+def _person(row: asyncpg.Record) -> Recipient:
+    return Recipient(
+        name=row["name"],
+        email=row["email"],
+        phone=row["phone"],
+        language=row["language"],
+        time_zone=row["time_zone"],
+        email_ok=row["email_ok"],
+        sms_ok=row["sms_ok"],
+        purposes=frozenset(row["purposes"]),
+        active=row["status"] != DonorStatus.withdrawn.value,
+        ref=row["donor_id"],
+    )
+
+
+def _booker(name: str, email: str, language: str, donor: asyncpg.Record | None) -> Recipient:
+    """The person who booked, with their donor preferences when they are a donor."""
+    if donor is None:
+        return Recipient(name=name, email=email, language=language)
+    return Recipient(
+        name=name,
+        email=email,
+        phone=donor["phone"],
+        language=language,
+        time_zone=donor["time_zone"],
+        email_ok=donor["email_ok"],
+        sms_ok=donor["sms_ok"],
+        active=donor["status"] != DonorStatus.withdrawn.value,
+        ref=donor["donor_id"],
+    )
+
+
+def _attendee(row: asyncpg.Record) -> Recipient:
+    known = row["donor_status"] is not None
+    return Recipient(
+        name=row["name"],
+        email=row["email"],
+        phone=row["phone"] if known else None,
+        language=row["language"],
+        time_zone=row["time_zone"] if known else None,
+        email_ok=row["email_ok"] if known else True,
+        sms_ok=row["sms_ok"] if known else False,
+        active=row["donor_status"] != DonorStatus.withdrawn.value,
+        ref=row["donor_id"],
+    )
