@@ -1,6 +1,7 @@
 """Demo data for `make run`, drawn from the seed documents: Dudley CVS's training afternoon
-with free places and its informal meet-up, the Organizing 2.0 training conference, and a
-few knowledge donors with the skills unions say they lack. Safe to run again."""
+with free places and its informal meet-up, the Organizing 2.0 training conference, a union
+local's strike that needs social media and graphic design help, and a few knowledge donors
+with the skills unions say they lack. Safe to run again."""
 
 from __future__ import annotations
 
@@ -112,6 +113,32 @@ def _donors() -> list[dict[str, Any]]:
     ]
 
 
+def _strike() -> dict[str, Any]:
+    deadline = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0).isoformat()
+    return {
+        "kind": "strike",
+        "title": "Retail Workers Local 99: strike at the distribution centre",
+        "description": "The strike starts in a week. We have no online plan and need the public behind us.",
+        "causes": ["labour"],
+        "needs": [
+            {
+                "title": "Social media plan for the strike",
+                "urgency": "critical",
+                "estimated_hours": 12,
+                "required_skills": [{"skill": "social-media", "min_level": "advanced"}],
+                "deadline": deadline,
+            },
+            {
+                "title": "Graphic design for placards and posts",
+                "urgency": "high",
+                "estimated_hours": 8,
+                "required_skills": [{"skill": "graphic-design", "min_level": "intermediate"}],
+                "deadline": deadline,
+            },
+        ],
+    }
+
+
 def seed(stack: Stack) -> dict[str, str]:
     keys = {}
     for label, (organisation, role, key) in KEYS.items():
@@ -120,6 +147,16 @@ def seed(stack: Stack) -> dict[str, str]:
         for label, body in _events():
             client.post(
                 f"{stack['scheduling'].url}/v1/events", json=body, headers={"Authorization": f"Bearer {keys[label]}"}
+            ).raise_for_status()
+        fights = client.get(
+            f"{stack['signups'].url}/v1/fights",
+            headers={"Authorization": f"Bearer {keys['Retail Workers Local 99 (organiser)']}"},
+        )
+        if not fights.json()["items"]:  # once: a second run keeps the first strike
+            client.post(
+                f"{stack['signups'].url}/v1/fights",
+                json=_strike(),
+                headers={"Authorization": f"Bearer {keys['Retail Workers Local 99 (organiser)']}"},
             ).raise_for_status()
         for body in _donors():
             answer = client.post(
