@@ -34,7 +34,7 @@ lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff format --check libs services tests deploy
 
 typecheck: $(STAMP)  ## mypy --strict over libs and services
-	$(VENV)/bin/mypy libs services tests deploy/local
+	$(VENV)/bin/mypy libs services tests deploy/local deploy/observability
 
 unit: $(STAMP)  ## fast tests: domain rules, contracts, codecs (no servers)
 	$(PYTEST) -q tests/unit services

@@ -1,24 +1,210 @@
-"""Matching's HTTP routes: what matching knows of a donor (organisers' view, no contact details)."""
+"""Matching's HTTP routes: parse, authenticate, call the service layer, map errors.
+
+Organisers and federation staff authenticate with API keys (tenancy: another federation's
+needs, donors, offers and assignments are 404). Donors have no keys: they answer with the
+token from their offer email (see `domain.tokens`), given as `?token=`, an `X-Offer-Token`
+header or `{"token": ...}` in the body.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-import asyncpg
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
-from pitchin_core.auth import CallerDep
+from pitchin_core.auth import Caller, CallerDep, authenticate
 from pitchin_core.http import Problem
-from pitchin_matching import storage
+from pitchin_matching import service, storage
+from pitchin_matching.domain.policy import PolicyDocument
+from pitchin_matching.domain.tokens import InvalidToken, TokenClaims, verify
+from pitchin_matching.service import Matching
 
 router = APIRouter(prefix="/v1", tags=["matching"])
+_optional_bearer = HTTPBearer(auto_error=False)
+STAFF = "federation-staff"
+
+
+class OfferAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str | None = Field(default=None, max_length=500)
+    reason: str = Field(default="", max_length=1000)
+
+
+class Release(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=1000)
+
+
+def _matching(request: Request) -> Matching:
+    matching: Matching = request.app.state.matching
+    return matching
+
+
+def _claims(matching: Matching, *candidates: str | None) -> TokenClaims:
+    token = next((t for t in candidates if t), None)
+    if token is None:
+        raise Problem(401, "Unauthorised", "Send the token from your offer email as ?token=, X-Offer-Token or body.")
+    try:
+        return verify(matching.token_secret, token, datetime.now(UTC).timestamp())
+    except InvalidToken as exc:
+        raise Problem(401, "Unauthorised", f"This link does not work: {exc}.") from exc
+
+
+def _is_organiser_or_staff(caller: Caller) -> None:
+    if caller.role not in {STAFF, "organiser"}:
+        raise Problem(403, "Forbidden", "Only organisers and federation staff may do this.")
 
 
 @router.get("/donors/{donor_id}")
 async def donor_profile(donor_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    row = await storage.donor_with_skills(pool, caller.federation_id, donor_id)
+    row = await storage.donor_with_skills(_matching(request).pool, caller.federation_id, donor_id)
     if row is None:
         raise Problem(404, "Not found", f"Matching knows no donor {donor_id} in this federation.")
     return {**{k: row[k] for k in row.keys() if k != "skills"}, "skills": json.loads(row["skills"])}
+
+
+@router.get("/needs/{need_id}/candidates")
+async def need_candidates(
+    need_id: str, caller: CallerDep, request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> dict[str, Any]:
+    """The best donors for a need, each score explained component by component."""
+    _is_organiser_or_staff(caller)
+    return await service.candidates(_matching(request), caller, need_id, limit, datetime.now(UTC))
+
+
+@router.get("/needs/{need_id}/offers")
+async def need_offers(need_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    """Who was asked about a need and what became of it (assignment ids are offer ids)."""
+    matching = _matching(request)
+    need = await storage.get_need(matching.pool, need_id)
+    if need is None or not caller.can_act_for(need["federation_id"], need["organisation_id"]):
+        raise Problem(404, "Not found", f"No need {need_id} here.")
+    offers = await storage.offers_of_need(matching.pool, need_id)
+    return {"need_id": need_id, "status": need["status"], "offers": [_offer_view(o) for o in offers]}
+
+
+@router.get("/donors/{donor_id}/offers")
+async def donor_offers(
+    donor_id: str,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+    token: Annotated[str | None, Query(max_length=500)] = None,
+    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+) -> dict[str, Any]:
+    """A donor's offers: for the donor (a donor token) or their federation (an API key)."""
+    matching = _matching(request)
+    caller: Caller | None = None
+    if token or x_offer_token:
+        claims = _claims(matching, token, x_offer_token)
+        if claims.kind != "donor" or claims.subject != donor_id:
+            raise Problem(404, "Not found", f"No offers for donor {donor_id} with this token.")
+        row = await matching.pool.fetchrow("SELECT federation_id FROM donors WHERE donor_id = $1", donor_id)
+        federation_id = row["federation_id"] if row else ""
+    else:
+        caller = await authenticate(request, credentials)
+        _is_organiser_or_staff(caller)
+        federation_id = caller.federation_id
+    offers = await storage.offers_of_donor(matching.pool, federation_id, donor_id)
+    if caller is not None:
+        # An organiser sees the offers of its own organisation's needs only.
+        offers = [o for o in offers if caller.can_act_for(o["federation_id"], o["organisation_id"])]
+    return {"donor_id": donor_id, "offers": [_offer_view(o) for o in offers]}
+
+
+@router.get("/offers/{offer_id}")
+async def get_offer(
+    offer_id: str,
+    request: Request,
+    token: Annotated[str | None, Query(max_length=500)] = None,
+    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+) -> dict[str, Any]:
+    """One offer, for the donor holding its token: what a landing page shows before the donor POSTs
+    accept or decline (a GET never answers an offer: mail scanners follow links)."""
+    matching = _matching(request)
+    claims = _claims(matching, token, x_offer_token)
+    offer = await storage.get_offer(matching.pool, offer_id)
+    if offer is None or claims.subject not in (offer["offer_id"], offer["donor_id"]):
+        raise Problem(404, "Not found", f"No offer {offer_id} for this token.")
+    return _offer_view(offer)
+
+
+@router.post("/offers/{offer_id}/accept")
+async def accept_offer(
+    offer_id: str,
+    request: Request,
+    answer: OfferAnswer | None = None,
+    token: Annotated[str | None, Query(max_length=500)] = None,
+    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+) -> dict[str, Any]:
+    matching = _matching(request)
+    claims = _claims(matching, answer.token if answer else None, token, x_offer_token)
+    return await service.accept_offer(matching, offer_id, claims, datetime.now(UTC))
+
+
+@router.post("/offers/{offer_id}/decline")
+async def decline_offer(
+    offer_id: str,
+    request: Request,
+    answer: OfferAnswer | None = None,
+    token: Annotated[str | None, Query(max_length=500)] = None,
+    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+) -> dict[str, Any]:
+    matching = _matching(request)
+    claims = _claims(matching, answer.token if answer else None, token, x_offer_token)
+    reason = answer.reason if answer else ""
+    return await service.decline_offer(matching, offer_id, claims, reason, datetime.now(UTC))
+
+
+@router.post("/assignments/{assignment_id}/confirm")
+async def confirm_assignment(assignment_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    _is_organiser_or_staff(caller)
+    return await service.confirm_assignment(_matching(request), caller, assignment_id, datetime.now(UTC))
+
+
+@router.post("/assignments/{assignment_id}/release")
+async def release_assignment(
+    assignment_id: str, caller: CallerDep, request: Request, body: Release | None = None
+) -> dict[str, Any]:
+    _is_organiser_or_staff(caller)
+    reason = body.reason if body else ""
+    return await service.release_assignment(_matching(request), caller, assignment_id, reason, datetime.now(UTC))
+
+
+@router.get("/policy", response_model=PolicyDocument)
+async def get_policy(caller: CallerDep, request: Request) -> Any:
+    stored = await storage.get_policy(_matching(request).pool, caller.federation_id)
+    return PolicyDocument.model_validate(stored or {})
+
+
+@router.put("/policy", response_model=PolicyDocument)
+async def put_policy(policy: PolicyDocument, caller: CallerDep, request: Request) -> Any:
+    """Weights, caps, fan-out and offer time to live for the caller's federation (staff only)."""
+    if caller.role != STAFF:
+        raise Problem(403, "Forbidden", "Only federation staff may change the matching policy.")
+    await storage.put_policy(_matching(request).pool, caller.federation_id, policy.model_dump(mode="json"))
+    return policy
+
+
+@router.post("/rematch")
+async def rematch(caller: CallerDep, request: Request) -> dict[str, Any]:
+    """Offer the federation's waiting needs again, now (e.g. after a taxonomy or policy change)."""
+    if caller.role != STAFF:
+        raise Problem(403, "Forbidden", "Only federation staff may re-match a federation.")
+    made = await service.match_waiting(_matching(request), caller.federation_id, datetime.now(UTC), force_all=True)
+    return {"offers_made": made}
+
+
+def _offer_view(row: Any) -> dict[str, Any]:
+    view = {
+        k: row[k]
+        for k in ("offer_id", "need_id", "fight_id", "donor_id", "status", "score", "made_at", "expires_at", "reason")
+    }
+    view["explanation"] = json.loads(row["explanation"])
+    for optional in ("need_title", "assignment_status"):
+        if optional in row.keys():
+            view[optional] = row[optional]
+    return view

@@ -2,24 +2,86 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from fastapi import FastAPI
+from pydantic import Field, model_validator
 
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
-from pitchin_matching import api, handlers
+from pitchin_matching import api, handlers, storage
+from pitchin_matching.clock import OfferClock
+from pitchin_matching.index import DonorIndex
+from pitchin_matching.service import Matching
+
+log = logging.getLogger(__name__)
+LOCAL_TOKEN_SECRET = "local-only-offer-token-secret"
 
 
 class MatchingSettings(ServiceSettings):
     service_name: str = "matching"
     http_port: int = 8002
+    # Signs the donor links in offer emails; must be set outside local development and tests.
+    offer_token_secret: str = LOCAL_TOKEN_SECRET
+    offer_clock_seconds: float = Field(default=0.5, gt=0, le=60)
+    waiting_sweep_seconds: float = Field(default=30.0, gt=0)
+    needs_per_pass: int = Field(default=200, ge=1, le=10_000)
+    retry_seconds: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _real_token_secret(self) -> MatchingSettings:
+        if self.environment in {"staging", "production"} and (
+            self.offer_token_secret == LOCAL_TOKEN_SECRET or len(self.offer_token_secret) < 32
+        ):
+            raise ValueError("PITCHIN_OFFER_TOKEN_SECRET must be a real secret of 32+ characters outside local/test")
+        return self
 
 
 def create_app(settings: MatchingSettings | None = None) -> FastAPI:
-    runtime = Runtime(settings or MatchingSettings(), files("pitchin_matching") / "migrations")
-    handlers.register(runtime)
-    return runtime.http_app([api.router], title="Pitch In matching")
+    settings = settings or MatchingSettings()
+    runtime = Runtime(settings, files("pitchin_matching") / "migrations")
+    matching = Matching(
+        pool_of=lambda: runtime.pool,
+        index=DonorIndex(),
+        token_secret=settings.offer_token_secret,
+        public_base_url=settings.public_base_url,
+        max_needs_per_pass=settings.needs_per_pass,
+        retry_seconds=settings.retry_seconds,
+    )
+    handlers.register(runtime, matching)
+    app = runtime.http_app([api.router], title="Pitch In matching")
+    app.state.matching = matching
+    service_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        async with service_lifespan(app_):
+            await load_index(matching)
+            clock = OfferClock(
+                matching, poll_seconds=settings.offer_clock_seconds, sweep_seconds=settings.waiting_sweep_seconds
+            )
+            await clock.start()
+            try:
+                yield
+            finally:
+                await clock.stop()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+async def load_index(matching: Matching) -> None:
+    """Fill the in-memory index from the read model; handlers and the clock wait for it."""
+    began = time.perf_counter()
+    async with matching.pool.acquire() as conn:
+        async for rows in storage.donors_for_index(conn):
+            matching.index.load_rows(rows)
+    matching.ready.set()
+    log.info("donor index loaded: %d donors in %.2f s", len(matching.index), time.perf_counter() - began)
 
 
 def main() -> None:

@@ -1,22 +1,548 @@
-"""Matching's use cases: one function per command, one transaction each."""
+"""Matching's use cases: one function per command, one transaction each.
+
+Every write takes the federation's matching lock first (a transaction-scoped advisory
+lock), then row locks: one order everywhere, so use cases never deadlock, and offers in a
+federation are made one transaction at a time, which keeps each donor's cap exact. The
+state change and its events commit together (outbox); the in-memory index is updated
+only after the commit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
 import asyncpg
 
+from pitchin_core.auth import Caller
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
+from pitchin_core.contracts.fights import NeedClosedV1, NeedFilledV1, NeedOpenedV1, NeedStatus, NeedUpdatedV1
+from pitchin_core.contracts.matching import (
+    AssignmentConfirmedV1,
+    AssignmentReleasedV1,
+    OfferAcceptedV1,
+    OfferCancelledV1,
+    OfferDeclinedV1,
+    OfferExpiredV1,
+    OfferMadeV1,
+    ScoreComponent,
+)
+from pitchin_core.db import Conn
+from pitchin_core.http import Problem
 from pitchin_core.inbox import first_delivery
+from pitchin_core.outbox import add_to_outbox
 from pitchin_matching import storage
-from pitchin_matching.domain.donors import profile_of
+from pitchin_matching.domain.assignment import Demand, assign
+from pitchin_matching.domain.donors import WITHDRAWN_VERSION, profile_of, supersedes
+from pitchin_matching.domain.needs import NeedState, need_of, need_supersedes, offers_wanted
+from pitchin_matching.domain.policy import PolicyDocument
+from pitchin_matching.domain.ranking import Policy, explain, rank, slots_of
+from pitchin_matching.domain.tokens import TokenClaims, sign
+from pitchin_matching.index import DonorIndex
 
 CONSUMER = "matching"
+SOURCE = "/pitchin/matching"
+TOKEN_GRACE = timedelta(days=7)
+
+AfterCommit = list[Callable[[], None]]
 
 
-async def learn_donor(pool: asyncpg.Pool, event: CloudEvent, data: DonorRegisteredV1) -> bool:
-    """Apply a donor's registration to the read model once; False for a redelivery."""
-    async with pool.acquire() as conn, conn.transaction():
+@dataclass
+class Matching:
+    """What the use cases work with: the pool, the in-memory index and a few settings."""
+
+    pool_of: Callable[[], asyncpg.Pool]  # the runtime's pool exists only once it started
+    index: DonorIndex
+    token_secret: str
+    public_base_url: str
+    max_needs_per_pass: int = 200
+    retry_seconds: float = 60.0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.pool_of()
+
+
+@asynccontextmanager
+async def unit_of_work(m: Matching) -> AsyncIterator[tuple[Conn, AfterCommit]]:
+    """A transaction; the index changes collected in `after` are applied once it committed."""
+    after: AfterCommit = []
+    async with m.pool.acquire() as conn:
+        async with conn.transaction():
+            yield conn, after
+    for effect in after:
+        effect()
+
+
+async def _emit(conn: Conn, data: EventData, need_id: str, subject: str) -> None:
+    await add_to_outbox(conn, data, source=SOURCE, key=need_id, subject=subject)
+
+
+async def policy_of(conn: Conn | asyncpg.Pool, federation_id: str, now: datetime) -> Policy:
+    stored = await storage.get_policy(conn, federation_id)
+    return PolicyDocument.model_validate(stored or {}).to_policy(now)
+
+
+# --- donors ------------------------------------------------------------------------------
+
+
+async def learn_donor(m: Matching, event: CloudEvent, data: DonorRegisteredV1 | DonorUpdatedV1, now: datetime) -> bool:
+    """Apply a registration or a newer update once; an older or repeated one changes nothing."""
+    profile = profile_of(data)
+    async with unit_of_work(m) as (conn, after):
         if not await first_delivery(conn, CONSUMER, event.id, event.type):
             return False
-        await storage.upsert_donor(conn, profile_of(data), data.registered_at)
+        await storage.lock_federation(conn, data.federation_id)
+        if not supersedes(profile.version, await storage.donor_version(conn, data.donor_id)):
+            return True
+        registered = data.registered_at if isinstance(data, DonorRegisteredV1) else data.updated_at
+        kept = await storage.upsert_donor(conn, profile, registered)
+        after.append(lambda: m.index.upsert(profile, kept))
+        if profile.status != "active":
+            offers = await storage.pending_offers_of_donor(conn, data.donor_id)
+            await _cancel_offers(conn, after, m, offers, f"the donor is {profile.status}", now)
+            if profile.status == "withdrawn":
+                await _release_all(conn, after, m, data.donor_id, "the donor withdrew", now)
+        else:
+            await storage.retry_needs_of(conn, data.federation_id)
+        await _match(conn, after, m, data.federation_id, now)
         return True
+
+
+async def withdraw_donor(m: Matching, event: CloudEvent, data: DonorWithdrawnV1, now: datetime) -> bool:
+    async with unit_of_work(m) as (conn, after):
+        if not await first_delivery(conn, CONSUMER, event.id, event.type):
+            return False
+        await storage.lock_federation(conn, data.federation_id)
+        await storage.donor_version(conn, data.donor_id)
+        await storage.withdraw_donor(
+            conn, data.donor_id, data.federation_id, WITHDRAWN_VERSION, data.erase, data.withdrawn_at
+        )
+        after.append(lambda: m.index.deactivate(data.donor_id))
+        offers = await storage.pending_offers_of_donor(conn, data.donor_id)
+        await _cancel_offers(conn, after, m, offers, "the donor withdrew", now)
+        await _release_all(conn, after, m, data.donor_id, "the donor withdrew", now)
+        await _match(conn, after, m, data.federation_id, now)
+        return True
+
+
+# --- needs -------------------------------------------------------------------------------
+
+
+async def learn_need(m: Matching, event: CloudEvent, data: NeedOpenedV1 | NeedUpdatedV1, now: datetime) -> bool:
+    need = need_of(data)
+    async with unit_of_work(m) as (conn, after):
+        if not await first_delivery(conn, CONSUMER, event.id, event.type):
+            return False
+        await storage.lock_federation(conn, data.federation_id)
+        if not need_supersedes(need.version, await storage.need_version(conn, need.need_id)):
+            return True
+        await storage.upsert_need(conn, need)
+        if need.is_open:
+            await _match(conn, after, m, need.federation_id, now, force=[need.need_id])
+        else:
+            offers = await storage.pending_offers_of_need(conn, need.need_id)
+            await _cancel_offers(conn, after, m, offers, f"the need is {need.status}", now)
+        return True
+
+
+async def end_need(m: Matching, event: CloudEvent, data: NeedFilledV1 | NeedClosedV1, now: datetime) -> bool:
+    status = NeedStatus.filled.value if isinstance(data, NeedFilledV1) else data.status.value
+    async with unit_of_work(m) as (conn, after):
+        if not await first_delivery(conn, CONSUMER, event.id, event.type):
+            return False
+        await storage.lock_federation(conn, data.federation_id)
+        await storage.need_version(conn, data.need_id)
+        await storage.set_need_status(conn, data.need_id, status)
+        offers = await storage.pending_offers_of_need(conn, data.need_id)
+        await _cancel_offers(conn, after, m, offers, f"the need is {status}", now)
+        return True
+
+
+# --- offers ------------------------------------------------------------------------------
+
+
+def _may_answer(claims: TokenClaims, offer: asyncpg.Record) -> bool:
+    if claims.kind == "offer":
+        return bool(claims.subject == offer["offer_id"])
+    return bool(claims.subject == offer["donor_id"])
+
+
+async def _open_offer(conn: Conn, offer_id: str, claims: TokenClaims) -> asyncpg.Record:
+    offer = await storage.get_offer(conn, offer_id)
+    if offer is None or not _may_answer(claims, offer):
+        # The same answer for "no such offer" and "not yours": a token reveals nothing else.
+        raise Problem(404, "Not found", f"No offer {offer_id} for this token.")
+    await storage.lock_federation(conn, offer["federation_id"])
+    locked = await storage.get_offer(conn, offer_id, lock=True)
+    assert locked is not None
+    return locked
+
+
+def _refuse_answer(offer: asyncpg.Record, now: datetime) -> None:
+    if offer["status"] != "pending":
+        raise Problem(
+            409, "Offer no longer open", f"This offer was already {offer['status']}.", kind="/problems/offer-closed"
+        )
+    if offer["expires_at"] <= now:
+        raise Problem(409, "Offer no longer open", "This offer has expired.", kind="/problems/offer-closed")
+
+
+async def accept_offer(m: Matching, offer_id: str, claims: TokenClaims, now: datetime) -> dict[str, Any]:
+    async with unit_of_work(m) as (conn, after):
+        offer = await _open_offer(conn, offer_id, claims)
+        if offer["status"] == "accepted":
+            return {"offer_id": offer_id, "status": "accepted", "assignment_id": offer_id}  # a second click
+        _refuse_answer(offer, now)
+        await storage.answer_offer(conn, offer_id, "accepted", now)
+        await storage.insert_assignment(conn, offer, now)
+        await _emit(conn, OfferAcceptedV1(**_facts(offer), accepted_at=now), offer["need_id"], _subject(offer))
+        need = await storage.get_need(conn, offer["need_id"])
+        if need is not None and await storage.active_assignments(conn, offer["need_id"]) >= need["donors_wanted"]:
+            # The places are taken: the others asked at the same time are told at once.
+            others = await storage.pending_offers_of_need(conn, offer["need_id"])
+            await _cancel_offers(conn, after, m, others, "the need is filled", now)
+        return {"offer_id": offer_id, "status": "accepted", "assignment_id": offer_id}
+
+
+async def decline_offer(m: Matching, offer_id: str, claims: TokenClaims, reason: str, now: datetime) -> dict[str, Any]:
+    async with unit_of_work(m) as (conn, after):
+        offer = await _open_offer(conn, offer_id, claims)
+        if offer["status"] == "declined":
+            return {"offer_id": offer_id, "status": "declined"}
+        _refuse_answer(offer, now)
+        await storage.answer_offer(conn, offer_id, "declined", now, reason)
+        await _emit(
+            conn, OfferDeclinedV1(**_facts(offer), reason=reason, declined_at=now), offer["need_id"], _subject(offer)
+        )
+        donor = offer["donor_id"]
+        after.append(lambda: m.index.note_load(donor, -1, declined=1))
+        await _match(conn, after, m, offer["federation_id"], now, force=[offer["need_id"]])
+        return {"offer_id": offer_id, "status": "declined"}
+
+
+async def expire_due(m: Matching, federation_id: str, now: datetime, limit: int = 200) -> int:
+    """Expire a federation's due offers and ask the next candidates, in one transaction.
+
+    The expiry, its event and the next offer commit together: a crash before the commit
+    leaves the offer pending and due (the next clock tick does it), a crash after leaves
+    nothing to redo. So each expiry happens once across restarts and replicas.
+    """
+    async with unit_of_work(m) as (conn, after):
+        await storage.lock_federation(conn, federation_id)
+        due = await storage.claim_due_offers(conn, federation_id, now, limit)
+        for offer in due:
+            await storage.answer_offer(conn, offer["offer_id"], "expired", now)
+            await _emit(conn, OfferExpiredV1(**_facts(offer), expired_at=now), offer["need_id"], _subject(offer))
+            after.append(_unloaded(m, offer["donor_id"], declined=1))
+        if due:
+            await _match(conn, after, m, federation_id, now, force=sorted({o["need_id"] for o in due}))
+        return len(due)
+
+
+async def match_waiting(m: Matching, federation_id: str, now: datetime, force_all: bool = False) -> int:
+    """Offers for a federation's waiting needs (the clock's sweep and the rematch command)."""
+    async with unit_of_work(m) as (conn, after):
+        await storage.lock_federation(conn, federation_id)
+        if force_all:
+            await storage.retry_needs_of(conn, federation_id)
+        return await _match(conn, after, m, federation_id, now)
+
+
+# --- assignments -------------------------------------------------------------------------
+
+
+async def _open_assignment(conn: Conn, caller: Caller, assignment_id: str) -> asyncpg.Record:
+    assignment = await storage.get_assignment(conn, assignment_id)
+    if assignment is None or not caller.can_act_for(assignment["federation_id"], assignment["organisation_id"]):
+        raise Problem(404, "Not found", f"No assignment {assignment_id} here.")
+    await storage.lock_federation(conn, assignment["federation_id"])
+    locked = await storage.get_assignment(conn, assignment_id, lock=True)
+    assert locked is not None
+    return locked
+
+
+async def confirm_assignment(m: Matching, caller: Caller, assignment_id: str, now: datetime) -> dict[str, Any]:
+    async with unit_of_work(m) as (conn, after):
+        assignment = await _open_assignment(conn, caller, assignment_id)
+        if assignment["status"] == "confirmed":
+            return {"assignment_id": assignment_id, "status": "confirmed"}
+        if assignment["status"] == "released":
+            raise Problem(409, "Assignment released", "A released assignment cannot be confirmed.")
+        await storage.confirm_assignment(conn, assignment_id, now)
+        await _emit(
+            conn,
+            AssignmentConfirmedV1(**_facts(assignment, "assignment_id"), confirmed_at=now),
+            assignment["need_id"],
+            _subject(assignment, "assignment_id"),
+        )
+        donor = assignment["donor_id"]
+        after.append(lambda: m.index.note_load(donor, 0, completed=1))
+        return {"assignment_id": assignment_id, "status": "confirmed"}
+
+
+async def release_assignment(
+    m: Matching, caller: Caller, assignment_id: str, reason: str, now: datetime
+) -> dict[str, Any]:
+    async with unit_of_work(m) as (conn, after):
+        assignment = await _open_assignment(conn, caller, assignment_id)
+        if assignment["status"] == "released":
+            return {"assignment_id": assignment_id, "status": "released"}
+        await _release(conn, after, m, assignment, reason, now)
+        await _match(conn, after, m, assignment["federation_id"], now, force=[assignment["need_id"]])
+        return {"assignment_id": assignment_id, "status": "released"}
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+async def candidates(m: Matching, caller: Caller, need_id: str, limit: int, now: datetime) -> dict[str, Any]:
+    row = await storage.get_need(m.pool, need_id)
+    if row is None or not (
+        row["federation_id"] == caller.federation_id
+        and caller.can_act_for(row["federation_id"], row["organisation_id"])
+    ):
+        raise Problem(404, "Not found", f"No need {need_id} here.")
+    need = storage.need_from_row(row)
+    async with m.pool.acquire() as conn:
+        policy = await policy_of(conn, need.federation_id, now)
+        offers = {o["donor_id"]: o["status"] for o in await storage.offers_of_need(conn, need_id)}
+    await m.ready.wait()
+    query = m.index.query(need, policy, slots_of(policy.collaboration_utc))
+    ranking = rank(m.index.columns, query, policy, now.timestamp(), limit)
+    listed = []
+    for i, r in enumerate(ranking.rows.tolist()):
+        value = {name: float(v[i]) for name, v in ranking.values.items()}
+        donor_id = m.index.donor_at(r)
+        components = explain(m.index.columns, r, value, query, policy, now.timestamp())
+        listed.append(
+            {
+                "donor_id": donor_id,
+                "score": round(float(ranking.scores[i]), 3),
+                "offer_status": offers.get(donor_id),
+                "components": [{"name": c.name, "points": c.points, "why": c.why} for c in components],
+            }
+        )
+    return {
+        "need_id": need_id,
+        "status": need.status,
+        "eligible": ranking.eligible,
+        "weights": {name: getattr(policy.weights, name) for name in type(policy.weights).names()},
+        "candidates": listed,
+    }
+
+
+# --- internals ---------------------------------------------------------------------------
+
+
+def _unloaded(m: Matching, donor_id: str, declined: int = 0) -> Callable[[], None]:
+    """An index update for after the commit: one open offer or assignment fewer for the donor."""
+
+    def effect() -> None:
+        m.index.note_load(donor_id, -1, declined=declined)
+
+    return effect
+
+
+def _facts(row: asyncpg.Record, id_column: str = "offer_id") -> dict[str, Any]:
+    return {
+        "federation_id": row["federation_id"],
+        "organisation_id": row["organisation_id"],
+        "offer_id": row[id_column],
+        "need_id": row["need_id"],
+        "fight_id": row["fight_id"],
+        "donor_id": row["donor_id"],
+    }
+
+
+def _subject(row: asyncpg.Record, id_column: str = "offer_id") -> str:
+    kind = "assignments" if id_column == "assignment_id" else "offers"
+    return f"{kind}/{row[id_column]}"
+
+
+async def _cancel_offers(
+    conn: Conn, after: AfterCommit, m: Matching, offers: Sequence[asyncpg.Record], reason: str, now: datetime
+) -> None:
+    for offer in offers:
+        await storage.answer_offer(conn, offer["offer_id"], "cancelled", now, reason)
+        await _emit(
+            conn, OfferCancelledV1(**_facts(offer), reason=reason, cancelled_at=now), offer["need_id"], _subject(offer)
+        )
+        after.append(_unloaded(m, offer["donor_id"]))
+
+
+async def _release(
+    conn: Conn, after: AfterCommit, m: Matching, assignment: asyncpg.Record, reason: str, now: datetime
+) -> None:
+    await storage.release_assignment(conn, assignment["assignment_id"], now, reason)
+    await _emit(
+        conn,
+        AssignmentReleasedV1(**_facts(assignment, "assignment_id"), reason=reason, released_at=now),
+        assignment["need_id"],
+        _subject(assignment, "assignment_id"),
+    )
+    donor = assignment["donor_id"]
+    after.append(lambda: m.index.note_load(donor, -1))
+
+
+async def _release_all(conn: Conn, after: AfterCommit, m: Matching, donor_id: str, reason: str, now: datetime) -> None:
+    for assignment in await storage.active_assignments_of_donor(conn, donor_id):
+        await _release(conn, after, m, assignment, reason, now)
+
+
+async def _match(
+    conn: Conn, after: AfterCommit, m: Matching, federation_id: str, now: datetime, force: Sequence[str] = ()
+) -> int:
+    """Make the offers a federation's waiting needs want now, chosen by the global assignment.
+
+    Ranking reads the in-memory index; each chosen donor's load and status are then read
+    from the tables under the federation lock, so the cap holds even if the index lags.
+    """
+    policy = await policy_of(conn, federation_id, now)
+    rows = await storage.needs_waiting(conn, federation_id, now, dict(policy.fan_out), m.max_needs_per_pass, force)
+    if not rows:
+        return 0
+    needs = [storage.need_from_row(r) for r in rows]
+    asked = await storage.offered_donors(conn, [n.need_id for n in needs])
+    collaboration = slots_of(policy.collaboration_utc)
+    at = now.timestamp()
+    demands: list[Demand] = []
+    chosen_from: dict[tuple[str, str], tuple[int, dict[str, float], Any]] = {}
+    by_id: dict[str, NeedState] = {}
+    for need, row in zip(needs, rows, strict=True):
+        places = offers_wanted(
+            donors_wanted=need.donors_wanted,
+            active_assignments=row["active_assignments"],
+            pending_offers=row["pending_offers"],
+            urgency=need.urgency,
+            fan_out=dict(policy.fan_out),
+        )
+        if places == 0:
+            continue
+        by_id[need.need_id] = need
+        query = m.index.query(need, policy, collaboration)
+        exclude = m.index.rows_of(asked.get(need.need_id, ()))
+        # A few more than the places: the global assignment may give some of them elsewhere.
+        ranking = rank(m.index.columns, query, policy, at, limit=places * 3 + 5, exclude=exclude)
+        listed = []
+        for i, r in enumerate(ranking.rows.tolist()):
+            donor = m.index.donor_at(r)
+            listed.append((donor, float(ranking.scores[i])))
+            chosen_from[(need.need_id, donor)] = (r, {k: float(v[i]) for k, v in ranking.values.items()}, query)
+        demands.append(Demand(need.need_id, need.urgency, need.deadline.timestamp(), places, listed))
+    everyone = sorted({donor for demand in demands for donor, _ in demand.candidates})
+    loads = await storage.donor_loads(conn, everyone)
+    statuses = await storage.donor_status(conn, everyone)
+    capacity = {
+        donor: policy.max_open_per_donor - loads.get(donor, 0) for donor in everyone if statuses.get(donor) == "active"
+    }
+    plan = assign(demands, capacity, at)
+    made = 0
+    short: list[str] = []
+    for demand in demands:
+        need = by_id[demand.need_id]
+        donors = plan[demand.need_id]
+        if len(donors) < demand.places:
+            short.append(demand.need_id)
+        for donor in donors:
+            row_index, value, query = chosen_from[(need.need_id, donor)]
+            components = explain(m.index.columns, row_index, value, query, policy, at)
+            score = round(sum(c.points for c in components), 3)
+            made += await _make_offer(conn, after, m, need, donor, score, components, policy, now)
+    if short:
+        # Found too few: rest until a donor joins or changes (retry_needs_of) or a while passes.
+        await storage.postpone_needs(conn, short, now + timedelta(seconds=m.retry_seconds))
+    return made
+
+
+async def _make_offer(
+    conn: Conn,
+    after: AfterCommit,
+    m: Matching,
+    need: NeedState,
+    donor_id: str,
+    score: float,
+    components: Sequence[Any],
+    policy: Policy,
+    now: datetime,
+) -> int:
+    offer_id = f"off_{uuid.uuid4().hex[:20]}"
+    expires_at = now + timedelta(seconds=policy.offer_ttl_seconds)
+    explanation = [ScoreComponent(name=c.name, points=c.points, why=c.why) for c in components]
+    inserted = await storage.insert_offer(
+        conn,
+        offer_id=offer_id,
+        need=need,
+        donor_id=donor_id,
+        score=score,
+        explanation=[e.model_dump() for e in explanation],
+        made_at=now,
+        expires_at=expires_at,
+    )
+    if not inserted:
+        return 0
+    token_expiry = int((expires_at + TOKEN_GRACE).timestamp())
+    offer_token = sign(m.token_secret, "offer", offer_id, token_expiry)
+    donor_token = sign(m.token_secret, "donor", donor_id, token_expiry)
+    base = m.public_base_url.rstrip("/")
+    made = OfferMadeV1(
+        federation_id=need.federation_id,
+        organisation_id=need.organisation_id,
+        offer_id=offer_id,
+        need_id=need.need_id,
+        fight_id=need.fight_id,
+        donor_id=donor_id,
+        need_title=need.title,
+        score=score,
+        explanation=explanation,
+        expires_at=expires_at,
+        made_at=now,
+        deadline=need.deadline,
+        estimated_hours=need.estimated_hours,
+        urgency=need.urgency,
+        offer_token=offer_token,
+        accept_url=f"{base}/v1/offers/{offer_id}/accept?token={quote(offer_token)}",
+        decline_url=f"{base}/v1/offers/{offer_id}/decline?token={quote(offer_token)}",
+        offers_url=f"{base}/v1/donors/{donor_id}/offers?token={quote(donor_token)}",
+    )
+    await _emit(conn, made, need.need_id, f"offers/{offer_id}")
+    after.append(lambda: m.index.note_offered(donor_id, now))
+    return 1
+
+
+# --- rebuild -----------------------------------------------------------------------------
+
+
+async def replay(conn: Conn, event: CloudEvent, data: EventData) -> None:
+    """Apply an input event to the read model only: no offers, no cancellations, no events.
+
+    Used by the rebuild, which replays the topics from the start: what those events caused
+    back then (offers, assignments) is already in matching's own tables.
+    """
+    if not await first_delivery(conn, CONSUMER, event.id, event.type):
+        return
+    if isinstance(data, DonorRegisteredV1 | DonorUpdatedV1):
+        profile = profile_of(data)
+        if supersedes(profile.version, await storage.donor_version(conn, data.donor_id)):
+            registered = data.registered_at if isinstance(data, DonorRegisteredV1) else data.updated_at
+            await storage.upsert_donor(conn, profile, registered)
+    elif isinstance(data, DonorWithdrawnV1):
+        await storage.withdraw_donor(
+            conn, data.donor_id, data.federation_id, WITHDRAWN_VERSION, data.erase, data.withdrawn_at
+        )
+    elif isinstance(data, NeedOpenedV1 | NeedUpdatedV1):
+        need = need_of(data)
+        if need_supersedes(need.version, await storage.need_version(conn, need.need_id)):
+            await storage.upsert_need(conn, need)
+    elif isinstance(data, NeedFilledV1 | NeedClosedV1):
+        status = NeedStatus.filled.value if isinstance(data, NeedFilledV1) else data.status.value
+        await storage.set_need_status(conn, data.need_id, status)

@@ -2,30 +2,62 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from pitchin_core.db import Conn
 from pitchin_matching.domain.donors import DonorProfile
+from pitchin_matching.domain.needs import OPEN_STATUSES, NeedState
+
+Pool = Conn | asyncpg.Pool
+OPEN = list(OPEN_STATUSES)
+
+# --- locks -------------------------------------------------------------------------------
 
 
-async def upsert_donor(conn: Conn, donor: DonorProfile, registered_at: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO donors (donor_id, federation_id, organisation_id, status, time_zone, hours_per_week, remote,"
-        " languages, causes, registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        " ON CONFLICT (donor_id) DO UPDATE SET status = EXCLUDED.status, time_zone = EXCLUDED.time_zone,"
-        " hours_per_week = EXCLUDED.hours_per_week, remote = EXCLUDED.remote, languages = EXCLUDED.languages,"
-        " causes = EXCLUDED.causes",
+async def lock_federation(conn: Conn, federation_id: str) -> None:
+    """Serialise offer-making within a federation: the cap on each donor's load is then exact."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"pitchin-matching-{federation_id}")
+
+
+# --- donors ------------------------------------------------------------------------------
+
+
+async def donor_version(conn: Conn, donor_id: str) -> int | None:
+    version: int | None = await conn.fetchval("SELECT version FROM donors WHERE donor_id = $1 FOR UPDATE", donor_id)
+    return version
+
+
+async def upsert_donor(conn: Conn, donor: DonorProfile, registered_at: datetime) -> datetime:
+    """Store the donor's profile; returns the registration time kept (the first one seen)."""
+    kept: datetime = await conn.fetchval(
+        "INSERT INTO donors (donor_id, federation_id, organisation_id, status, version, time_zone, hours_per_week,"
+        " remote, latitude, longitude, country, languages, causes, windows_utc, registered_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        " ON CONFLICT (donor_id) DO UPDATE SET organisation_id = EXCLUDED.organisation_id, status = EXCLUDED.status,"
+        " version = EXCLUDED.version, time_zone = EXCLUDED.time_zone, hours_per_week = EXCLUDED.hours_per_week,"
+        " remote = EXCLUDED.remote, latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,"
+        " country = EXCLUDED.country, languages = EXCLUDED.languages, causes = EXCLUDED.causes,"
+        " windows_utc = EXCLUDED.windows_utc, learned_at = now()"
+        " RETURNING registered_at",
         donor.donor_id,
         donor.federation_id,
         donor.organisation_id,
         donor.status,
+        donor.version,
         donor.time_zone,
         donor.hours_per_week,
         donor.remote,
+        donor.latitude,
+        donor.longitude,
+        donor.country,
         list(donor.languages),
         list(donor.causes),
+        [minute for interval in donor.windows_utc for minute in interval],
         registered_at,
     )
     await conn.execute("DELETE FROM donor_skills WHERE donor_id = $1", donor.donor_id)
@@ -33,9 +65,32 @@ async def upsert_donor(conn: Conn, donor: DonorProfile, registered_at: datetime)
         "INSERT INTO donor_skills (donor_id, skill, level) VALUES ($1, $2, $3)",
         [(donor.donor_id, skill, level) for skill, level in donor.skills.items()],
     )
+    return kept
 
 
-async def donor_with_skills(conn: Conn | asyncpg.Pool, federation_id: str, donor_id: str) -> asyncpg.Record | None:
+async def withdraw_donor(
+    conn: Conn, donor_id: str, federation_id: str, version: int, erase: bool, at: datetime
+) -> None:
+    """A tombstone that no late update can revive; with `erase`, nothing about the person is kept."""
+    await conn.execute(
+        "INSERT INTO donors (donor_id, federation_id, status, version, time_zone, hours_per_week, remote,"
+        " languages, causes, registered_at) VALUES ($1, $2, 'withdrawn', $3, 'UTC', 0, false, '{}', '{}', $4)"
+        " ON CONFLICT (donor_id) DO UPDATE SET status = 'withdrawn', version = EXCLUDED.version, learned_at = now()",
+        donor_id,
+        federation_id,
+        version,
+        at,
+    )
+    if erase:
+        await conn.execute(
+            "UPDATE donors SET languages = '{}', causes = '{}', windows_utc = '{}', latitude = NULL,"
+            " longitude = NULL, country = NULL, hours_per_week = 0 WHERE donor_id = $1",
+            donor_id,
+        )
+        await conn.execute("DELETE FROM donor_skills WHERE donor_id = $1", donor_id)
+
+
+async def donor_with_skills(conn: Pool, federation_id: str, donor_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT d.donor_id, d.status, d.time_zone, d.hours_per_week, d.remote,"
         " coalesce(jsonb_object_agg(s.skill, s.level) FILTER (WHERE s.skill IS NOT NULL), '{}')::text AS skills"
@@ -43,4 +98,365 @@ async def donor_with_skills(conn: Conn | asyncpg.Pool, federation_id: str, donor
         " WHERE d.federation_id = $1 AND d.donor_id = $2 GROUP BY d.donor_id",
         federation_id,
         donor_id,
+    )
+
+
+async def donors_for_index(conn: Conn, batch: int = 20_000) -> AsyncIterator[list[asyncpg.Record]]:
+    """Every donor with skills and what the fairness rules need, in batches (a cursor: 1M rows fit)."""
+    query = (
+        "SELECT d.donor_id, d.federation_id, d.status, d.hours_per_week, d.remote, d.latitude, d.longitude,"
+        " d.country, d.languages, d.causes, d.windows_utc, d.registered_at,"
+        " coalesce((SELECT array_agg(s.skill || '=' || s.level) FROM donor_skills s WHERE s.donor_id = d.donor_id),"
+        " '{}') AS skills,"
+        " coalesce(o.pending, 0) + coalesce(a.active, 0) AS load, o.last_asked,"
+        " coalesce(o.declined, 0) AS declined, coalesce(a.confirmed, 0) AS completed"
+        " FROM donors d"
+        " LEFT JOIN (SELECT donor_id, count(*) FILTER (WHERE status = 'pending') AS pending,"
+        "  count(*) FILTER (WHERE status IN ('declined', 'expired')) AS declined, max(made_at) AS last_asked"
+        "  FROM offers GROUP BY donor_id) o USING (donor_id)"
+        " LEFT JOIN (SELECT donor_id, count(*) FILTER (WHERE status <> 'released') AS active,"
+        "  count(*) FILTER (WHERE status = 'confirmed') AS confirmed FROM assignments GROUP BY donor_id) a"
+        "  USING (donor_id)"
+    )
+    async with conn.transaction():
+        chunk: list[asyncpg.Record] = []
+        async for row in conn.cursor(query, prefetch=batch):
+            chunk.append(row)
+            if len(chunk) >= batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+async def donor_loads(conn: Conn, donor_ids: Sequence[str]) -> dict[str, int]:
+    """Open offers + active assignments per donor, from the tables (the index may lag a commit)."""
+    rows = await conn.fetch(
+        "SELECT donor_id, count(*) AS n FROM ("
+        " SELECT donor_id FROM offers WHERE donor_id = ANY($1::text[]) AND status = 'pending'"
+        " UNION ALL SELECT donor_id FROM assignments WHERE donor_id = ANY($1::text[]) AND status <> 'released'"
+        ") t GROUP BY donor_id",
+        list(donor_ids),
+    )
+    return {r["donor_id"]: r["n"] for r in rows}
+
+
+async def donor_status(conn: Conn, donor_ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT donor_id, status FROM donors WHERE donor_id = ANY($1::text[])", list(donor_ids))
+    return {r["donor_id"]: r["status"] for r in rows}
+
+
+# --- needs -------------------------------------------------------------------------------
+
+
+async def need_version(conn: Conn, need_id: str) -> int | None:
+    version: int | None = await conn.fetchval("SELECT version FROM needs WHERE need_id = $1 FOR UPDATE", need_id)
+    return version
+
+
+async def upsert_need(conn: Conn, need: NeedState) -> None:
+    await conn.execute(
+        "INSERT INTO needs (need_id, fight_id, federation_id, organisation_id, title, required_skills, nice_to_have,"
+        " estimated_hours, deadline, urgency, remote, latitude, longitude, country, language, causes, donors_wanted,"
+        " status, version) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+        " $17, $18, $19)"
+        " ON CONFLICT (need_id) DO UPDATE SET fight_id = EXCLUDED.fight_id, organisation_id = EXCLUDED.organisation_id,"
+        " title = EXCLUDED.title, required_skills = EXCLUDED.required_skills, nice_to_have = EXCLUDED.nice_to_have,"
+        " estimated_hours = EXCLUDED.estimated_hours, deadline = EXCLUDED.deadline, urgency = EXCLUDED.urgency,"
+        " remote = EXCLUDED.remote, latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,"
+        " country = EXCLUDED.country, language = EXCLUDED.language, causes = EXCLUDED.causes,"
+        " donors_wanted = EXCLUDED.donors_wanted, status = EXCLUDED.status, version = EXCLUDED.version,"
+        " retry_after = NULL, learned_at = now()",
+        need.need_id,
+        need.fight_id,
+        need.federation_id,
+        need.organisation_id,
+        need.title,
+        json.dumps([list(r) for r in need.required_skills]),
+        list(need.nice_to_have),
+        need.estimated_hours,
+        need.deadline,
+        need.urgency,
+        need.remote,
+        need.latitude,
+        need.longitude,
+        need.country,
+        need.language,
+        list(need.causes),
+        need.donors_wanted,
+        need.status,
+        need.version,
+    )
+
+
+async def set_need_status(conn: Conn, need_id: str, status: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE needs SET status = $2, learned_at = now() WHERE need_id = $1 RETURNING federation_id", need_id, status
+    )
+
+
+def need_from_row(row: asyncpg.Record) -> NeedState:
+    return NeedState(
+        need_id=row["need_id"],
+        fight_id=row["fight_id"],
+        federation_id=row["federation_id"],
+        organisation_id=row["organisation_id"],
+        title=row["title"],
+        required_skills=tuple((str(s), int(level)) for s, level in json.loads(row["required_skills"])),
+        nice_to_have=tuple(row["nice_to_have"]),
+        estimated_hours=float(row["estimated_hours"]),
+        deadline=row["deadline"],
+        urgency=row["urgency"],
+        remote=row["remote"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        country=row["country"],
+        language=row["language"],
+        causes=tuple(row["causes"]),
+        donors_wanted=row["donors_wanted"],
+        status=row["status"],
+        version=row["version"],
+    )
+
+
+async def get_need(conn: Pool, need_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM needs WHERE need_id = $1", need_id)
+
+
+async def needs_waiting(
+    conn: Conn, federation_id: str, now: datetime, fan_out: dict[str, float], limit: int, force: Sequence[str] = ()
+) -> list[asyncpg.Record]:
+    """Open needs of a federation with fewer offers in flight than their urgency wants.
+
+    Most urgent and nearest deadline first; needs that found nobody recently wait for
+    `retry_after` unless named in `force`.
+    """
+    return await conn.fetch(
+        "SELECT n.*, coalesce(a.active, 0) AS active_assignments, coalesce(o.pending, 0) AS pending_offers"
+        " FROM needs n"
+        " LEFT JOIN LATERAL (SELECT count(*) AS active FROM assignments"
+        "  WHERE need_id = n.need_id AND status <> 'released') a ON true"
+        " LEFT JOIN LATERAL (SELECT count(*) AS pending FROM offers"
+        "  WHERE need_id = n.need_id AND status = 'pending') o ON true"
+        " WHERE n.federation_id = $1 AND n.status = ANY($2::text[]) AND n.deadline > $3"
+        "  AND (n.retry_after IS NULL OR n.retry_after <= $3 OR n.need_id = ANY($8::text[]))"
+        "  AND coalesce(o.pending, 0) < ceil(greatest(n.donors_wanted - coalesce(a.active, 0), 0)"
+        "   * CASE n.urgency WHEN 'critical' THEN $4::float8 WHEN 'high' THEN $5::float8 ELSE $6::float8 END)"
+        " ORDER BY CASE n.urgency WHEN 'critical' THEN 0 WHEN 'high' THEN 1 ELSE 2 END, n.deadline, n.need_id"
+        " LIMIT $7",
+        federation_id,
+        OPEN,
+        now,
+        fan_out.get("critical", 3.0),
+        fan_out.get("high", 2.0),
+        fan_out.get("normal", 1.0),
+        limit,
+        list(force),
+    )
+
+
+async def postpone_needs(conn: Conn, need_ids: Sequence[str], until: datetime) -> None:
+    await conn.execute("UPDATE needs SET retry_after = $2 WHERE need_id = ANY($1::text[])", list(need_ids), until)
+
+
+async def retry_needs_of(conn: Conn, federation_id: str) -> None:
+    """A donor joined or changed: needs that found nobody may find them now."""
+    await conn.execute(
+        "UPDATE needs SET retry_after = NULL WHERE federation_id = $1 AND retry_after IS NOT NULL", federation_id
+    )
+
+
+async def federations_with_waiting_needs(conn: Pool, now: datetime, limit: int = 100) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT federation_id FROM needs WHERE status = ANY($1::text[]) AND deadline > $2"
+        " AND (retry_after IS NULL OR retry_after <= $2) LIMIT $3",
+        OPEN,
+        now,
+        limit,
+    )
+    return [r["federation_id"] for r in rows]
+
+
+async def offered_donors(conn: Conn, need_ids: Sequence[str]) -> dict[str, set[str]]:
+    """Everyone ever asked about each need: nobody is asked twice about the same need."""
+    rows = await conn.fetch("SELECT need_id, donor_id FROM offers WHERE need_id = ANY($1::text[])", list(need_ids))
+    asked: dict[str, set[str]] = {}
+    for row in rows:
+        asked.setdefault(row["need_id"], set()).add(row["donor_id"])
+    return asked
+
+
+# --- offers ------------------------------------------------------------------------------
+
+
+async def insert_offer(
+    conn: Conn,
+    *,
+    offer_id: str,
+    need: NeedState,
+    donor_id: str,
+    score: float,
+    explanation: list[dict[str, Any]],
+    made_at: datetime,
+    expires_at: datetime,
+) -> bool:
+    status: str = await conn.execute(
+        "INSERT INTO offers (offer_id, need_id, fight_id, donor_id, federation_id, organisation_id, status, score,"
+        " explanation, made_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8::jsonb, $9, $10)"
+        " ON CONFLICT (need_id, donor_id) DO NOTHING",
+        offer_id,
+        need.need_id,
+        need.fight_id,
+        donor_id,
+        need.federation_id,
+        need.organisation_id,
+        score,
+        json.dumps(explanation),
+        made_at,
+        expires_at,
+    )
+    return status == "INSERT 0 1"
+
+
+async def get_offer(conn: Pool, offer_id: str, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM offers WHERE offer_id = $1" + (" FOR UPDATE" if lock else ""), offer_id)
+
+
+async def answer_offer(conn: Conn, offer_id: str, status: str, at: datetime, reason: str = "") -> None:
+    await conn.execute(
+        "UPDATE offers SET status = $2, answered_at = $3, reason = $4 WHERE offer_id = $1",
+        offer_id,
+        status,
+        at,
+        reason,
+    )
+
+
+async def claim_due_offers(conn: Conn, federation_id: str, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Pending offers past their expiry, locked; another replica's clock skips them."""
+    return await conn.fetch(
+        "SELECT * FROM offers WHERE federation_id = $1 AND status = 'pending' AND expires_at <= $2"
+        " ORDER BY expires_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        federation_id,
+        now,
+        limit,
+    )
+
+
+async def federations_with_due_offers(conn: Pool, now: datetime, limit: int = 100) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT federation_id FROM offers WHERE status = 'pending' AND expires_at <= $1 LIMIT $2", now, limit
+    )
+    return [r["federation_id"] for r in rows]
+
+
+async def pending_offers_of_need(conn: Conn, need_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM offers WHERE need_id = $1 AND status = 'pending' ORDER BY offer_id FOR UPDATE", need_id
+    )
+
+
+async def pending_offers_of_donor(conn: Conn, donor_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM offers WHERE donor_id = $1 AND status = 'pending' ORDER BY offer_id FOR UPDATE", donor_id
+    )
+
+
+async def offers_of_donor(conn: Pool, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT o.*, n.title AS need_title FROM offers o LEFT JOIN needs n USING (need_id)"
+        " WHERE o.federation_id = $1 AND o.donor_id = $2 ORDER BY o.made_at DESC",
+        federation_id,
+        donor_id,
+    )
+
+
+async def offers_of_need(conn: Pool, need_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT o.*, a.status AS assignment_status FROM offers o LEFT JOIN assignments a"
+        " ON a.assignment_id = o.offer_id WHERE o.need_id = $1 ORDER BY o.made_at, o.offer_id",
+        need_id,
+    )
+
+
+# --- assignments -------------------------------------------------------------------------
+
+
+async def insert_assignment(conn: Conn, offer: asyncpg.Record, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO assignments (assignment_id, need_id, fight_id, donor_id, federation_id, organisation_id,"
+        " status, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, 'accepted', $7)",
+        offer["offer_id"],
+        offer["need_id"],
+        offer["fight_id"],
+        offer["donor_id"],
+        offer["federation_id"],
+        offer["organisation_id"],
+        at,
+    )
+
+
+async def active_assignments(conn: Conn, need_id: str) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM assignments WHERE need_id = $1 AND status <> 'released'", need_id
+    )
+    return count
+
+
+async def get_assignment(conn: Pool, assignment_id: str, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM assignments WHERE assignment_id = $1" + (" FOR UPDATE" if lock else ""), assignment_id
+    )
+
+
+async def active_assignments_of_donor(conn: Conn, donor_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM assignments WHERE donor_id = $1 AND status <> 'released' ORDER BY assignment_id FOR UPDATE",
+        donor_id,
+    )
+
+
+async def confirm_assignment(conn: Conn, assignment_id: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE assignments SET status = 'confirmed', confirmed_at = $2 WHERE assignment_id = $1", assignment_id, at
+    )
+
+
+async def release_assignment(conn: Conn, assignment_id: str, at: datetime, reason: str) -> None:
+    await conn.execute(
+        "UPDATE assignments SET status = 'released', released_at = $2, reason = $3 WHERE assignment_id = $1",
+        assignment_id,
+        at,
+        reason,
+    )
+
+
+# --- policies ----------------------------------------------------------------------------
+
+
+async def get_policy(conn: Pool, federation_id: str) -> dict[str, Any] | None:
+    raw: str | None = await conn.fetchval("SELECT policy::text FROM policies WHERE federation_id = $1", federation_id)
+    return None if raw is None else dict(json.loads(raw))
+
+
+async def put_policy(conn: Pool, federation_id: str, policy: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO policies (federation_id, policy) VALUES ($1, $2::jsonb)"
+        " ON CONFLICT (federation_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()",
+        federation_id,
+        json.dumps(policy),
+    )
+
+
+# --- rebuild -----------------------------------------------------------------------------
+
+
+async def reset_read_model(conn: Conn, consumer: str, event_types: Sequence[str]) -> None:
+    """Forget donors and needs and the inbox entries of the events they were built from.
+
+    Offers, assignments and policies are matching's own facts and stay.
+    """
+    await conn.execute("TRUNCATE donor_skills, donors, needs")
+    await conn.execute(
+        "DELETE FROM inbox WHERE consumer = $1 AND event_type = ANY($2::text[])", consumer, list(event_types)
     )

@@ -1,0 +1,270 @@
+"""The in-memory donor index: numpy columns over every donor, for ranking a need in milliseconds.
+
+Loaded from the read model when the process starts and kept current by the handlers and
+use cases *after* their transaction commits (a crash in between is healed by the reload
+at the next start). The tables stay the authority: offer-making re-checks each chosen
+donor's load in SQL, so an index a moment behind can only rank, never overload anyone.
+One index per process; with several matching replicas each keeps its own (the federation
+lock and the SQL re-check keep them safe; a replica's ranking may then lag another's
+commits until its next event for that donor).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from pitchin_matching.domain.donors import DonorProfile
+from pitchin_matching.domain.needs import NeedState
+from pitchin_matching.domain.ranking import (
+    NO_SKILL,
+    SLOT_WORDS,
+    DonorColumns,
+    NeedQuery,
+    Policy,
+    slots_of,
+)
+
+# Bits 0..62 name one language or cause each; the rest share bit 63 (a rare false match
+# costs a few points, never a hard filter).
+_SHARED_BIT = 63
+
+
+class _Bits:
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def bit(self, name: str, create: bool = True) -> int:
+        code = self.codes.get(name)
+        if code is None:
+            if not create:
+                return -1
+            code = self.codes[name] = min(len(self.codes), _SHARED_BIT)
+        return code
+
+    def mask(self, names: Iterable[str], create: bool = True) -> int:
+        mask = 0
+        for name in names:
+            code = self.bit(name, create)
+            if code >= 0:
+                mask |= 1 << code
+        return mask
+
+
+@dataclass
+class DonorStats:
+    load: int = 0
+    last_asked: datetime | None = None
+    completed: int = 0
+    declined: int = 0
+
+
+class DonorIndex:
+    def __init__(self, capacity: int = 1024) -> None:
+        self._ids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._federations: dict[str, int] = {}
+        self._countries: dict[str, int] = {}
+        self._languages = _Bits()
+        self._causes = _Bits()
+        self._capacity = 0
+        self.columns = DonorColumns(
+            size=0,
+            federation=np.empty(0, np.int32),
+            active=np.empty(0, np.bool_),
+            skills={},
+            hours_per_week=np.empty(0, np.float32),
+            slots=np.empty((0, SLOT_WORDS), np.uint64),
+            has_windows=np.empty(0, np.bool_),
+            remote=np.empty(0, np.bool_),
+            latitude=np.empty(0, np.float32),
+            longitude=np.empty(0, np.float32),
+            country=np.empty(0, np.int16),
+            languages=np.empty(0, np.uint64),
+            causes=np.empty(0, np.uint64),
+            load=np.empty(0, np.int16),
+            last_asked=np.empty(0, np.float64),
+            registered=np.empty(0, np.float64),
+            completed=np.empty(0, np.int32),
+            declined=np.empty(0, np.int32),
+        )
+        self._grow(capacity)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    # --- identities -------------------------------------------------------------------
+
+    def row_of(self, donor_id: str) -> int | None:
+        return self._rows.get(donor_id)
+
+    def donor_at(self, row: int) -> str:
+        return self._ids[row]
+
+    def rows_of(self, donor_ids: Iterable[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
+        return np.fromiter((r for d in donor_ids if (r := self._rows.get(d)) is not None), dtype=np.int64)
+
+    def federation_code(self, federation_id: str) -> int:
+        code = self._federations.get(federation_id)
+        if code is None:
+            code = self._federations[federation_id] = len(self._federations)
+        return code
+
+    # --- writes -----------------------------------------------------------------------
+
+    def upsert(self, donor: DonorProfile, registered_at: datetime, stats: DonorStats | None = None) -> None:
+        row = self._rows.get(donor.donor_id)
+        if row is None:
+            row = len(self._ids)
+            if row >= self._capacity:
+                self._grow(self._capacity * 2)
+            self._ids.append(donor.donor_id)
+            self._rows[donor.donor_id] = row
+            self.columns.size = len(self._ids)
+            stats = stats or DonorStats()
+        c = self.columns
+        c.federation[row] = self.federation_code(donor.federation_id)
+        c.active[row] = donor.status == "active"
+        for column in c.skills.values():
+            column[row] = NO_SKILL
+        for slug, level in donor.skills.items():
+            self._skill_column(slug)[row] = level
+        c.hours_per_week[row] = donor.hours_per_week
+        c.slots[row] = slots_of(donor.windows_utc)
+        c.has_windows[row] = bool(donor.windows_utc)
+        c.remote[row] = donor.remote
+        c.latitude[row] = np.nan if donor.latitude is None else donor.latitude
+        c.longitude[row] = np.nan if donor.longitude is None else donor.longitude
+        c.country[row] = self._country_code(donor.country)
+        c.languages[row] = np.uint64(self._languages.mask(donor.languages))
+        c.causes[row] = np.uint64(self._causes.mask(donor.causes))
+        c.registered[row] = registered_at.timestamp()
+        if stats is not None:
+            c.load[row] = stats.load
+            c.last_asked[row] = stats.last_asked.timestamp() if stats.last_asked else np.nan
+            c.completed[row] = stats.completed
+            c.declined[row] = stats.declined
+
+    def deactivate(self, donor_id: str) -> None:
+        row = self._rows.get(donor_id)
+        if row is not None:
+            self.columns.active[row] = False
+
+    def note_offered(self, donor_id: str, at: datetime) -> None:
+        row = self._rows.get(donor_id)
+        if row is not None:
+            self.columns.load[row] += 1
+            self.columns.last_asked[row] = at.timestamp()
+
+    def note_load(self, donor_id: str, delta: int, completed: int = 0, declined: int = 0) -> None:
+        row = self._rows.get(donor_id)
+        if row is not None:
+            c = self.columns
+            c.load[row] = max(int(c.load[row]) + delta, 0)
+            c.completed[row] += completed
+            c.declined[row] += declined
+
+    def load_rows(self, rows: Sequence[Any]) -> None:
+        """Add donors read by `storage.donors_for_index`."""
+        for row in rows:
+            skills = dict(item.rsplit("=", 1) for item in row["skills"])
+            windows = row["windows_utc"]
+            profile = DonorProfile(
+                donor_id=row["donor_id"],
+                federation_id=row["federation_id"],
+                organisation_id=None,
+                status=row["status"],
+                version=0,
+                time_zone="UTC",
+                hours_per_week=float(row["hours_per_week"]),
+                remote=row["remote"],
+                latitude=row["latitude"],
+                longitude=row["longitude"],
+                country=row["country"],
+                languages=tuple(row["languages"]),
+                causes=tuple(row["causes"]),
+                skills={slug: int(level) for slug, level in skills.items()},
+                windows_utc=tuple(zip(windows[0::2], windows[1::2], strict=True)),
+            )
+            stats = DonorStats(
+                load=int(row["load"]),
+                last_asked=row["last_asked"],
+                completed=int(row["completed"]),
+                declined=int(row["declined"]),
+            )
+            self.upsert(profile, row["registered_at"], stats)
+
+    # --- reads ------------------------------------------------------------------------
+
+    def query(self, need: NeedState, policy: Policy, collaboration: np.ndarray[Any, np.dtype[np.uint64]]) -> NeedQuery:
+        language = self._languages.bit(need.language, create=False)
+        share = need.estimated_hours / max(need.donors_wanted, 1)
+        return NeedQuery(
+            federation=self.federation_code(need.federation_id),
+            required=need.required_skills,
+            nice_to_have=need.nice_to_have,
+            share_hours=share,
+            deadline=need.deadline.timestamp(),
+            urgency=need.urgency,
+            remote=need.remote,
+            latitude=need.latitude,
+            longitude=need.longitude,
+            country=self._countries.get(need.country, -1) if need.country else -1,
+            language_bit=0 if language < 0 else 1 << language,
+            language=need.language,
+            cause_bits=self._causes.mask(need.causes, create=False),
+            cause_count=len(need.causes),
+            collaboration=collaboration,
+        )
+
+    # --- storage ----------------------------------------------------------------------
+
+    def _skill_column(self, slug: str) -> np.ndarray[Any, np.dtype[np.int8]]:
+        skills = self.columns.skills
+        assert isinstance(skills, dict)
+        column = skills.get(slug)
+        if column is None:
+            column = skills[slug] = np.full(self._capacity, NO_SKILL, dtype=np.int8)
+        return column
+
+    def _country_code(self, country: str | None) -> int:
+        if country is None:
+            return -1
+        code = self._countries.get(country)
+        if code is None:
+            code = self._countries[country] = len(self._countries)
+        return code
+
+    def _grow(self, capacity: int) -> None:
+        capacity = max(capacity, 16)
+        c = self.columns
+
+        def grown(array: np.ndarray[Any, Any], fill: float | int | bool) -> np.ndarray[Any, Any]:
+            shape = (capacity, *array.shape[1:])
+            bigger = np.full(shape, fill, dtype=array.dtype)
+            bigger[: array.shape[0]] = array
+            return bigger
+
+        c.federation = grown(c.federation, -1)
+        c.active = grown(c.active, False)
+        c.skills = {slug: grown(column, NO_SKILL) for slug, column in c.skills.items()}
+        c.hours_per_week = grown(c.hours_per_week, 0.0)
+        c.slots = grown(c.slots, 0)
+        c.has_windows = grown(c.has_windows, False)
+        c.remote = grown(c.remote, False)
+        c.latitude = grown(c.latitude, math.nan)
+        c.longitude = grown(c.longitude, math.nan)
+        c.country = grown(c.country, -1)
+        c.languages = grown(c.languages, 0)
+        c.causes = grown(c.causes, 0)
+        c.load = grown(c.load, 0)
+        c.last_asked = grown(c.last_asked, math.nan)
+        c.registered = grown(c.registered, 0.0)
+        c.completed = grown(c.completed, 0)
+        c.declined = grown(c.declined, 0)
+        self._capacity = capacity

@@ -1,0 +1,103 @@
+"""Rebuild matching's read model (donors, needs) from the topics: `python -m pitchin_matching.rebuild`.
+
+Stop the matching service first. The rebuild, in one transaction:
+1. forgets donors, donor skills and needs, and the inbox entries of the events they came from;
+2. reads pitchin.donors.v1 and pitchin.needs.v1 from the beginning up to their current end
+   (a consumer without a group: the service's committed offsets are not touched);
+3. applies each event with the same version rules as the live handlers, but without side
+   effects (`service.replay`): offers, assignments and policies are matching's own facts
+   and are kept; records that are poison were dead-lettered the first time and are skipped.
+When the service starts again it resumes from its committed offsets; anything it sees again
+is in the inbox and changes nothing. Same settings (environment) as the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from pitchin_core.contracts.cloudevents import InvalidCloudEvent, from_kafka
+from pitchin_core.contracts.topics import DONORS, NEEDS, TopicSpec
+from pitchin_core.messaging import PoisonMessage, parse_event
+from pitchin_matching import service, storage
+from pitchin_matching.main import MatchingSettings
+
+log = logging.getLogger(__name__)
+TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS)
+
+
+async def rebuild(settings: MatchingSettings) -> dict[str, int]:
+    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.db_schema})
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    counts = {"applied": 0, "skipped": 0}
+    try:
+        specs = {spec.name: spec for spec in TOPICS}
+        partitions = await partitions_of(settings.kafka_bootstrap, list(specs))
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        async with conn.transaction():
+            types = [model.event_type for spec in TOPICS for model in spec.event_types]
+            await storage.reset_read_model(conn, service.CONSUMER, types)
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=1000)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset >= ends[tp]:
+                            continue
+                        try:
+                            event = from_kafka(record.headers or (), record.value)
+                            data = parse_event(event, specs[tp.topic].event_types)
+                        except (InvalidCloudEvent, PoisonMessage):
+                            counts["skipped"] += 1
+                            continue
+                        await service.replay(conn, event, data)
+                        counts["applied"] += 1
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        counts["donors"] = await conn.fetchval("SELECT count(*) FROM donors")
+        counts["needs"] = await conn.fetchval("SELECT count(*) FROM needs")
+    finally:
+        await consumer.stop()
+        await conn.close()
+    return counts
+
+
+async def partitions_of(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of the topics, from the broker's metadata (no consumer group involved)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    counts = asyncio.run(rebuild(MatchingSettings()))
+    print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
