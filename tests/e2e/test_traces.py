@@ -1,0 +1,322 @@
+"""One connected trace per flow, across every service and Kafka hop, with the right span kinds.
+
+Flows driven through the real services (issue 7's "done when"): a donor signs up; an organiser
+creates an event; someone books a place on it; the event's reminder fires. Each is asserted
+as a trace read back from the real OTLP receiver the services export to:
+
+- the HTTP server span of the service that took the request is the root;
+- the outbox relay's PRODUCER span (``send <topic>``) is its child, with the messaging
+  attributes of the OpenTelemetry semantic conventions;
+- every consumer of the topic has a CONSUMER span (``<topic> process``) that is a child of
+  that producer span;
+- notifications' SMTP CLIENT span hangs below its consumer when the flow sends an email;
+- a reminder starts a new trace (it fires long after the request) whose root links back to
+  the request that scheduled it, and continues through the relay to the consumers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from pitchin_core.contracts.topics import TOPICS
+from pitchin_testing.otlp import OtlpReceiver, ReceivedSpan
+from pitchin_testing.servers import SmtpSink
+from pitchin_testing.stack import Stack
+from tests.e2e.conftest import Tenant
+from tests.e2e.helpers import bearer, eventually
+from tests.unit.factories import donor_signup
+
+pytestmark = pytest.mark.e2e
+
+CONSUMERS = {spec.name: set(spec.consumers) for spec in TOPICS}
+
+
+def _trace(spans: Iterable[ReceivedSpan], trace_id: str) -> list[ReceivedSpan]:
+    return [s for s in spans if s.trace_id == trace_id]
+
+
+def _server_span(otlp: OtlpReceiver, service: str, name: str, marker: Callable[[ReceivedSpan], bool]) -> ReceivedSpan:
+    """The HTTP server span of `service` called `name` for which `marker` holds."""
+
+    def found(spans: list[ReceivedSpan]) -> bool:
+        return any(s.service == service and s.kind == "server" and s.name == name and marker(s) for s in spans)
+
+    spans = otlp.wait_for(found, timeout=30)
+    return [s for s in spans if s.service == service and s.kind == "server" and s.name == name and marker(s)][-1]
+
+
+def _root_server(otlp: OtlpReceiver, trace_id: str) -> ReceivedSpan:
+    """The HTTP server span that roots a trace (exported a moment after its children, perhaps)."""
+
+    def roots(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [s for s in _trace(spans, trace_id) if s.kind == "server" and not s.parent_span_id]
+
+    [root] = roots(otlp.wait_for(lambda spans: bool(roots(spans)), timeout=15))
+    return root
+
+
+def _target(path: str) -> Callable[[ReceivedSpan], bool]:
+    """Matches the server span of a request to `path` (http.target / url.path, by semconv version)."""
+
+    def probe(span: ReceivedSpan) -> bool:
+        return any(span.attributes.get(key) == path for key in ("http.target", "url.path"))
+
+    return probe
+
+
+def _orphans(spans: list[ReceivedSpan], root: ReceivedSpan) -> list[str]:
+    """Spans of the trace that do not reach `root` through their parents."""
+    index = {s.span_id: s for s in spans}
+    lost = []
+    for span in spans:
+        seen, hops = span, 0
+        while seen.span_id != root.span_id and seen.parent_span_id in index and hops < 100:
+            seen, hops = index[seen.parent_span_id], hops + 1
+        if seen.span_id != root.span_id:
+            lost.append(f"{span.service}:{span.kind}:{span.name}")
+    return lost
+
+
+def _assert_connected(otlp: OtlpReceiver, trace_id: str, root: ReceivedSpan) -> list[ReceivedSpan]:
+    """Every span of the trace reaches `root`: one tree, no orphans (parents may be exported after children)."""
+    assert root.parent_span_id == "", "the root has no parent"
+    try:
+        spans = otlp.wait_for(lambda spans: not _orphans(_trace(spans, trace_id), root), timeout=15)
+    except AssertionError:
+        raise AssertionError(f"not connected to {root.name}: {_orphans(_trace(otlp.spans, trace_id), root)}") from None
+    return _trace(spans, trace_id)
+
+
+def _assert_producer(span: ReceivedSpan, topic: str) -> None:
+    """The relay's PRODUCER span, attributed by the messaging semantic conventions (v1.27+)."""
+    assert span.kind == "producer" and span.name == f"send {topic}"
+    attributes = span.attributes
+    assert attributes["messaging.system"] == "kafka"
+    assert attributes["messaging.operation.name"] == "send"
+    assert attributes["messaging.operation.type"] == "send"
+    assert attributes["messaging.destination.name"] == topic
+    assert attributes["messaging.message.id"] == attributes["cloudevents.event_id"]
+    assert attributes["messaging.kafka.message.key"]
+    assert str(attributes["cloudevents.event_type"]).startswith("org.pitchin.")
+
+
+def _assert_consumer(span: ReceivedSpan, topic: str) -> None:
+    """faststream's CONSUMER span; it still uses the pre-1.26 attribute names (see the report)."""
+    assert span.kind == "consumer" and span.name == f"{topic} process"
+    attributes = span.attributes
+    assert attributes["messaging.system"] == "kafka"
+    destination = attributes.get("messaging.destination.name", attributes.get("messaging.destination_publish.name"))
+    assert destination == topic
+    operation = attributes.get("messaging.operation.name", attributes.get("messaging.operation"))
+    assert operation == "process"
+    partition = attributes.get(
+        "messaging.destination.partition.id", attributes.get("messaging.kafka.destination.partition")
+    )
+    assert partition is not None and int(partition) >= 0
+    assert attributes.get("messaging.kafka.offset", attributes.get("messaging.kafka.message.offset")) is not None
+
+
+def _hop(
+    otlp: OtlpReceiver, trace_id: str, producer_service: str, topic: str, parent: ReceivedSpan, timeout: float = 30
+) -> tuple[ReceivedSpan, dict[str, ReceivedSpan]]:
+    """The producer span for `topic` under `parent`, and each consumer's span under it."""
+    wanted = CONSUMERS[topic]
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        mine = _trace(spans, trace_id)
+        sends = [
+            s for s in mine if s.service == producer_service and s.kind == "producer" and s.name == f"send {topic}"
+        ]
+        return any(
+            {s.service for s in mine if s.kind == "consumer" and s.parent_span_id == send.span_id} >= wanted
+            for send in sends
+        )
+
+    spans = _trace(otlp.wait_for(complete, timeout=timeout), trace_id)
+    sends = [
+        s
+        for s in spans
+        if s.service == producer_service and s.kind == "producer" and s.name == f"send {topic}"
+        if {c.service for c in spans if c.kind == "consumer" and c.parent_span_id == s.span_id} >= wanted
+    ]
+    send = sends[0]
+    _assert_producer(send, topic)
+    assert send.parent_span_id == parent.span_id, f"send {topic} continues {parent.name}"
+    consumers = {}
+    for span in spans:
+        if span.kind == "consumer" and span.parent_span_id == send.span_id:
+            _assert_consumer(span, topic)
+            consumers[span.service] = span
+    assert set(consumers) == wanted, f"every consumer of {topic} in the trace: {set(consumers)} vs {wanted}"
+    return send, consumers
+
+
+def _smtp_under(otlp: OtlpReceiver, trace_id: str, consumer: ReceivedSpan, timeout: float = 30) -> ReceivedSpan:
+    """notifications' SMTP CLIENT span in the trace, descending from `consumer`."""
+
+    def descends(span: ReceivedSpan, index: dict[str, ReceivedSpan]) -> bool:
+        while span.parent_span_id in index:
+            if span.parent_span_id == consumer.span_id:
+                return True
+            span = index[span.parent_span_id]
+        return False
+
+    def found(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        mine = _trace(spans, trace_id)
+        index = {s.span_id: s for s in mine}
+        hits = [s for s in mine if s.kind == "client" and s.name == "smtp send" and descends(s, index)]
+        return hits[0] if hits else None
+
+    smtp = found(otlp.wait_for(lambda spans: found(spans) is not None, timeout=timeout))
+    assert smtp is not None and smtp.service == "notifications"
+    return smtp
+
+
+def _event_body(title: str, starts_in: timedelta, reminders: list[dict[str, str]]) -> dict[str, Any]:
+    starts = (datetime.now(UTC) + starts_in).replace(microsecond=0)
+    return {
+        "kind": "training",
+        "title": title,
+        "starts_at": starts.isoformat(),
+        "ends_at": (starts + timedelta(hours=1)).isoformat(),
+        "time_zone": "Europe/London",
+        "venue_name": "Dudley CVS, 7 Albion Street",
+        "capacity": 30,
+        "free_places": True,
+        "organiser_email": f"trace-{uuid.uuid4().hex[:8]}@example.org",
+        "reminders": reminders,
+    }
+
+
+def test_a_signup_is_one_trace_from_the_request_to_the_welcome_email(
+    stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
+) -> None:
+    email = f"trace-{uuid.uuid4().hex[:8]}@example.org"
+    answer = httpx.post(
+        f"{stack['signups'].url}/v1/donors",
+        json=donor_signup(name="Trace Donor", email=email),
+        headers=bearer(tenant.organiser_key),
+        timeout=15,
+    )
+    assert answer.status_code == 201, answer.text
+    mailbox.wait_for(lambda m: m["To"] == email, timeout=30)
+
+    # Other tests post donors too: find this one's trace through the relay span's message key.
+    donor_id = answer.json()["donor_id"]
+
+    def ours(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        for span in spans:
+            if span.kind == "producer" and span.attributes.get("messaging.kafka.message.key") == donor_id:
+                return span
+        return None
+
+    send_span = ours(otlp.wait_for(lambda spans: ours(spans) is not None, timeout=30))
+    assert send_span is not None
+    trace_id = send_span.trace_id
+    server = _root_server(otlp, trace_id)
+    assert (server.service, server.name) == ("signups", "POST /v1/donors")
+
+    _, consumers = _hop(otlp, trace_id, "signups", "pitchin.donors.v1", server)
+    _smtp_under(otlp, trace_id, consumers["notifications"])
+    spans = _assert_connected(otlp, trace_id, server)
+    assert {(s.service, s.kind) for s in spans} >= {
+        ("signups", "server"),
+        ("signups", "producer"),
+        ("matching", "consumer"),
+        ("notifications", "consumer"),
+        ("notifications", "client"),
+    }
+    # PostgreSQL client spans (asyncpg instrumentation) belong to the same trace.
+    assert any(s.service == "signups" and s.kind == "client" and s.attributes.get("db.system") for s in spans)
+
+
+def test_an_event_a_booking_and_its_reminder_are_each_one_connected_trace(
+    stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
+) -> None:
+    # 1. An organiser creates an event whose reminder falls due a few seconds from now.
+    body = _event_body(f"Tracing the picket line {uuid.uuid4().hex[:6]}", timedelta(seconds=12), [{"before": "PT4S"}])
+    created = httpx.post(
+        f"{stack['scheduling'].url}/v1/events", json=body, headers=bearer(tenant.organiser_key), timeout=15
+    )
+    assert created.status_code == 201, created.text
+    event_id = created.json()["event_id"]
+
+    def event_send(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        for span in spans:
+            if (
+                span.service == "scheduling"
+                and span.kind == "producer"
+                and span.attributes.get("messaging.kafka.message.key") == event_id
+                and any(p.span_id == span.parent_span_id and p.kind == "server" for p in spans)
+            ):
+                return span
+        return None
+
+    first_send = event_send(otlp.wait_for(lambda spans: event_send(spans) is not None, timeout=30))
+    assert first_send is not None
+    created_trace = first_send.trace_id
+    setter = _root_server(otlp, created_trace)
+    assert (setter.service, setter.name) == ("scheduling", "POST /v1/events")
+    _, consumers = _hop(otlp, created_trace, "scheduling", "pitchin.events.v1", setter)
+    _smtp_under(otlp, created_trace, consumers["notifications"])  # the organiser's confirmation
+    _assert_connected(otlp, created_trace, setter)
+
+    # 2. Someone books a place once signups has learned the event.
+    eventually(
+        lambda: (
+            httpx.get(
+                f"{stack['signups'].url}/v1/events/{event_id}/bookings",
+                headers=bearer(tenant.organiser_key),
+                timeout=5,
+            ).status_code
+            == 200
+        ),
+        timeout=30,
+        what="signups to learn the event",
+    )
+    attendee = f"attendee-{uuid.uuid4().hex[:8]}@example.org"
+    booked = httpx.post(
+        f"{stack['signups'].url}/v1/events/{event_id}/bookings",
+        json={"name": "Trace Attendee", "email": attendee},
+        headers=bearer(tenant.organiser_key),
+        timeout=15,
+    )
+    assert booked.status_code == 201, booked.text
+    booking_id = booked.json()["booking_id"]
+
+    path = f"/v1/events/{event_id}/bookings"
+    booking_server = _server_span(otlp, "signups", "POST /v1/events/{event_id}/bookings", _target(path))
+    booking_trace = booking_server.trace_id
+    assert booking_trace not in {created_trace}
+    _, booking_consumers = _hop(otlp, booking_trace, "signups", "pitchin.bookings.v1", booking_server)
+    assert set(booking_consumers) == {"notifications", "scheduling"}
+    booking_spans = _assert_connected(otlp, booking_trace, booking_server)
+    assert any(
+        s.kind == "producer" and s.attributes.get("cloudevents.event_type", "").startswith("org.pitchin.booking.")
+        for s in booking_spans
+    ), booking_id
+
+    # 3. The reminder fires: a new trace, linked to the request that scheduled it.
+    def fired(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        for span in spans:
+            if span.name == "reminder due" and span.attributes.get("pitchin.event.id") == event_id:
+                return span
+        return None
+
+    reminder = fired(otlp.wait_for(lambda spans: fired(spans) is not None, timeout=60))
+    assert reminder is not None and reminder.service == "scheduling"
+    assert reminder.trace_id not in {created_trace, booking_trace}, "a reminder starts its own trace"
+    assert setter.span_id in reminder.links, "the reminder links back to the POST that scheduled it"
+    _, reminder_consumers = _hop(otlp, reminder.trace_id, "scheduling", "pitchin.events.v1", reminder)
+    assert set(reminder_consumers) == {"signups", "notifications"}
+    reminder_spans = _assert_connected(otlp, reminder.trace_id, reminder)
+    assert any(
+        s.kind == "producer" and s.attributes.get("cloudevents.event_type") == "org.pitchin.event.reminder-due.v1"
+        for s in reminder_spans
+    )
