@@ -24,6 +24,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import ExceptionMiddleware
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
@@ -165,6 +166,22 @@ def subscribe(
         record: Any = message.raw_message
         try:
             event = from_kafka(record.headers or (), record.value)
+            # faststream's consumer span carries the older attribute names; add the ones the
+            # current messaging conventions require, and the CloudEvent's own id.
+            trace.get_current_span().set_attributes(
+                {
+                    "messaging.system": "kafka",
+                    "messaging.operation.name": "process",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": record.topic,
+                    "messaging.consumer.group.name": group,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                    "messaging.message.id": event.id,
+                    "cloudevents.event_id": event.id,
+                    "cloudevents.event_type": event.type,
+                }
+            )
             data = parse_event(event, spec.event_types)
             await handler(event, data)
             retry_delay = 0.1

@@ -107,19 +107,17 @@ def _assert_producer(span: ReceivedSpan, topic: str) -> None:
 
 
 def _assert_consumer(span: ReceivedSpan, topic: str) -> None:
-    """faststream's CONSUMER span; it still uses the pre-1.26 attribute names (see the report)."""
+    """The CONSUMER span, with the attributes the messaging conventions require (set in messaging.subscribe)."""
     assert span.kind == "consumer" and span.name == f"{topic} process"
     attributes = span.attributes
     assert attributes["messaging.system"] == "kafka"
-    destination = attributes.get("messaging.destination.name", attributes.get("messaging.destination_publish.name"))
-    assert destination == topic
-    operation = attributes.get("messaging.operation.name", attributes.get("messaging.operation"))
-    assert operation == "process"
-    partition = attributes.get(
-        "messaging.destination.partition.id", attributes.get("messaging.kafka.destination.partition")
-    )
-    assert partition is not None and int(partition) >= 0
-    assert attributes.get("messaging.kafka.offset", attributes.get("messaging.kafka.message.offset")) is not None
+    assert attributes["messaging.destination.name"] == topic
+    assert attributes["messaging.operation.name"] == "process"
+    assert attributes["messaging.operation.type"] == "process"
+    assert attributes["messaging.consumer.group.name"] == span.service
+    assert int(attributes["messaging.destination.partition.id"]) >= 0
+    assert int(attributes["messaging.kafka.offset"]) >= 0
+    assert attributes["messaging.message.id"] == attributes["cloudevents.event_id"]
 
 
 def _hop(
