@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -13,6 +14,16 @@ from pathlib import Path
 import httpx
 
 SERVICES = ("signups", "matching", "notifications", "scheduling")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this child when the process that started it dies, however it dies.
+
+    A test run or benchmark killed from outside must not leave services running behind.
+    """
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class ServiceProcess:
@@ -36,6 +47,7 @@ class ServiceProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
 

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 import sys
 import time
 
 import tests.bench
 
 
+def _stop_on_sigterm() -> None:
+    # SIGTERM (a `kill`, or CI's timeout) would end Python without running the benchmarks'
+    # `finally` blocks, leaving Kafka, PostgreSQL and four services running behind.
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> int:
+    _stop_on_sigterm()
     names = sorted(m.name for m in pkgutil.iter_modules(tests.bench.__path__) if m.name.startswith("bench_"))
     wanted = set(sys.argv[1:])
     failed = []
