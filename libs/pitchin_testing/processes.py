@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 
 SERVICES = ("signups", "matching", "notifications", "scheduling")
+# The services with a PostgreSQL schema (and API keys in it) and Kafka clients.
+BACKENDS = ("signups", "matching", "notifications", "scheduling")
 
 
 def _die_with_parent() -> None:
