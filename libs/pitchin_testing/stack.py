@@ -1,4 +1,4 @@
-"""The four services started as processes against given servers, with API keys issued.
+"""The services started as processes against given servers, with API keys issued.
 
 Used by the end-to-end tests, the benchmarks and `make run`, so all three run the system
 the same way.
@@ -7,12 +7,14 @@ the same way.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 
 import asyncpg
 
 from pitchin_core.auth import issue_key, new_key
-from pitchin_testing.processes import SERVICES, ServiceProcess, service_env
+from pitchin_core.ingest import Credentials, new_publisher_key, new_signing_secret, register_publisher
+from pitchin_testing.processes import BACKENDS, SERVICES, ServiceProcess, service_env
 
 
 class Stack:
@@ -27,8 +29,13 @@ class Stack:
         log_dir: Path,
         environment: str = "test",
         public_base_url: str = "http://127.0.0.1:8000",
+        web_federation_id: str = "fed-web",
     ) -> None:
         self.database_url = database_url
+        # The web front serves one federation, calling the services with a staff key of it
+        # (issued in `start`, once the services have made their schemas).
+        self.web_federation_id = web_federation_id
+        self.web_key = ""
         env = service_env(
             kafka_bootstrap=kafka_bootstrap,
             database_url=database_url,
@@ -37,7 +44,19 @@ class Stack:
             environment=environment,
             public_base_url=public_base_url,
         )
-        self.services = {name: ServiceProcess(name, ports[name], env, log_dir) for name in SERVICES}
+        self.services = {name: ServiceProcess(name, ports[name], env, log_dir) for name in SERVICES if name in ports}
+        if "web" in self.services:
+            web = self.services["web"]
+            web.env.update(
+                {f"PITCHIN_{name.upper()}_URL": self.services[name].url for name in BACKENDS if name in self.services}
+            )
+            web.env.update(
+                {
+                    "PITCHIN_PUBLIC_BASE_URL": web.url,
+                    "PITCHIN_SESSION_SECRET": secrets.token_urlsafe(32),
+                    "PITCHIN_FEDERATION_ID": web_federation_id,
+                }
+            )
 
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.services[name]
@@ -46,8 +65,15 @@ class Stack:
         # Started one after another: each migrates its own schema and the first creates
         # the topics; on two cores a staggered start is also quicker than a stampede.
         for service in self.services.values():
+            if service.name == "web":
+                self.prepare_web()
             service.start()
             service.wait_ready(timeout)
+
+    def prepare_web(self) -> None:
+        """Issue the web front's federation-staff key (the other services must be up) and hand it over."""
+        self.web_key = self.issue_key(self.web_federation_id, None, "federation-staff")
+        self.services["web"].env["PITCHIN_FEDERATION_KEY"] = self.web_key
 
     def stop(self) -> None:
         for service in reversed(list(self.services.values())):
@@ -60,7 +86,7 @@ class Stack:
         async def issue() -> None:
             conn = await asyncpg.connect(self.database_url)
             try:
-                for schema in SERVICES:
+                for schema in BACKENDS:
                     await conn.execute(f'SET search_path TO "{schema}"')
                     await issue_key(
                         conn, federation_id=federation_id, organisation_id=organisation_id, role=role, key=key
@@ -70,3 +96,38 @@ class Stack:
 
         asyncio.run(issue())
         return key
+
+    def register_publisher(
+        self,
+        source: str,
+        federation_id: str,
+        organisations: tuple[str, ...] = (),
+        *,
+        any_organisation: bool = False,
+        rate_per_second: float = 500.0,
+        burst: int = 1000,
+    ) -> Credentials:
+        """A publishing system (docs/ingest.md), known to every service; its key and secret are returned once."""
+        key, secret = new_publisher_key(), new_signing_secret()
+
+        async def register() -> None:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                for schema in BACKENDS:
+                    await conn.execute(f'SET search_path TO "{schema}"')
+                    await register_publisher(
+                        conn,
+                        source=source,
+                        federation_id=federation_id,
+                        organisations=organisations,
+                        any_organisation=any_organisation,
+                        key=key,
+                        signing_secret=secret,
+                        rate_per_second=rate_per_second,
+                        burst=burst,
+                    )
+            finally:
+                await conn.close()
+
+        asyncio.run(register())
+        return Credentials(source, key, secret)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pitchin_core.contracts import bookings, donors, fights, matching, scheduling
+from pitchin_core.contracts import bookings, donors, fights, ingest, matching, scheduling
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.events import declared_in
 
@@ -21,6 +21,8 @@ class TopicSpec:
     event_types: tuple[type[EventData], ...]
     partitions: int = 3
     description: str = ""
+    # Read outside Pitch In only (no consumer group here, so no dead-letter topic): who and why.
+    read_outside: str = ""
 
     def dead_letter(self, consumer_group: str) -> str:
         return dead_letter_topic(self.name, consumer_group)
@@ -71,7 +73,25 @@ EVENTS = TopicSpec(
     description="Training events, panels, livestreams and meet-ups, their changes and reminders.",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS, BOOKINGS, MATCHES, EVENTS)
+INGEST = TopicSpec(
+    name=ingest.TOPIC,
+    key="source id (ce_source)",
+    producer="other-systems",
+    consumers=("signups", "scheduling"),
+    event_types=ingest.PUBLISHABLE,
+    description="What other systems publish into Pitch In (docs/ingest.md): people, fights, events, RSVPs.",
+)
+INGEST_REJECTIONS = TopicSpec(
+    name=ingest.REJECTIONS_TOPIC,
+    key="source id (ce_source)",
+    producer="signups-and-scheduling",
+    consumers=(),
+    read_outside="the publishers, each reading the records keyed by its own source",
+    event_types=(ingest.IngestRejectedV1,),
+    description="Published events Pitch In refused, with the original id and the reasons: read by their publishers.",
+)
+
+TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS, BOOKINGS, MATCHES, EVENTS, INGEST, INGEST_REJECTIONS)
 
 
 def topic_for(event_type: type[EventData]) -> TopicSpec:

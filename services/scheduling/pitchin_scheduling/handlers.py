@@ -7,7 +7,7 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import BOOKINGS
 from pitchin_core.runtime import Runtime
-from pitchin_scheduling import service
+from pitchin_scheduling import ingest, service
 
 
 def register(runtime: Runtime) -> None:
@@ -21,3 +21,4 @@ def register(runtime: Runtime) -> None:
         metrics.events_applied.labels(metrics.service, event.type, "applied" if applied else "duplicate").inc()
 
     runtime.subscribe(BOOKINGS, on_booking)
+    ingest.register(runtime)

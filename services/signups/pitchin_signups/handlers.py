@@ -9,7 +9,7 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.matching import AssignmentConfirmedV1, AssignmentReleasedV1
 from pitchin_core.contracts.topics import EVENTS, MATCHES
 from pitchin_core.runtime import Runtime
-from pitchin_signups import service
+from pitchin_signups import ingest, service
 
 
 def register(runtime: Runtime) -> None:
@@ -27,3 +27,4 @@ def register(runtime: Runtime) -> None:
 
     runtime.subscribe(EVENTS, on_event)
     runtime.subscribe(MATCHES, on_match)
+    ingest.register(runtime)

@@ -1,0 +1,112 @@
+"""Events other systems publish, applied by scheduling through its own use cases.
+
+event-created → `service.create_event`, event-changed → `service.change_event` with the
+same `update` (and `reschedule`, when the time moved) rules as PATCH and /reschedule,
+event-cancelled → `change_event` with `cancel`: the outbox emits what the API would.
+
+An event created this way gets a Pitch In id derived from (source, external id)
+(`pitchin_core.ingest.external_event_id`), so signups can take RSVPs for it by the
+publisher's id without asking scheduling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from pitchin_core.auth import Caller
+from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.ingest import IngestEventCancelledV1, IngestEventChangedV1, IngestEventCreatedV1
+from pitchin_core.contracts.scheduling import EventStatus
+from pitchin_core.db import Conn
+from pitchin_core.ingest import (
+    Accepted,
+    ConnectionAsPool,
+    Pipeline,
+    Rejection,
+    check_fresh,
+    external_event_id,
+    save_subject,
+    subject_of,
+    subscribe_ingest,
+    unknown,
+)
+from pitchin_core.runtime import Runtime
+from pitchin_scheduling import service
+from pitchin_scheduling.domain import events as rules
+from pitchin_scheduling.domain.events import Event, EventChanges, EventDraft, Reschedule
+
+EVENT = "event"
+_CHANGES = set(EventChanges.model_fields)
+
+# `service.create_event` names new events with `rules.new_event_id()`. For an event a
+# publisher created, the id must be derived from its external id: the derived id is offered
+# for the duration of that one call (a context variable, so concurrent requests are unaffected).
+# A one-parameter `event_id` on `service.create_event` would make this unnecessary.
+_chosen_id: ContextVar[str | None] = ContextVar("pitchin_ingest_event_id", default=None)
+_random_id: Callable[[], str] = rules.new_event_id
+
+
+def _new_event_id() -> str:
+    return _chosen_id.get() or _random_id()
+
+
+def _caller(accepted: Accepted) -> Caller:
+    return Caller(accepted.data.federation_id, accepted.data.organisation_id, "publisher")
+
+
+async def apply(conn: Conn, accepted: Accepted, now: datetime) -> dict[str, Any]:
+    data = accepted.data
+    pool = ConnectionAsPool(conn).as_pool()
+    known = await subject_of(conn, accepted.source, EVENT, data.external_id)
+    if known is not None:
+        check_fresh(known, accepted)
+    if isinstance(data, IngestEventCreatedV1):
+        if known is not None:
+            raise Rejection.one(409, "conflict", "data.external_id", "this event exists: publish event-changed")
+        fields = data.model_dump(exclude={"federation_id", "organisation_id", "external_id", "updated_at", "draft"})
+        draft = EventDraft(**fields, status=EventStatus.draft if data.draft else EventStatus.published)
+        token = _chosen_id.set(external_event_id(accepted.source, data.external_id))
+        try:
+            event = await service.create_event(pool, _caller(accepted), draft, now)
+        finally:
+            _chosen_id.reset(token)
+        await save_subject(conn, accepted, EVENT, event.event_id)
+        return {"event_id": event.event_id}
+    if known is None:
+        raise unknown("event", data.external_id, "publish event-created first")
+    if isinstance(data, IngestEventChangedV1):
+        given = data.model_fields_set
+        changes = EventChanges.model_validate(data.model_dump(include=given & _CHANGES))
+        move = (
+            Reschedule(starts_at=data.starts_at, ends_at=data.ends_at, time_zone=data.time_zone)
+            if data.starts_at is not None and data.ends_at is not None
+            else None
+        )
+
+        def command(event: Event) -> tuple[Event, list[EventData]]:
+            updated, facts = rules.update(event, changes, now)
+            if move is not None:
+                updated, moved = rules.reschedule(updated, move, now)
+                facts = [*facts, *moved]
+            return updated, facts
+
+        event = await service.change_event(pool, _caller(accepted), known.internal_id, command, now)
+        await save_subject(conn, accepted, EVENT, known.internal_id)
+        return {"event_id": event.event_id, "version": event.version}
+    assert isinstance(data, IngestEventCancelledV1)
+    reason = data.reason
+    event = await service.change_event(
+        pool, _caller(accepted), known.internal_id, lambda e: rules.cancel(e, reason, now), now
+    )
+    await save_subject(conn, accepted, EVENT, known.internal_id, state="cancelled")
+    return {"event_id": event.event_id}
+
+
+def register(runtime: Runtime) -> Pipeline:
+    rules.new_event_id = _new_event_id
+    pipeline = Pipeline("scheduling", runtime.metrics)
+    subscribe_ingest(runtime, pipeline, apply)
+    return pipeline

@@ -1,0 +1,230 @@
+"""OSDI helpers, so organising tools that speak OSDI can point at Pitch In without new code.
+
+`POST /v1/osdi/person_signup` (the OSDI person signup helper) and
+`POST /v1/osdi/events/{event_id}/record_attendance` (the record attendance helper) are
+translated onto the public ingest contract (person-signed-up, rsvp-made / rsvp-cancelled)
+and decided by the same pipeline as `POST /v1/ingest`. Which OSDI fields are mapped and
+which ignored: docs/ingest.md, "OSDI helpers". Authenticated by the publisher's key in
+`OSDI-API-Token` (OSDI's header) or `Authorization: Bearer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pitchin_core.contracts.common import SkillLevel
+from pitchin_core.contracts.ingest import IngestPersonSignedUpV1, IngestRsvpCancelledV1, IngestRsvpMadeV1
+from pitchin_core.http import Problem
+from pitchin_core.ingest import Envelope, Registration
+from pitchin_signups.ingest_api import decide, pipeline_of, publisher_by_key, read_body, respond
+
+router = APIRouter(prefix="/v1/osdi", tags=["osdi"])
+DECLINED = {"declined", "cancelled", "canceled"}
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class OsdiEmail(_Open):
+    address: str
+    primary: bool = False
+
+
+class OsdiPhone(_Open):
+    number: str
+    primary: bool = False
+    sms_capable: bool | None = None
+
+
+class OsdiAddress(_Open):
+    locality: str | None = None
+    region: str | None = None
+    country: str | None = None
+    primary: bool = False
+
+
+class OsdiPerson(_Open):
+    identifiers: list[str] = Field(default_factory=list)
+    given_name: str | None = None
+    family_name: str | None = None
+    email_addresses: list[OsdiEmail] = Field(default_factory=list)
+    phone_numbers: list[OsdiPhone] = Field(default_factory=list)
+    postal_addresses: list[OsdiAddress] = Field(default_factory=list)
+    languages_spoken: list[str] = Field(default_factory=list)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    modified_date: datetime | None = None
+
+
+_T = TypeVar("_T", OsdiEmail, OsdiPhone, OsdiAddress)
+
+
+class PersonSignupHelper(_Open):
+    person: OsdiPerson
+    add_tags: list[str] = Field(default_factory=list)
+
+
+class RecordAttendanceHelper(_Open):
+    person: OsdiPerson
+    status: str = "accepted"
+    identifiers: list[str] = Field(default_factory=list)
+    modified_date: datetime | None = None
+
+
+def _primary(items: list[_T]) -> _T | None:
+    return next((i for i in items if i.primary), items[0] if items else None)
+
+
+def _external_id(identifiers: list[str], fallback: str) -> str:
+    for ident in identifiers:
+        if ident and len(ident) <= 80 and ident[0].isalnum() and all(c.isalnum() or c in "._:-" for c in ident):
+            return ident
+    return "osdi-" + hashlib.sha256(fallback.encode()).hexdigest()[:32]
+
+
+def _organisation(registration: Registration, fields: dict[str, Any]) -> str | None:
+    named = fields.get("organisation_id")
+    if isinstance(named, str) and named:
+        return named
+    return registration.organisations[0] if len(registration.organisations) == 1 else None
+
+
+def _truthy(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    return str(value).strip().lower() in ("1", "true", "yes", "y")
+
+
+def person_signup_data(helper: PersonSignupHelper, registration: Registration, now: datetime) -> dict[str, Any]:
+    """The OSDI person signup helper as the data of an `ingest.person-signed-up.v1`."""
+    person, fields = helper.person, helper.person.custom_fields
+    email = _primary(person.email_addresses)
+    phone = _primary(person.phone_numbers)
+    address = _primary(person.postal_addresses)
+    skills, causes = [], []
+    for tag in helper.add_tags:
+        kind, _, rest = tag.partition(":")
+        if kind == "skill":
+            slug, _, level = rest.partition(":")
+            skills.append({"skill": slug, "level": level or SkillLevel.beginner.value})
+        elif kind == "cause":
+            causes.append(rest)
+    name = " ".join(p for p in (person.given_name, person.family_name) if p) or (email.address if email else "")
+    purposes = [p.strip() for p in str(fields.get("consent_purposes", "matching")).split(",") if p.strip()]
+    data: dict[str, Any] = {
+        "federation_id": registration.federation_id,
+        "organisation_id": _organisation(registration, fields),
+        "external_id": _external_id(person.identifiers, email.address.lower() if email else json.dumps(fields)),
+        "updated_at": (person.modified_date or now).isoformat(),
+        "name": name,
+        "email": email.address if email else None,
+        "skills": skills,
+        "availability": {
+            "hours_per_week": fields.get("hours_per_week"),
+            "time_zone": fields.get("time_zone", "Europe/London"),
+        },
+        "place": {
+            "remote": _truthy(fields.get("remote"), True),
+            "city": address.locality if address else None,
+            "country": address.country if address else None,
+        },
+        "languages": person.languages_spoken or ["en"],
+        "causes": causes,
+        "union_member": _truthy(fields.get("union_member"), False),
+        "consent": {
+            "wording_version": fields.get("consent_wording_version"),
+            "purposes": purposes,
+            "agreed_at": fields.get("consent_agreed_at", (person.modified_date or now).isoformat()),
+        },
+    }
+    if phone is not None:
+        data["phone"] = phone.number
+        data["contact"] = {"email": True, "sms": bool(phone.sms_capable and _truthy(fields.get("sms_opt_in"), False))}
+    return data
+
+
+def attendance_data(
+    helper: RecordAttendanceHelper, event_ref: str, registration: Registration, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The record attendance helper as an `ingest.rsvp-made.v1` (or `rsvp-cancelled.v1` when declined)."""
+    person = helper.person
+    email = _primary(person.email_addresses)
+    address = email.address.lower() if email else ""
+    data: dict[str, Any] = {
+        "federation_id": registration.federation_id,
+        "organisation_id": _organisation(registration, person.custom_fields),
+        "external_id": _external_id(helper.identifiers, f"{event_ref}|{address}"),
+        "updated_at": (helper.modified_date or now).isoformat(),
+    }
+    if helper.status.lower() in DECLINED:
+        return IngestRsvpCancelledV1.event_type, data
+    if event_ref.startswith("external:"):
+        data["event_external_id"] = event_ref.removeprefix("external:")
+    else:
+        data["event_id"] = event_ref
+    name = " ".join(p for p in (person.given_name, person.family_name) if p) or address
+    data.update(name=name, email=address or None)
+    languages = person.languages_spoken
+    if languages:
+        data["language"] = languages[0]
+    return IngestRsvpMadeV1.event_type, data
+
+
+async def _publish(
+    request: Request, registration: Registration, event_type: str, data: dict[str, Any], stable: bool, body: bytes
+) -> Response:
+    # With the tool's own modified_date the same request twice is one event; without one it is a new fact.
+    ident = "osdi-" + (hashlib.sha256(body).hexdigest()[:40] if stable else uuid.uuid4().hex)
+    envelope = Envelope(
+        door="http",
+        attributes={"id": ident, "source": registration.source, "type": event_type, "specversion": "1.0"},
+        data=data,
+    )
+    return respond(await decide(request, pipeline_of(request), envelope, registration))
+
+
+async def _registration(request: Request) -> tuple[Registration, bytes]:
+    pipeline = pipeline_of(request)
+    registration = await publisher_by_key(request, pipeline)
+    if registration is None:
+        raise Problem(401, "Unauthorised", "Send the publisher key as 'OSDI-API-Token: <key>'.")
+    return registration, await read_body(request, pipeline)
+
+
+def _parse(model: type[_M], body: bytes) -> _M:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": str(e["msg"])} for e in exc.errors()
+        ]
+        raise Problem(
+            422, "Invalid OSDI request", "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        ) from exc
+
+
+@router.post("/person_signup", status_code=202, summary="OSDI person signup helper")
+async def person_signup(request: Request) -> Response:
+    registration, body = await _registration(request)
+    helper = _parse(PersonSignupHelper, body)
+    data = person_signup_data(helper, registration, datetime.now(UTC))
+    stable = helper.person.modified_date is not None
+    return await _publish(request, registration, IngestPersonSignedUpV1.event_type, data, stable, body)
+
+
+@router.post("/events/{event_id}/record_attendance", status_code=202, summary="OSDI record attendance helper")
+async def record_attendance(event_id: str, request: Request) -> Response:
+    """`event_id` is Pitch In's event id, or `external:<id>` for an event this publisher created."""
+    registration, body = await _registration(request)
+    helper = _parse(RecordAttendanceHelper, body)
+    event_type, data = attendance_data(helper, event_id, registration, datetime.now(UTC))
+    stable = helper.modified_date is not None
+    return await _publish(request, registration, event_type, data, stable, body + event_id.encode())
