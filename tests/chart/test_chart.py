@@ -367,7 +367,7 @@ def test_production_topics_survive_a_broker_loss(renders: dict[str, Rendered]) -
 
 def test_services_topics_follow_the_topic_table(rendered: Rendered) -> None:
     for name, cfg in rendered.values["services"].items():
-        produces = sorted(spec.name for spec in TOPICS if spec.producer == name)
+        produces = sorted(spec.name for spec in TOPICS if spec.written_by(name))
         consumes = sorted(spec.name for spec in TOPICS if name in spec.consumers)
         assert sorted(cfg["kafka"]["produces"]) == produces, f"services.{name}.kafka.produces should be {produces}"
         assert sorted(cfg["kafka"]["consumes"]) == consumes, f"services.{name}.kafka.consumes should be {consumes}"
@@ -388,7 +388,7 @@ def test_kafka_users_have_least_privilege_acls(renders: dict[str, Rendered]) -> 
             granted |= {(resource["type"], resource["name"], op) for op in acl["operations"]}
         expected: set[tuple[str, str, str]] = set()
         for spec in TOPICS:
-            if spec.producer == name:
+            if spec.written_by(name):
                 expected |= {("topic", spec.name, "Write"), ("topic", spec.name, "Describe")}
             if name in spec.consumers:
                 dlq = dead_letter_topic(spec.name, name)

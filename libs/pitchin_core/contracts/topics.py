@@ -21,8 +21,14 @@ class TopicSpec:
     event_types: tuple[type[EventData], ...]
     partitions: int = 3
     description: str = ""
+    # The services that write to the topic, when that is not just `producer`: their Kafka
+    # credentials (chart KafkaUsers) must allow it.
+    writers: tuple[str, ...] = ()
     # Read outside Pitch In only (no consumer group here, so no dead-letter topic): who and why.
     read_outside: str = ""
+
+    def written_by(self, service: str) -> bool:
+        return service in (self.writers or (self.producer,))
 
     def dead_letter(self, consumer_group: str) -> str:
         return dead_letter_topic(self.name, consumer_group)
@@ -77,6 +83,8 @@ INGEST = TopicSpec(
     name=ingest.TOPIC,
     key="source id (ce_source)",
     producer="other-systems",
+    # signups relays what the HTTP door accepted for scheduling's types through its outbox.
+    writers=("signups",),
     consumers=("signups", "scheduling"),
     event_types=ingest.PUBLISHABLE,
     description="What other systems publish into Pitch In (docs/ingest.md): people, fights, events, RSVPs.",
@@ -85,6 +93,7 @@ INGEST_REJECTIONS = TopicSpec(
     name=ingest.REJECTIONS_TOPIC,
     key="source id (ce_source)",
     producer="signups-and-scheduling",
+    writers=("signups", "scheduling"),
     consumers=(),
     read_outside="the publishers, each reading the records keyed by its own source",
     event_types=(ingest.IngestRejectedV1,),
