@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pitchin_core.contracts.cloudevents import CloudEvent, to_kafka_headers, to_kafka_value
 from pitchin_testing.servers import KafkaServer, SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer
+from tests.e2e.helpers import bearer, eventually
 from tests.unit.factories import donor_registered, donor_signup
 
 pytestmark = pytest.mark.e2e
@@ -176,6 +177,28 @@ def test_poison_records_go_to_each_groups_dead_letter_topic_and_the_consumers_ca
         assert "UTF-8" in reasons["bad-utf8-header"]
         assert "availability" in reasons["wrong-schema"] and "email" in reasons["wrong-schema"]
         assert "teleported" in reasons["unknown-type"]
+
+    # And each group committed past every poison record: nothing is left to redeliver.
+    for group in ("matching", "notifications"):
+        eventually(
+            lambda group=group: asyncio.run(_committed_to_end(kafka_server.bootstrap, group)),
+            what=f"{group} to commit past the poison records",
+        )
+
+
+async def _committed_to_end(bootstrap: str, group: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        partition = TopicPartition("pitchin.donors.v1", 0)
+        committed = (await admin.list_consumer_group_offsets(group)).get(partition)
+        end = (await consumer.end_offsets([partition]))[partition]
+        return committed is not None and committed.offset == end
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 def _collect(bootstrap: str, group: str, marker: str, count: int) -> list[dict[str, object]]:
