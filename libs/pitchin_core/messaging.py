@@ -11,13 +11,12 @@ Delivery rules (see README, "Nothing lost, nothing twice"):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
@@ -52,30 +51,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 EventHandler = Callable[[CloudEvent, EventData], Awaitable[None]]
 
 
-# A record with a header that is not UTF-8 is parsed with that header set aside, so that it
-# reaches our handler and is dead-lettered *and committed* like any other poison record. When
-# faststream's own parser failed instead, the record was dead-lettered but its offset never
-# committed: the group showed a lag of one for ever and a restart dead-lettered it again.
-UNDECODABLE_MARK = "x-pitchin-undecodable-headers"
-_set_aside: dict[tuple[str, int, int], list[tuple[str, bytes]]] = {}
-
-
-def _is_utf8(value: bytes | None) -> bool:
-    try:
-        (value or b"").decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-async def tolerant_parser(record: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
-    headers = list(record.headers or ())
-    if all(_is_utf8(value) for _, value in headers):
-        return await original(record)
-    bad = [name for name, value in headers if not _is_utf8(value)]
-    _set_aside[(record.topic, record.partition, record.offset)] = headers
-    clean = [(name, value) for name, value in headers if _is_utf8(value)]
-    return await original(dataclasses.replace(record, headers=[*clean, (UNDECODABLE_MARK, ",".join(bad).encode())]))
+# Subscribers by topic, to commit past a record that faststream itself could not read.
+_SUBSCRIBERS: dict[str, Any] = {}
 
 
 class PoisonMessage(Exception):
@@ -111,8 +88,7 @@ class DeadLetters:
 
     async def send(self, record: Any, reason: str, category: str) -> None:
         topic: str = record.topic
-        original = _set_aside.pop((topic, record.partition, record.offset), None)
-        headers = [(k, v) for k, v in (original or record.headers or ()) if not k.startswith("dlq_")]
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq_")]
         headers += [
             ("dlq_reason", reason[:2000].encode("utf-8")),
             ("dlq_category", category.encode()),
@@ -157,7 +133,15 @@ def create_broker(
             reason, category = f"a header is not valid UTF-8 ({exc.reason} at byte {exc.start})", "encoding"
         else:
             reason, category = f"the record cannot be read: {type(exc).__name__}: {exc}", "unreadable"
-        await dead_letters().send(_record_of(message), reason, category)
+        record = _record_of(message)
+        await dead_letters().send(record, reason, category)
+        # The failure came before the acknowledgement machinery had a message to ack, so
+        # the offset would stay uncommitted: the group would show a lag of one for ever and
+        # a restart would dead-letter the record again. Processing is one record at a time
+        # per subscriber, so committing just past this one is exact.
+        subscriber = _SUBSCRIBERS.get(record.topic)
+        if subscriber is not None and subscriber.consumer is not None:
+            await subscriber.consumer.commit({TopicPartition(record.topic, record.partition): record.offset + 1})
 
     return KafkaBroker(
         bootstrap,
@@ -193,9 +177,6 @@ def subscribe(
         nonlocal retry_delay
         record: Any = message.raw_message
         try:
-            for name, value in record.headers or ():
-                if name == UNDECODABLE_MARK:
-                    raise PoisonMessage(f"a header is not valid UTF-8: {value.decode()}", "encoding")
             event = from_kafka(record.headers or (), record.value)
             # faststream's consumer span carries the older attribute names; add the ones the
             # current messaging conventions require, and the CloudEvent's own id.
@@ -236,7 +217,7 @@ def subscribe(
         return body
 
     consume.__name__ = f"on_{spec.name.replace('.', '_')}"
-    broker.subscriber(
+    subscriber = broker.subscriber(
         spec.name,
         group_id=group,
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -245,5 +226,6 @@ def subscribe(
         session_timeout_ms=max(10_000, heartbeat_ms * 3),
         title=f"{group}:{spec.name}",
         decoder=raw_body,
-        parser=tolerant_parser,
-    )(consume)
+    )
+    subscriber(consume)
+    _SUBSCRIBERS[spec.name] = subscriber

@@ -180,10 +180,11 @@ def test_poison_records_go_to_each_groups_dead_letter_topic_and_the_consumers_ca
 
     # And each group committed past every poison record: nothing is left to redeliver.
     for group in ("matching", "notifications"):
-        eventually(
-            lambda group=group: asyncio.run(_committed_to_end(kafka_server.bootstrap, group)),
-            what=f"{group} to commit past the poison records",
-        )
+
+        def committed(group: str = group) -> bool:
+            return asyncio.run(_committed_to_end(kafka_server.bootstrap, group))
+
+        eventually(committed, what=f"{group} to commit past the poison records")
 
 
 async def _committed_to_end(bootstrap: str, group: str) -> bool:
