@@ -885,7 +885,7 @@ def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None
     else is decided: applied, or refused on the rejections topic.
     """
     from pitchin_core.contracts import topics
-    from pitchin_core.messaging import TRANSIENT_ERRORS, PoisonMessage
+    from pitchin_core.messaging import TRANSIENT_ERRORS, PoisonMessage, track_subscriber
 
     spec = topics.INGEST
     service = runtime.settings.service_name
@@ -934,7 +934,7 @@ def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None
         return body
 
     consume.__name__ = f"on_{spec.name.replace('.', '_')}"
-    runtime.broker.subscriber(
+    subscriber = runtime.broker.subscriber(
         spec.name,
         group_id=service,
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -943,7 +943,9 @@ def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None
         session_timeout_ms=max(10_000, runtime.settings.consumer_heartbeat_ms * 3),
         title=f"{service}:{spec.name}",
         decoder=raw_body,
-    )(consume)
+    )
+    subscriber(consume)
+    track_subscriber(spec.name, subscriber)
 
 
 async def _refuse_late(

@@ -55,6 +55,11 @@ EventHandler = Callable[[CloudEvent, EventData], Awaitable[None]]
 _SUBSCRIBERS: dict[str, Any] = {}
 
 
+def track_subscriber(topic: str, subscriber: Any) -> None:
+    """Let the dead-letter route commit for `subscriber` (every subscription must be tracked)."""
+    _SUBSCRIBERS[topic] = subscriber
+
+
 class PoisonMessage(Exception):
     """A record that no number of retries will make acceptable."""
 
@@ -228,4 +233,4 @@ def subscribe(
         decoder=raw_body,
     )
     subscriber(consume)
-    _SUBSCRIBERS[spec.name] = subscriber
+    track_subscriber(spec.name, subscriber)
