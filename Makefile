@@ -9,7 +9,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(PY) -m pytest
 
-.PHONY: help setup run stop lint typecheck unit integration e2e chart test bench contracts clean
+.PHONY: help setup run stop lint typecheck unit integration e2e browser chart test bench contracts clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,13 +45,19 @@ integration: setup  ## one component against the real Kafka and PostgreSQL
 e2e: setup  ## the services as processes through real Kafka, PostgreSQL and SMTP
 	$(PYTEST) -q tests/e2e
 
+browser: setup  ## the web pages' journeys in Debian's Chromium, with axe-core accessibility checks
+	bash deploy/web/install.sh
+	$(PYTEST) -q tests/browser
+
 chart: setup  ## render and validate the Helm chart (tools built once, cached)
 	bash deploy/tools/install-ops-tools.sh
 	$(PYTEST) -q tests/chart
 
-test: setup lint typecheck  ## everything CI runs: lint, types, unit, integration, e2e, chart
+test: setup lint typecheck  ## everything CI runs: lint, types, unit, integration, e2e, browser, chart
 	bash deploy/tools/install-ops-tools.sh
-	$(PYTEST) -q tests/unit services tests/integration tests/e2e tests/chart
+	bash deploy/observability/install.sh
+	bash deploy/web/install.sh
+	$(PYTEST) -q tests/unit services tests/integration tests/e2e tests/browser tests/chart
 
 bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/PostgreSQL limits
 	$(PY) -m tests.bench

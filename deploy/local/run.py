@@ -1,4 +1,4 @@
-"""`make run`: Kafka, PostgreSQL, an SMTP sink and the four services on fixed local ports.
+"""`make run`: Kafka, PostgreSQL, an SMTP sink, the four services and the web front on fixed local ports.
 
 Everything runs as local processes under this one supervisor; Ctrl-C (or `make stop`)
 stops the services, then the sink, PostgreSQL and Kafka, in that order. State (Kafka
@@ -23,7 +23,7 @@ from pitchin_testing.stack import Stack
 KAFKA_PORT, KAFKA_CONTROLLER_PORT = 19092, 19093
 POSTGRES_PORT = 15432
 SMTP_PORT = 1025
-SERVICE_PORTS = {"signups": 8001, "matching": 8002, "notifications": 8003, "scheduling": 8004}
+SERVICE_PORTS = {"web": 8000, "signups": 8001, "matching": 8002, "notifications": 8003, "scheduling": 8004}
 STATE = repo_root() / ".state" / "run"
 PID_FILE = STATE / "run.pid"
 
@@ -62,10 +62,14 @@ def main() -> int:
             ports=SERVICE_PORTS,
             log_dir=STATE / "logs",
             environment="local",
-            public_base_url=f"http://127.0.0.1:{SERVICE_PORTS['signups']}",
+            # Links in mail (offers, bookings, calendars) open the web front's pages.
+            public_base_url=f"http://127.0.0.1:{SERVICE_PORTS['web']}",
+            web_federation_id="fed-demo",
         )
         for name in SERVICES:
             say(f"starting {name} on :{SERVICE_PORTS[name]} …")
+            if name == "web":
+                stack.prepare_web()
             stack[name].start()
             stack[name].wait_ready()
         keys = {}
@@ -121,7 +125,13 @@ def print_welcome(stack: Stack, keys: dict[str, str], kafka: KafkaServer, postgr
     lines = [
         "",
         "Pitch In is running. Open:",
-        *(f"  {name:<14} {stack[name].url}/docs   (metrics {stack[name].url}/metrics)" for name in SERVICES),
+        f"  web pages      {stack['web'].url}/   (events {stack['web'].url}/events, sign up"
+        f" {stack['web'].url}/donors/signup, organisers {stack['web'].url}/login)",
+        *(
+            f"  {name:<14} {stack[name].url}/docs   (metrics {stack[name].url}/metrics)"
+            for name in SERVICES
+            if name != "web"
+        ),
         f"  mail received  {STATE / 'mail'}  (one .eml file per message)",
         f"  logs           {STATE / 'logs'}",
         f"  Kafka          {kafka.bootstrap}      PostgreSQL  {postgres.dsn_for('pitchin')}",

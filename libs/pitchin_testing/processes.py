@@ -1,4 +1,4 @@
-"""The four services as real processes, for end-to-end tests, benchmarks and `make run`."""
+"""The services as real processes, for end-to-end tests, benchmarks and `make run`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 
-SERVICES = ("signups", "matching", "notifications", "scheduling")
-# The services with a PostgreSQL schema (and API keys in it) and Kafka clients.
+# Started in this order; the web front last, as it calls the other four.
+SERVICES = ("signups", "matching", "notifications", "scheduling", "web")
+# The services with a PostgreSQL schema (and API keys in it) and Kafka clients: all but the web front.
 BACKENDS = ("signups", "matching", "notifications", "scheduling")
 
 

@@ -1,0 +1,3 @@
+from pitchin_web.main import main
+
+main()

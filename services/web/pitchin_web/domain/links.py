@@ -1,0 +1,55 @@
+"""Signed, expiring links for donors: no passwords, no accounts.
+
+A link is ``d1.<donor id>.<expiry epoch>.<signature>``: an HMAC-SHA256, with the web's own
+secret, of everything before it. Nothing is stored; the link names its donor, so it cannot
+be turned into another's; it stops working when it expires. (Matching signs its offer links
+the same way with its own secret; those are passed through to matching, never checked here.)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+PREFIX = "d1"
+DEFAULT_LIFETIME = 30 * 24 * 3600
+
+
+class BadLink(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DonorLink:
+    donor_id: str
+    expires: int
+
+
+def sign_donor_link(secret: str, donor_id: str, now: float, lifetime: int = DEFAULT_LIFETIME) -> str:
+    if not donor_id or "." in donor_id:
+        raise ValueError("a donor id has no dots")
+    body = f"{PREFIX}.{donor_id}.{int(now) + lifetime}"
+    return f"{body}.{_mac(secret, body)}"
+
+
+def read_donor_link(secret: str, token: str, now: float) -> DonorLink:
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != PREFIX:
+        raise BadLink("not a donor link")
+    body, signature = ".".join(parts[:3]), parts[3]
+    if not hmac.compare_digest(signature.encode(), _mac(secret, body).encode()):
+        raise BadLink("the signature does not match")
+    try:
+        expires = int(parts[2])
+    except ValueError as exc:
+        raise BadLink("no expiry") from exc
+    if expires <= now:
+        raise BadLink("expired")
+    return DonorLink(donor_id=parts[1], expires=expires)
+
+
+def _mac(secret: str, body: str) -> str:
+    digest = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

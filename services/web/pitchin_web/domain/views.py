@@ -1,0 +1,238 @@
+"""View models: what a page shows, computed from the services' answers (pure; `now` passed in)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pitchin_web.domain.timefmt import as_datetime, format_span, format_when
+
+BOOKABLE = ("published", "live")
+
+
+@dataclass(frozen=True)
+class Places:
+    capacity: int | None
+    confirmed: int
+    waitlisted: int
+
+    @property
+    def free(self) -> int | None:
+        return None if self.capacity is None else max(self.capacity - self.confirmed, 0)
+
+    def waitlist_position(self, waitlist: bool) -> int | None:
+        """The position a new booking would get, when the event is full and keeps a waitlist."""
+        if self.free is None or self.free > 0 or not waitlist:
+            return None
+        return self.waitlisted + 1
+
+
+@dataclass(frozen=True)
+class PublicEventView:
+    event_id: str
+    title: str
+    kind: str
+    description: str
+    status: str
+    when: str
+    when_event: str | None
+    reader_zone: str
+    starts_iso: str
+    venue_name: str | None
+    venue_address: str | None
+    online_url: str | None
+    hashtag: str | None
+    live: bool
+    cancelled: bool
+    closed: bool
+    places: Places
+    full: bool
+    waitlist_position: int | None
+    can_book: bool
+    free_places: bool
+    co_hosts: list[str]
+    calendar_url: str
+
+
+def places_of(event: Mapping[str, Any], bookings: Mapping[str, Any] | None) -> Places:
+    """Signups' live count when it has one; else scheduling's copy of it (learned from events)."""
+    if bookings is not None:
+        waitlisted = sum(1 for b in bookings.get("items", []) if b.get("status") == "waitlisted")
+        return Places(bookings.get("capacity", event.get("capacity")), int(bookings.get("confirmed") or 0), waitlisted)
+    counts = event.get("attendees") or {}
+    return Places(event.get("capacity"), int(counts.get("confirmed", 0)), int(counts.get("waitlisted", 0)))
+
+
+def public_event(
+    event: Mapping[str, Any], bookings: Mapping[str, Any] | None, reader_zone: str, now: datetime
+) -> PublicEventView:
+    zone = str(event["time_zone"])
+    places = places_of(event, bookings)
+    status = str(event["status"])
+    starts = as_datetime(event["starts_at"])
+    closes = as_datetime(event.get("booking_deadline")) or starts
+    closed = closes is not None and now >= closes
+    full = places.free == 0
+    position = places.waitlist_position(bool(event.get("waitlist", True)))
+    live = status == "live" or event.get("livestream_status") == "live"
+    return PublicEventView(
+        event_id=str(event["event_id"]),
+        title=str(event["title"]),
+        kind=str(event["kind"]),
+        description=str(event.get("description") or ""),
+        status=status,
+        when=format_span(event["starts_at"], event["ends_at"], reader_zone),
+        when_event=None if reader_zone == zone else format_span(event["starts_at"], event["ends_at"], zone),
+        reader_zone=reader_zone,
+        starts_iso=starts.isoformat() if starts else "",
+        venue_name=event.get("venue_name"),
+        venue_address=event.get("venue_address"),
+        online_url=event.get("online_url"),
+        hashtag=_hashtag(event.get("hashtag")),
+        live=live,
+        cancelled=status == "cancelled",
+        closed=closed,
+        places=places,
+        full=full,
+        waitlist_position=position,
+        can_book=status in BOOKABLE and not closed and (not full or position is not None),
+        free_places=bool(event.get("free_places", True)),
+        co_hosts=list(event.get("co_hosts") or []),
+        calendar_url=f"/v1/events/{event['event_id']}.ics",
+    )
+
+
+def _hashtag(tag: Any) -> str | None:
+    if not tag:
+        return None
+    text = str(tag)
+    return text if text.startswith("#") else f"#{text}"
+
+
+@dataclass(frozen=True)
+class Reason:
+    name: str
+    points: float
+    why: str
+
+
+@dataclass(frozen=True)
+class OfferView:
+    offer_id: str
+    need_title: str
+    status: str
+    hours: float | None
+    deadline: str
+    expires: str
+    urgency: str
+    reasons: list[Reason]
+    open: bool
+
+
+def offer_view(offer: Mapping[str, Any], zone: str, now: datetime) -> OfferView:
+    expires_at = as_datetime(offer.get("expires_at"))
+    reasons = [
+        Reason(str(c.get("name", "")), float(c.get("points", 0)), str(c.get("why", "")))
+        for c in offer.get("explanation") or []
+        if c.get("why")
+    ]
+    status = str(offer.get("status", "pending"))
+    return OfferView(
+        offer_id=str(offer["offer_id"]),
+        need_title=str(offer.get("need_title") or offer.get("need_id") or ""),
+        status=status,
+        hours=offer.get("estimated_hours"),
+        deadline=format_when(offer.get("deadline"), zone),
+        expires=format_when(expires_at, zone),
+        urgency=str(offer.get("urgency") or "normal"),
+        reasons=sorted(reasons, key=lambda r: -r.points),
+        open=status == "pending" and (expires_at is None or expires_at > now),
+    )
+
+
+@dataclass
+class OrgTotals:
+    organisation_id: str
+    donors: int = 0
+    open_needs: int = 0
+    filled: int = 0
+    hours: float = 0.0
+    upcoming_events: int = 0
+
+
+@dataclass
+class FederationTotals:
+    organisations: list[OrgTotals] = field(default_factory=list)
+
+
+FILLED = ("filled", "partly-filled")
+OPEN = ("open", "partly-filled")
+
+
+def federation_totals(
+    donors: Iterable[Mapping[str, Any]],
+    needs: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> list[OrgTotals]:
+    """Per member organisation: donors, open and filled needs, hours given, upcoming events.
+
+    Hours given are the estimated hours of each need times the donors assigned to it.
+    Donors who signed up directly (no organisation) are totalled under "".
+    """
+    rows: dict[str, OrgTotals] = defaultdict(lambda: OrgTotals(""))
+    for d in donors:
+        if d.get("status", "active") != "withdrawn":
+            rows[str(d.get("organisation_id") or "")].donors += 1
+    for n in needs:
+        row = rows[str(n.get("organisation_id") or "")]
+        status = str(n.get("status", "open"))
+        assigned = int(n.get("assigned_donors") or 0)
+        if status in OPEN:
+            row.open_needs += 1
+        if status in FILLED:
+            row.filled += 1
+        row.hours += float(n.get("estimated_hours") or 0) * assigned
+    for e in events:
+        ends = as_datetime(e.get("ends_at"))
+        if e.get("status") in BOOKABLE and ends is not None and ends > now:
+            rows[str(e.get("organisation_id") or "")].upcoming_events += 1
+    for key, row in rows.items():
+        row.organisation_id = key
+    return sorted(rows.values(), key=lambda r: (r.organisation_id == "", r.organisation_id))
+
+
+@dataclass(frozen=True)
+class BookingRow:
+    booking_id: str
+    name: str
+    email: str
+    status: str
+    checked_in: bool
+    position: int
+
+
+def booking_rows(items: Iterable[Mapping[str, Any]]) -> tuple[list[BookingRow], list[BookingRow]]:
+    """Confirmed (by name) and waitlisted (in waitlist order) bookings of an event."""
+    confirmed, waiting = [], []
+    for item in items:
+        row = BookingRow(
+            booking_id=str(item["booking_id"]),
+            name=str(item.get("name") or ""),
+            email=str(item.get("email") or ""),
+            status=str(item.get("status")),
+            checked_in=item.get("checked_in_at") is not None,
+            position=int(item.get("waitlist_seq") or 0),
+        )
+        if row.status == "confirmed":
+            confirmed.append(row)
+        elif row.status == "waitlisted":
+            waiting.append(row)
+    confirmed.sort(key=lambda r: r.name.lower())
+    waiting.sort(key=lambda r: r.position)
+    return confirmed, [
+        BookingRow(r.booking_id, r.name, r.email, r.status, r.checked_in, i + 1) for i, r in enumerate(waiting)
+    ]

@@ -1,0 +1,138 @@
+"""Entry point: builds the web front from settings; nothing happens at import time.
+
+The web front is a backend-for-frontend: it has no database and no Kafka, so it does not use
+`pitchin_core.runtime.Runtime` (which starts both); it is built from the same shared pieces
+(settings, tracing, JSON logs, RED metrics, problem+json for its own JSON routes, health).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field, model_validator
+from starlette.middleware.sessions import SessionMiddleware
+
+from pitchin_core.http import RedMetricsMiddleware, install_error_handlers
+from pitchin_core.runtime import serve
+from pitchin_core.settings import ServiceSettings
+from pitchin_core.telemetry import Metrics, setup_logging, setup_tracing
+from pitchin_web import pages
+from pitchin_web.clients import Services
+from pitchin_web.security import SecurityHeadersMiddleware
+
+LOCAL_SESSION_SECRET = "local-only-web-session-secret-not-for-production"
+
+
+class WebSettings(ServiceSettings):
+    service_name: str = "web"
+    http_port: int = 8000
+    signups_url: str = "http://127.0.0.1:8001"
+    matching_url: str = "http://127.0.0.1:8002"
+    notifications_url: str = "http://127.0.0.1:8003"
+    scheduling_url: str = "http://127.0.0.1:8004"
+    service_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Signs the session cookie and the donors' links; rotate it and every session and link ends.
+    session_secret: str = LOCAL_SESSION_SECRET
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    donor_link_days: int = Field(default=30, ge=1, le=365)
+    # A federation-staff API key of the federation this web front serves: public pages (event
+    # pages, RSVP, donor sign-up, a donor's own page) call the services with it. Organisers and
+    # staff use their own keys, from their session.
+    federation_key: str = ""
+    federation_id: str = ""
+
+    @model_validator(mode="after")
+    def _real_secrets(self) -> WebSettings:
+        if self.environment in {"staging", "production"}:
+            if self.session_secret == LOCAL_SESSION_SECRET or len(self.session_secret) < 32:
+                raise ValueError("PITCHIN_SESSION_SECRET must be a real secret of 32+ characters outside local use")
+            if not self.federation_key:
+                raise ValueError("PITCHIN_FEDERATION_KEY is required outside local use")
+        return self
+
+    @property
+    def service_urls(self) -> dict[str, str]:
+        return {
+            "signups": self.signups_url,
+            "matching": self.matching_url,
+            "notifications": self.notifications_url,
+            "scheduling": self.scheduling_url,
+        }
+
+
+def create_app(settings: WebSettings | None = None) -> FastAPI:
+    settings = settings or WebSettings()
+    setup_logging(settings)
+    tracer_provider = setup_tracing(settings)
+    metrics = Metrics(settings.service_name)
+    services = Services(settings.service_urls, settings.service_timeout_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await services.close()
+            tracer_provider.shutdown()
+
+    app = FastAPI(
+        title="Pitch In web",
+        version=settings.service_version,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.web = pages.Web(settings=settings, services=services, templates=pages.templates())
+    install_error_handlers(app)
+    pages.install_page_errors(app)
+    pages.install_login_redirect(app)
+    https = settings.public_base_url.startswith("https://")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret,
+        session_cookie="pitchin_session",
+        max_age=settings.session_max_age_seconds,
+        same_site="lax",
+        https_only=https,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, https=https)
+    app.add_middleware(RedMetricsMiddleware, metrics=metrics)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await services.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "not ready", **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_route() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.mount("/static", StaticFiles(directory=str(Path(str(files("pitchin_web") / "static")))), name="static")
+    app.include_router(pages.router)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, exclude_spans=["receive", "send"], excluded_urls="healthz,readyz,metrics"
+    )
+    return app
+
+
+def main() -> None:
+    settings = WebSettings()
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

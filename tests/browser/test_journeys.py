@@ -1,0 +1,335 @@
+"""The journeys of issue 11, walked in Chromium against the real services, Kafka, PostgreSQL and SMTP.
+
+Each test is a person at a phone-sized browser in New York; every page is checked with axe-core
+(no serious or critical violation) and saved as a screenshot; every form is first sent wrong and
+must answer with a message beside the field.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from pitchin_testing.servers import SmtpSink
+from pitchin_testing.stack import Stack
+from tests.browser.conftest import Visitor, WebTenant, off_loop
+from tests.e2e.helpers import bearer, eventually
+
+
+def _login(who: Visitor, key: str, role: str = "organiser") -> None:
+    who.go("/login")
+    who.page.fill("#f-api_key", "pk_not_a_key")
+    who.submit()
+    assert "not accepted" in who.error_for("api_key")
+    who.page.fill("#f-api_key", key)
+    who.page.check(f"#role-{'staff' if role == 'staff' else 'org'}")
+    who.submit()
+
+
+def _known_to_signups(stack: Stack, key: str, event_id: str) -> None:
+    """Signups learns of a new event from Kafka; bookings open once it has."""
+
+    def known() -> bool | None:
+        answer = httpx.get(f"{stack['signups'].url}/v1/events/{event_id}/bookings", headers=bearer(key), timeout=5)
+        return True if answer.status_code == 200 else None
+
+    eventually(known, timeout=30, what="signups to learn of the event")
+
+
+def test_donor_signs_up_in_three_steps(visitor: Visitor, mailbox: SmtpSink) -> None:
+    who, page = visitor, visitor.page
+    email = f"donor-{uuid.uuid4().hex[:8]}@example.org"
+    who.go("/donors/signup")
+    assert page.input_value("#f-time_zone") == "America/New_York"  # filled in from the browser, editable
+
+    # Step 1: nothing typed -> a message beside each field that needs one.
+    who.submit()
+    assert "Enter Your name" in who.error_for("name")
+    assert "email address" in who.error_for("email")
+    assert page.get_attribute("#f-email", "aria-invalid") == "true"
+    page.fill("#f-name", "Dana Okafor")
+    page.fill("#f-email", "not-an-email")
+    page.fill("#f-time_zone", "Mars/Olympus")
+    who.submit()
+    assert "email address" in who.error_for("email")
+    assert "time zone" in who.error_for("time_zone")
+    assert page.input_value("#f-name") == "Dana Okafor"  # what was typed stays
+    page.fill("#f-email", email)
+    page.fill("#f-time_zone", "Europe/London")
+    page.fill("#f-languages", "en, cy")
+    who.submit()
+
+    # Step 2: skills with levels from the federation's taxonomy, availability in their own zone.
+    assert "Step 2 of 3" in page.inner_text("main")
+    who.submit()
+    assert "at least one skill" in who.error_for("skills")
+    page.select_option("#f-skill-social-media", "advanced")
+    page.select_option("#f-skill-graphic-design", "intermediate")
+    page.fill("#f-hours", "500")
+    page.check("#f-day-wed")
+    page.fill("#f-from", "20:00")
+    page.fill("#f-to", "18:00")
+    who.submit()
+    assert "between" in who.error_for("hours")
+    assert "later than the start" in who.error_for("to")
+    page.fill("#f-hours", "3")
+    page.fill("#f-from", "18:00")
+    page.fill("#f-to", "21:00")
+    page.check("#f-cause-labour")
+    who.submit()
+
+    # Step 3: contact preferences and the consent wording, shown and recorded.
+    assert "Your consent" in page.inner_text("main")
+    assert "We never sell it" in page.inner_text("#consent-text")
+    page.check("#f-contact_sms")
+    who.submit()
+    assert "Tick the box" in who.error_for("consent")
+    assert "phone number" in who.error_for("contact_sms")
+    page.uncheck("#f-contact_sms")
+    page.check("#f-consent")
+    who.submit()
+
+    assert "Thank you, Dana Okafor" in page.inner_text("h1")
+    link = page.get_attribute("#donor-link", "href")
+    assert link and "/me/d1." in link
+
+    mail = mailbox.wait_for(lambda m: m["To"] == email, timeout=30)
+    assert mail["Subject"] == "Welcome to Pitch In, Dana Okafor"
+
+    # The signed link opens their own page; a tampered one does not.
+    who.go(urlsplit(link).path)
+    assert "Social media" in page.inner_text("main") or "social-media" in page.inner_text("main")
+    who.go(urlsplit(link).path[:-3] + "xyz")
+    assert "does not work" in page.inner_text("main")
+
+    # Signing up twice with the same address is told beside the email field.
+    who.go("/donors/signup")
+    page.fill("#f-name", "Dana Again")
+    page.fill("#f-email", email)
+    page.fill("#f-time_zone", "Europe/London")
+    who.submit()
+    page.select_option("#f-skill-photography", "beginner")
+    who.submit()
+    page.check("#f-consent")
+    who.submit()
+    assert "already signed up" in who.error_for("email")
+
+
+def test_organiser_creates_event_public_rsvp_and_check_in(
+    visitor: Visitor, stack: Stack, web_tenant: WebTenant, mailbox: SmtpSink
+) -> None:
+    who, page = visitor, visitor.page
+    _login(who, web_tenant.organiser_key)
+    assert "Your organisation" in page.inner_text("h1")
+
+    who.go("/organiser/events/new")
+    page.fill("#f-time_zone", "Europe/London")
+    who.submit()
+    assert "Enter Title" in who.error_for("title")
+    assert "date and time" in who.error_for("starts")
+    assert "venue" in who.error_for("venue")
+    assert "email address" in who.error_for("organiser_email")
+
+    start = (datetime.now(ZoneInfo("Europe/London")) + timedelta(days=10)).replace(
+        hour=18, minute=30, second=0, microsecond=0
+    )
+    page.select_option("#f-kind", "panel")
+    page.fill("#f-title", "Anarchists in the Boardroom: a panel")
+    page.fill("#f-description", "Brian Whitley and friends on organising online.")
+    page.fill("#f-starts", start.strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#f-ends", (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#f-venue", "Dudley CVS, Stone Street")
+    page.fill("#f-online_url", "https://stream.example.org/panel")
+    page.fill("#f-hashtag", "#Org20")
+    page.fill("#f-capacity", "1")
+    page.fill("#f-organiser_email", f"events-{uuid.uuid4().hex[:6]}@dudleycvs.example")
+    who.submit()
+    assert "Manage Anarchists in the Boardroom" in page.inner_text("h1")
+    event_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+
+    # A session, first without its times.
+    page.fill("#f-title", "Opening")
+    who.submit("#sessions button[type=submit]")
+    assert "date and time" in who.error_for("starts")
+    page.fill("#f-title", "Opening")
+    page.fill("#f-starts", start.strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#f-ends", (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#f-room", "Main hall")
+    who.submit("#sessions button[type=submit]")
+    assert "Opening" in page.inner_text("#sessions")
+
+    _known_to_signups(stack, web_tenant.organiser_key, event_id)
+
+    # The public page, read from New York: times in the reader's zone, the event's own beside them.
+    public = browser_of(who)
+    public.go("/events")  # the browser tells the site its zone on the first page; times follow it from then on
+    assert "Anarchists in the Boardroom" in public.page.inner_text("main")
+    public.go(f"/events/{event_id}")
+    text = public.page.inner_text("main")
+    assert "EDT" in text or "EST" in text
+    assert "Local time at the event" in text
+    assert "1 of 1 places free" in text
+    assert public.page.get_attribute("a[href$='.ics']", "href") == f"/v1/events/{event_id}.ics"
+    public.submit("form[action$='/rsvp'] button[type=submit]")
+    assert "Enter Your name" in public.error_for("name")
+    public.page.fill("#f-name", "Rosa Member")
+    public.page.fill("#f-email", "not-an-email")
+    public.submit("form[action$='/rsvp'] button[type=submit]")
+    assert "email address" in public.error_for("email")
+    rosa = f"rosa-{uuid.uuid4().hex[:6]}@example.org"
+    public.page.fill("#f-email", rosa)
+    public.submit("form[action$='/rsvp'] button[type=submit]")
+    assert "You have a place at Anarchists in the Boardroom" in public.page.inner_text("main")
+
+    # The next reader is told the waitlist position they would get, and gets it.
+    public.go(f"/events/{event_id}")
+    assert "number 1 on the waitlist" in public.page.inner_text("main")
+    public.page.fill("#f-name", "Sam Late")
+    public.page.fill("#f-email", f"sam-{uuid.uuid4().hex[:6]}@example.org")
+    public.submit("form[action$='/rsvp'] button[type=submit]")
+    assert "number 1 on the waitlist" in public.page.inner_text("main")
+
+    # The calendar link answers iCalendar through the web front.
+    ics = httpx.get(f"{stack['web'].url}/v1/events/{event_id}.ics", timeout=5)
+    assert ics.status_code == 200 and "BEGIN:VCALENDAR" in ics.text
+
+    # The organiser sees the booking and the waitlist, and checks Rosa in from the phone.
+    who.go(f"/organiser/events/{event_id}")
+    assert "Rosa Member" in page.inner_text("#bookings")
+    assert "Sam Late" in page.inner_text("#waitlist")
+    who.submit("#bookings button[type=submit]")
+    assert "Rosa Member is checked in" in page.inner_text("main")
+    assert "Checked in" in page.inner_text("#bookings")
+
+    # Live now, with the hashtag, while the stream is on.
+    who.submit("form[action$='/livestream'] button[type=submit]")
+    public.go(f"/events/{event_id}")
+    assert "Live now" in public.page.inner_text(".live")
+    assert "#Org20" in public.page.inner_text(".live")
+
+    # The booker's mail carries the event; another organisation cannot manage this event.
+    mail = mailbox.wait_for(lambda m: m["To"] == rosa, timeout=30)
+    assert "Your place at" in mail["Subject"]
+    other = off_loop(stack.issue_key, web_tenant.federation_id, f"org-{uuid.uuid4().hex[:8]}", "organiser")
+    answer = httpx.get(f"{stack['scheduling'].url}/v1/events/{event_id}", headers=bearer(other), timeout=5)
+    assert answer.status_code == 404
+
+
+def browser_of(who: Visitor) -> Visitor:
+    """A second person (own cookies) in the same browser."""
+    context = who.page.context.browser.new_context(  # type: ignore[union-attr]
+        timezone_id="America/New_York", viewport={"width": 390, "height": 844}
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    return Visitor(page, who.base, who.axe, who.name + "-public", findings=who.findings)
+
+
+def test_organiser_describes_a_fight_or_picks_suggestions(visitor: Visitor, web_tenant: WebTenant) -> None:
+    who, page = visitor, visitor.page
+    _login(who, web_tenant.organiser_key)
+    who.go("/organiser/fights/new")
+    page.fill("#f-hours", "-3")
+    page.fill("#f-deadline", "2001-01-01")
+    page.uncheck("#f-remote")
+    who.submit()
+    assert "Enter Name of the fight" in who.error_for("title")
+    assert "between" in who.error_for("hours")
+    assert "future" in who.error_for("deadline")
+    assert "town or city" in who.error_for("city")
+    deadline = (datetime.now(UTC) + timedelta(days=14)).date().isoformat()
+    page.select_option("#f-kind", "strike")
+    page.fill("#f-title", "Bin workers' strike")
+    page.fill("#f-need_title", "Strike graphics for social media")
+    page.select_option("#f-skill", "graphic-design")
+    page.select_option("#f-level", "intermediate")
+    page.fill("#f-hours", "6")
+    page.fill("#f-deadline", deadline)
+    page.check("#f-remote")
+    who.submit()
+    assert "Need: Strike graphics for social media" in page.inner_text("h1")
+    assert "Best-matched people" in page.inner_text("main")
+
+    # Not knowing how to ask: plain words, then suggested needs to pick.
+    who.go("/organiser/suggest")
+    page.fill("#f-situation", "a")
+    who.submit()
+    assert "a little more" in who.error_for("situation")
+    page.fill("#f-situation", "We are going on strike next month and have no online plan or social media")
+    who.submit()
+    assert "Suggested needs" in page.inner_text("main")
+    page.fill("#f-fight_title", "Care workers' strike")
+    who.submit("button[value=pick]")
+    assert "Pick at least one" in who.error_for("pick")
+    page.locator("input[name=pick]").first.check()
+    who.submit("button[value=pick]")
+    assert page.inner_text("h1").startswith("Need: ")
+
+
+def test_donor_answers_an_offer_from_the_email_link(
+    visitor: Visitor, stack: Stack, web_tenant: WebTenant, mailbox: SmtpSink
+) -> None:
+    who, page = visitor, visitor.page
+    email = f"analyst-{uuid.uuid4().hex[:8]}@example.org"
+    signup = {
+        "name": "Ada Analyst",
+        "email": email,
+        "skills": [{"skill": "data-and-analytics", "level": "expert"}],
+        "availability": {"hours_per_week": 10, "time_zone": "Europe/London"},
+        "consent": {
+            "wording_version": "2026-01",
+            "purposes": ["matching", "contact"],
+            "agreed_at": "2026-01-01T00:00:00Z",
+        },
+    }
+    answer = httpx.post(f"{stack['signups'].url}/v1/donors", json=signup, headers=bearer(web_tenant.staff_key))
+    assert answer.status_code == 201, answer.text
+    donor_id = answer.json()["donor_id"]
+
+    _login(who, web_tenant.organiser_key)
+    who.go("/organiser/fights/new")
+    page.select_option("#f-kind", "organising-drive")
+    page.fill("#f-title", f"Warehouse drive {uuid.uuid4().hex[:4]}")
+    page.fill("#f-need_title", "Who signed the petition, by site")
+    page.select_option("#f-skill", "data-and-analytics")
+    page.fill("#f-hours", "4")
+    page.fill("#f-deadline", (datetime.now(UTC) + timedelta(days=10)).date().isoformat())
+    page.select_option("#f-urgency", "critical")
+    who.submit()
+    need_url = page.url
+
+    mail = mailbox.wait_for(lambda m: m["To"] == email and "petition" in str(m["Subject"]), timeout=60)
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = re.search(r"https?://\S+/v1/offers/\S+/accept\?token=\S+", text)
+    assert found, text
+    link = urlsplit(found.group(0))
+    # The link's host is the deployment's public address; here the test's web front.
+    who.go(f"{link.path}?{link.query}")
+    assert "Can you help with: Who signed the petition" in page.inner_text("main h2")
+    assert "Why we asked you" in page.inner_text("main")
+    who.submit("form[action$='/answer'] button[type=submit]")
+    assert "The organisers will be in touch" in page.inner_text("main")
+
+    who.page.goto(need_url)
+    who.check("need-after-accept")
+
+    def accepted() -> bool | None:
+        page.reload()
+        return True if "You said yes" in page.inner_text("main") else None
+
+    eventually(accepted, timeout=30, what="the organiser page to show the accepted offer")
+    assert donor_id in page.inner_text("main")
+    who.check("need-accepted")
+
+
+def test_federation_staff_see_members_and_taxonomy(visitor: Visitor, web_tenant: WebTenant) -> None:
+    who, page = visitor, visitor.page
+    _login(who, web_tenant.staff_key, role="staff")
+    assert "Federation overview" in page.inner_text("h1")
+    assert "Social media" in page.inner_text("main")
+    assert "Member organisations" in page.inner_text("main")
