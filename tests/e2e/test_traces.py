@@ -318,3 +318,96 @@ def test_an_event_a_booking_and_its_reminder_are_each_one_connected_trace(
         s.kind == "producer" and s.attributes.get("cloudevents.event_type") == "org.pitchin.event.reminder-due.v1"
         for s in reminder_spans
     )
+
+
+def test_an_offer_is_one_trace_from_the_organiser_s_request_to_the_donor_s_email(
+    stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
+) -> None:
+    email = f"offer-trace-{uuid.uuid4().hex[:8]}@example.org"
+    donor = httpx.post(
+        f"{stack['signups'].url}/v1/donors",
+        json=donor_signup(name="Offer Trace", email=email),
+        headers=bearer(tenant.organiser_key),
+        timeout=15,
+    ).json()
+    eventually(
+        lambda: (
+            httpx.get(
+                f"{stack['matching'].url}/v1/donors/{donor['donor_id']}", headers=bearer(tenant.staff_key), timeout=5
+            ).status_code
+            == 200
+        ),
+        what="matching to learn the donor",
+    )
+    deadline = (datetime.now(UTC) + timedelta(days=5)).isoformat()
+    fight = httpx.post(
+        f"{stack['signups'].url}/v1/fights",
+        json={
+            "kind": "strike",
+            "title": "Trace strike",
+            "needs": [
+                {
+                    "title": "Social media plan",
+                    "required_skills": [{"skill": "social-media", "min_level": "advanced"}],
+                    "estimated_hours": 4,
+                    "deadline": deadline,
+                    "urgency": "critical",
+                }
+            ],
+        },
+        headers=bearer(tenant.organiser_key),
+        timeout=15,
+    )
+    assert fight.status_code == 201, fight.text
+    need_id = fight.json()["needs"][0]["need_id"]
+    mailbox.wait_for(lambda m: m["To"] == email and "Social media plan" in str(m["Subject"]), timeout=60)
+
+    def need_sent(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        for span in spans:
+            if (
+                span.kind == "producer"
+                and span.name == "send pitchin.needs.v1"
+                and span.attributes.get("messaging.kafka.message.key") == need_id
+            ):
+                return span
+        return None
+
+    first = need_sent(otlp.wait_for(lambda spans: need_sent(spans) is not None, timeout=30))
+    assert first is not None
+    trace_id = first.trace_id
+    server = _root_server(otlp, trace_id)
+    assert (server.service, server.name) == ("signups", "POST /v1/fights")
+    _hop(otlp, trace_id, "signups", "pitchin.needs.v1", server)
+
+    # Matching's offer continues the trace of the need it answers (no orphans: checked below) …
+    def offer_sent(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        for span in _trace(spans, trace_id):
+            if span.service == "matching" and span.kind == "producer" and span.name == "send pitchin.matches.v1":
+                return span
+        return None
+
+    offer = offer_sent(otlp.wait_for(lambda spans: offer_sent(spans) is not None, timeout=60))
+    assert offer is not None
+    _assert_producer(offer, "pitchin.matches.v1")
+    offer_consumers = {
+        s.service: s
+        for s in _trace(
+            otlp.wait_for(
+                lambda spans: (
+                    sum(
+                        1 for s in _trace(spans, trace_id) if s.kind == "consumer" and s.parent_span_id == offer.span_id
+                    )
+                    >= len(CONSUMERS["pitchin.matches.v1"])
+                ),
+                timeout=60,
+            ),
+            trace_id,
+        )
+        if s.kind == "consumer" and s.parent_span_id == offer.span_id
+    }
+    assert set(offer_consumers) == CONSUMERS["pitchin.matches.v1"]
+    for span in offer_consumers.values():
+        _assert_consumer(span, "pitchin.matches.v1")
+    # … and the offer email is sent under notifications' consumer of it.
+    _smtp_under(otlp, trace_id, offer_consumers["notifications"], timeout=60)
+    _assert_connected(otlp, trace_id, server)
