@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -47,6 +49,7 @@ def main() -> int:
     postgres = PostgresServer(STATE / "postgres", port=POSTGRES_PORT)
     sink = SmtpSink(port=SMTP_PORT, maildir=STATE / "mail")
     stack: Stack | None = None
+    prometheus: Any = None
     try:
         say("starting Kafka …")
         kafka.start()
@@ -77,10 +80,15 @@ def main() -> int:
             from demo import seed  # deploy/local/demo.py, beside this file
 
             keys = seed(stack)
+        prometheus = start_prometheus()
         print_welcome(stack, keys, kafka, postgres)
+        if prometheus is not None:
+            print(f"  Prometheus     {prometheus.url}  (alerts: {prometheus.url}/alerts)", flush=True)
         stopping.wait()
     finally:
         say("stopping …")
+        if prometheus is not None:
+            prometheus.stop()
         if stack is not None:
             stack.stop()
         sink.stop()
@@ -89,6 +97,19 @@ def main() -> int:
         PID_FILE.unlink(missing_ok=True)
         say("stopped.")
     return 0
+
+
+def start_prometheus() -> Any:
+    """Prometheus scraping the services with the alert rules loaded; the system runs without it."""
+    from run_prometheus import LocalPrometheus  # deploy/observability/, put on the path below
+
+    prometheus = LocalPrometheus(STATE / "prometheus", {n: p for n, p in SERVICE_PORTS.items() if n != "web"})
+    try:
+        prometheus.start()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        say(f"Prometheus not started ({exc}); the services still expose /metrics")
+        return None
+    return prometheus
 
 
 def ensure_database(postgres: PostgresServer) -> str:
@@ -156,4 +177,5 @@ def say(text: str) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "observability"))
     raise SystemExit(main())
