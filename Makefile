@@ -65,5 +65,6 @@ bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/P
 contracts: $(STAMP)  ## regenerate docs/contracts (AsyncAPI, JSON Schema) from the models
 	$(PY) -m pitchin_core.contracts.docs
 
-clean:  ## remove test state (keeps the download cache in ~/.cache/pitchin)
+clean:  ## remove local and test state (keeps the download cache in ~/.cache/pitchin)
+	-$(PY) deploy/local/run.py --reset
 	rm -rf .state .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +35,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stop", action="store_true", help="stop a running `make run`")
     parser.add_argument("--no-demo", action="store_true", help="start without demo data")
+    parser.add_argument("--reset", action="store_true", help="delete the local state (Kafka, PostgreSQL, mail, logs)")
     args = parser.parse_args()
     if args.stop:
         return stop_running()
+    if args.reset:
+        # The PostgreSQL cluster lives outside the clone (the postgres user must reach it).
+        PostgresServer(STATE / "postgres", port=POSTGRES_PORT).cleanup()
+        shutil.rmtree(STATE, ignore_errors=True)
+        say(f"removed {STATE}")
+        return 0
 
     STATE.mkdir(parents=True, exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
