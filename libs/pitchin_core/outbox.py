@@ -143,6 +143,8 @@ class OutboxRelay:
                 await self._publish(rows)
                 await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
                 self.metrics.outbox_relayed.labels(self.metrics.service).inc(len(rows))
+                for row in rows:
+                    self.metrics.events_published.labels(self.metrics.service, row["event_type"]).inc()
             backlog = await conn.fetchrow("SELECT count(*) AS n, min(occurred_at) AS oldest FROM outbox")
         assert backlog is not None
         self.metrics.outbox_backlog.labels(self.metrics.service).set(backlog["n"])

@@ -129,6 +129,12 @@ class Metrics:
             ["service"],
             registry=self.registry,
         )
+        self.events_published = Counter(
+            "pitchin_events_published",
+            "Events relayed to Kafka by type: offers by outcome, bookings by status, and the rest.",
+            ["service", "event_type"],
+            registry=self.registry,
+        )
         self.outbox_relayed = Counter(
             "pitchin_outbox_relayed", "Outbox rows published to Kafka.", ["service"], registry=self.registry
         )

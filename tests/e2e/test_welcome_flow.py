@@ -67,6 +67,8 @@ def test_signup_reaches_matching_and_sends_a_welcome_email_in_one_trace(
         what="matching to learn the donor",
     )
     assert profile["skills"] == {"social-media": 3, "graphic-design": 1}
+    metrics = httpx.get(f"{stack['signups'].url}/metrics", timeout=5).text
+    assert 'pitchin_events_published_total{service="signups",event_type="org.pitchin.donor.registered.v1"}' in metrics
 
     # One trace: signups' HTTP span -> outbox relay send -> matching and notifications
     # consume -> notifications' SMTP send.
