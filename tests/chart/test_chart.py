@@ -15,6 +15,9 @@ What is checked, for the default values and for values-production.yaml:
   real setting (and parses), the Dockerfile's and Deployments' entry points exist;
 - every service is hardened: probes on /healthz and /readyz, non-root, read-only root
   filesystem, resources, NetworkPolicy, PodDisruptionBudget, topology spread;
+- the web front (no database, no Kafka) gets neither: no database Secret, migration container,
+  KafkaUser, KEDA trigger or Kafka/PostgreSQL egress; it reaches the four services' pods by
+  their Services' names, and only it (besides the ingress controller and Prometheus) may call them;
 - the migration Job is a pre-install/pre-upgrade hook running `python -m pitchin_core.migrate`;
 - checkov (best-practice lint, kube-linter's stand-in) passes, each skipped check justified.
 """
@@ -34,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import ValidationError
@@ -57,8 +61,17 @@ INSTALL_SCRIPT = REPO / "deploy" / "tools" / "install-ops-tools.sh"
 RELEASE = "pitchin"
 NAMESPACE = "pitchin"
 HTTP_PORT = 8000
-# The four services, as the code knows them (each has a package services/<name>/pitchin_<name>).
+# The processes, as the code knows them (each has a package services/<name>/pitchin_<name>): the
+# four services and the web front.
 CODE_SERVICES = tuple(sorted(p.name for p in (REPO / "services").iterdir() if (p / f"pitchin_{p.name}").is_dir()))
+# Those with a database: they ship migrations (services/<name>/pitchin_<name>/migrations).
+CODE_DATABASE_SERVICES = tuple(
+    name for name in CODE_SERVICES if (REPO / "services" / name / f"pitchin_{name}" / "migrations").is_dir()
+)
+# Those with Kafka: the topic table names them as a writer or a consumer.
+CODE_KAFKA_SERVICES = tuple(
+    name for name in CODE_SERVICES if any(spec.written_by(name) or name in spec.consumers for spec in TOPICS)
+)
 VALUE_FILES = {"default": (), "production": (PRODUCTION_VALUES,)}
 
 Obj = dict[str, Any]
@@ -130,6 +143,22 @@ class Rendered:
 
     def enabled_services(self) -> list[str]:
         return sorted(name for name, cfg in self.values["services"].items() if cfg["enabled"])
+
+    def database_services(self) -> list[str]:
+        """Enabled services with a database (all but those with `database: false`)."""
+        return [name for name in self.enabled_services() if has_database(self.values["services"][name])]
+
+    def kafka_services(self) -> list[str]:
+        """Enabled services with a `kafka` block."""
+        return [name for name in self.enabled_services() if has_kafka(self.values["services"][name])]
+
+
+def has_database(cfg: Obj) -> bool:
+    return cfg.get("database") is not False
+
+
+def has_kafka(cfg: Obj) -> bool:
+    return bool(cfg.get("kafka"))
 
 
 def service_fullname(service: str) -> str:
@@ -260,6 +289,10 @@ def test_schema_validation_catches_wrong_objects(tools: Tools, renders: dict[str
         (["services.notifications.env.SMTP_HOST=mail"], "at '/services/notifications/env'"),
         (["otel.sampleRatio=2"], "at '/otel/sampleRatio': maximum"),
         (["networkPolicy.enabeld=true"], "additional properties 'enabeld' not allowed"),
+        (["services.web.databse=false"], "additional properties 'databse' not allowed"),
+        (["services.web.database=true"], "at '/services/web/database'"),
+        (["services.web.calls[0]=Signups"], "at '/services/web/calls/0'"),
+        (["services.web.kafka.produce[0]=pitchin.donors.v1"], "additional properties 'produce' not allowed"),
     ],
 )
 def test_values_schema_rejects_wrong_values(tools: Tools, settings: list[str], message: str) -> None:
@@ -297,6 +330,14 @@ INCONSISTENT_VALUES: dict[str, tuple[Callable[[], Obj], str]] = {
         "services.signups.ingress.host is required",
     ),
     "no database Secret": (lambda: {"database": {"existingSecret": ""}}, "name the Secret holding the PostgreSQL URI"),
+    "a call to an unknown service": (
+        lambda: {"services": {"web": {"calls": ["signups", "signup"]}}},
+        'services.web.calls names "signup", which is not another enabled service',
+    ),
+    "a call to a disabled service": (
+        lambda: {"services": {"matching": {"enabled": False}}},
+        'services.web.calls names "matching", which is not another enabled service',
+    ),
     "a topic listed twice": (
         lambda: {"kafka": {"topics": {"list": [*default_topics(), {"name": "pitchin.donors.v1"}]}}},
         'kafka.topics.list names "pitchin.donors.v1" twice',
@@ -324,11 +365,20 @@ def test_chart_refuses_unsupported_kubernetes(tools: Tools) -> None:
 
 
 def test_chart_services_are_the_code_services(rendered: Rendered) -> None:
-    assert CODE_SERVICES == ("matching", "notifications", "scheduling", "signups")
+    assert CODE_SERVICES == ("matching", "notifications", "scheduling", "signups", "web")
     assert sorted(rendered.values["services"]) == list(CODE_SERVICES)
-    assert set(CODE_SERVICES) == set(pitchin_core.migrate.SERVICES)
     for name, cfg in rendered.values["services"].items():
         assert cfg["module"] == f"pitchin_{name}"
+    # Only the four services have a database (and migrations) and Kafka; the web front has neither.
+    assert CODE_DATABASE_SERVICES == CODE_KAFKA_SERVICES == ("matching", "notifications", "scheduling", "signups")
+    assert rendered.database_services() == list(CODE_DATABASE_SERVICES)
+    assert set(rendered.database_services()) == set(pitchin_core.migrate.SERVICES)
+    assert rendered.kafka_services() == list(CODE_KAFKA_SERVICES)
+    web = rendered.values["services"]["web"]
+    assert web["database"] is False and "kafka" not in web
+    # The web front calls the four services (its settings name a URL for each).
+    assert sorted(web["calls"]) == sorted(CODE_DATABASE_SERVICES)
+    assert {f"{name}_url" for name in web["calls"]} <= set(settings_class("web").model_fields)
 
 
 def test_every_topic_the_code_uses_has_a_kafka_topic(rendered: Rendered) -> None:
@@ -367,6 +417,9 @@ def test_production_topics_survive_a_broker_loss(renders: dict[str, Rendered]) -
 
 def test_services_topics_follow_the_topic_table(rendered: Rendered) -> None:
     for name, cfg in rendered.values["services"].items():
+        if not has_kafka(cfg):
+            assert name not in CODE_KAFKA_SERVICES, f"services.{name} uses Kafka: it needs a kafka block"
+            continue
         produces = sorted(spec.name for spec in TOPICS if spec.written_by(name))
         consumes = sorted(spec.name for spec in TOPICS if name in spec.consumers)
         assert sorted(cfg["kafka"]["produces"]) == produces, f"services.{name}.kafka.produces should be {produces}"
@@ -376,7 +429,10 @@ def test_services_topics_follow_the_topic_table(rendered: Rendered) -> None:
 def test_kafka_users_have_least_privilege_acls(renders: dict[str, Rendered]) -> None:
     rendered = renders["production"]
     assert not renders["default"].kind("KafkaUser")
-    for name in rendered.enabled_services():
+    users = sorted(user["metadata"]["name"] for user in rendered.kind("KafkaUser"))
+    assert users == sorted(service_fullname(name) for name in rendered.kafka_services())
+    assert service_fullname("web") not in users, "the web front has no Kafka client"
+    for name in rendered.kafka_services():
         user = rendered.named("KafkaUser", service_fullname(name))
         assert user["apiVersion"] == rendered.values["kafka"]["strimzi"]["apiVersion"]
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
@@ -429,7 +485,20 @@ def test_every_pitchin_variable_is_a_real_setting_and_parses(
         chart_names = {key for key in env if key.startswith("PITCHIN_")}
         unknown = chart_names - env_names(cls)
         assert not unknown, f"{name}: the chart sets {sorted(unknown)}, which {cls.__name__} does not read"
-        assert env["PITCHIN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"], name
+        cfg = rendered.values["services"][name]
+        database_env = {"PITCHIN_DATABASE_URL", "PITCHIN_DATABASE_POOL_SIZE", "PITCHIN_MIGRATE_ON_START"}
+        kafka_env = {"PITCHIN_KAFKA_BOOTSTRAP", "PITCHIN_CONSUMER_HEARTBEAT_MS", "PITCHIN_CREATE_TOPICS"}
+        if has_database(cfg):
+            assert env["PITCHIN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"], name
+        else:
+            assert not chart_names & database_env, f"{name} has no database: {sorted(chart_names & database_env)}"
+        if not has_kafka(cfg):
+            assert not chart_names & kafka_env, f"{name} has no Kafka: {sorted(chart_names & kafka_env)}"
+        # The services it calls, by the chart's own Service names.
+        for callee in cfg.get("calls", []):
+            url = f"http://{service_fullname(callee)}:{HTTP_PORT}"
+            assert config[f"PITCHIN_{callee.upper()}_URL"] == url, f"{name} calls {callee}"
+            rendered.named("Service", service_fullname(callee))
         # The values the chart sets parse as the service would parse them.
         for key in list(os.environ):
             if key.startswith("PITCHIN_"):
@@ -440,16 +509,23 @@ def test_every_pitchin_variable_is_a_real_setting_and_parses(
         for key, var in env.items():
             if key.startswith("PITCHIN_") and isinstance(var, dict) and "secretKeyRef" in var.get("valueFrom", {}):
                 monkeypatch.setenv(key, "s3cr3t-" + "x" * 40)
-        monkeypatch.setenv("PITCHIN_DATABASE_URL", "postgresql://pitchin:a-real-secret@db:5432/pitchin")
+        if has_database(cfg):
+            monkeypatch.setenv("PITCHIN_DATABASE_URL", "postgresql://pitchin:a-real-secret@db:5432/pitchin")
         try:
             settings = cls()
         except ValidationError as exc:
             pytest.fail(f"{name}: the chart's settings do not parse: {exc}")
         assert settings.service_name == name == cls.model_fields["service_name"].default
         assert settings.http_host == "0.0.0.0" and settings.http_port == HTTP_PORT
-        assert settings.migrate_on_start is False and settings.create_topics is False
         assert settings.environment == rendered.values["environment"]
-        assert settings.kafka_bootstrap == rendered.values["kafka"]["bootstrap"]
+        assert settings.public_base_url == rendered.values["publicBaseUrl"]
+        if has_database(cfg):
+            assert settings.migrate_on_start is False
+        if has_kafka(cfg):
+            assert settings.create_topics is False
+            assert settings.kafka_bootstrap == rendered.values["kafka"]["bootstrap"]
+        for callee in cfg.get("calls", []):
+            assert getattr(settings, f"{callee}_url") == f"http://{service_fullname(callee)}:{HTTP_PORT}"
     for container in rendered.kind("Job")[0]["spec"]["template"]["spec"]["containers"]:
         names = {key for key in container_env(container) if key.startswith("PITCHIN_")}
         assert names <= env_names(ServiceSettings), names
@@ -482,7 +558,8 @@ def test_every_service_is_probed_hardened_and_isolated(rendered: Rendered) -> No
         assert ports == {"http": HTTP_PORT}
         for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
             assert container[probe]["httpGet"] == {"path": path, "port": "http"}, f"{name} {probe}"
-        # /readyz waits up to 2 s for PostgreSQL and then 2 s for Kafka.
+        # /readyz waits up to 2 s for PostgreSQL and then 2 s for Kafka (the web front: 2 s per service,
+        # in turn; a probe that times out reads as not ready, which is what a slow service means).
         assert container["readinessProbe"]["timeoutSeconds"] >= 4
         resources = container["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"], name
@@ -508,22 +585,43 @@ def test_every_service_is_probed_hardened_and_isolated(rendered: Rendered) -> No
         assert policies[0]["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 
+def pod_labels(rendered: Rendered, service: str) -> dict[str, str]:
+    labels: dict[str, str] = rendered.named("Deployment", service_fullname(service))["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    return labels
+
+
 def test_network_policies_allow_only_what_the_services_need(renders: dict[str, Rendered]) -> None:
     rendered = renders["production"]
-    needed = {53, 9092, 5432, 4318}
     for policy in rendered.kind("NetworkPolicy"):
         spec = policy["spec"]
         for rule in spec["ingress"]:
             assert rule.get("from"), f"{policy['metadata']['name']} admits traffic from anywhere: {rule}"
             assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
         extra = set()
+        needed = {53, 4318}
+        calls: list[str] = []
         component = spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
         if component in rendered.values["services"]:
-            for rule in rendered.values["services"][component].get("networkPolicy", {}).get("extraEgress", []):
+            cfg = rendered.values["services"][component]
+            needed |= {5432} if has_database(cfg) else set()
+            needed |= {9092} if has_kafka(cfg) else set()
+            calls = cfg.get("calls", [])
+            for rule in cfg.get("networkPolicy", {}).get("extraEgress", []):
                 extra |= {p["port"] for p in rule["ports"]}
+        else:
+            needed |= {5432}  # the migration Job
         for rule in spec["egress"]:
             assert rule.get("to"), f"{policy['metadata']['name']} may reach anywhere: {rule}"
-            assert {p["port"] for p in rule["ports"]} <= needed | extra, rule
+            ports = {p["port"] for p in rule["ports"]}
+            if ports == {HTTP_PORT} and calls:
+                # HTTP only to the pods of the services it calls, in this namespace.
+                for peer in rule["to"]:
+                    assert set(peer) == {"podSelector"}, f"{component} may call more than the chart's pods: {peer}"
+                    assert any(selects(peer["podSelector"], pod_labels(rendered, c)) for c in calls), peer
+                continue
+            assert ports <= needed | extra, f"{policy['metadata']['name']}: {rule}"
     smtp = [r for r in rendered.named("NetworkPolicy", service_fullname("notifications"))["spec"]["egress"]]
     assert any(p["port"] == 25 for r in smtp for p in r["ports"]), "notifications must reach its SMTP relay"
     assert not any(
@@ -531,6 +629,51 @@ def test_network_policies_allow_only_what_the_services_need(renders: dict[str, R
         for r in rendered.named("NetworkPolicy", service_fullname("signups"))["spec"]["egress"]
         for p in r["ports"]
     )
+
+
+def test_the_web_front_calls_the_services_and_has_no_database_or_kafka(rendered: Rendered) -> None:
+    web = rendered.values["services"]["web"]
+    fullname = service_fullname("web")
+    (container,) = rendered.named("Deployment", fullname)["spec"]["template"]["spec"]["containers"]
+    env = container_env(container)
+    # Its secrets through secretEnv, from the services' Secret.
+    for name, key in (("PITCHIN_SESSION_SECRET", "session-secret"), ("PITCHIN_FEDERATION_KEY", "federation-key")):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": rendered.values["secrets"]["existingSecret"], "key": key}, name
+    assert "PITCHIN_DATABASE_URL" not in env
+    # Neither a KafkaUser nor KEDA: it consumes nothing.
+    assert not [o for o in rendered.kind("KafkaUser") if o["metadata"]["name"] == fullname]
+    assert not [o for o in rendered.kind("ScaledObject") if o["spec"]["scaleTargetRef"]["name"] == fullname]
+    if not rendered.values["networkPolicy"]["enabled"]:
+        return
+    own = pod_labels(rendered, "web")
+    policy = rendered.named("NetworkPolicy", fullname)
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert not egress_ports & {5432, *rendered.values["networkPolicy"]["kafka"]["ports"]}, egress_ports
+    ingress_peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    if web["ingress"]["enabled"]:
+        assert all(peer in ingress_peers for peer in rendered.values["networkPolicy"]["ingressControllerPeers"])
+    for callee in web["calls"]:
+        labels = pod_labels(rendered, callee)
+        # web may reach the callee's pods on their HTTP port ...
+        assert any(
+            any(selects(peer.get("podSelector", {}), labels) and "namespaceSelector" not in peer for peer in rule["to"])
+            and {"port": HTTP_PORT, "protocol": "TCP"} in rule["ports"]
+            for rule in policy["spec"]["egress"]
+        ), f"web cannot reach {callee}"
+        # ... and the callee admits web's pods.
+        callee_policy = rendered.named("NetworkPolicy", service_fullname(callee))
+        assert any(
+            set(peer) == {"podSelector"} and selects(peer["podSelector"], own)
+            for rule in callee_policy["spec"]["ingress"]
+            for peer in rule["from"]
+        ), f"{callee} does not admit web"
+    # Nothing calls web from inside: only the ingress controller and Prometheus reach it.
+    allowed = [
+        *rendered.values["networkPolicy"]["ingressControllerPeers"],
+        *rendered.values["networkPolicy"]["monitoringPeers"],
+    ]
+    assert all(peer in allowed for peer in ingress_peers), ingress_peers
 
 
 def test_migrations_run_as_a_hook_job_before_install_and_upgrade(rendered: Rendered) -> None:
@@ -549,8 +692,9 @@ def test_migrations_run_as_a_hook_job_before_install_and_upgrade(rendered: Rende
         assert container_env(container)["PITCHIN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True
-    assert sorted(migrated) == rendered.enabled_services()
-    assert set(migrated) <= set(pitchin_core.migrate.SERVICES)
+    assert sorted(migrated) == rendered.database_services()
+    assert set(migrated) == set(pitchin_core.migrate.SERVICES)
+    assert "web" not in migrated, "the web front has no database"
     if rendered.values["networkPolicy"]["enabled"]:
         (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"].endswith("-migrate")]
         assert selects(policy["spec"]["podSelector"], job["spec"]["template"]["metadata"]["labels"])
@@ -573,7 +717,7 @@ def test_database_cluster_precedes_migrations(renders: dict[str, Rendered]) -> N
         ref = container_env(container)["PITCHIN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": f"{cluster_values['name']}-app", "key": "uri"}
     # Connections: every replica's pool, at the autoscalers' maximum, fits under max_connections.
-    most = sum(cfg["autoscaling"]["maxReplicas"] for cfg in rendered.values["services"].values())
+    most = sum(rendered.values["services"][name]["autoscaling"]["maxReplicas"] for name in rendered.database_services())
     pool = rendered.values["database"]["poolSize"]
     assert most * pool < int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
 
@@ -587,7 +731,7 @@ def test_autoscaling_uses_keda_for_consumers_and_never_two_autoscalers(renders: 
         fullname = service_fullname(name)
         cfg = rendered.values["services"][name]
         assert "replicas" not in rendered.named("Deployment", fullname)["spec"], "the autoscaler owns replicas"
-        if cfg["kafka"]["consumes"]:
+        if has_kafka(cfg) and cfg["kafka"]["consumes"]:
             triggers = scaled[fullname]["spec"]["triggers"]
             kafka = [t["metadata"] for t in triggers if t["type"] == "kafka"]
             assert sorted(t["topic"] for t in kafka) == sorted(cfg["kafka"]["consumes"])
@@ -608,6 +752,9 @@ def test_ingresses_route_to_the_service_port(renders: dict[str, Rendered]) -> No
                 rendered.named("Service", backend["name"])
         assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"] for rule in ingress["spec"]["rules"]]
     assert len(rendered.kind("Ingress")) == len(rendered.enabled_services())
+    # The public pages answer on the host of publicBaseUrl, the address links in emails point at.
+    web = rendered.named("Ingress", service_fullname("web"))
+    assert [rule["host"] for rule in web["spec"]["rules"]] == [urlsplit(rendered.values["publicBaseUrl"]).hostname]
 
 
 # --- monitoring -------------------------------------------------------------------------------

@@ -105,6 +105,31 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
+{{/* "true" unless the service says `database: false` (no PostgreSQL: no database Secret, no
+migration container, no PostgreSQL egress). Call with the service's values; empty means false. */}}
+{{- define "pitchin.hasDatabase" -}}
+{{- if not (and (kindIs "bool" .database) (not .database)) }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the service has a `kafka` block (a Kafka client: KafkaUser, KEDA triggers, Kafka
+egress, the Kafka settings). Call with the service's values; empty means false. */}}
+{{- define "pitchin.hasKafka" -}}
+{{- if .kafka }}true{{ end }}
+{{- end }}
+
+{{/* The services a service calls over HTTP must be other enabled services. Call with (list $ "name" $svc). */}}
+{{- define "pitchin.checkServiceCalls" -}}
+{{- $root := index . 0 }}
+{{- $name := index . 1 }}
+{{- $svc := index . 2 }}
+{{- range $svc.calls | default list }}
+{{- $callee := index $root.Values.services . | default dict }}
+{{- if or (eq . $name) (not $callee.enabled) }}
+{{- fail (printf "services.%s.calls names %q, which is not another enabled service" $name .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The topics a service touches must be in kafka.topics.list. Call with (list $ "name" $svc). */}}
 {{- define "pitchin.checkServiceTopics" -}}
 {{- $root := index . 0 }}
