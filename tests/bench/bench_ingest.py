@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from pitchin_testing.processes import SERVICES
-from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, ensure_installed, free_port, free_ports
-from pitchin_testing.stack import Stack
 from tests.bench.limits import line, postgres_row_and_outbox_txn_per_s
+from tests.bench.system import running_system
 from tests.unit.factories import donor_signup
 
 KAFKA_EVENTS = 1000
@@ -129,28 +125,8 @@ async def _http_batch(url: str, key: str, source: str) -> tuple[float, Counter[i
 
 
 def main() -> None:
-    ensure_installed()
-    state = Path(tempfile.mkdtemp(prefix="pitchin-bench-"))
-    kafka_port, controller_port = free_ports(2)
-    kafka = KafkaServer(state / "kafka", port=kafka_port, controller_port=controller_port)
-    postgres = PostgresServer(state / "postgres", free_port())
-    sink = SmtpSink()
-    kafka.start()
-    postgres.start()
-    sink.start()
-    stack = None
-    try:
-        database_url = postgres.create_database("bench")
-        stack = Stack(
-            kafka_bootstrap=kafka.bootstrap,
-            database_url=database_url,
-            smtp_port=sink.port,
-            otlp_endpoint=None,
-            ports={name: free_port() for name in SERVICES},
-            log_dir=state / "logs",
-            environment="test",
-        )
-        stack.start()
+    with running_system() as system:
+        stack, kafka, database_url = system.stack, system.kafka, system.database_url
         url = stack["signups"].url
         print("ingest benchmark (services as processes; real Kafka 4.1.1, PostgreSQL 15)")
         raw_txn = asyncio.run(postgres_row_and_outbox_txn_per_s(database_url, concurrency=8))
@@ -172,12 +148,6 @@ def main() -> None:
         assert statuses == {202: BATCH_EVENTS}, statuses
         label = f"HTTP batch of {BATCH_SIZE}: accepted/s ({BATCH_EVENTS})"
         print(line(label, rate, "per s", limit, raw_txn, "per s"))
-    finally:
-        if stack is not None:
-            stack.stop()
-        sink.stop()
-        postgres.cleanup()
-        kafka.stop()
 
 
 if __name__ == "__main__":

@@ -4,18 +4,13 @@ on the real services, Kafka, PostgreSQL and SMTP, beside the raw limits of this 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 
-from pitchin_testing.processes import SERVICES
-from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, ensure_installed, free_port, free_ports
-from pitchin_testing.stack import Stack
 from tests.bench.limits import (
     kafka_round_trip_ms,
     line,
@@ -23,6 +18,7 @@ from tests.bench.limits import (
     postgres_capacity_rush,
     postgres_row_and_outbox_txn_per_s,
 )
+from tests.bench.system import running_system
 from tests.unit.factories import donor_signup
 
 SIGNUPS = 2000
@@ -71,28 +67,8 @@ async def _paced(client: httpx.AsyncClient, url: str, key: str, tag: str) -> dic
 
 
 def main() -> None:
-    ensure_installed()
-    state = Path(tempfile.mkdtemp(prefix="pitchin-bench-"))
-    kafka_port, controller_port = free_ports(2)
-    kafka = KafkaServer(state / "kafka", port=kafka_port, controller_port=controller_port)
-    postgres = PostgresServer(state / "postgres", free_port())
-    sink = SmtpSink()
-    kafka.start()
-    postgres.start()
-    sink.start()
-    stack = None
-    try:
-        database_url = postgres.create_database("bench")
-        stack = Stack(
-            kafka_bootstrap=kafka.bootstrap,
-            database_url=database_url,
-            smtp_port=sink.port,
-            otlp_endpoint=None,
-            ports={name: free_port() for name in SERVICES},
-            log_dir=state / "logs",
-            environment="test",
-        )
-        stack.start()
+    with running_system() as system:
+        stack, kafka, sink, database_url = system.stack, system.kafka, system.sink, system.database_url
         key = stack.issue_key("fed-bench", "org-bench", "organiser")
         url = stack["signups"].url
         print("signups benchmark (services as processes; real Kafka 4.1.1, PostgreSQL 15, SMTP)")
@@ -199,12 +175,6 @@ def main() -> None:
                 "per s",
             )
         )
-    finally:
-        if stack is not None:
-            stack.stop()
-        sink.stop()
-        postgres.cleanup()
-        kafka.stop()
 
 
 if __name__ == "__main__":
