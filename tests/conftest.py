@@ -1,1 +1,71 @@
+"""Session fixtures shared by every test folder: one set of real servers, one running system."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pitchin_testing.otlp import OtlpReceiver
+from pitchin_testing.processes import SERVICES
+from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, free_port
+from pitchin_testing.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver(free_port())
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    kafka_server: KafkaServer,
+    postgres_server: PostgresServer,
+    smtp_sink: SmtpSink,
+    otlp: OtlpReceiver,
+    state_root: Path,
+) -> Iterator[Stack]:
+    database_url = postgres_server.create_database("pitchin_e2e")
+    system = Stack(
+        kafka_bootstrap=kafka_server.bootstrap,
+        database_url=database_url,
+        smtp_port=smtp_sink.port,
+        otlp_endpoint=otlp.endpoint,
+        ports={name: free_port() for name in SERVICES},
+        log_dir=state_root / "services",
+    )
+    try:
+        system.start()
+        yield system
+    finally:
+        system.stop()
+
+
+@dataclass(frozen=True)
+class Tenant:
+    federation_id: str
+    organisation_id: str
+    organiser_key: str
+    staff_key: str
+
+
+@pytest.fixture
+def tenant(stack: Stack) -> Tenant:
+    """A federation and member organisation of its own for each test: tests never share data."""
+    federation = f"fed-{uuid.uuid4().hex[:8]}"
+    organisation = f"org-{uuid.uuid4().hex[:8]}"
+    return Tenant(
+        federation_id=federation,
+        organisation_id=organisation,
+        organiser_key=stack.issue_key(federation, organisation, "organiser"),
+        staff_key=stack.issue_key(federation, None, "federation-staff"),
+    )
+
+
 pytest_plugins = ["pitchin_testing.plugin"]

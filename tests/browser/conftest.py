@@ -23,13 +23,11 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from pitchin_testing.servers import repo_root
 from pitchin_testing.stack import Stack
-from tests.e2e import conftest as e2e
 
 pytestmark = pytest.mark.e2e
 
-# The e2e fixtures, reused: the stack starts every service of SERVICES in order, the web front last.
-stack = e2e.stack
-otlp = e2e.otlp
+# `stack` and `otlp` come from tests/conftest.py: the same running system as the e2e tests
+# (every service of SERVICES, the web front last).
 
 CHROMIUM = "/usr/bin/chromium"
 AXE_VERSION = "4.11.0"

@@ -329,7 +329,7 @@ def test_an_offer_expires_once_and_the_next_donor_is_asked_across_a_crash_of_mat
     # The second one expires too (with matching up); nobody is left to ask.
     _wait_offers(stack, tenant, need_id, "both offers expired", lambda o: [x["status"] for x in o] == ["expired"] * 2)
 
-    events = eventually(lambda: (lambda e: e if len(e) >= 4 else None)(_matches_for(kafka_server, need_id)), timeout=30)
+    events = eventually(lambda: (lambda e: e if len(e) >= 4 else None)(_matches_for(kafka_server, need_id)), timeout=90)
     assert _types(events) == ["offer.made", "offer.expired", "offer.made", "offer.expired"]
     assert len({e["id"] for e in events}) == 4
     assert [e["offer_id"] for e in events if e["type"].endswith("expired.v1")] == [o["offer_id"] for o in offers]
@@ -395,7 +395,7 @@ def test_duplicate_and_out_of_order_events_change_nothing_and_withdrawal_or_clos
     )
     _publish(kafka_server, "pitchin.needs.v1", need_id, _event(closed, tenant))
     _wait_offers(stack, tenant, need_id, "closing cancels", lambda o: [x["status"] for x in o] == ["cancelled"] * 2)
-    events = eventually(lambda: (lambda e: e if len(e) >= 4 else None)(_matches_for(kafka_server, need_id)), timeout=30)
+    events = eventually(lambda: (lambda e: e if len(e) >= 4 else None)(_matches_for(kafka_server, need_id)), timeout=90)
     assert _types(events) == ["offer.made", "offer.cancelled", "offer.made", "offer.cancelled"]
     reasons = [e["reason"] for e in events if e["type"].endswith("cancelled.v1")]
     assert reasons == ["the donor withdrew", "the need is closed"]
