@@ -429,23 +429,8 @@ async def learn_event(pool: asyncpg.Pool, event: CloudEvent, data: EventData) ->
     async with pool.acquire() as conn, conn.transaction():
         if not await first_delivery(conn, CONSUMER, event.id, event.type):
             return False
-        if isinstance(data, EventCreatedV1):
-            await storage.apply_event_facts(
-                conn,
-                event_id=data.event_id,
-                federation_id=data.federation_id,
-                organisation_id=data.organisation_id,
-                version=data.version,
-                title=data.title,
-                starts_at=data.starts_at,
-                status=data.status.value,
-                details={
-                    "capacity": data.capacity,
-                    "booking_deadline": data.booking_deadline,
-                    "waitlist": data.waitlist,
-                },
-            )
-        elif isinstance(data, EventSnapshot):
+        # Created and the snapshots (published, updated) carry the whole registration.
+        if isinstance(data, EventCreatedV1 | EventSnapshot):
             await storage.apply_event_facts(
                 conn,
                 event_id=data.event_id,
