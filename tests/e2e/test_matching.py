@@ -185,7 +185,7 @@ def _made_event(kafka: KafkaServer, need_id: str, offer_id: str) -> dict[str, An
             None,
         )
 
-    return eventually(find, timeout=30, what=f"offer.made for {offer_id} on Kafka")
+    return eventually(find, timeout=90, what=f"offer.made for {offer_id} on Kafka")
 
 
 def _at(base: str, link: str) -> str:
