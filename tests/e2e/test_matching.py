@@ -289,7 +289,7 @@ def test_offer_workflow_decline_accept_confirm_release_with_explanations_and_ten
     offers = _wait_offers(stack, tenant, need_id, "a third offer after the release", lambda o: len(o) == 3)
     assert len({o["donor_id"] for o in offers}) == 3
 
-    events = eventually(lambda: (lambda e: e if len(e) >= 7 else None)(_matches_for(kafka_server, need_id)), timeout=30)
+    events = eventually(lambda: (lambda e: e if len(e) >= 7 else None)(_matches_for(kafka_server, need_id)), timeout=90)
     assert _types(events) == [
         "offer.made",
         "offer.declined",
