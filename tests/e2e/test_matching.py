@@ -22,13 +22,15 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import NeedClosedV1, NeedOpenedV1, NeedUpdatedV1
-from pitchin_testing.servers import KafkaServer
+from pitchin_core.contracts.topics import MATCHES as MATCHES_TOPIC
+from pitchin_testing.servers import KafkaServer, SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually
@@ -119,31 +121,28 @@ def _need_updated(opened: NeedOpenedV1, version: int, status: str = "open", **ov
 
 
 def _matches_for(kafka: KafkaServer, need_id: str) -> list[dict[str, Any]]:
-    """Every pitchin.matches.v1 record of a need so far, in order (one partition per key)."""
+    """Every pitchin.matches.v1 record of a need so far, in order.
+
+    Records are keyed by need id, so only the key's partition is read (as the producer's
+    default partitioner chose it), from the beginning to its end offset now.
+    """
 
     async def read() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(MATCHES, bootstrap_servers=kafka.bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=None, enable_auto_commit=False)
         await consumer.start()
         found: list[dict[str, Any]] = []
         try:
-            async with asyncio.timeout(30):
-                while True:  # without a group, every partition is assigned once metadata arrived
-                    if consumer.assignment():
-                        break
-                    await asyncio.sleep(0.05)
-            partitions = sorted(consumer.assignment())
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            remaining = {tp for tp in partitions if ends[tp] > 0}
-            while remaining:
-                for records in (await consumer.getmany(*remaining, timeout_ms=500)).values():
-                    for r in records:
+            every = list(range(MATCHES_TOPIC.partitions))  # as the services create the topic
+            partition = TopicPartition(MATCHES, DefaultPartitioner()(need_id.encode(), every, every))
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            end = (await consumer.end_offsets([partition]))[partition]
+            async with asyncio.timeout(60):
+                while await consumer.position(partition) < end:
+                    for r in (await consumer.getmany(partition, timeout_ms=500)).get(partition, []):
                         if r.key == need_id.encode():
                             headers = {k: v.decode() for k, v in r.headers}
                             found.append({"id": headers["ce_id"], "type": headers["ce_type"], **json.loads(r.value)})
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
         finally:
             await consumer.stop()
         return found
@@ -300,6 +299,84 @@ def test_offer_workflow_decline_accept_confirm_release_with_explanations_and_ten
         "offer.made",
     ]
     assert all(e["federation_id"] == tenant.federation_id for e in events)
+
+
+def test_work_marked_done_gives_the_donor_hours_and_thanks_on_their_record_and_by_email(
+    stack: Stack, tenant: Tenant, kafka_server: KafkaServer, mailbox: SmtpSink
+) -> None:
+    matching = stack["matching"].url
+    email = f"done-{uuid.uuid4().hex[:10]}@example.org"
+    signed_up = httpx.post(
+        f"{stack['signups'].url}/v1/donors",
+        json=donor_signup(name="Rosa Done", email=email),
+        headers=bearer(tenant.organiser_key),
+        timeout=15,
+    )
+    assert signed_up.status_code == 201, signed_up.text
+    donor_id = signed_up.json()["donor_id"]
+    eventually(_known_to_matching(stack, tenant, donor_id), timeout=60, what="matching to learn the donor")
+    need_id = f"need-{uuid.uuid4().hex[:8]}"
+    _publish(kafka_server, "pitchin.needs.v1", need_id, _event(_need_opened(tenant, need_id), tenant))
+    offer = _wait_offers(stack, tenant, need_id, "the offer", lambda o: len(o) == 1)[0]
+    made = _made_event(kafka_server, need_id, offer["offer_id"])
+    assignment = offer["offer_id"]
+    complete = f"{matching}/v1/assignments/{assignment}/complete"
+    organiser = bearer(tenant.organiser_key)
+    thanks = "Your posters were on every picket line by Monday."
+
+    assert httpx.post(_at(matching, made["accept_url"]), timeout=10).status_code == 200
+    early = httpx.post(complete, json={"hours_given": 3}, headers=organiser, timeout=10)
+    assert early.status_code == 409 and "accepted" in early.json()["detail"], "only confirmed work is marked done"
+    assert httpx.post(f"{matching}/v1/assignments/{assignment}/confirm", headers=organiser, timeout=10).is_success
+
+    # Bad input names the field; another federation cannot see the assignment.
+    for body, field in (({"hours_given": 0}, "hours_given"), ({"hours_given": 2, "thanks": "x" * 2001}, "thanks")):
+        refused = httpx.post(complete, json=body, headers=organiser, timeout=10)
+        assert refused.status_code == 422 and field in refused.text, refused.text
+    stranger = stack.issue_key(f"fed-{uuid.uuid4().hex[:6]}", None, "federation-staff")
+    assert httpx.post(complete, json={"hours_given": 2}, headers=bearer(stranger), timeout=10).status_code == 404
+
+    done = httpx.post(complete, json={"hours_given": 6.54, "thanks": thanks}, headers=organiser, timeout=10)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "completed" and done.json()["hours_given"] == 6.5
+    again = httpx.post(complete, json={"hours_given": 6.5, "thanks": thanks}, headers=organiser, timeout=10)
+    assert again.status_code == 200, "saying it again changes nothing"
+    other = httpx.post(complete, json={"hours_given": 9, "thanks": thanks}, headers=organiser, timeout=10)
+    assert other.status_code == 409, "other figures are a conflict, not a rewrite"
+    assert (
+        httpx.post(f"{matching}/v1/assignments/{assignment}/release", headers=organiser, timeout=10).status_code == 409
+    )
+
+    # The record: for the donor with the token from their email, and for their federation.
+    donor_token = urlsplit(made["offers_url"]).query.removeprefix("token=")
+    mine = httpx.get(f"{matching}/v1/donors/{donor_id}/record", params={"token": donor_token}, timeout=10)
+    assert mine.status_code == 200, mine.text
+    record = mine.json()
+    assert record["hours_given"] == 6.5 and record["completed"] == 1
+    [work] = record["work"]
+    assert (
+        work["thanks"] == thanks
+        and work["need_title"] == "Social media for the bin strike"
+        and work["need_id"] == need_id
+    )
+    staff = httpx.get(f"{matching}/v1/donors/{donor_id}/record", headers=bearer(tenant.staff_key), timeout=10)
+    assert staff.status_code == 200 and staff.json()["hours_given"] == 6.5
+    assert httpx.get(f"{matching}/v1/donors/{donor_id}/record", headers=bearer(stranger), timeout=10).status_code == 404
+    foreign = httpx.get(f"{matching}/v1/donors/someone-else/record", params={"token": donor_token}, timeout=10)
+    assert foreign.status_code == 404, "a donor's token opens their own record only"
+
+    # Everyone else learns it from Kafka; the donor is thanked by email.
+    events = eventually(
+        lambda: (lambda e: e if "assignment.completed" in _types(e) else None)(_matches_for(kafka_server, need_id)),
+        timeout=90,
+        what="assignment.completed on Kafka",
+    )
+    [completed] = [e for e in events if e["type"] == "org.pitchin.assignment.completed.v1"]
+    assert completed["hours_given"] == 6.5 and completed["thanks"] == thanks and completed["donor_id"] == donor_id
+    mail = mailbox.wait_for(lambda m: m["To"] == email and "Thank you" in str(m["Subject"]), timeout=60)
+    assert mail["Subject"] == "Thank you for your work on Social media for the bin strike"
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert thanks in text and "6.5 hours" in text
 
 
 def test_an_offer_expires_once_and_the_next_donor_is_asked_across_a_crash_of_matching(

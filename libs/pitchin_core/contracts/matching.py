@@ -74,6 +74,16 @@ class AssignmentConfirmedV1(OfferFacts):
     confirmed_at: datetime
 
 
+class AssignmentCompletedV1(OfferFacts):
+    """The organisation marked the work done: the hours the donor gave and its thanks to them."""
+
+    event_type: ClassVar[str] = "org.pitchin.assignment.completed.v1"
+    need_title: str = ""
+    hours_given: float = Field(ge=0, le=1000)
+    thanks: str = Field(default="", max_length=2000)
+    completed_at: datetime
+
+
 class AssignmentReleasedV1(OfferFacts):
     event_type: ClassVar[str] = "org.pitchin.assignment.released.v1"
     reason: str = Field(default="", max_length=1000)

@@ -39,6 +39,14 @@ class Release(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
+class Completion(BaseModel):
+    """Work marked done: the hours the donor actually gave, and the organisation's thanks."""
+
+    model_config = ConfigDict(extra="forbid")
+    hours_given: float = Field(gt=0, le=1000, description="Hours the donor gave, to a tenth of an hour.")
+    thanks: str = Field(default="", max_length=2000, description="A word of thanks the donor receives and keeps.")
+
+
 def _matching(request: Request) -> Matching:
     matching: Matching = request.app.state.matching
     return matching
@@ -102,8 +110,7 @@ async def donor_offers(
         claims = _claims(matching, token, x_offer_token)
         if claims.kind != "donor" or claims.subject != donor_id:
             raise Problem(404, "Not found", f"No offers for donor {donor_id} with this token.")
-        row = await matching.pool.fetchrow("SELECT federation_id FROM donors WHERE donor_id = $1", donor_id)
-        federation_id = row["federation_id"] if row else ""
+        federation_id = await storage.donor_federation(matching.pool, donor_id) or ""
     else:
         caller = await authenticate(request, credentials)
         _is_organiser_or_staff(caller)
@@ -113,6 +120,35 @@ async def donor_offers(
         # An organiser sees the offers of its own organisation's needs only.
         offers = [o for o in offers if caller.can_act_for(o["federation_id"], o["organisation_id"])]
     return {"donor_id": donor_id, "offers": [_offer_view(o) for o in offers]}
+
+
+@router.get("/donors/{donor_id}/record")
+async def donor_record(
+    donor_id: str,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+    token: Annotated[str | None, Query(max_length=500)] = None,
+    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+) -> dict[str, Any]:
+    """What a donor gave: hours, work done and thanks received — for the donor (a donor token)
+    or their federation's staff (an API key). Organisers see the donor's record too, since it is
+    what the donor shows them; their own organisation's rows are not singled out."""
+    matching = _matching(request)
+    if token or x_offer_token:
+        claims = _claims(matching, token, x_offer_token)
+        if claims.kind != "donor" or claims.subject != donor_id:
+            raise Problem(404, "Not found", f"No record for donor {donor_id} with this token.")
+        known = await storage.donor_federation(matching.pool, donor_id)
+        if known is None:
+            raise Problem(404, "Not found", f"No record for donor {donor_id}.")
+        federation_id = known
+    else:
+        caller = await authenticate(request, credentials)
+        _is_organiser_or_staff(caller)
+        federation_id = caller.federation_id
+        if await storage.donor_federation(matching.pool, donor_id) != federation_id:
+            raise Problem(404, "Not found", f"Matching knows no donor {donor_id} in this federation.")
+    return await service.donor_record(matching, federation_id, donor_id)
 
 
 @router.get("/offers/{offer_id}")
@@ -172,6 +208,18 @@ async def release_assignment(
     _is_organiser_or_staff(caller)
     reason = body.reason if body else ""
     return await service.release_assignment(_matching(request), caller, assignment_id, reason, datetime.now(UTC))
+
+
+@router.post("/assignments/{assignment_id}/complete")
+async def complete_assignment(
+    assignment_id: str, body: Completion, caller: CallerDep, request: Request
+) -> dict[str, Any]:
+    """Mark confirmed work done: the donor's record gains the hours and the thanks, and the donor
+    is told (assignment.completed)."""
+    _is_organiser_or_staff(caller)
+    return await service.complete_assignment(
+        _matching(request), caller, assignment_id, body.hours_given, body.thanks, datetime.now(UTC)
+    )
 
 
 @router.get("/policy", response_model=PolicyDocument)

@@ -26,6 +26,7 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import NeedClosedV1, NeedFilledV1, NeedOpenedV1, NeedStatus, NeedUpdatedV1
 from pitchin_core.contracts.matching import (
+    AssignmentCompletedV1,
     AssignmentConfirmedV1,
     AssignmentReleasedV1,
     OfferAcceptedV1,
@@ -274,8 +275,8 @@ async def _open_assignment(conn: Conn, caller: Caller, assignment_id: str) -> as
 async def confirm_assignment(m: Matching, caller: Caller, assignment_id: str, now: datetime) -> dict[str, Any]:
     async with unit_of_work(m) as (conn, after):
         assignment = await _open_assignment(conn, caller, assignment_id)
-        if assignment["status"] == "confirmed":
-            return {"assignment_id": assignment_id, "status": "confirmed"}
+        if assignment["status"] in ("confirmed", "completed"):
+            return {"assignment_id": assignment_id, "status": assignment["status"]}
         if assignment["status"] == "released":
             raise Problem(409, "Assignment released", "A released assignment cannot be confirmed.")
         await storage.confirm_assignment(conn, assignment_id, now)
@@ -297,12 +298,77 @@ async def release_assignment(
         assignment = await _open_assignment(conn, caller, assignment_id)
         if assignment["status"] == "released":
             return {"assignment_id": assignment_id, "status": "released"}
+        if assignment["status"] == "completed":
+            raise Problem(409, "Assignment completed", "Work marked done cannot be released.")
         await _release(conn, after, m, assignment, reason, now)
         await _match(conn, after, m, assignment["federation_id"], now, force=[assignment["need_id"]])
         return {"assignment_id": assignment_id, "status": "released"}
 
 
+async def complete_assignment(
+    m: Matching, caller: Caller, assignment_id: str, hours_given: float, thanks: str, now: datetime
+) -> dict[str, Any]:
+    """The organisation marks confirmed work done, with the hours given and its thanks.
+
+    Saying it again with the same hours and thanks changes nothing (a retried form); other
+    figures for work already marked done are a conflict, not a silent rewrite of the record.
+    """
+    hours_given = round(hours_given, 1)  # the record keeps tenths of an hour
+    async with unit_of_work(m) as (conn, after):
+        assignment = await _open_assignment(conn, caller, assignment_id)
+        status = assignment["status"]
+        if status == "completed":
+            same = float(assignment["hours_given"]) == hours_given and assignment["thanks"] == thanks
+            if not same:
+                raise Problem(409, "Assignment completed", "This work was already marked done with other figures.")
+            return _completion(assignment_id, hours_given, thanks, assignment["completed_at"])
+        if status != "confirmed":
+            raise Problem(
+                409, "Assignment not confirmed", f"Only confirmed work can be marked done; this one is {status}."
+            )
+        need = await storage.get_need(conn, assignment["need_id"])
+        await storage.complete_assignment(conn, assignment_id, now, hours_given, thanks)
+        await _emit(
+            conn,
+            AssignmentCompletedV1(
+                **_facts(assignment, "assignment_id"),
+                need_title=need["title"] if need else "",
+                hours_given=hours_given,
+                thanks=thanks,
+                completed_at=now,
+            ),
+            assignment["need_id"],
+            _subject(assignment, "assignment_id"),
+        )
+        donor = assignment["donor_id"]
+        after.append(lambda: m.index.note_load(donor, -1))
+        return _completion(assignment_id, hours_given, thanks, now)
+
+
+def _completion(assignment_id: str, hours_given: float, thanks: str, at: datetime) -> dict[str, Any]:
+    return {
+        "assignment_id": assignment_id,
+        "status": "completed",
+        "hours_given": hours_given,
+        "thanks": thanks,
+        "completed_at": at,
+    }
+
+
 # --- reads -------------------------------------------------------------------------------
+
+
+async def donor_record(m: Matching, federation_id: str, donor_id: str) -> dict[str, Any]:
+    """What a donor gave in a federation: total hours, pieces of work done, and the thanks received."""
+    rows = await storage.donor_record(m.pool, federation_id, donor_id)
+    work = [dict(r) for r in rows]
+    return {
+        "donor_id": donor_id,
+        "hours_given": round(sum(w["hours_given"] or 0.0 for w in work), 1),
+        "completed": len(work),
+        "organisations": sorted({w["organisation_id"] for w in work if w["organisation_id"]}),
+        "work": work,
+    }
 
 
 async def candidates(m: Matching, caller: Caller, need_id: str, limit: int, now: datetime) -> dict[str, Any]:

@@ -101,6 +101,11 @@ async def donor_with_skills(conn: Pool, federation_id: str, donor_id: str) -> as
     )
 
 
+async def donor_federation(conn: Pool, donor_id: str) -> str | None:
+    federation_id: str | None = await conn.fetchval("SELECT federation_id FROM donors WHERE donor_id = $1", donor_id)
+    return federation_id
+
+
 async def donors_for_index(conn: Conn, batch: int = 20_000) -> AsyncIterator[list[asyncpg.Record]]:
     """Every donor with skills and what the fairness rules need, in batches (a cursor: 1M rows fit)."""
     query = (
@@ -114,8 +119,9 @@ async def donors_for_index(conn: Conn, batch: int = 20_000) -> AsyncIterator[lis
         " LEFT JOIN (SELECT donor_id, count(*) FILTER (WHERE status = 'pending') AS pending,"
         "  count(*) FILTER (WHERE status IN ('declined', 'expired')) AS declined, max(made_at) AS last_asked"
         "  FROM offers GROUP BY donor_id) o USING (donor_id)"
-        " LEFT JOIN (SELECT donor_id, count(*) FILTER (WHERE status <> 'released') AS active,"
-        "  count(*) FILTER (WHERE status = 'confirmed') AS confirmed FROM assignments GROUP BY donor_id) a"
+        " LEFT JOIN (SELECT donor_id, count(*) FILTER (WHERE status IN ('accepted', 'confirmed')) AS active,"
+        "  count(*) FILTER (WHERE status IN ('confirmed', 'completed')) AS confirmed FROM assignments"
+        "  GROUP BY donor_id) a"
         "  USING (donor_id)"
     )
     async with conn.transaction():
@@ -134,7 +140,8 @@ async def donor_loads(conn: Conn, donor_ids: Sequence[str]) -> dict[str, int]:
     rows = await conn.fetch(
         "SELECT donor_id, count(*) AS n FROM ("
         " SELECT donor_id FROM offers WHERE donor_id = ANY($1::text[]) AND status = 'pending'"
-        " UNION ALL SELECT donor_id FROM assignments WHERE donor_id = ANY($1::text[]) AND status <> 'released'"
+        " UNION ALL SELECT donor_id FROM assignments WHERE donor_id = ANY($1::text[])"
+        "  AND status IN ('accepted', 'confirmed')"
         ") t GROUP BY donor_id",
         list(donor_ids),
     )
@@ -411,7 +418,8 @@ async def get_assignment(conn: Pool, assignment_id: str, lock: bool = False) -> 
 
 async def active_assignments_of_donor(conn: Conn, donor_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT * FROM assignments WHERE donor_id = $1 AND status <> 'released' ORDER BY assignment_id FOR UPDATE",
+        "SELECT * FROM assignments WHERE donor_id = $1 AND status IN ('accepted', 'confirmed')"
+        " ORDER BY assignment_id FOR UPDATE",
         donor_id,
     )
 
@@ -419,6 +427,30 @@ async def active_assignments_of_donor(conn: Conn, donor_id: str) -> list[asyncpg
 async def confirm_assignment(conn: Conn, assignment_id: str, at: datetime) -> None:
     await conn.execute(
         "UPDATE assignments SET status = 'confirmed', confirmed_at = $2 WHERE assignment_id = $1", assignment_id, at
+    )
+
+
+async def complete_assignment(conn: Conn, assignment_id: str, at: datetime, hours_given: float, thanks: str) -> None:
+    await conn.execute(
+        "UPDATE assignments SET status = 'completed', completed_at = $2, hours_given = $3, thanks = $4"
+        " WHERE assignment_id = $1",
+        assignment_id,
+        at,
+        hours_given,
+        thanks,
+    )
+
+
+async def donor_record(conn: Pool, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
+    """The donor's completed work in a federation, newest first: hours given and thanks received."""
+    return await conn.fetch(
+        "SELECT a.assignment_id, a.need_id, a.fight_id, a.organisation_id, a.completed_at,"
+        " a.hours_given::float8 AS hours_given, a.thanks, coalesce(n.title, '') AS need_title"
+        " FROM assignments a LEFT JOIN needs n USING (need_id)"
+        " WHERE a.federation_id = $1 AND a.donor_id = $2 AND a.status = 'completed'"
+        " ORDER BY a.completed_at DESC, a.assignment_id",
+        federation_id,
+        donor_id,
     )
 
 

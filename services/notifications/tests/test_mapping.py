@@ -59,6 +59,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "org.pitchin.offer.cancelled.v1": {**OFFER, "reason": "the need was filled", "cancelled_at": T},
     "org.pitchin.assignment.confirmed.v1": {**OFFER, "confirmed_at": T},
     "org.pitchin.assignment.released.v1": {**OFFER, "reason": "", "released_at": T},
+    "org.pitchin.assignment.completed.v1": {
+        **OFFER,
+        "need_title": "Design a strike poster",
+        "hours_given": 6.5,
+        "thanks": "The posters were on every picket line by Monday.",
+        "completed_at": T,
+    },
     "org.pitchin.booking.confirmed.v1": {**BOOKING, "confirmed_at": T},
     "org.pitchin.booking.waitlisted.v1": {**BOOKING, "position": 3, "waitlisted_at": T},
     "org.pitchin.booking.promoted.v1": {**BOOKING, "promoted_at": T},

@@ -103,6 +103,7 @@ RULES: tuple[Rule, ...] = (
     Rule("org.pitchin.offer.cancelled.v1", "offer_cancelled", D, EMAIL, N, "/needs/{need_id}"),
     Rule("org.pitchin.assignment.confirmed.v1", "assignment_confirmed", D, EMAIL, N, "/needs/{need_id}"),
     Rule("org.pitchin.assignment.released.v1", "assignment_released", D, EMAIL, N, "/needs/{need_id}"),
+    Rule("org.pitchin.assignment.completed.v1", "assignment_completed", D, EMAIL, N, "/needs/{need_id}"),
     # bookings: to the person who booked
     Rule("org.pitchin.booking.confirmed.v1", "booking_confirmed", B, EMAIL, U, "/bookings/{booking_id}"),
     Rule("org.pitchin.booking.waitlisted.v1", "booking_waitlisted", B, EMAIL, U, "/bookings/{booking_id}"),
