@@ -8,6 +8,7 @@ must answer with a message beside the field.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -17,6 +18,8 @@ import httpx
 
 from pitchin_testing.servers import SmtpSink
 from pitchin_testing.stack import Stack
+from pitchin_web.domain.links import sign_donor_link
+from pitchin_web.messages import cy, es
 from tests.browser.conftest import Visitor, WebTenant, off_loop
 from tests.e2e.helpers import bearer, eventually
 
@@ -326,6 +329,38 @@ def test_donor_answers_an_offer_from_the_email_link(
     assert donor_id in page.inner_text("main")
     who.check("need-accepted")
 
+    # The organiser confirms, then marks the work done with a word of thanks (first sent wrong).
+    who.submit("form[action$='/confirm'] button[type=submit]")
+    page.locator("a", has_text="Mark done").first.click()
+    who.check("complete")
+    page.fill("#f-hours_given", "0")
+    who.submit()
+    assert "between" in who.error_for("hours_given")
+    thanks = "Your map of the signatures won us the Tilbury ballot."
+    page.fill("#f-hours_given", "5.5")
+    page.fill("#f-thanks", thanks)
+    who.submit()
+    assert "Marked done" in page.inner_text("main") and "done" in page.inner_text("main")
+
+    # The donor's own page (the signed link from their email) shows the hours and the thanks ...
+    secret = stack["web"].env["PITCHIN_SESSION_SECRET"]
+    who.go(f"/me/{sign_donor_link(secret, donor_id, time.time())}")
+    mine = page.inner_text("main")
+    assert "5.5 hours given to 1 piece(s) of work" in mine and thanks in mine
+    # ... and a link to a record they can show, which shows nothing else about them.
+    share = page.get_attribute("a:has-text('Your record to show others')", "href")
+    assert share and share.startswith("/record/r1.")
+    who.go(share)
+    assert "What Ada Analyst gave through Pitch In" in page.inner_text("h1")
+    shown = page.inner_text("main")
+    assert thanks in shown and "5.5 hours" in shown and email not in page.content()
+    assert page.locator("meta[name=robots][content=noindex]").count() == 1
+    who.go(share.replace("/record/r1.", "/me/d1."))
+    assert "does not work" in page.inner_text("main"), "the record link opens nothing else"
+
+    thanked = mailbox.wait_for(lambda m: m["To"] == email and "Thank you for your work" in str(m["Subject"]), 60)
+    assert thanks in thanked.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
 
 def test_federation_staff_see_members_and_taxonomy(visitor: Visitor, web_tenant: WebTenant) -> None:
     who, page = visitor, visitor.page
@@ -333,3 +368,21 @@ def test_federation_staff_see_members_and_taxonomy(visitor: Visitor, web_tenant:
     assert "Federation overview" in page.inner_text("h1")
     assert "Social media" in page.inner_text("main")
     assert "Member organisations" in page.inner_text("main")
+
+
+def test_a_reader_chooses_their_language_with_a_plain_link(visitor: Visitor) -> None:
+    who, page = visitor, visitor.page
+    who.go("/donors/signup")
+    page.locator("a[hreflang=cy]").click()
+    who.check("welsh")
+    assert page.get_attribute("html", "lang") == "cy"
+    assert urlsplit(page.url).path == "/donors/signup", "back where the reader was"
+    assert cy.MESSAGES["nav.events"] in page.inner_text("header nav")
+    who.submit()
+    assert cy.MESSAGES["field.email"] in who.error_for("email"), "errors beside the field, in Welsh"
+
+    page.locator("a[hreflang=es]").click()
+    who.check("spanish")
+    who.go("/events")
+    assert page.get_attribute("html", "lang") == "es"
+    assert es.MESSAGES["nav.signup"] in page.inner_text("header nav")

@@ -10,8 +10,10 @@ Who calls the services with which key:
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -28,9 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pitchin_web.clients import ServiceError, Services
 from pitchin_web.domain import forms, views
 from pitchin_web.domain.forms import Errors, FieldError, Form
-from pitchin_web.domain.links import BadLink, read_donor_link, sign_donor_link
+from pitchin_web.domain.links import BadLink, read_donor_link, read_record_link, sign_donor_link, sign_record_link
 from pitchin_web.domain.timefmt import COMMON_ZONES, format_span, format_when, is_zone, iso_instant, reader_zone
-from pitchin_web.messages import Translator
+from pitchin_web.messages import LANGUAGES, Translator, preferred_language
 from pitchin_web.messages.en import CONSENT_PURPOSES, CONSENT_VERSION
 from pitchin_web.security import CsrfFailed, FormTooLarge, check_csrf, csrf_token, read_form
 
@@ -92,7 +94,9 @@ def _now() -> datetime:
 
 
 def _t(request: Request) -> Translator:
-    return Translator(request.session.get("lang", "en"))
+    """The reader's language: the one they chose (kept in their session), else their browser's."""
+    chosen = request.session.get("lang")
+    return Translator(chosen or preferred_language(request.headers.get("accept-language", ""), LANGUAGES))
 
 
 def _zone(request: Request, fallback: str = "UTC") -> str:
@@ -118,6 +122,7 @@ def render(request: Request, name: str, *, status: int = 200, **context: Any) ->
             errors=messages,
             values=context.pop("values", {}),
             path=request.url.path,
+            languages=LANGUAGES,
             **context,
         )
     )
@@ -185,6 +190,15 @@ async def home(request: Request) -> HTMLResponse:
     return render(request, "home.html")
 
 
+@router.get("/language/{code}")
+async def choose_language(request: Request, code: str, back: str = "/") -> Response:
+    """A plain link (no form, no JavaScript) that keeps the reader's language in their session."""
+    if code not in LANGUAGES:
+        raise StarletteHTTPException(404)
+    request.session["lang"] = code
+    return _redirect(back if back.startswith("/") and not back.startswith("//") else "/")
+
+
 @router.get("/events", response_class=HTMLResponse)
 async def events(request: Request) -> HTMLResponse:
     web = _web(request)
@@ -204,22 +218,34 @@ async def events(request: Request) -> HTMLResponse:
     return render(request, "events.html", events=listed, zone=zone)
 
 
-async def _public_event(request: Request, event_id: str) -> tuple[dict[str, Any], views.PublicEventView]:
+async def _public_event(
+    request: Request, event_id: str, *, with_sessions: bool = False
+) -> tuple[dict[str, Any], views.PublicEventView, list[dict[str, Any]]]:
+    """The event, its places and (for the page) its agenda: the three calls go out together."""
     web = _web(request)
     key = web.settings.federation_key
-    event = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key)
+    path = f"/v1/events/{quote(event_id)}"
+    event_call = web.services.scheduling.call("GET", path, key=key)
+    bookings_call = web.services.signups.call("GET", f"{path}/bookings", key=key, params={"status": "waitlisted"})
+    sessions_call = web.services.scheduling.call("GET", f"{path}/sessions", key=key) if with_sessions else _nothing()
+    answers: list[Any] = list(await asyncio.gather(event_call, bookings_call, sessions_call, return_exceptions=True))
+    event, bookings, raw_sessions = answers
+    if isinstance(event, BaseException):
+        raise event
     if event["status"] == "draft":
         raise ServiceError(404, "Not found", "draft")
-    try:
-        bookings = await web.services.signups.call(
-            "GET", f"/v1/events/{quote(event_id)}/bookings", key=key, params={"status": "waitlisted"}
-        )
-    except ServiceError as exc:
-        if exc.status != 404:  # signups has not heard of the event yet: scheduling's counts stand in
-            raise
-        bookings = None
+    if isinstance(bookings, BaseException):
+        if not isinstance(bookings, ServiceError) or bookings.status != 404:
+            raise bookings
+        bookings = None  # signups has not heard of the event yet: scheduling's counts stand in
     view = views.public_event(event, bookings, _zone(request, event["time_zone"]), _now())
-    return event, view
+    sessions = [] if isinstance(raw_sessions, BaseException) else raw_sessions or []  # the agenda is a nicety
+    shown = [{**s, "when": format_span(s["starts_at"], s["ends_at"], view.reader_zone)} for s in sessions]
+    return event, view, shown
+
+
+async def _nothing() -> Any:
+    return None
 
 
 def _zone_known(request: Request) -> bool:
@@ -229,15 +255,7 @@ def _zone_known(request: Request) -> bool:
 
 @router.get("/events/{event_id}", response_class=HTMLResponse)
 async def event_page(request: Request, event_id: str) -> HTMLResponse:
-    _, view = await _public_event(request, event_id)
-    sessions: list[dict[str, Any]] = []
-    try:
-        raw = await _web(request).services.scheduling.call(
-            "GET", f"/v1/events/{quote(event_id)}/sessions", key=_web(request).settings.federation_key
-        )
-        sessions = [{**s, "when": format_span(s["starts_at"], s["ends_at"], view.reader_zone)} for s in raw or []]
-    except ServiceError:
-        sessions = []
+    _, view, sessions = await _public_event(request, event_id, with_sessions=True)
     return render(request, "event.html", event=view, sessions=sessions, zone_known=_zone_known(request))
 
 
@@ -260,7 +278,7 @@ async def rsvp(request: Request, event_id: str) -> Response:
             if exc.unavailable:
                 raise
             errors = _api_errors(exc, {"name": "name", "email": "email"}, "email")
-    _, view = await _public_event(request, event_id)
+    _, view, _ = await _public_event(request, event_id)
     return render(
         request,
         "event.html",
@@ -441,16 +459,15 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
     except BadLink:
         return render(request, "error.html", status=403, title=_t(request)("me.title"), message="me.link_bad")
     key = web.settings.federation_key
-    donor = await web.services.signups.call("GET", f"/v1/donors/{quote(claims.donor_id)}", key=key)
+    donor_path = f"/v1/donors/{quote(claims.donor_id)}"
+    donor = await web.services.signups.call("GET", donor_path, key=key)
     zone = reader_zone(donor.get("availability", {}).get("time_zone"), "UTC")
-    offers: list[views.OfferView] = []
-    try:
-        answer = await web.services.matching.call("GET", f"/v1/donors/{quote(claims.donor_id)}/offers", key=key)
-        offers = [views.offer_view(o, zone, _now()) for o in answer.get("offers", [])]
-    except ServiceError:
-        offers = []
-    bookings, feed_url = await _donor_bookings(request, str(donor.get("email", "")), zone)
-    accepted = [o for o in offers if o.status == "accepted"]
+    offered, record, (bookings, feed_url) = await asyncio.gather(
+        _optional(web.services.matching.call("GET", f"{donor_path}/offers", key=key)),
+        _optional(web.services.matching.call("GET", f"{donor_path}/record", key=key)),
+        _donor_bookings(request, str(donor.get("email", "")), zone),
+    )
+    offers = [views.offer_view(o, zone, _now()) for o in (offered or {}).get("offers", [])]
     return render(
         request,
         "me.html",
@@ -458,8 +475,47 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
         offers=offers,
         bookings=bookings,
         feed_url=feed_url,
-        accepted=len(accepted),
+        record=views.donor_record(record, zone) if record is not None else None,
+        share_url=f"/record/{sign_record_link(web.settings.session_secret, claims.donor_id, time.time())}",
         link=link,
+    )
+
+
+async def _optional(call: Awaitable[Any]) -> Any:
+    """A part of a page that may be missing when its service is down: None, and the page still renders."""
+    try:
+        return await call
+    except ServiceError as exc:
+        if not exc.unavailable and exc.status != 404:
+            raise
+        return None
+
+
+@router.get("/record/{link}", response_class=HTMLResponse)
+async def record_page(request: Request, link: str) -> HTMLResponse:
+    """The record a donor chose to show: hours given and thanks received, nothing else about them."""
+    web = _web(request)
+    try:
+        claims = read_record_link(web.settings.session_secret, link, time.time())
+    except BadLink:
+        return render(request, "error.html", status=403, title=_t(request)("record.title"), message="me.link_bad")
+    key = web.settings.federation_key
+    donor_path = f"/v1/donors/{quote(claims.donor_id)}"
+    donor, record, labels = await asyncio.gather(
+        web.services.signups.call("GET", donor_path, key=key),
+        web.services.matching.call("GET", f"{donor_path}/record", key=key),
+        _skills(request),
+    )
+    if donor.get("status") == "withdrawn":
+        raise ServiceError(404, "Not found", "withdrawn")  # a donor who left shows nothing any more
+    zone = _zone(request, reader_zone(donor.get("availability", {}).get("time_zone"), "UTC"))
+    return render(
+        request,
+        "record.html",
+        donor_name=donor.get("name", ""),
+        skills=[{**s, "label": labels.get(s["skill"], s["skill"])} for s in donor.get("skills", [])],
+        record=views.donor_record(record, zone),
+        noindex=True,
     )
 
 
@@ -479,26 +535,29 @@ async def _donor_bookings(request: Request, email: str, zone: str) -> tuple[list
     if answer.status_code == 200:
         for item in icalendar.Calendar.from_ical(answer.content).walk("VEVENT"):
             event_ids.append(str(item.get("uid", "")).split("@", 1)[0])
-    rows = []
-    for event_id in event_ids[:20]:
-        if not EVENT_ID.match(event_id):
-            continue
+
+    async def booking_at(event_id: str) -> list[dict[str, Any]]:
         try:
-            listing = await web.services.signups.call("GET", f"/v1/events/{quote(event_id)}/bookings", key=key)
-            event = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key)
+            listing, event = await asyncio.gather(
+                web.services.signups.call("GET", f"/v1/events/{quote(event_id)}/bookings", key=key),
+                web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key),
+            )
         except ServiceError:
-            continue
-        for b in listing.get("items", []):
-            if str(b.get("email", "")).lower() == email.lower() and b["status"] in ("confirmed", "waitlisted"):
-                rows.append(
-                    {
-                        "booking_id": b["booking_id"],
-                        "status": b["status"],
-                        "title": event["title"],
-                        "event_id": event_id,
-                        "when": format_span(event["starts_at"], event["ends_at"], zone),
-                    }
-                )
+            return []
+        return [
+            {
+                "booking_id": b["booking_id"],
+                "status": b["status"],
+                "title": event["title"],
+                "event_id": event_id,
+                "when": format_span(event["starts_at"], event["ends_at"], zone),
+            }
+            for b in listing.get("items", [])
+            if str(b.get("email", "")).lower() == email.lower() and b["status"] in ("confirmed", "waitlisted")
+        ]
+
+    found = await asyncio.gather(*(booking_at(e) for e in event_ids[:20] if EVENT_ID.match(e)))
+    rows = [row for rows_of_event in found for row in rows_of_event]
     return rows, f"/v1/feeds/{token}"
 
 
@@ -802,6 +861,48 @@ async def need_page(request: Request, need_id: str) -> HTMLResponse:
     )
 
 
+@router.get("/organiser/assignments/{assignment_id}/complete", response_class=HTMLResponse)
+async def complete_page(request: Request, assignment_id: str, need_id: str = "") -> HTMLResponse:
+    key = _require(request)
+    need = await _web(request).services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
+    return render(request, "complete.html", need=need, assignment_id=assignment_id)
+
+
+@router.post("/organiser/assignments/{assignment_id}/complete", response_class=HTMLResponse)
+async def complete(request: Request, assignment_id: str) -> Response:
+    key = _require(request)
+    form = await _form(request)
+    t = _t(request)
+    web = _web(request)
+    payload, errors = forms.completion(form, {"thanks": t("complete.thanks")})
+    need_id = form.get("need_id")
+    if not errors:
+        try:
+            await web.services.matching.call(
+                "POST", f"/v1/assignments/{quote(assignment_id)}/complete", key=key, json=payload
+            )
+            _flash(request, "complete.done")
+            return _redirect(f"/organiser/needs/{quote(need_id)}")
+        except ServiceError as exc:
+            if exc.unavailable or exc.status in (401, 403, 404):
+                raise
+            if exc.status == 409:
+                errors = {"hours_given": FieldError("complete.conflict")}
+            else:
+                errors = _api_errors(exc, {"hours_given": "hours_given", "thanks": "thanks"}, "hours_given")
+    need = await web.services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
+    return render(
+        request,
+        "complete.html",
+        status=422,
+        need=need,
+        assignment_id=assignment_id,
+        errors=errors,
+        values=form.fields,
+    )
+
+
+# After the completion routes: this one would take /complete for an {action}.
 @router.post("/organiser/assignments/{assignment_id}/{action}")
 async def assignment(request: Request, assignment_id: str, action: str) -> Response:
     key = _require(request)

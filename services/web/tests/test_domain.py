@@ -8,7 +8,7 @@ import pytest
 
 from pitchin_web.domain import forms, views
 from pitchin_web.domain.forms import Form
-from pitchin_web.domain.links import BadLink, read_donor_link, sign_donor_link
+from pitchin_web.domain.links import BadLink, read_donor_link, read_record_link, sign_donor_link, sign_record_link
 from pitchin_web.domain.timefmt import format_span, format_when, parse_local, reader_zone
 from pitchin_web.messages import Translator
 from pitchin_web.messages.en import MESSAGES
@@ -180,3 +180,36 @@ def test_every_message_key_used_in_code_and_templates_exists() -> None:
     missing = sorted(k for k in used if k not in MESSAGES and not k.endswith("."))  # prefixes: "kind." ~ kind
     assert not missing, missing
     assert Translator("xx")("site.name") == "Pitch In"
+
+
+def test_a_record_link_shows_the_record_only_and_a_page_link_is_no_record_link() -> None:
+    record = sign_record_link(SECRET, "don_abc", NOW.timestamp())
+    assert read_record_link(SECRET, record, NOW.timestamp() + 300 * 24 * 3600).donor_id == "don_abc"
+    with pytest.raises(BadLink):
+        read_donor_link(SECRET, record, NOW.timestamp())  # sharing the record opens nothing else
+    with pytest.raises(BadLink):
+        read_record_link(SECRET, sign_donor_link(SECRET, "don_abc", NOW.timestamp()), NOW.timestamp())
+    swapped = "d1" + record[2:]
+    with pytest.raises(BadLink):
+        read_donor_link(SECRET, swapped, NOW.timestamp())  # the kind is signed too
+
+
+def test_a_donor_record_totals_the_hours_and_keeps_the_thanks() -> None:
+    record = {
+        "work": [
+            {
+                "need_title": "Strike posters",
+                "organisation_id": "org-rwl99",
+                "hours_given": 6.5,
+                "thanks": "On every picket line.",
+                "completed_at": "2027-10-04T17:30:00Z",
+            },
+            {"need_title": "Livestream", "organisation_id": "org-rwl99", "hours_given": 2.25, "thanks": " "},
+            {"need_title": "Rota", "organisation_id": "org-dudley", "hours_given": 1, "thanks": "Thanks!"},
+        ]
+    }
+    view = views.donor_record(record, "Europe/London")
+    assert (view.hours_given, view.completed, view.organisations) == (9.8, 3, 2)
+    assert [w.thanks for w in view.thanks] == ["On every picket line.", "Thanks!"]
+    assert view.work[0].when.startswith("Mon 4 Oct 2027, 18:30")
+    assert views.donor_record({}, "UTC").completed == 0

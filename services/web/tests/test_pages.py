@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from pitchin_web.clients import Services
 from pitchin_web.main import WebSettings, create_app
+from pitchin_web.messages import cy
 
 START = datetime.now(UTC) + timedelta(days=5)
 EVENT = {
@@ -165,3 +166,15 @@ def test_offer_link_without_token_asks_for_the_email_link(client: TestClient) ->
     answer = client.get("/v1/offers/off_1/accept")
     assert answer.status_code == 401
     assert "link in your email" in answer.text
+
+
+def test_pages_speak_the_browsers_language_until_the_reader_chooses_another(client: TestClient) -> None:
+    welsh = client.get("/events", headers={"Accept-Language": "cy-GB,cy;q=0.9,en;q=0.5"})
+    assert '<html lang="cy">' in welsh.text and cy.MESSAGES["nav.signup"] in welsh.text
+    chosen = client.get("/language/es?back=/events", headers={"Accept-Language": "cy"}, follow_redirects=False)
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/events"
+    spanish = client.get("/events", headers={"Accept-Language": "cy"})
+    assert '<html lang="es">' in spanish.text, "the reader's choice outlives the browser's preference"
+    away = client.get("/language/es?back=//evil.example/", follow_redirects=False)
+    assert away.headers["location"] == "/", "no open redirect"
+    assert client.get("/language/xx", follow_redirects=False).status_code == 404

@@ -252,6 +252,14 @@ def rsvp(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]
 # -- organisers ---------------------------------------------------------------------------------
 
 
+def completion(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]:
+    """Work marked done: hours given (tenths of an hour) and an optional word of thanks."""
+    errors: Errors = {}
+    hours = _number(form, "hours_given", 0.1, 1000, errors)
+    thanks = _text(form, "thanks", labels["thanks"], errors, required=False, max_len=2000)
+    return {"hours_given": None if hours is None else round(hours, 1), "thanks": thanks}, errors
+
+
 def fight(
     form: Form, skills: Sequence[str], labels: Mapping[str, str], zone: str, now: datetime
 ) -> tuple[dict[str, Any], Errors]:

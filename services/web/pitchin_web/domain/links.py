@@ -1,8 +1,10 @@
 """Signed, expiring links for donors: no passwords, no accounts.
 
-A link is ``d1.<donor id>.<expiry epoch>.<signature>``: an HMAC-SHA256, with the web's own
+A link is ``<kind>.<donor id>.<expiry epoch>.<signature>``: an HMAC-SHA256, with the web's own
 secret, of everything before it. Nothing is stored; the link names its donor, so it cannot
-be turned into another's; it stops working when it expires. (Matching signs its offer links
+be turned into another's; it stops working when it expires. Two kinds: ``d1`` opens the
+donor's own page (offers, bookings, cancelling); ``r1`` opens only the record the donor
+chose to show others (hours given, thanks), so sharing it gives nobody else the first. (Matching signs its offer links
 the same way with its own secret; those are passed through to matching, never checked here.)
 """
 
@@ -14,7 +16,9 @@ import hmac
 from dataclasses import dataclass
 
 PREFIX = "d1"
+RECORD_PREFIX = "r1"
 DEFAULT_LIFETIME = 30 * 24 * 3600
+RECORD_LIFETIME = 365 * 24 * 3600  # a record is shown on a CV or to a new organisation for months
 
 
 class BadLink(ValueError):
@@ -27,17 +31,27 @@ class DonorLink:
     expires: int
 
 
-def sign_donor_link(secret: str, donor_id: str, now: float, lifetime: int = DEFAULT_LIFETIME) -> str:
+def sign_donor_link(
+    secret: str, donor_id: str, now: float, lifetime: int = DEFAULT_LIFETIME, kind: str = PREFIX
+) -> str:
     if not donor_id or "." in donor_id:
         raise ValueError("a donor id has no dots")
-    body = f"{PREFIX}.{donor_id}.{int(now) + lifetime}"
+    body = f"{kind}.{donor_id}.{int(now) + lifetime}"
     return f"{body}.{_mac(secret, body)}"
 
 
-def read_donor_link(secret: str, token: str, now: float) -> DonorLink:
+def sign_record_link(secret: str, donor_id: str, now: float) -> str:
+    return sign_donor_link(secret, donor_id, now, RECORD_LIFETIME, RECORD_PREFIX)
+
+
+def read_record_link(secret: str, token: str, now: float) -> DonorLink:
+    return read_donor_link(secret, token, now, RECORD_PREFIX)
+
+
+def read_donor_link(secret: str, token: str, now: float, kind: str = PREFIX) -> DonorLink:
     parts = token.split(".")
-    if len(parts) != 4 or parts[0] != PREFIX:
-        raise BadLink("not a donor link")
+    if len(parts) != 4 or parts[0] != kind:
+        raise BadLink("not a link of this kind")
     body, signature = ".".join(parts[:3]), parts[3]
     if not hmac.compare_digest(signature.encode(), _mac(secret, body).encode()):
         raise BadLink("the signature does not match")

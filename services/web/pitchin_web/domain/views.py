@@ -236,3 +236,42 @@ def booking_rows(items: Iterable[Mapping[str, Any]]) -> tuple[list[BookingRow], 
     return confirmed, [
         BookingRow(r.booking_id, r.name, r.email, r.status, r.checked_in, i + 1) for i, r in enumerate(waiting)
     ]
+
+
+@dataclass(frozen=True)
+class WorkDone:
+    need_title: str
+    organisation_id: str
+    hours_given: float
+    thanks: str
+    when: str
+
+
+@dataclass(frozen=True)
+class DonorRecordView:
+    hours_given: float
+    completed: int
+    organisations: int
+    work: list[WorkDone]
+    thanks: list[WorkDone]  # the pieces of work that came with a word of thanks
+
+
+def donor_record(record: Mapping[str, Any], zone: str) -> DonorRecordView:
+    """What a donor gave, from matching's record: totals, and each piece of work with its thanks."""
+    work = [
+        WorkDone(
+            need_title=str(w.get("need_title") or ""),
+            organisation_id=str(w.get("organisation_id") or ""),
+            hours_given=float(w.get("hours_given") or 0.0),
+            thanks=str(w.get("thanks") or "").strip(),
+            when=format_when(w.get("completed_at"), zone),
+        )
+        for w in record.get("work") or []
+    ]
+    return DonorRecordView(
+        hours_given=round(sum(w.hours_given for w in work), 1),
+        completed=len(work),
+        organisations=len({w.organisation_id for w in work if w.organisation_id}),
+        work=work,
+        thanks=[w for w in work if w.thanks],
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pitchin_web.messages import en
+from pitchin_web.messages import cy, en, es
 
-CATALOGUES: Mapping[str, Mapping[str, str]] = {"en": en.MESSAGES}
+CATALOGUES: Mapping[str, Mapping[str, str]] = {"en": en.MESSAGES, "es": es.MESSAGES, "cy": cy.MESSAGES}
+# Each language in its own name, for a language switcher.
+LANGUAGES: Mapping[str, str] = {"en": "English", "es": "Español", "cy": "Cymraeg"}
 DEFAULT = "en"
 
 
@@ -18,5 +20,35 @@ class Translator:
         self.catalogue = CATALOGUES[self.language]
 
     def __call__(self, key: str, **values: object) -> str:
-        text = self.catalogue.get(key) or CATALOGUES[DEFAULT].get(key) or key
+        # `in`, not `or`: a message may be empty on purpose (offer.urgency.normal says nothing).
+        if key in self.catalogue:
+            text = self.catalogue[key]
+        else:
+            text = CATALOGUES[DEFAULT].get(key, key)
         return text.format(**values) if values else text
+
+
+def preferred_language(accept_language: str, available: Mapping[str, str]) -> str:
+    """The first of the browser's languages (RFC 9110 Accept-Language, by q) that we have, else English.
+
+    Written here rather than taken from a library: a dozen lines, and only the primary subtag
+    matters (es-MX and es-ES both read Spanish).
+    """
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept_language.split(",")[:20]):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary and quality > 0:
+            ranked.append((-quality, position, primary))
+    for _, _, primary in sorted(ranked):
+        if primary in available:
+            return primary
+    return DEFAULT
