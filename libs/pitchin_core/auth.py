@@ -76,3 +76,13 @@ async def authenticate(
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+async def federation_staff(caller: CallerDep) -> Caller:
+    """The caller, if it holds a federation staff key (checked before the request body is)."""
+    if caller.role != "federation-staff" or caller.organisation_id is not None:
+        raise Problem(403, "Forbidden", f"Only a federation staff key may do this (this key's role: {caller.role}).")
+    return caller
+
+
+StaffDep = Annotated[Caller, Depends(federation_staff)]

@@ -2,7 +2,8 @@
 
 An ASGI middleware rather than per-route code, so no POST can forget it. The key is
 scoped to the caller's API key; the same key with another body is refused (422), and a
-retry that arrives while the first request is still running gets 409.
+retry that arrives while the first request is still running gets 409. An answer sent with
+`Cache-Control: no-store` (one carrying credentials) is never stored: its retry runs again.
 """
 
 from __future__ import annotations
@@ -82,13 +83,14 @@ class IdempotencyMiddleware:
             await self.app(scope, replay_body, capture)
         finally:
             status = captured["status"]
-            if status >= 500:
-                # A failure we caused is not an answer to replay: let the client retry.
+            response_headers = {k.decode().lower(): v.decode() for k, v in captured["headers"]}
+            if status >= 500 or "no-store" in response_headers.get("cache-control", ""):
+                # A failure we caused is not an answer to replay: let the client retry. An answer
+                # marked no-store (it carries credentials) is not kept either: a retry runs again.
                 await pool.execute(
                     "DELETE FROM idempotency_keys WHERE caller_key_hash = $1 AND idempotency_key = $2", caller, key
                 )
             else:
-                response_headers = {k.decode().lower(): v.decode() for k, v in captured["headers"]}
                 await pool.execute(
                     "UPDATE idempotency_keys SET status_code = $3, response_body = $4, content_type = $5, location = $6"
                     " WHERE caller_key_hash = $1 AND idempotency_key = $2",

@@ -44,6 +44,7 @@ from pitchin_core.contracts.ingest import (
     RejectionReason,
     owner_of,
 )
+from pitchin_core.contracts.publishers import PublisherRegisteredV1, PublisherRevokedV1
 from pitchin_core.db import Conn
 from pitchin_core.http import Problem
 from pitchin_core.telemetry import Metrics, current_traceparent
@@ -97,6 +98,14 @@ def new_publisher_key() -> str:
     return "pub_" + secrets.token_urlsafe(32)
 
 
+class SourceTaken(Exception):
+    """The source is registered to another federation: a source names one system of one federation."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(f"{source!r} is registered to another federation")
+        self.source = source
+
+
 async def register_publisher(
     conn: Conn | asyncpg.Pool,
     *,
@@ -109,18 +118,27 @@ async def register_publisher(
     rate_per_second: float = 50.0,
     burst: int = 200,
     label: str = "",
+    own_federation_only: bool = False,
 ) -> Credentials:
-    """Register (or re-register, replacing credentials and scope) a publishing system in this schema."""
+    """Register (or re-register, replacing credentials and scope) a publishing system in this schema.
+
+    Re-registering rotates: the old key and secret stop working, a revoked registration is active
+    again, `created_at` stays. With `own_federation_only` (the staff API) a source registered to
+    another federation is left as it is and `SourceTaken` raised; without it (the test harness)
+    the source moves.
+    """
     key = key or new_publisher_key()
     signing_secret = signing_secret or new_signing_secret()
-    await conn.execute(
+    registered = await conn.fetchval(
         "INSERT INTO publishers (source, federation_id, organisations, any_organisation, key_hash, signing_secret,"
         " rate_per_second, burst, label) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (source) DO UPDATE SET federation_id = EXCLUDED.federation_id,"
         " organisations = EXCLUDED.organisations, any_organisation = EXCLUDED.any_organisation,"
         " key_hash = EXCLUDED.key_hash, signing_secret = EXCLUDED.signing_secret,"
         " rate_per_second = EXCLUDED.rate_per_second, burst = EXCLUDED.burst, label = EXCLUDED.label,"
-        " revoked_at = NULL",
+        " revoked_at = NULL"
+        " WHERE NOT $10::boolean OR publishers.federation_id = EXCLUDED.federation_id"
+        " RETURNING true",
         source,
         federation_id,
         list(organisations),
@@ -130,8 +148,118 @@ async def register_publisher(
         rate_per_second,
         burst,
         label,
+        own_federation_only,
     )
+    if not registered:
+        raise SourceTaken(source)
     return Credentials(source, key, signing_secret)
+
+
+async def revoke_publisher(conn: Conn | asyncpg.Pool, *, source: str, federation_id: str, now: datetime) -> bool:
+    """Revoke a federation's publisher (again: no change); False when it has no such source.
+
+    Every `Registry` stops answering for it within its cache time (5 s).
+    """
+    found = await conn.fetchval(
+        "UPDATE publishers SET revoked_at = coalesce(revoked_at, $3) WHERE source = $1 AND federation_id = $2"
+        " RETURNING true",
+        source,
+        federation_id,
+        now,
+    )
+    return bool(found)
+
+
+async def learn_publisher(conn: Conn, fact: PublisherRegisteredV1 | PublisherRevokedV1) -> None:
+    """Keep this schema's copy of a registration made in signups (scope only: credentials stay there)."""
+    if isinstance(fact, PublisherRevokedV1):
+        await conn.execute(
+            "UPDATE publishers SET revoked_at = coalesce(revoked_at, $2) WHERE source = $1",
+            fact.source,
+            fact.revoked_at,
+        )
+        return
+    await conn.execute(
+        "INSERT INTO publishers (source, federation_id, organisations, any_organisation, rate_per_second, burst,"
+        " label, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (source) DO UPDATE SET federation_id = EXCLUDED.federation_id,"
+        " organisations = EXCLUDED.organisations, any_organisation = EXCLUDED.any_organisation,"
+        " key_hash = NULL, signing_secret = NULL, rate_per_second = EXCLUDED.rate_per_second,"
+        " burst = EXCLUDED.burst, label = EXCLUDED.label, revoked_at = NULL",
+        fact.source,
+        fact.federation_id,
+        list(fact.organisations),
+        fact.any_organisation,
+        fact.rate_per_second,
+        fact.burst,
+        fact.label,
+        fact.registered_at,
+    )
+
+
+ACCEPTED_OUTCOMES = ("applied", "forwarded")
+REJECTED_OUTCOME = "rejected"
+
+
+@dataclass(frozen=True)
+class PublisherSummary:
+    """A registration as federation staff see it, with what it published in the last 24 hours.
+
+    The counts are this schema's `ingest_seen`: distinct event ids first seen in the window,
+    by their latest outcome (applied or forwarded: accepted; rejected). Refusals before an
+    event could be read and attributed (unauthenticated, rate-limited, an unreadable batch, an
+    event without `id`) are not events of the source and are not counted.
+    """
+
+    source: str
+    label: str
+    organisations: list[str]
+    any_organisation: bool
+    rate_per_second: float
+    burst: int
+    created_at: datetime
+    revoked_at: datetime | None
+    accepted_24h: int
+    rejected_24h: int
+    last_seen_at: datetime | None
+
+
+async def publisher_summaries(
+    conn: Conn | asyncpg.Pool, federation_id: str, since: datetime, source: str | None = None
+) -> list[PublisherSummary]:
+    """A federation's publishers (or the one `source`): active ones first, each group by source."""
+    rows = await conn.fetch(
+        "SELECT p.source, p.label, p.organisations, p.any_organisation, p.rate_per_second, p.burst, p.created_at,"
+        " p.revoked_at,"
+        " (SELECT count(*) FROM ingest_seen s WHERE s.source = p.source AND s.seen_at > $2"
+        "   AND s.outcome = ANY($4::text[])) AS accepted_24h,"
+        " (SELECT count(*) FROM ingest_seen s WHERE s.source = p.source AND s.seen_at > $2"
+        "   AND s.outcome = $5) AS rejected_24h,"
+        " (SELECT max(s.seen_at) FROM ingest_seen s WHERE s.source = p.source) AS last_seen_at"
+        " FROM publishers p WHERE p.federation_id = $1 AND ($3::text IS NULL OR p.source = $3)"
+        ' ORDER BY p.revoked_at IS NOT NULL, p.source COLLATE "C"',
+        federation_id,
+        since,
+        source,
+        list(ACCEPTED_OUTCOMES),
+        REJECTED_OUTCOME,
+    )
+    return [
+        PublisherSummary(
+            source=row["source"],
+            label=row["label"],
+            organisations=list(row["organisations"]),
+            any_organisation=row["any_organisation"],
+            rate_per_second=row["rate_per_second"],
+            burst=row["burst"],
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+            accepted_24h=row["accepted_24h"],
+            rejected_24h=row["rejected_24h"],
+            last_seen_at=row["last_seen_at"],
+        )
+        for row in rows
+    ]
 
 
 _COLUMNS = "source, federation_id, organisations, any_organisation, signing_secret, rate_per_second, burst"
@@ -566,6 +694,9 @@ class Pipeline:
                     if claimed:
                         await self._stage_rejection(conn, envelope, ident, registration, rejection, door, now)
                         await _remember(conn, envelope, ident, "rejected", answer)
+            elif registration is not None and ident is not None and envelope.source == registration.source:
+                # Answered at once (HTTP): recorded only to be counted for the publisher's staff.
+                await _note_rejection(pool, envelope, ident)
             self._count(door, answer, envelope, registration)
             return answer
         assert ident is not None and envelope.source is not None
@@ -693,6 +824,24 @@ async def _claim(conn: Conn, source: str, ident: str, event_type: str, print_: s
     rejection = Rejection.one(409, "id-reused", "id", f"{ident!r} was already used by this source for another event")
     body = rejection.problem_body() | {"id": ident, "source": source, "event_type": event_type}
     return Answer(409, "rejected", "id-reused", body)
+
+
+async def _note_rejection(pool: asyncpg.Pool, envelope: Envelope, ident: str) -> None:
+    """Record an authenticated publisher's invalid event, without an answer to replay.
+
+    The same id again is judged afresh (as before), and a row of an id already decided is
+    left as it is.
+    """
+    assert envelope.source is not None
+    await pool.execute(
+        "INSERT INTO ingest_seen (source, event_id, event_type, fingerprint, outcome) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (source, event_id) DO NOTHING",
+        envelope.source,
+        ident,
+        envelope.type or "",
+        fingerprint(envelope),
+        REJECTED_OUTCOME,
+    )
 
 
 async def _remember(conn: Conn, envelope: Envelope, ident: str | None, outcome: str, answer: Answer) -> None:

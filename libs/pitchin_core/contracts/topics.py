@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pitchin_core.contracts import bookings, donors, fights, ingest, matching, scheduling
+from pitchin_core.contracts import bookings, donors, fights, ingest, matching, publishers, scheduling
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.events import declared_in
 
@@ -99,8 +99,16 @@ INGEST_REJECTIONS = TopicSpec(
     event_types=(ingest.IngestRejectedV1,),
     description="Published events Pitch In refused, with the original id and the reasons: read by their publishers.",
 )
+PUBLISHERS = TopicSpec(
+    name=publishers.TOPIC,
+    key="source id",
+    producer="signups",
+    consumers=("scheduling",),
+    event_types=declared_in(publishers),
+    description="Publishing systems registered and revoked by federation staff (scope only, never credentials).",
+)
 
-TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS, BOOKINGS, MATCHES, EVENTS, INGEST, INGEST_REJECTIONS)
+TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS, BOOKINGS, MATCHES, EVENTS, INGEST, INGEST_REJECTIONS, PUBLISHERS)
 
 
 def topic_for(event_type: type[EventData]) -> TopicSpec:

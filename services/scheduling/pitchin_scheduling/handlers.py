@@ -5,7 +5,8 @@ from __future__ import annotations
 from pitchin_core.contracts.bookings import BookingFacts
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.topics import BOOKINGS
+from pitchin_core.contracts.publishers import PublisherRegisteredV1, PublisherRevokedV1
+from pitchin_core.contracts.topics import BOOKINGS, PUBLISHERS
 from pitchin_core.runtime import Runtime
 from pitchin_scheduling import ingest, service
 
@@ -20,5 +21,13 @@ def register(runtime: Runtime) -> None:
         applied = await service.record_booking(runtime.pool, event, data)
         metrics.events_applied.labels(metrics.service, event.type, "applied" if applied else "duplicate").inc()
 
+    async def on_publisher(event: CloudEvent, data: EventData) -> None:
+        # Publishers registered or revoked by federation staff in signups: scheduling's own copy.
+        if not isinstance(data, PublisherRegisteredV1 | PublisherRevokedV1):
+            return
+        applied = await ingest.learn_registration(runtime.pool, event, data)
+        metrics.events_applied.labels(metrics.service, event.type, "applied" if applied else "duplicate").inc()
+
     runtime.subscribe(BOOKINGS, on_booking)
+    runtime.subscribe(PUBLISHERS, on_publisher)
     ingest.register(runtime)

@@ -16,11 +16,16 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from pitchin_core.auth import Caller
+from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.ingest import IngestEventCancelledV1, IngestEventChangedV1, IngestEventCreatedV1
+from pitchin_core.contracts.publishers import PublisherRegisteredV1, PublisherRevokedV1
 from pitchin_core.contracts.scheduling import EventStatus
 from pitchin_core.db import Conn
+from pitchin_core.inbox import first_delivery
 from pitchin_core.ingest import (
     Accepted,
     ConnectionAsPool,
@@ -28,6 +33,7 @@ from pitchin_core.ingest import (
     Rejection,
     check_fresh,
     external_event_id,
+    learn_publisher,
     save_subject,
     subject_of,
     subscribe_ingest,
@@ -103,6 +109,21 @@ async def apply(conn: Conn, accepted: Accepted, now: datetime) -> dict[str, Any]
     )
     await save_subject(conn, accepted, EVENT, known.internal_id, state="cancelled")
     return {"event_id": event.event_id}
+
+
+async def learn_registration(
+    pool: asyncpg.Pool, event: CloudEvent, fact: PublisherRegisteredV1 | PublisherRevokedV1
+) -> bool:
+    """Keep scheduling's copy of a publisher registered or revoked in signups; False for a redelivery.
+
+    Scheduling decides the event types over Kafka (and those signups relays from its HTTP door)
+    against this copy; a revocation applies here within the registry's cache time (5 s).
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_delivery(conn, service.CONSUMER, event.id, event.type):
+            return False
+        await learn_publisher(conn, fact)
+        return True
 
 
 def register(runtime: Runtime) -> Pipeline:

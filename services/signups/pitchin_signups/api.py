@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Body, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from pitchin_core.auth import CallerDep
+from pitchin_core.auth import CallerDep, StaffDep
 from pitchin_core.contracts.bookings import BookingConfirmedV1, BookingWaitlistedV1
+from pitchin_core.contracts.common import Identifier
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import FightOpenedV1, NeedOpenedV1, NeedStatus, NeedUpdatedV1, Urgency
+from pitchin_core.contracts.publishers import Source
 from pitchin_core.http import Problem
+from pitchin_core.ingest import PublisherSummary
 from pitchin_signups import service, storage
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.domain.donors import DonorChanges, DonorSignup
@@ -335,3 +339,106 @@ async def cancel_booking(booking_id: str, caller: CallerDep, request: Request) -
 @router.post("/bookings/{booking_id}/check-in", tags=["bookings"])
 async def check_in(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
     return dict(await service.check_in(_pool(request), caller, booking_id, _now()))
+
+
+# Publishing systems ----------------------------------------------------------------------------
+
+
+class PublisherItem(BaseModel):
+    """A registered publishing system (docs/ingest.md) and what it published in the last 24 hours."""
+
+    source: str
+    label: str
+    organisations: list[str]
+    any_organisation: bool
+    rate_per_second: float
+    burst: int
+    created_at: datetime
+    revoked_at: datetime | None = Field(description="Set once revoked: its events are refused")
+    accepted_24h: int = Field(description="Events first seen in the last 24 hours and applied (or forwarded)")
+    rejected_24h: int = Field(description="Events first seen in the last 24 hours and refused")
+    last_seen_at: datetime | None = Field(description="When its newest event was first seen")
+
+    @classmethod
+    def of(cls, summary: PublisherSummary) -> PublisherItem:
+        return cls(**asdict(summary))
+
+
+class PublisherList(BaseModel):
+    items: list[PublisherItem]
+
+
+class RegisteredPublisher(PublisherItem):
+    key: str = Field(description="The publisher API key (`pub_…`): shown once, only its hash is kept")
+    signing_secret: str = Field(description="The Standard Webhooks secret (`whsec_…`): shown once")
+
+
+class PublisherRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Source = Field(description="Its CloudEvents source, a URI-reference: /<system>/<name> or an absolute URI")
+    label: str = Field(min_length=1, max_length=200, description="What staff call it, e.g. 'Unite West Midlands CRM'")
+    any_organisation: bool = Field(default=False, description="May publish for every member organisation")
+    organisations: list[Identifier] = Field(
+        default_factory=list,
+        max_length=500,
+        validate_default=True,
+        description="The member organisations it publishes for (unless any_organisation)",
+    )
+    rate_per_second: float = Field(default=50.0, gt=0, le=1_000_000, allow_inf_nan=False)
+    burst: int = Field(default=200, ge=1, le=1_000_000, description="Events at once; also the largest batch")
+
+    @field_validator("organisations")
+    @classmethod
+    def _some_organisation(cls, organisations: list[str], info: ValidationInfo) -> list[str]:
+        if not organisations and not info.data.get("any_organisation", False):
+            raise ValueError("name at least one member organisation, or set any_organisation")
+        return list(dict.fromkeys(organisations))
+
+
+class PublisherRevocation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=500)
+
+
+@router.get("/publishers", response_model=PublisherList, tags=["publishers"])
+async def list_publishers(caller: StaffDep, request: Request) -> Any:
+    """The federation's publishing systems: active ones by source, then revoked ones by source. Staff only."""
+    found = await service.publishers(_pool(request), caller.federation_id, _now())
+    return PublisherList(items=[PublisherItem.of(s) for s in found])
+
+
+@router.post(
+    "/publishers", status_code=status.HTTP_201_CREATED, response_model=RegisteredPublisher, tags=["publishers"]
+)
+async def register_publisher(
+    registration: PublisherRegistration, caller: StaffDep, request: Request, response: Response
+) -> Any:
+    """Register a publishing system for this federation; its key and signing secret are in this answer only.
+
+    Registering a source of this federation again rotates: a new key and secret, the scope and
+    limits given, a revoked one active again. The new key works at once; the old key and secret
+    stop working, and the new secret and scope apply, within 5 s (the registry's cache). A
+    source of another federation is refused (409). Staff only. The answer is `no-store`: it is
+    not kept for an `Idempotency-Key` replay either (the key is stored hashed only), so a retry
+    registers again and returns fresh credentials, the earlier ones no longer working.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    scope = service.PublisherScope(**registration.model_dump())
+    summary, credentials = await service.register_publisher(_pool(request), caller.federation_id, scope, _now())
+    return RegisteredPublisher(
+        **PublisherItem.of(summary).model_dump(), key=credentials.key, signing_secret=credentials.signing_secret
+    )
+
+
+@router.post("/publishers/revoke", response_model=PublisherItem, tags=["publishers"])
+async def revoke_publisher(revocation: PublisherRevocation, caller: StaffDep, request: Request) -> Any:
+    """Revoke a publisher of this federation: its key, signature and Kafka records are refused.
+
+    Takes effect within 5 s: each service caches registrations it has found for that long
+    (`pitchin_core.ingest.Registry`). Revoking again changes nothing; register the source again
+    to give it new credentials. Staff only; 404 for a source this federation does not have.
+    """
+    summary = await service.revoke_publisher(_pool(request), caller.federation_id, revocation.source, _now())
+    return PublisherItem.of(summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -30,6 +30,7 @@ from pitchin_core.contracts.fights import (
     NeedUpdatedV1,
 )
 from pitchin_core.contracts.matching import AssignmentConfirmedV1, AssignmentReleasedV1
+from pitchin_core.contracts.publishers import PublisherRegisteredV1, PublisherRevokedV1
 from pitchin_core.contracts.scheduling import (
     EventArchivedV1,
     EventCancelledV1,
@@ -43,6 +44,9 @@ from pitchin_core.contracts.scheduling import (
 from pitchin_core.db import Conn
 from pitchin_core.http import Problem
 from pitchin_core.inbox import first_delivery
+from pitchin_core.ingest import Credentials, PublisherSummary, SourceTaken, publisher_summaries
+from pitchin_core.ingest import register_publisher as register_source
+from pitchin_core.ingest import revoke_publisher as revoke_source
 from pitchin_core.outbox import add_to_outbox
 from pitchin_signups import storage
 from pitchin_signups.domain import bookings as booking_rules
@@ -577,3 +581,83 @@ async def check_in(pool: asyncpg.Pool, caller: Caller, booking_id: str, now: dat
     if checked is None:
         raise Problem(409, "Not confirmed", f"Booking {booking_id} is {row['status']}; only confirmed places check in.")
     return checked
+
+
+# Publishing systems (docs/ingest.md) ----------------------------------------------------------
+
+PUBLISHER_WINDOW = timedelta(hours=24)
+
+
+async def publishers(pool: asyncpg.Pool, federation_id: str, now: datetime) -> list[PublisherSummary]:
+    return await publisher_summaries(pool, federation_id, now - PUBLISHER_WINDOW)
+
+
+@dataclass(frozen=True)
+class PublisherScope:
+    source: str
+    label: str
+    organisations: list[str]
+    any_organisation: bool
+    rate_per_second: float
+    burst: int
+
+
+async def register_publisher(
+    pool: asyncpg.Pool, federation_id: str, scope: PublisherScope, now: datetime
+) -> tuple[PublisherSummary, Credentials]:
+    """Register a publishing system for the federation, or rotate its credentials and replace its scope.
+
+    Scheduling learns the registration (scope only) from `publisher.registered` on
+    pitchin.publishers.v1; only signups holds the key hash and the signing secret.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            credentials = await register_source(
+                conn,
+                source=scope.source,
+                federation_id=federation_id,
+                organisations=scope.organisations,
+                any_organisation=scope.any_organisation,
+                rate_per_second=scope.rate_per_second,
+                burst=scope.burst,
+                label=scope.label,
+                own_federation_only=True,
+            )
+        except SourceTaken as exc:
+            raise Problem(
+                409,
+                "Source taken",
+                f"source: {scope.source} is registered to another federation; choose another source",
+                kind="/problems/conflict",
+                errors=[{"field": "source", "message": "registered to another federation"}],
+            ) from exc
+        fact = PublisherRegisteredV1(
+            federation_id=federation_id,
+            source=scope.source,
+            label=scope.label,
+            organisations=scope.organisations,
+            any_organisation=scope.any_organisation,
+            rate_per_second=scope.rate_per_second,
+            burst=scope.burst,
+            registered_at=now,
+        )
+        await _emit(conn, fact, scope.source, scope.source)
+        [summary] = await publisher_summaries(conn, federation_id, now - PUBLISHER_WINDOW, scope.source)
+    return summary, credentials
+
+
+async def revoke_publisher(pool: asyncpg.Pool, federation_id: str, source: str, now: datetime) -> PublisherSummary:
+    """Revoke a federation's publisher (again: unchanged); scheduling learns it from `publisher.revoked`."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await revoke_source(conn, source=source, federation_id=federation_id, now=now):
+            raise Problem(
+                404,
+                "Not found",
+                f"source: no publisher {source} in this federation",
+                errors=[{"field": "source", "message": "not a publisher of this federation"}],
+            )
+        [summary] = await publisher_summaries(conn, federation_id, now - PUBLISHER_WINDOW, source)
+        assert summary.revoked_at is not None
+        fact = PublisherRevokedV1(federation_id=federation_id, source=source, revoked_at=summary.revoked_at)
+        await _emit(conn, fact, source, source)
+    return summary
