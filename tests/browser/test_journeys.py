@@ -7,6 +7,7 @@ must answer with a message beside the field.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from examples.publishers.samples import every_type
 from pitchin_testing.servers import SmtpSink
 from pitchin_testing.stack import Stack
 from pitchin_web.domain.links import sign_donor_link
@@ -362,12 +364,68 @@ def test_donor_answers_an_offer_from_the_email_link(
     assert thanks in thanked.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
-def test_federation_staff_see_members_and_taxonomy(visitor: Visitor, web_tenant: WebTenant) -> None:
+def test_federation_staff_see_members_taxonomy_and_publishing_systems(
+    visitor: Visitor, stack: Stack, web_tenant: WebTenant
+) -> None:
     who, page = visitor, visitor.page
     _login(who, web_tenant.staff_key, role="staff")
     assert "Federation overview" in page.inner_text("h1")
     assert "Social media" in page.inner_text("main")
     assert "Member organisations" in page.inner_text("main")
+
+    # Registering a publishing system: bad input beside each field first.
+    run = uuid.uuid4().hex[:8]
+    source = f"/crm/browser-{run}"
+    page.fill("#f-source", "no scheme here")
+    who.submit("form[action='/staff/publishers'] button[type=submit]")
+    assert "starting with /" in who.error_for("source")
+    assert "Enter Name" in who.error_for("label")
+    assert "at least one organisation" in who.error_for("organisations")
+    assert page.input_value("#f-source") == "no scheme here", "what was typed stays"
+    page.fill("#f-source", source)
+    page.fill("#f-label", f"Browser CRM {run}")
+    page.fill("#f-organisations", web_tenant.organisation_id)
+    who.submit("form[action='/staff/publishers'] button[type=submit]")
+    assert "Publishing system registered" in page.inner_text("h1")
+    key = page.inner_text("#publisher-key")
+    assert key.startswith("pub_") and page.inner_text("#publisher-secret").startswith("whsec_")
+
+    # The key opens the ingest door; the staff page counts what it sent.
+    event_type, person = every_type(web_tenant.federation_id, web_tenant.organisation_id, run)[0]
+
+    def publish(event_id: str) -> httpx.Response:
+        return httpx.post(
+            f"{stack['signups'].url}/v1/ingest",
+            content=json.dumps(person),
+            headers={
+                **bearer(key),
+                "content-type": "application/json",
+                "ce-specversion": "1.0",
+                "ce-id": event_id,
+                "ce-source": source,
+                "ce-type": event_type,
+            },
+            timeout=10,
+        )
+
+    published = publish(f"evt-{run}")
+    assert published.status_code == 202, published.text
+    who.go("/staff")
+    row = page.locator("tr", has_text=source)
+    assert "Active" in row.inner_text() and web_tenant.organisation_id in row.inner_text()
+    assert row.locator("td").nth(1).inner_text() == "1", "one accepted in the last 24 h"
+    who.check("staff-publishers")
+
+    # Revoking: the key stops working within seconds.
+    row.locator("button", has_text="Revoke").click()
+    who.check("revoked")
+    assert "is revoked" in page.inner_text("main")
+    assert "Revoked" in page.locator("tr", has_text=source).inner_text()
+
+    def refused() -> bool | None:
+        return True if publish(f"evt-{uuid.uuid4().hex[:8]}").status_code in (401, 403) else None
+
+    eventually(refused, timeout=15, what="the revoked key to be refused")
 
 
 def test_a_reader_chooses_their_language_with_a_plain_link(visitor: Visitor) -> None:

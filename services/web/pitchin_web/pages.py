@@ -1044,13 +1044,56 @@ async def _all_pages(request: Request, path: str, key: str, pages: int = 10) -> 
 
 @router.get("/staff", response_class=HTMLResponse)
 async def staff_home(request: Request) -> HTMLResponse:
+    return await _staff_page(request)
+
+
+async def _staff_page(request: Request, *, status: int = 200, **context: Any) -> HTMLResponse:
     key = _require(request)
     web = _web(request)
-    donors = await _all_pages(request, "/v1/donors", key)
-    needs = await _all_pages(request, "/v1/needs", key)
-    events = await web.services.scheduling.call(
-        "GET", "/v1/events", key=key, params={"status": ["published", "live"], "from": _now().isoformat(), "limit": 200}
+    events_query = {"status": ["published", "live"], "from": _now().isoformat(), "limit": 200}
+    donors, needs, events, skills, publishers = await asyncio.gather(
+        _all_pages(request, "/v1/donors", key),
+        _all_pages(request, "/v1/needs", key),
+        web.services.scheduling.call("GET", "/v1/events", key=key, params=events_query),
+        web.services.signups.call("GET", "/v1/skills", key=key),
+        web.services.signups.call("GET", "/v1/publishers", key=key),
     )
-    skills = await web.services.signups.call("GET", "/v1/skills", key=key)
     totals = views.federation_totals(donors, needs, events, _now())
-    return render(request, "staff.html", totals=totals, skills=skills)
+    zone = _zone(request)
+    listed = views.publisher_rows(publishers.get("items", []), zone)
+    return render(request, "staff.html", status=status, totals=totals, skills=skills, publishers=listed, **context)
+
+
+def _publisher_labels(t: Translator) -> dict[str, str]:
+    return {"source": t("publisher.source"), "label": t("publisher.label")}
+
+
+@router.post("/staff/publishers", response_class=HTMLResponse)
+async def register_publisher(request: Request) -> Response:
+    """Register a publishing system; its key and signing secret are shown on this answer only."""
+    key = _require(request)
+    form = await _form(request)
+    payload, errors = forms.publisher(form, _publisher_labels(_t(request)))
+    if not errors:
+        try:
+            registered = await _web(request).services.signups.call("POST", "/v1/publishers", key=key, json=payload)
+        except ServiceError as exc:
+            if exc.unavailable or exc.status in (401, 403):
+                raise
+            table = {k: k for k in ("source", "label", "organisations", "rate_per_second")}
+            errors = _api_errors(exc, table, "source")
+        else:
+            page = render(request, "publisher_registered.html", registered=registered)
+            page.headers["Cache-Control"] = "no-store"  # the credentials are in this page only
+            return page
+    return await _staff_page(request, status=422, errors=errors, values=form.fields)
+
+
+@router.post("/staff/publishers/revoke")
+async def revoke_publisher(request: Request) -> Response:
+    key = _require(request)
+    form = await _form(request)
+    source = form.get("source")
+    await _web(request).services.signups.call("POST", "/v1/publishers/revoke", key=key, json={"source": source})
+    _flash(request, "publisher.revoked", source=source)
+    return _redirect("/staff#publishers-title")

@@ -57,6 +57,8 @@ def fake_services(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=[])
     if path == "/v1/public/events":
         return httpx.Response(200, json={"events": [EVENT], "next_cursor": None})
+    if path == "/v1/publishers" and method == "GET":
+        return httpx.Response(200, json={"items": []})
     if path in ("/v1/fights", "/v1/needs", "/v1/donors") and method == "GET":
         return httpx.Response(200, json={"items": [], "next": None})
     if path == "/v1/donors" and method == "POST":
@@ -158,6 +160,9 @@ def test_organiser_pages_need_a_login_then_render(client: TestClient) -> None:
     ]:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:2000])
+        title = re.search(r"<title>(.*?)</title>", answer.text, re.S)
+        assert title and "<" not in title.group(1) and title.group(1).endswith("· Pitch In"), (path, title)
+        assert answer.text.count("<h1") == 1, path
     manage = client.get("/organiser/events/evt_1").text
     assert "Rosa" in manage and "Sam" in manage
 

@@ -424,3 +424,31 @@ def session(form: Form, labels: Mapping[str, str], zone: str) -> tuple[dict[str,
 
 
 SESSION_FIELDS = {"title": "title", "starts_at": "starts", "ends_at": "ends", "room": "room", "": "title"}
+
+
+# -- federation staff ---------------------------------------------------------------------------
+
+SOURCE = re.compile(r"^(/|[a-z][a-z0-9+.-]*:)[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]*$")
+
+
+def publisher(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]:
+    """A publishing system to register: its source, a label, whom it may publish for, its rate."""
+    errors: Errors = {}
+    source = _text(form, "source", labels["source"], errors, max_len=255)
+    if source and "source" not in errors and not SOURCE.match(source):
+        errors["source"] = FieldError("field.source")
+    label = _text(form, "label", labels["label"], errors)
+    any_organisation = form.ticked("any_organisation")
+    organisations = [o.strip() for o in form.get("organisations").split(",") if o.strip()]
+    if not organisations and not any_organisation:
+        errors["organisations"] = FieldError("field.organisations")
+    rate = _number(form, "rate_per_second", 0.1, 10_000, errors, required=False)
+    payload: dict[str, Any] = {
+        "source": source,
+        "label": label,
+        "organisations": organisations,
+        "any_organisation": any_organisation,
+    }
+    if rate is not None:
+        payload["rate_per_second"] = rate
+    return payload, errors

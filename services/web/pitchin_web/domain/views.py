@@ -275,3 +275,34 @@ def donor_record(record: Mapping[str, Any], zone: str) -> DonorRecordView:
         work=work,
         thanks=[w for w in work if w.thanks],
     )
+
+
+@dataclass(frozen=True)
+class PublisherRow:
+    source: str
+    label: str
+    scope: list[str]  # the organisations it may publish for; empty when any
+    any_organisation: bool
+    rate_per_second: float
+    accepted_24h: int
+    rejected_24h: int
+    last_seen: str
+    revoked: str
+
+
+def publisher_rows(items: Iterable[Mapping[str, Any]], zone: str) -> list[PublisherRow]:
+    """Registered publishing systems as signups lists them (active first), times in the reader's zone."""
+    return [
+        PublisherRow(
+            source=str(p["source"]),
+            label=str(p.get("label") or ""),
+            scope=[str(o) for o in p.get("organisations") or []],
+            any_organisation=bool(p.get("any_organisation")),
+            rate_per_second=float(p.get("rate_per_second") or 0),
+            accepted_24h=int(p.get("accepted_24h") or 0),
+            rejected_24h=int(p.get("rejected_24h") or 0),
+            last_seen=format_when(p.get("last_seen_at"), zone) if p.get("last_seen_at") else "",
+            revoked=format_when(p.get("revoked_at"), zone) if p.get("revoked_at") else "",
+        )
+        for p in items
+    ]

@@ -74,6 +74,10 @@ MESSAGES: dict[str, str] = {
     "field.api_key": "Ni chafodd yr allwedd hon ei derbyn. Gwiriwch hi a rhowch gynnig arall arni.",
     "field.situation": "Dywedwch ychydig mwy wrthym (o leiaf ychydig eiriau).",
     "field.pick": "Dewiswch o leiaf un o'r anghenion a awgrymwyd.",
+    "field.source": "Rhowch ffynhonnell sy'n dechrau gyda / neu gynllun, fel /crm/unite-west-midlands.",
+    "field.organisations": (
+        "Rhowch o leiaf un cod sefydliad, neu ticiwch 'Caiff gyhoeddi ar gyfer unrhyw aelod-sefydliad'."
+    ),
     # -- donor sign-up ----------------------------------------------------------------------
     "signup.title": "Cynigiwch eich sgiliau",
     "signup.step": "Cam {n} o {total}",
@@ -366,4 +370,43 @@ MESSAGES: dict[str, str] = {
     "staff.col.label": "Enw",
     "staff.no_org": "(wedi cofrestru'n uniongyrchol)",
     "staff.only": "Mae'r dudalen hon ar gyfer staff y ffederasiwn yn unig.",
+    "publisher.heading": "Systemau cyhoeddi cofrestredig",
+    "publisher.intro": (
+        "Systemau eraill (CRM undeb, offeryn deisebau, ffurflen we) sy'n cyhoeddi digwyddiadau i Pitch In."
+    ),
+    "publisher.none": "Does dim system wedi'i chofrestru eto.",
+    "publisher.col.system": "System",
+    "publisher.col.scope": "Caiff gyhoeddi ar gyfer",
+    "publisher.col.accepted": "Derbyniwyd (24 h)",
+    "publisher.col.rejected": "Gwrthodwyd (24 h)",
+    "publisher.col.last_seen": "Cysylltiad diwethaf",
+    "publisher.col.state": "Statws",
+    "publisher.any": "unrhyw aelod-sefydliad",
+    "publisher.rate": "hyd at {rate} digwyddiad yr eiliad",
+    "publisher.never": "erioed",
+    "publisher.active": "Gweithredol",
+    "publisher.revoked_at": "Dirymwyd {when}",
+    "publisher.revoke": "Dirymu",
+    "publisher.revoked": "Dirymwyd {source}: bydd yr allwedd yn peidio â gweithio o fewn ychydig eiliadau.",
+    "publisher.register": "Cofrestru system gyhoeddi",
+    "publisher.source": "Ffynhonnell",
+    "publisher.source.hint": "Sut mae'r system yn ei henwi ei hun ym mhob digwyddiad, fel /crm/unite-west-midlands.",
+    "publisher.label": "Enw",
+    "publisher.label.hint": "Enw y bydd staff yn ei adnabod, fel CRM Unite West Midlands.",
+    "publisher.organisations": "Aelod-sefydliadau",
+    "publisher.organisations.hint": "Codau'r sefydliadau y caiff gyhoeddi ar eu cyfer, wedi'u gwahanu gan atalnodau.",
+    "publisher.any_organisation": "Caiff gyhoeddi ar gyfer unrhyw aelod-sefydliad",
+    "publisher.rate_per_second": "Digwyddiadau yr eiliad",
+    "publisher.rate_per_second.hint": "Yr uchafswm y caiff y system ei anfon; 50 os gadewch chi'r maes yn wag.",
+    "publisher.register.submit": "Cofrestru a dangos yr allwedd",
+    "publisher.registered.title": "System gyhoeddi wedi'i chofrestru",
+    "publisher.registered.once": (
+        "Copïwch yr allwedd a'r gyfrinach lofnodi nawr: dim ond y tro hwn y cânt eu dangos, a byth eto."
+    ),
+    "publisher.registered.key": "Allwedd API",
+    "publisher.registered.secret": "Cyfrinach lofnodi (Standard Webhooks)",
+    "publisher.registered.next": (
+        "Rhowch y ddwy i weinyddwyr y system. Os cofrestrwch yr un ffynhonnell eto, bydd rhai newydd yn cael eu "
+        "creu a bydd y rhain yn peidio â gweithio."
+    ),
 }

@@ -75,6 +75,10 @@ MESSAGES: dict[str, str] = {
     "field.api_key": "No se ha aceptado esta clave. Compruébala y vuelve a intentarlo.",
     "field.situation": "Cuéntanos un poco más (al menos unas cuantas palabras).",
     "field.pick": "Elige al menos una de las necesidades sugeridas.",
+    "field.source": "Escribe un origen que empiece por / o por un esquema, como /crm/unite-west-midlands.",
+    "field.organisations": (
+        "Escribe al menos un código de organización o marca «Puede publicar para cualquier organización miembro»."
+    ),
     # -- donor sign-up ----------------------------------------------------------------------
     "signup.title": "Ofrece tus habilidades",
     "signup.step": "Paso {n} de {total}",
@@ -368,4 +372,42 @@ MESSAGES: dict[str, str] = {
     "staff.col.label": "Nombre",
     "staff.no_org": "(inscripción directa)",
     "staff.only": "Esta página es solo para el personal de la federación.",
+    "publisher.heading": "Sistemas de publicación registrados",
+    "publisher.intro": (
+        "Otros sistemas (el CRM de un sindicato, una herramienta de recogida de firmas, un formulario web) "
+        "que publican eventos en Pitch In."
+    ),
+    "publisher.none": "Todavía no hay ningún sistema registrado.",
+    "publisher.col.system": "Sistema",
+    "publisher.col.scope": "Puede publicar para",
+    "publisher.col.accepted": "Aceptados (24 h)",
+    "publisher.col.rejected": "Rechazados (24 h)",
+    "publisher.col.last_seen": "Último contacto",
+    "publisher.col.state": "Estado",
+    "publisher.any": "cualquier organización miembro",
+    "publisher.rate": "hasta {rate} eventos por segundo",
+    "publisher.never": "nunca",
+    "publisher.active": "Activo",
+    "publisher.revoked_at": "Revocado el {when}",
+    "publisher.revoke": "Revocar",
+    "publisher.revoked": "Se ha revocado {source}: su clave dejará de funcionar en unos segundos.",
+    "publisher.register": "Registrar un sistema de publicación",
+    "publisher.source": "Origen",
+    "publisher.source.hint": "Cómo se identifica el sistema en cada evento, como /crm/unite-west-midlands.",
+    "publisher.label": "Nombre",
+    "publisher.label.hint": "Un nombre que el personal reconozca, como CRM de Unite West Midlands.",
+    "publisher.organisations": "Organizaciones miembro",
+    "publisher.organisations.hint": "Códigos de las organizaciones para las que puede publicar, separados por comas.",
+    "publisher.any_organisation": "Puede publicar para cualquier organización miembro",
+    "publisher.rate_per_second": "Eventos por segundo",
+    "publisher.rate_per_second.hint": "El máximo que puede enviar; 50 si lo dejas vacío.",
+    "publisher.register.submit": "Registrar y mostrar su clave",
+    "publisher.registered.title": "Sistema de publicación registrado",
+    "publisher.registered.once": "Copia ahora la clave y el secreto de firma: solo se muestran esta vez y nunca más.",
+    "publisher.registered.key": "Clave de API",
+    "publisher.registered.secret": "Secreto de firma (Standard Webhooks)",
+    "publisher.registered.next": (
+        "Dáselos a quienes administran el sistema. Si vuelves a registrar el mismo origen, se generarán otros "
+        "nuevos y estos dejarán de funcionar."
+    ),
 }
