@@ -13,6 +13,7 @@ import httpx
 from pitchin_testing.stack import Stack
 
 FEDERATION = "fed-demo"
+CRM_SOURCE = "/crm/retail-workers-local-99"
 KEYS = {
     "Dudley CVS (organiser)": ("org-dudley-cvs", "organiser", "pk_demo_dudley_cvs_organiser"),
     "Retail Workers Local 99 (organiser)": ("org-retail-local-99", "organiser", "pk_demo_local99_organiser"),
@@ -166,4 +167,19 @@ def seed(stack: Stack) -> dict[str, str]:
             )
             if answer.status_code not in (201, 409):  # 409: signed up on an earlier run
                 answer.raise_for_status()
+        _register_crm(client, stack, keys["Federation staff"])
     return keys
+
+
+def _register_crm(client: httpx.Client, stack: Stack, staff_key: str) -> None:
+    """The union local's CRM as a registered publishing system (once: a second run keeps its key)."""
+    staff = {"Authorization": f"Bearer {staff_key}"}
+    listed = client.get(f"{stack['signups'].url}/v1/publishers", headers=staff)
+    listed.raise_for_status()
+    if any(p["source"] == CRM_SOURCE for p in listed.json()["items"]):
+        return
+    client.post(
+        f"{stack['signups'].url}/v1/publishers",
+        json={"source": CRM_SOURCE, "label": "Retail Workers Local 99 CRM", "organisations": ["org-retail-local-99"]},
+        headers=staff,
+    ).raise_for_status()

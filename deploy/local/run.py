@@ -155,7 +155,7 @@ def print_welcome(stack: Stack, keys: dict[str, str], kafka: KafkaServer, postgr
         "",
         "Pitch In is running. Open:",
         f"  web pages      {stack['web'].url}/   (events {stack['web'].url}/events, sign up"
-        f" {stack['web'].url}/donors/signup, organisers {stack['web'].url}/login)",
+        f" {stack['web'].url}/donors/signup, organisers and federation staff {stack['web'].url}/login)",
         *(
             f"  {name:<14} {stack[name].url}/docs   (metrics {stack[name].url}/metrics)"
             for name in SERVICES

@@ -7,10 +7,12 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from pitchin_testing.servers import SmtpSink
 from tests.bench.limits import (
     kafka_round_trip_ms,
     line,
@@ -23,8 +25,10 @@ from tests.unit.factories import donor_signup
 
 SIGNUPS = 2000
 CONCURRENCY = 32
-PACED_RATE = 100  # sign-ups per second for the latency run
-PACED_SECONDS = 5
+# Sign-ups per second for the latency runs: below what the welcome-email path sustains on two
+# shared cores (printed first), so that they measure the path, not a queue.
+PACED_RATES = (5, 20)
+PACED_SECONDS = 10
 RUSH_ATTEMPTS = 3000
 RUSH_CAPACITY = 60
 
@@ -44,7 +48,7 @@ async def _sign_up(client: httpx.AsyncClient, url: str, key: str, count: int, ta
     return await asyncio.gather(*(one(i) for i in range(count)))
 
 
-async def _paced(client: httpx.AsyncClient, url: str, key: str, tag: str) -> dict[str, float]:
+async def _paced(client: httpx.AsyncClient, url: str, key: str, tag: str, rate: int) -> dict[str, float]:
     sent: dict[str, float] = {}
 
     async def one(i: int) -> None:
@@ -59,11 +63,21 @@ async def _paced(client: httpx.AsyncClient, url: str, key: str, tag: str) -> dic
 
     tasks = []
     start = time.perf_counter()
-    for i in range(PACED_RATE * PACED_SECONDS):
-        await asyncio.sleep(max(0.0, start + i / PACED_RATE - time.perf_counter()))  # pacing, not waiting
+    for i in range(rate * PACED_SECONDS):
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))  # pacing, not waiting
         tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
     return sent
+
+
+def _wait_for_mail(sink: SmtpSink, wanted: Callable[[str], bool], count: int, timeout: float) -> dict[str, float]:
+    """Recipient → arrival time of the wanted mails, once `count` arrived or the deadline passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        arrived = {str(m["To"]): float(str(m["X-Sink-Received-At"])) for m in sink.messages if wanted(str(m["To"]))}
+        if len(arrived) >= count or time.monotonic() > deadline:
+            return arrived
+        time.sleep(0.5)  # the sink runs in this process: polling less leaves it the GIL
 
 
 def main() -> None:
@@ -76,14 +90,17 @@ def main() -> None:
         raw_txn = asyncio.run(postgres_row_and_outbox_txn_per_s(database_url, concurrency=8))
         raw_p50, raw_p99 = asyncio.run(kafka_round_trip_ms(kafka.bootstrap))
 
-        async def throughput() -> tuple[float, Counter[int]]:
+        burst_tag = uuid.uuid4().hex[:6]
+
+        async def throughput() -> tuple[float, Counter[int], float]:
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
                 await _sign_up(client, url, key, 50, "warm")
                 started = time.perf_counter()
-                statuses = await _sign_up(client, url, key, SIGNUPS, uuid.uuid4().hex[:6])
-                return SIGNUPS / (time.perf_counter() - started), Counter(statuses)
+                statuses = await _sign_up(client, url, key, SIGNUPS, burst_tag)
+                return SIGNUPS / (time.perf_counter() - started), Counter(statuses), time.time()
 
-        rate, statuses = asyncio.run(throughput())
+        burst_started = time.time()
+        rate, statuses, accepted_at = asyncio.run(throughput())
         assert statuses == {201: SIGNUPS}, statuses
         print(
             line(
@@ -95,26 +112,41 @@ def main() -> None:
                 "per s",
             )
         )
-
-        sink.clear()
-        tag = uuid.uuid4().hex[:6]
-
-        async def paced() -> dict[str, float]:
-            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
-                return await _paced(client, url, key, tag)
-
-        sent = asyncio.run(paced())
-        deadline = time.monotonic() + 120
-        while len([m for m in sink.messages if str(m["To"]) in sent]) < len(sent) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        arrived = {str(m["To"]): float(str(m["X-Sink-Received-At"])) for m in sink.messages if str(m["To"]) in sent}
-        latencies = [(arrived[to] - sent[to]) * 1000 for to in arrived]
+        # The burst's welcome emails drain after the last sign-up was accepted: how fast the
+        # whole path (relay, Kafka, matching, notifications, SMTP) goes when it is the bottleneck.
+        welcomed = _wait_for_mail(sink, lambda to: to.startswith(f"{burst_tag}-"), SIGNUPS, 600)
+        drained_at = max(welcomed.values(), default=time.time())
         print(
-            f"  sign-up → welcome email in the SMTP sink, {PACED_RATE}/s for {PACED_SECONDS}s:"
-            f" {len(arrived)}/{len(sent)} arrived"
+            line(
+                f"welcome emails sent/s (the burst's {len(welcomed)}/{SIGNUPS})",
+                len(welcomed) / max(drained_at - burst_started, 1e-9),
+                "per s",
+                "PG row+outbox txn/s (8 conns)",
+                raw_txn,
+                "per s",
+            )
         )
-        print(line("  p50 latency", percentile(latencies, 50), "ms", "Kafka round trip p50", raw_p50, "ms"))
-        print(line("  p99 latency", percentile(latencies, 99), "ms", "Kafka round trip p99", raw_p99, "ms"))
+        print(
+            f"  (the last welcome email arrived {drained_at - accepted_at:.1f} s after the last sign-up was accepted)"
+        )
+
+        for paced_rate in PACED_RATES:
+            sink.clear()
+            tag = uuid.uuid4().hex[:6]
+
+            async def paced(rate: int = paced_rate, tag: str = tag) -> dict[str, float]:
+                async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+                    return await _paced(client, url, key, tag, rate)
+
+            sent = asyncio.run(paced())
+            arrived = _wait_for_mail(sink, sent.__contains__, len(sent), 120)
+            latencies = [(arrived[to] - sent[to]) * 1000 for to in arrived]
+            print(
+                f"  sign-up → welcome email in the SMTP sink, {paced_rate}/s for {PACED_SECONDS}s:"
+                f" {len(arrived)}/{len(sent)} arrived"
+            )
+            print(line("  p50 latency", percentile(latencies, 50), "ms", "Kafka round trip p50", raw_p50, "ms"))
+            print(line("  p99 latency", percentile(latencies, 99), "ms", "Kafka round trip p99", raw_p99, "ms"))
 
         starts = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
         event = httpx.post(

@@ -343,6 +343,7 @@ def test_donor_answers_an_offer_from_the_email_link(
     page.fill("#f-thanks", thanks)
     who.submit()
     assert "Marked done" in page.inner_text("main") and "done" in page.inner_text("main")
+    assert re.search(r"· 1/\d+ ·", page.inner_text("main")), "the need counts its assigned donor"
 
     # The donor's own page (the signed link from their email) shows the hours and the thanks ...
     secret = stack["web"].env["PITCHIN_SESSION_SECRET"]

@@ -154,8 +154,8 @@ def test_federation_totals_per_member_organisation() -> None:
     rows = views.federation_totals(
         donors=[{"organisation_id": "a"}, {"organisation_id": None}, {"organisation_id": "a", "status": "withdrawn"}],
         needs=[
-            {"organisation_id": "a", "status": "open", "estimated_hours": 4, "assigned_donors": 0},
-            {"organisation_id": "a", "status": "filled", "estimated_hours": 5, "assigned_donors": 2},
+            {"organisation_id": "a", "status": "open", "estimated_hours": 4, "assigned_donors": []},
+            {"organisation_id": "a", "status": "filled", "estimated_hours": 5, "assigned_donors": ["don_1", "don_2"]},
         ],
         events=[{"organisation_id": "b", "status": "published", "ends_at": later}],
         now=NOW,

@@ -190,7 +190,7 @@ def federation_totals(
     for n in needs:
         row = rows[str(n.get("organisation_id") or "")]
         status = str(n.get("status", "open"))
-        assigned = int(n.get("assigned_donors") or 0)
+        assigned = len(n.get("assigned_donors") or ())  # signups lists the assigned donors' ids
         if status in OPEN:
             row.open_needs += 1
         if status in FILLED:
