@@ -184,6 +184,9 @@ class Runtime:
         return app
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     uvicorn.run(
         app,
@@ -192,4 +195,8 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Longer than any client's or load balancer's idle timeout (httpx: 5 s, ingress: 60 s):
+        # with uvicorn's 5 s default both sides close an idle connection at the same moment and
+        # a request sent on it just then is reset (seen as ReadError in the benchmarks).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

@@ -7,6 +7,7 @@ import pkgutil
 import signal
 import sys
 import time
+import traceback
 
 import tests.bench
 
@@ -35,6 +36,7 @@ def main() -> int:
         except Exception as exc:  # one broken benchmark should not hide the others' figures
             failed.append(name)
             print(f"  FAILED: {type(exc).__name__}: {exc}", flush=True)
+            traceback.print_exc(limit=-6)  # where it broke, without the library's whole stack
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
     return 1 if failed else 0
 

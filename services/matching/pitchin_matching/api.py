@@ -95,6 +95,29 @@ async def need_offers(need_id: str, caller: CallerDep, request: Request) -> dict
     return {"need_id": need_id, "status": need["status"], "offers": [_offer_view(o) for o in offers]}
 
 
+async def _for_donor(
+    request: Request,
+    donor_id: str,
+    credentials: HTTPAuthorizationCredentials | None,
+    *tokens: str | None,
+) -> tuple[str, Caller | None]:
+    """Who asks about a donor: the donor with their own token (no caller), or an organiser or
+    staff key of the donor's federation. The federation to read in; 404 for anyone else."""
+    matching = _matching(request)
+    caller: Caller | None = None
+    if any(tokens):
+        claims = _claims(matching, *tokens)
+        if claims.kind != "donor" or claims.subject != donor_id:
+            raise Problem(404, "Not found", f"Nothing for donor {donor_id} with this token.")
+    else:
+        caller = await authenticate(request, credentials)
+        _is_organiser_or_staff(caller)
+    federation_id = await storage.donor_federation(matching.pool, donor_id)
+    if federation_id is None or (caller is not None and federation_id != caller.federation_id):
+        raise Problem(404, "Not found", f"Matching knows no donor {donor_id} in this federation.")
+    return federation_id, caller
+
+
 @router.get("/donors/{donor_id}/offers")
 async def donor_offers(
     donor_id: str,
@@ -104,18 +127,8 @@ async def donor_offers(
     x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
 ) -> dict[str, Any]:
     """A donor's offers: for the donor (a donor token) or their federation (an API key)."""
-    matching = _matching(request)
-    caller: Caller | None = None
-    if token or x_offer_token:
-        claims = _claims(matching, token, x_offer_token)
-        if claims.kind != "donor" or claims.subject != donor_id:
-            raise Problem(404, "Not found", f"No offers for donor {donor_id} with this token.")
-        federation_id = await storage.donor_federation(matching.pool, donor_id) or ""
-    else:
-        caller = await authenticate(request, credentials)
-        _is_organiser_or_staff(caller)
-        federation_id = caller.federation_id
-    offers = await storage.offers_of_donor(matching.pool, federation_id, donor_id)
+    federation_id, caller = await _for_donor(request, donor_id, credentials, token, x_offer_token)
+    offers = await storage.offers_of_donor(_matching(request).pool, federation_id, donor_id)
     if caller is not None:
         # An organiser sees the offers of its own organisation's needs only.
         offers = [o for o in offers if caller.can_act_for(o["federation_id"], o["organisation_id"])]
@@ -131,24 +144,9 @@ async def donor_record(
     x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
 ) -> dict[str, Any]:
     """What a donor gave: hours, work done and thanks received — for the donor (a donor token)
-    or their federation's staff (an API key). Organisers see the donor's record too, since it is
-    what the donor shows them; their own organisation's rows are not singled out."""
-    matching = _matching(request)
-    if token or x_offer_token:
-        claims = _claims(matching, token, x_offer_token)
-        if claims.kind != "donor" or claims.subject != donor_id:
-            raise Problem(404, "Not found", f"No record for donor {donor_id} with this token.")
-        known = await storage.donor_federation(matching.pool, donor_id)
-        if known is None:
-            raise Problem(404, "Not found", f"No record for donor {donor_id}.")
-        federation_id = known
-    else:
-        caller = await authenticate(request, credentials)
-        _is_organiser_or_staff(caller)
-        federation_id = caller.federation_id
-        if await storage.donor_federation(matching.pool, donor_id) != federation_id:
-            raise Problem(404, "Not found", f"Matching knows no donor {donor_id} in this federation.")
-    return await service.donor_record(matching, federation_id, donor_id)
+    or their federation's organisers and staff (an API key): it is what the donor shows them."""
+    federation_id, _ = await _for_donor(request, donor_id, credentials, token, x_offer_token)
+    return await service.donor_record(_matching(request), federation_id, donor_id)
 
 
 @router.get("/offers/{offer_id}")
