@@ -99,6 +99,10 @@ def _t(request: Request) -> Translator:
     return Translator(chosen or preferred_language(request.headers.get("accept-language", ""), LANGUAGES))
 
 
+def _lang(request: Request) -> str:
+    return _t(request).language
+
+
 def _zone(request: Request, fallback: str = "UTC") -> str:
     return reader_zone(request.cookies.get("tz"), fallback)
 
@@ -209,7 +213,7 @@ async def events(request: Request) -> HTMLResponse:
         {
             "event_id": e["event_id"],
             "title": e["title"],
-            "when": format_span(e["starts_at"], e["ends_at"], _zone(request, e["time_zone"])),
+            "when": format_span(e["starts_at"], e["ends_at"], _zone(request, e["time_zone"]), _lang(request)),
             "where": e.get("venue_name") or _t(request)("event.online"),
             "iso": iso_instant(e["starts_at"]),
         }
@@ -238,9 +242,11 @@ async def _public_event(
         if not isinstance(bookings, ServiceError) or bookings.status != 404:
             raise bookings
         bookings = None  # signups has not heard of the event yet: scheduling's counts stand in
-    view = views.public_event(event, bookings, _zone(request, event["time_zone"]), _now())
+    view = views.public_event(event, bookings, _zone(request, event["time_zone"]), _now(), _lang(request))
     sessions = [] if isinstance(raw_sessions, BaseException) else raw_sessions or []  # the agenda is a nicety
-    shown = [{**s, "when": format_span(s["starts_at"], s["ends_at"], view.reader_zone)} for s in sessions]
+    shown = [
+        {**s, "when": format_span(s["starts_at"], s["ends_at"], view.reader_zone, _lang(request))} for s in sessions
+    ]
     return event, view, shown
 
 
@@ -308,7 +314,7 @@ async def booking_page(request: Request, booking_id: str) -> HTMLResponse:
         "booking.html",
         booking=booking,
         event=event,
-        when=format_span(event["starts_at"], event["ends_at"], zone),
+        when=format_span(event["starts_at"], event["ends_at"], zone, _lang(request)),
         sent_to=request.session.pop("last_email", None),
     )
 
@@ -467,7 +473,7 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
         _optional(web.services.matching.call("GET", f"{donor_path}/record", key=key)),
         _donor_bookings(request, str(donor.get("email", "")), zone),
     )
-    offers = [views.offer_view(o, zone, _now()) for o in (offered or {}).get("offers", [])]
+    offers = [views.offer_view(o, zone, _now(), _lang(request)) for o in (offered or {}).get("offers", [])]
     return render(
         request,
         "me.html",
@@ -475,7 +481,7 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
         offers=offers,
         bookings=bookings,
         feed_url=feed_url,
-        record=views.donor_record(record, zone) if record is not None else None,
+        record=views.donor_record(record, zone, _lang(request)) if record is not None else None,
         share_url=f"/record/{sign_record_link(web.settings.session_secret, claims.donor_id, time.time())}",
         link=link,
     )
@@ -514,7 +520,7 @@ async def record_page(request: Request, link: str) -> HTMLResponse:
         "record.html",
         donor_name=donor.get("name", ""),
         skills=[{**s, "label": labels.get(s["skill"], s["skill"])} for s in donor.get("skills", [])],
-        record=views.donor_record(record, zone),
+        record=views.donor_record(record, zone, _lang(request)),
         noindex=True,
     )
 
@@ -550,7 +556,7 @@ async def _donor_bookings(request: Request, email: str, zone: str) -> tuple[list
                 "status": b["status"],
                 "title": event["title"],
                 "event_id": event_id,
-                "when": format_span(event["starts_at"], event["ends_at"], zone),
+                "when": format_span(event["starts_at"], event["ends_at"], zone, _lang(request)),
             }
             for b in listing.get("items", [])
             if str(b.get("email", "")).lower() == email.lower() and b["status"] in ("confirmed", "waitlisted")
@@ -579,7 +585,9 @@ async def donor_offers(request: Request, donor_id: str, token: str = "") -> HTML
             )
         raise
     zone = _zone(request)
-    offers = [views.offer_view(await _with_need(request, o), zone, _now()) for o in answer.get("offers", [])]
+    offers = [
+        views.offer_view(await _with_need(request, o), zone, _now(), _lang(request)) for o in answer.get("offers", [])
+    ]
     return render(request, "offers.html", offers=offers, token=token)
 
 
@@ -605,7 +613,7 @@ async def offer_page(request: Request, offer_id: str, token: str = "") -> HTMLRe
                 request, "error.html", status=exc.status, title=_t(request)("offers.title"), message="me.link_bad"
             )
         raise
-    view = views.offer_view(await _with_need(request, offer), _zone(request), _now())
+    view = views.offer_view(await _with_need(request, offer), _zone(request), _now(), _lang(request))
     choice = "decline" if request.url.path.endswith("/decline") else "accept"
     return render(request, "offer.html", offer=view, token=token, choice=choice)
 
@@ -722,7 +730,10 @@ async def organiser_home(request: Request) -> HTMLResponse:
     needs = await web.services.signups.call("GET", "/v1/needs", key=key, params={"limit": 100})
     events = await web.services.scheduling.call("GET", "/v1/events", key=key, params={"limit": 100})
     zone = _zone(request)
-    listed = [{**e, "when": format_span(e["starts_at"], e["ends_at"], _zone(request, e["time_zone"]))} for e in events]
+    listed = [
+        {**e, "when": format_span(e["starts_at"], e["ends_at"], _zone(request, e["time_zone"]), _lang(request))}
+        for e in events
+    ]
     return render(request, "organiser.html", fights=fights["items"], needs=needs["items"], events=listed, zone=zone)
 
 
@@ -857,7 +868,7 @@ async def need_page(request: Request, need_id: str) -> HTMLResponse:
         candidates=candidates,
         offers=offers,
         unavailable=unavailable,
-        deadline=format_when(need.get("deadline"), zone),
+        deadline=format_when(need.get("deadline"), zone, _lang(request)),
     )
 
 
@@ -964,7 +975,7 @@ async def _manage(request: Request, event_id: str, **extra: Any) -> HTMLResponse
     confirmed, waiting = views.booking_rows(items)
     sessions = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}/sessions", key=key)
     zone = _zone(request, event["time_zone"])
-    shown = [{**s, "when": format_span(s["starts_at"], s["ends_at"], zone)} for s in sessions]
+    shown = [{**s, "when": format_span(s["starts_at"], s["ends_at"], zone, _lang(request))} for s in sessions]
     return render(
         request,
         "manage_event.html",
@@ -973,7 +984,7 @@ async def _manage(request: Request, event_id: str, **extra: Any) -> HTMLResponse
         confirmed=confirmed,
         waiting=waiting,
         sessions=shown,
-        when=format_span(event["starts_at"], event["ends_at"], zone),
+        when=format_span(event["starts_at"], event["ends_at"], zone, _lang(request)),
         **extra,
     )
 
@@ -1060,7 +1071,7 @@ async def _staff_page(request: Request, *, status: int = 200, **context: Any) ->
     )
     totals = views.federation_totals(donors, needs, events, _now())
     zone = _zone(request)
-    listed = views.publisher_rows(publishers.get("items", []), zone)
+    listed = views.publisher_rows(publishers.get("items", []), zone, _lang(request))
     return render(request, "staff.html", status=status, totals=totals, skills=skills, publishers=listed, **context)
 
 

@@ -213,3 +213,14 @@ def test_a_donor_record_totals_the_hours_and_keeps_the_thanks() -> None:
     assert [w.thanks for w in view.thanks] == ["On every picket line.", "Thanks!"]
     assert view.work[0].when.startswith("Mon 4 Oct 2027, 18:30")
     assert views.donor_record({}, "UTC").completed == 0
+
+
+def test_times_read_in_the_readers_language_with_the_zone_as_the_zone_database_names_it() -> None:
+    start = "2027-10-04T17:30:00Z"
+    assert format_when(start, "Europe/London") == "Mon 4 Oct 2027, 18:30 BST"
+    assert format_when(start, "Europe/London", "cy") == "Llun 4 Hyd 2027, 18:30 BST"
+    assert format_when(start, "Europe/London", "es") == "lun 4 oct 2027, 18:30 BST"
+    assert format_span(start, "2027-10-04T19:00:00Z", "Europe/London", "cy") == "Llun 4 Hyd 2027, 18:30\u201320:00 BST"
+    assert format_when(start, "UTC", "xx") == "Mon 4 Oct 2027, 17:30 UTC", "an unknown language reads English"
+    view = views.donor_record({"work": [{"need_title": "T", "hours_given": 1, "completed_at": start}]}, "UTC", "es")
+    assert view.work[0].when == "lun 4 oct 2027, 17:30 UTC"

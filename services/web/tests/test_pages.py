@@ -183,3 +183,12 @@ def test_pages_speak_the_browsers_language_until_the_reader_chooses_another(clie
     away = client.get("/language/es?back=//evil.example/", follow_redirects=False)
     assert away.headers["location"] == "/", "no open redirect"
     assert client.get("/language/xx", follow_redirects=False).status_code == 404
+
+
+def test_a_welsh_reader_reads_the_event_time_in_welsh(client: TestClient) -> None:
+    client.get("/language/cy")
+    client.cookies.set("tz", "Europe/London")
+    html = client.get("/events/evt_1").text
+    assert re.search(
+        r"(Llun|Maw|Mer|Iau|Gwen|Sad|Sul) \d+ (Ion|Chwef|Maw|Ebr|Mai|Meh|Gorff|Awst|Medi|Hyd|Tach|Rhag)", html
+    )

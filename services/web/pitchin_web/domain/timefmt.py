@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from babel.core import UnknownLocaleError
+from babel.dates import format_datetime
+
 _ZONES: frozenset[str] | None = None
 DASH = "\u2013"
 
@@ -63,26 +66,40 @@ def as_datetime(value: datetime | str | None) -> datetime | None:
         return None
 
 
-def format_when(moment: datetime | str | None, zone: str) -> str:
-    """``Wed 4 Oct 2027, 18:30 BST``: a day a person recognises, in the given zone."""
+def _day_and_time(local: datetime, language: str) -> str:
+    """``Wed 4 Oct 2027, 18:30``; day and month names in the reader's language (CLDR, via Babel)."""
+    if language == "en":
+        return f"{local:%a} {local.day} {local:%b %Y, %H:%M}"
+    try:
+        return str(format_datetime(local, "EEE d MMM y, HH:mm", tzinfo=local.tzinfo, locale=language))
+    except (UnknownLocaleError, ValueError):
+        return f"{local:%a} {local.day} {local:%b %Y, %H:%M}"
+
+
+def format_when(moment: datetime | str | None, zone: str, language: str = "en") -> str:
+    """``Wed 4 Oct 2027, 18:30 BST``: a day a person recognises, in the given zone and language.
+
+    The zone's abbreviation stays as the zone database gives it (BST, EST, CET): readers see it
+    on tickets and calendars in that form whatever their language.
+    """
     aware = as_datetime(moment)
     if aware is None:
         return ""
     local = aware.astimezone(ZoneInfo(zone)) if aware.tzinfo else aware
-    return f"{local:%a} {local.day} {local:%b %Y, %H:%M} {local.tzname() or ''}".strip()
+    return f"{_day_and_time(local, language)} {local.tzname() or ''}".strip()
 
 
-def format_span(start: datetime | str | None, end: datetime | str | None, zone: str) -> str:
+def format_span(start: datetime | str | None, end: datetime | str | None, zone: str, language: str = "en") -> str:
     """``Wed 4 Oct 2027, 18:30-20:00 BST`` (with an en dash), or both ends in full when they fall on different days."""
     s, e = as_datetime(start), as_datetime(end)
     if s is None:
         return ""
     if e is None:
-        return format_when(s, zone)
+        return format_when(s, zone, language)
     ls, le = s.astimezone(ZoneInfo(zone)), e.astimezone(ZoneInfo(zone))
     if ls.date() == le.date():
-        return f"{ls:%a} {ls.day} {ls:%b %Y, %H:%M}{DASH}{le:%H:%M} {le.tzname() or ''}".strip()
-    return f"{format_when(ls, zone)} {DASH} {format_when(le, zone)}"
+        return f"{_day_and_time(ls, language)}{DASH}{le:%H:%M} {le.tzname() or ''}".strip()
+    return f"{format_when(ls, zone, language)} {DASH} {format_when(le, zone, language)}"
 
 
 def iso_instant(moment: datetime | str | None) -> str:

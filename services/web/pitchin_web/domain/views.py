@@ -67,7 +67,7 @@ def places_of(event: Mapping[str, Any], bookings: Mapping[str, Any] | None) -> P
 
 
 def public_event(
-    event: Mapping[str, Any], bookings: Mapping[str, Any] | None, reader_zone: str, now: datetime
+    event: Mapping[str, Any], bookings: Mapping[str, Any] | None, reader_zone: str, now: datetime, language: str = "en"
 ) -> PublicEventView:
     zone = str(event["time_zone"])
     places = places_of(event, bookings)
@@ -84,8 +84,8 @@ def public_event(
         kind=str(event["kind"]),
         description=str(event.get("description") or ""),
         status=status,
-        when=format_span(event["starts_at"], event["ends_at"], reader_zone),
-        when_event=None if reader_zone == zone else format_span(event["starts_at"], event["ends_at"], zone),
+        when=format_span(event["starts_at"], event["ends_at"], reader_zone, language),
+        when_event=None if reader_zone == zone else format_span(event["starts_at"], event["ends_at"], zone, language),
         reader_zone=reader_zone,
         starts_iso=starts.isoformat() if starts else "",
         venue_name=event.get("venue_name"),
@@ -132,7 +132,7 @@ class OfferView:
     open: bool
 
 
-def offer_view(offer: Mapping[str, Any], zone: str, now: datetime) -> OfferView:
+def offer_view(offer: Mapping[str, Any], zone: str, now: datetime, language: str = "en") -> OfferView:
     expires_at = as_datetime(offer.get("expires_at"))
     reasons = [
         Reason(str(c.get("name", "")), float(c.get("points", 0)), str(c.get("why", "")))
@@ -145,8 +145,8 @@ def offer_view(offer: Mapping[str, Any], zone: str, now: datetime) -> OfferView:
         need_title=str(offer.get("need_title") or offer.get("need_id") or ""),
         status=status,
         hours=offer.get("estimated_hours"),
-        deadline=format_when(offer.get("deadline"), zone),
-        expires=format_when(expires_at, zone),
+        deadline=format_when(offer.get("deadline"), zone, language),
+        expires=format_when(expires_at, zone, language),
         urgency=str(offer.get("urgency") or "normal"),
         reasons=sorted(reasons, key=lambda r: -r.points),
         open=status == "pending" and (expires_at is None or expires_at > now),
@@ -256,7 +256,7 @@ class DonorRecordView:
     thanks: list[WorkDone]  # the pieces of work that came with a word of thanks
 
 
-def donor_record(record: Mapping[str, Any], zone: str) -> DonorRecordView:
+def donor_record(record: Mapping[str, Any], zone: str, language: str = "en") -> DonorRecordView:
     """What a donor gave, from matching's record: totals, and each piece of work with its thanks."""
     work = [
         WorkDone(
@@ -264,7 +264,7 @@ def donor_record(record: Mapping[str, Any], zone: str) -> DonorRecordView:
             organisation_id=str(w.get("organisation_id") or ""),
             hours_given=float(w.get("hours_given") or 0.0),
             thanks=str(w.get("thanks") or "").strip(),
-            when=format_when(w.get("completed_at"), zone),
+            when=format_when(w.get("completed_at"), zone, language),
         )
         for w in record.get("work") or []
     ]
@@ -290,7 +290,7 @@ class PublisherRow:
     revoked: str
 
 
-def publisher_rows(items: Iterable[Mapping[str, Any]], zone: str) -> list[PublisherRow]:
+def publisher_rows(items: Iterable[Mapping[str, Any]], zone: str, language: str = "en") -> list[PublisherRow]:
     """Registered publishing systems as signups lists them (active first), times in the reader's zone."""
     return [
         PublisherRow(
@@ -301,8 +301,8 @@ def publisher_rows(items: Iterable[Mapping[str, Any]], zone: str) -> list[Publis
             rate_per_second=float(p.get("rate_per_second") or 0),
             accepted_24h=int(p.get("accepted_24h") or 0),
             rejected_24h=int(p.get("rejected_24h") or 0),
-            last_seen=format_when(p.get("last_seen_at"), zone) if p.get("last_seen_at") else "",
-            revoked=format_when(p.get("revoked_at"), zone) if p.get("revoked_at") else "",
+            last_seen=format_when(p.get("last_seen_at"), zone, language) if p.get("last_seen_at") else "",
+            revoked=format_when(p.get("revoked_at"), zone, language) if p.get("revoked_at") else "",
         )
         for p in items
     ]
