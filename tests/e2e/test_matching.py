@@ -364,6 +364,15 @@ def test_work_marked_done_gives_the_donor_hours_and_thanks_on_their_record_and_b
     assert httpx.get(f"{matching}/v1/donors/{donor_id}/record", headers=bearer(stranger), timeout=10).status_code == 404
     foreign = httpx.get(f"{matching}/v1/donors/someone-else/record", params={"token": donor_token}, timeout=10)
     assert foreign.status_code == 404, "a donor's token opens their own record only"
+    totals = httpx.get(f"{matching}/v1/totals", headers=bearer(tenant.staff_key), timeout=10)
+    assert totals.status_code == 200, totals.text
+    [mine_org] = [o for o in totals.json()["organisations"] if o["organisation_id"] == tenant.organisation_id]
+    assert (mine_org["hours_given"], mine_org["completed"]) == (6.5, 1)
+    assert httpx.get(f"{matching}/v1/totals", headers=organiser, timeout=10).status_code == 403
+    assert all(
+        o["organisation_id"] != tenant.organisation_id
+        for o in httpx.get(f"{matching}/v1/totals", headers=bearer(stranger), timeout=10).json()["organisations"]
+    ), "another federation's totals hold nothing of this one"
 
     # Everyone else learns it from Kafka; the donor is thanked by email.
     events = eventually(

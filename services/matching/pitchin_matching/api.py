@@ -220,6 +220,15 @@ async def complete_assignment(
     )
 
 
+@router.get("/totals")
+async def totals(caller: CallerDep, request: Request) -> dict[str, Any]:
+    """Hours given and work done per member organisation of the caller's federation (staff only)."""
+    if caller.role != STAFF:
+        raise Problem(403, "Forbidden", "Only federation staff see the federation's totals.")
+    rows = await storage.hours_by_organisation(_matching(request).pool, caller.federation_id)
+    return {"organisations": [dict(r) for r in rows]}
+
+
 @router.get("/policy", response_model=PolicyDocument)
 async def get_policy(caller: CallerDep, request: Request) -> Any:
     stored = await storage.get_policy(_matching(request).pool, caller.federation_id)

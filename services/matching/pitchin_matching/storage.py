@@ -454,6 +454,16 @@ async def donor_record(conn: Pool, federation_id: str, donor_id: str) -> list[as
     )
 
 
+async def hours_by_organisation(conn: Pool, federation_id: str) -> list[asyncpg.Record]:
+    """Hours given and pieces of work done, per member organisation of a federation."""
+    return await conn.fetch(
+        "SELECT coalesce(organisation_id, '') AS organisation_id, sum(hours_given)::float8 AS hours_given,"
+        " count(*) AS completed FROM assignments WHERE federation_id = $1 AND status = 'completed'"
+        " GROUP BY 1 ORDER BY 1",
+        federation_id,
+    )
+
+
 async def release_assignment(conn: Conn, assignment_id: str, at: datetime, reason: str) -> None:
     await conn.execute(
         "UPDATE assignments SET status = 'released', released_at = $2, reason = $3 WHERE assignment_id = $1",

@@ -1062,14 +1062,16 @@ async def _staff_page(request: Request, *, status: int = 200, **context: Any) ->
     key = _require(request)
     web = _web(request)
     events_query = {"status": ["published", "live"], "from": _now().isoformat(), "limit": 200}
-    donors, needs, events, skills, publishers = await asyncio.gather(
+    donors, needs, events, skills, publishers, given = await asyncio.gather(
         _all_pages(request, "/v1/donors", key),
         _all_pages(request, "/v1/needs", key),
         web.services.scheduling.call("GET", "/v1/events", key=key, params=events_query),
         web.services.signups.call("GET", "/v1/skills", key=key),
         web.services.signups.call("GET", "/v1/publishers", key=key),
+        _optional(web.services.matching.call("GET", "/v1/totals", key=key)),
     )
-    totals = views.federation_totals(donors, needs, events, _now())
+    hours = None if given is None else given.get("organisations", [])
+    totals = views.federation_totals(donors, needs, events, _now(), hours)
     zone = _zone(request)
     listed = views.publisher_rows(publishers.get("items", []), zone, _lang(request))
     return render(request, "staff.html", status=status, totals=totals, skills=skills, publishers=listed, **context)

@@ -165,6 +165,15 @@ def test_federation_totals_per_member_organisation() -> None:
     assert by_org["b"].upcoming_events == 1 and by_org[""].donors == 1
     assert rows[-1].organisation_id == ""
 
+    # Hours organisations marked done replace the estimate, for every organisation.
+    given = [{"organisation_id": "a", "hours_given": 6.5}, {"organisation_id": "c", "hours_given": 2.0}]
+    marked = {r.organisation_id: r for r in views.federation_totals([], rows_needs(), [], NOW, given)}
+    assert (marked["a"].hours, marked["c"].hours) == (6.5, 2.0)
+
+
+def rows_needs() -> list[dict[str, object]]:
+    return [{"organisation_id": "a", "status": "filled", "estimated_hours": 5, "assigned_donors": ["don_1"]}]
+
 
 def test_every_message_key_used_in_code_and_templates_exists() -> None:
     import re

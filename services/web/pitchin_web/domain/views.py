@@ -177,10 +177,12 @@ def federation_totals(
     needs: Iterable[Mapping[str, Any]],
     events: Iterable[Mapping[str, Any]],
     now: datetime,
+    hours_given: Iterable[Mapping[str, Any]] | None = None,
 ) -> list[OrgTotals]:
     """Per member organisation: donors, open and filled needs, hours given, upcoming events.
 
-    Hours given are the estimated hours of each need times the donors assigned to it.
+    Hours given are what organisations marked done (matching's totals); when those are not to
+    be had, the estimated hours of each need times the donors assigned to it stand in.
     Donors who signed up directly (no organisation) are totalled under "".
     """
     rows: dict[str, OrgTotals] = defaultdict(lambda: OrgTotals(""))
@@ -196,6 +198,11 @@ def federation_totals(
         if status in FILLED:
             row.filled += 1
         row.hours += float(n.get("estimated_hours") or 0) * assigned
+    if hours_given is not None:
+        for row in rows.values():
+            row.hours = 0.0
+        for h in hours_given:
+            rows[str(h.get("organisation_id") or "")].hours = float(h.get("hours_given") or 0.0)
     for e in events:
         ends = as_datetime(e.get("ends_at"))
         if e.get("status") in BOOKABLE and ends is not None and ends > now:
