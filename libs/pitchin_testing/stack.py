@@ -44,6 +44,9 @@ class Stack:
             environment=environment,
             public_base_url=public_base_url,
         )
+        # Shared by the web front (reads donors' links) and notifications (mails them).
+        self.donor_link_secret = secrets.token_urlsafe(32)
+        env["PITCHIN_DONOR_LINK_SECRET"] = self.donor_link_secret
         self.services = {name: ServiceProcess(name, ports[name], env, log_dir) for name in SERVICES if name in ports}
         if "web" in self.services:
             web = self.services["web"]

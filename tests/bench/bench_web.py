@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 
+from pitchin_core.links import sign_record_link
 from pitchin_testing.processes import SERVICES
 from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, free_port, free_ports
 from pitchin_testing.stack import Stack
 from pitchin_web.domain import views
-from pitchin_web.domain.links import sign_record_link
 from pitchin_web.messages import Translator
 from pitchin_web.pages import templates
 from tests.bench.limits import line, percentile
@@ -199,9 +199,7 @@ def main() -> None:
             timeout=10,
         )
         donor.raise_for_status()
-        record_link = sign_record_link(
-            stack["web"].env["PITCHIN_SESSION_SECRET"], donor.json()["donor_id"], time.time()
-        )
+        record_link = sign_record_link(stack.donor_link_secret, donor.json()["donor_id"], time.time())
         while time.monotonic() < deadline + 30:  # matching learns of the donor from Kafka
             if httpx.get(f"{web}/record/{record_link}", timeout=5).status_code == 200:
                 break

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -20,7 +19,6 @@ import httpx
 from examples.publishers.samples import every_type
 from pitchin_testing.servers import SmtpSink
 from pitchin_testing.stack import Stack
-from pitchin_web.domain.links import sign_donor_link
 from pitchin_web.messages import cy, es
 from tests.browser.conftest import Visitor, WebTenant, off_loop
 from tests.e2e.helpers import bearer, eventually
@@ -105,6 +103,11 @@ def test_donor_signs_up_in_three_steps(visitor: Visitor, mailbox: SmtpSink) -> N
 
     mail = mailbox.wait_for(lambda m: m["To"] == email, timeout=30)
     assert mail["Subject"] == "Welcome to Pitch In, Dana Okafor"
+    # The welcome email's link opens their page too: signed by notifications, read by the web.
+    welcome = re.search(r"https?://\S+(/me/d1\.\S+)", mail.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert welcome, "a signed link to their page in the welcome email"
+    who.go(welcome.group(1))
+    assert "Dana Okafor" in page.inner_text("main")
 
     # The signed link opens their own page; a tampered one does not.
     who.go(urlsplit(link).path)
@@ -345,9 +348,14 @@ def test_donor_answers_an_offer_from_the_email_link(
     assert "Marked done" in page.inner_text("main") and "done" in page.inner_text("main")
     assert re.search(r"· 1/\d+ ·", page.inner_text("main")), "the need counts its assigned donor"
 
-    # The donor's own page (the signed link from their email) shows the hours and the thanks ...
-    secret = stack["web"].env["PITCHIN_SESSION_SECRET"]
-    who.go(f"/me/{sign_donor_link(secret, donor_id, time.time())}")
+    # The thank-you email links to the donor's own page (a signed link: no password), which
+    # shows the hours and the thanks ...
+    thanked = mailbox.wait_for(lambda m: m["To"] == email and "Thank you for your work" in str(m["Subject"]), 60)
+    body = thanked.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert thanks in body
+    found = re.search(r"https?://\S+(/me/d1\.\S+)", body)
+    assert found, body
+    who.go(found.group(1))
     mine = page.inner_text("main")
     assert "5.5 hours given to 1 piece(s) of work" in mine and thanks in mine
     # ... and a link to a record they can show, which shows nothing else about them.
@@ -360,9 +368,6 @@ def test_donor_answers_an_offer_from_the_email_link(
     assert page.locator("meta[name=robots][content=noindex]").count() == 1
     who.go(share.replace("/record/r1.", "/me/d1."))
     assert "does not work" in page.inner_text("main"), "the record link opens nothing else"
-
-    thanked = mailbox.wait_for(lambda m: m["To"] == email and "Thank you for your work" in str(m["Subject"]), 60)
-    assert thanks in thanked.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
 def test_federation_staff_see_members_taxonomy_and_publishing_systems(

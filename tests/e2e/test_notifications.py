@@ -67,7 +67,7 @@ def test_each_mapped_event_reaches_the_right_person_on_the_right_channel(
         publish(bootstrap, tenant, "org.pitchin.donor.registered.v1", welsh)
         welcome = mailbox.wait_for(lambda m: m["To"] == welsh["email"], timeout=30)
         assert welcome["Subject"] == f"Croeso i Pitch In, {welsh['name']}"
-        assert f"/donors/{welsh['donor_id']}" in _text(welcome)
+        assert f"/me/d1.{welsh['donor_id']}." in _text(welcome)
 
         # An offer: email and SMS, in Welsh, with the producer's signed links.
         made = offer(

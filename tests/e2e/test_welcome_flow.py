@@ -50,7 +50,7 @@ def test_signup_reaches_matching_and_sends_a_welcome_email_in_one_trace(
     assert mail["Subject"] == "Welcome to Pitch In, Elana Levin"
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "social media, graphic design" in text
-    assert f"/donors/{donor['donor_id']}" in text
+    assert f"/me/d1.{donor['donor_id']}." in text, "a signed link to their own page"
 
     profile = eventually(
         lambda: (

@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import Field, model_validator
 
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, check_donor_link_secret
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_notifications import api, handlers
@@ -52,11 +53,14 @@ class NotificationsSettings(ServiceSettings):
     quiet_hours: str = Field(default="21:00-08:00", description="default quiet hours; '' for none")
     digest_seconds: int = Field(default=86_400, ge=0, description="how long low-priority messages wait for a digest")
     unsubscribe_secret: str = _LOCAL_UNSUBSCRIBE_SECRET
+    # Signs the links to donors' own pages on the web front (shared with the web front).
+    donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
 
     @model_validator(mode="after")
     def _refuse_local_unsubscribe_secret(self) -> NotificationsSettings:
         if self.environment in {"staging", "production"} and self.unsubscribe_secret == _LOCAL_UNSUBSCRIBE_SECRET:
             raise ValueError("set PITCHIN_UNSUBSCRIBE_SECRET outside local development and tests")
+        check_donor_link_secret(self.environment, self.donor_link_secret)
         QuietHours.parse(self.quiet_hours) if self.quiet_hours else None
         return self
 
@@ -69,6 +73,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         Policy(
             public_base_url=settings.public_base_url,
             unsubscribe_key=settings.unsubscribe_secret.encode("utf-8"),
+            donor_link_secret=settings.donor_link_secret,
             quiet_hours=QuietHours.parse(settings.quiet_hours) if settings.quiet_hours else None,
             digest_seconds=settings.digest_seconds,
             fanout_batch=settings.fanout_batch_size,

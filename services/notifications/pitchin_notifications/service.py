@@ -34,6 +34,7 @@ from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorU
 from pitchin_core.contracts.topics import EVENTS
 from pitchin_core.db import Conn
 from pitchin_core.inbox import first_delivery
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_donor_link
 from pitchin_core.telemetry import current_traceparent
 from pitchin_notifications import storage
 from pitchin_notifications.domain import webhooks
@@ -74,6 +75,7 @@ class Policy:
     digest_seconds: int
     fanout_batch: int = 1000
     webhook_disable_after: int = 5
+    donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,12 @@ class Notifications:
     @property
     def base(self) -> str:
         return self.policy.public_base_url.rstrip("/")
+
+    def _donor_page(self, rule: Rule, person: Recipient) -> str | None:
+        """The path of a donor's own page on the web front, signed for them, in mail to a donor."""
+        if rule.audience is not Audience.donor or not person.ref:
+            return None
+        return "/me/" + sign_donor_link(self.policy.donor_link_secret, person.ref, datetime.now(UTC).timestamp())
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -259,7 +267,15 @@ class Notifications:
             for c, a in (("email", person.email), ("sms", person.phone))
             if a and (c, address_hash(a)) in blocked
         )
-        planned = plan(rule, person, data, event=event, public_base_url=self.base, suppressed=suppressed)
+        planned = plan(
+            rule,
+            person,
+            data,
+            event=event,
+            public_base_url=self.base,
+            suppressed=suppressed,
+            donor_page=self._donor_page(rule, person),
+        )
         if not planned:
             return 0
         if overrides is None:

@@ -218,3 +218,15 @@ def test_override_templates_run_in_a_sandbox() -> None:
         [rule] = rules_for("org.pitchin.donor.registered.v1", {})
         [message] = plan(rule, PERSON, donor_registered(), public_base_url=BASE)
         renderer.render(message, {("organisation", "en", "text"): "{{ name.__class__.__mro__[1].__subclasses__() }}"})
+
+
+def test_donors_mail_links_to_pages_they_can_open_without_a_password() -> None:
+    offer = {**SAMPLES["org.pitchin.offer.made.v1"], "offer_token": "tok/en+1"}
+    [rule] = rules_for("org.pitchin.offer.made.v1", offer)
+    [email, sms] = plan(rule, PERSON, offer, public_base_url=BASE, donor_page="/me/d1.don_1.9.sig")
+    assert email.action_url == f"{BASE}/offers/{offer['offer_id']}?token=tok%2Fen%2B1", "the offer opens with its token"
+    assert sms.action_url == email.action_url
+    for event_type in ("org.pitchin.assignment.completed.v1", "org.pitchin.offer.expired.v1"):
+        [rule] = rules_for(event_type, SAMPLES[event_type])
+        [planned] = plan(rule, PERSON, SAMPLES[event_type], public_base_url=BASE, donor_page="/me/d1.don_1.9.sig")
+        assert planned.action_url == f"{BASE}/me/d1.don_1.9.sig", event_type

@@ -10,13 +10,15 @@ from tests.unit.factories import donor_registered
 
 def test_a_new_donor_gets_one_welcome_email_linking_to_their_profile() -> None:
     donor = DonorRegisteredV1.model_validate(donor_registered())
-    [planned] = plan_messages(donor, public_base_url="https://pitchin.example")
+    page = "/me/d1.don_1.1800000000.signature"
+    [planned] = plan_messages(donor, public_base_url="https://pitchin.example", donor_page=page)
     assert (planned.channel, planned.recipient, planned.template) == ("email", "farra@example.org", "donor_welcome")
     rendered = Renderer().render(planned)
     assert rendered.subject == "Welcome to Pitch In, Farra Trompeter"
     assert "social media, graphic design" in rendered.text
-    assert "https://pitchin.example/donors/don_1" in rendered.text
-    assert rendered.html is not None and 'href="https://pitchin.example/donors/don_1"' in rendered.html
+    assert f"https://pitchin.example{page}" in rendered.text
+    assert rendered.html is not None and f'href="https://pitchin.example{page}"' in rendered.html
+    assert planned.action_url == f"https://pitchin.example{page}"
 
 
 def test_a_donor_who_wants_no_email_gets_none() -> None:

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from starlette.middleware.sessions import SessionMiddleware
 
 from pitchin_core.http import RedMetricsMiddleware, install_error_handlers
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, check_donor_link_secret
 from pitchin_core.runtime import serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_core.telemetry import Metrics, setup_logging, setup_tracing
@@ -39,8 +40,10 @@ class WebSettings(ServiceSettings):
     notifications_url: str = "http://127.0.0.1:8003"
     scheduling_url: str = "http://127.0.0.1:8004"
     service_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    # Signs the session cookie and the donors' links; rotate it and every session and link ends.
+    # Signs the session cookie; rotate it and every session ends.
     session_secret: str = LOCAL_SESSION_SECRET
+    # Signs donors' links (pitchin_core.links), shared with notifications, which mails them.
+    donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
     donor_link_days: int = Field(default=30, ge=1, le=365)
     # A federation-staff API key of the federation this web front serves: public pages (event
@@ -54,6 +57,7 @@ class WebSettings(ServiceSettings):
         if self.environment in {"staging", "production"}:
             if self.session_secret == LOCAL_SESSION_SECRET or len(self.session_secret) < 32:
                 raise ValueError("PITCHIN_SESSION_SECRET must be a real secret of 32+ characters outside local use")
+            check_donor_link_secret(self.environment, self.donor_link_secret)
             if not self.federation_key:
                 raise ValueError("PITCHIN_FEDERATION_KEY is required outside local use")
         return self

@@ -27,10 +27,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pitchin_core.links import BadLink, read_donor_link, read_record_link, sign_donor_link, sign_record_link
 from pitchin_web.clients import ServiceError, Services
 from pitchin_web.domain import forms, views
 from pitchin_web.domain.forms import Errors, FieldError, Form
-from pitchin_web.domain.links import BadLink, read_donor_link, read_record_link, sign_donor_link, sign_record_link
 from pitchin_web.domain.timefmt import COMMON_ZONES, format_span, format_when, is_zone, iso_instant, reader_zone
 from pitchin_web.messages import LANGUAGES, Translator, preferred_language
 from pitchin_web.messages.en import CONSENT_PURPOSES, CONSENT_VERSION
@@ -439,7 +439,7 @@ async def signup(request: Request) -> Response:
         )
     request.session.pop("signup", None)
     link = sign_donor_link(
-        web.settings.session_secret, donor["donor_id"], time.time(), web.settings.donor_link_days * 86400
+        web.settings.donor_link_secret, donor["donor_id"], time.time(), web.settings.donor_link_days * 86400
     )
     request.session["donor_done"] = {"name": donor["name"], "email": donor["email"], "link": link}
     return _redirect("/donors/welcome")
@@ -461,7 +461,7 @@ async def signup_done(request: Request) -> Response:
 async def donor_page(request: Request, link: str) -> HTMLResponse:
     web = _web(request)
     try:
-        claims = read_donor_link(web.settings.session_secret, link, time.time())
+        claims = read_donor_link(web.settings.donor_link_secret, link, time.time())
     except BadLink:
         return render(request, "error.html", status=403, title=_t(request)("me.title"), message="me.link_bad")
     key = web.settings.federation_key
@@ -482,7 +482,7 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
         bookings=bookings,
         feed_url=feed_url,
         record=views.donor_record(record, zone, _lang(request)) if record is not None else None,
-        share_url=f"/record/{sign_record_link(web.settings.session_secret, claims.donor_id, time.time())}",
+        share_url=f"/record/{sign_record_link(web.settings.donor_link_secret, claims.donor_id, time.time())}",
         link=link,
     )
 
@@ -502,7 +502,7 @@ async def record_page(request: Request, link: str) -> HTMLResponse:
     """The record a donor chose to show: hours given and thanks received, nothing else about them."""
     web = _web(request)
     try:
-        claims = read_record_link(web.settings.session_secret, link, time.time())
+        claims = read_record_link(web.settings.donor_link_secret, link, time.time())
     except BadLink:
         return render(request, "error.html", status=403, title=_t(request)("record.title"), message="me.link_bad")
     key = web.settings.federation_key

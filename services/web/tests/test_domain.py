@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pitchin_core.links import BadLink, read_donor_link, read_record_link, sign_donor_link, sign_record_link
 from pitchin_web.domain import forms, views
 from pitchin_web.domain.forms import Form
-from pitchin_web.domain.links import BadLink, read_donor_link, read_record_link, sign_donor_link, sign_record_link
 from pitchin_web.domain.timefmt import format_span, format_when, parse_local, reader_zone
 from pitchin_web.messages import Translator
 from pitchin_web.messages.en import MESSAGES

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pitchin_core.contracts.common import EventData
@@ -47,6 +48,10 @@ class Audience(StrEnum):
 PRODUCER_LINKS = ("accept_url", "decline_url", "offers_url")
 SECRET_FIELDS = frozenset({*PRODUCER_LINKS, "offer_token"})
 EVENT_WIDE = frozenset({Audience.attendees, Audience.booked})
+# The action of a rule whose link is the donor's own signed page (their offers, bookings, record).
+DONOR_PAGE = "/me"
+# The offer's page on the web front, opened with the offer's token when the event carries one.
+OFFER_PAGE = "/offers/{offer_id}"
 EMAIL_AND_SMS = (Channel.email, Channel.sms)
 EMAIL = (Channel.email,)
 
@@ -95,15 +100,15 @@ D, B, ORG, A, AB = Audience.donor, Audience.booker, Audience.organiser, Audience
 # fmt: off
 RULES: tuple[Rule, ...] = (
     # donors: the donor's own action is answered at once
-    Rule("org.pitchin.donor.registered.v1", "donor_welcome", D, EMAIL, U, "/donors/{donor_id}"),
-    # matching: offers and assignments, to the donor
-    Rule("org.pitchin.offer.made.v1", "offer_made", D, EMAIL_AND_SMS, N, "/offers/{offer_id}",
+    Rule("org.pitchin.donor.registered.v1", "donor_welcome", D, EMAIL, U, DONOR_PAGE),
+    # matching: offers and assignments, to the donor (the offer page opens with the offer's token)
+    Rule("org.pitchin.offer.made.v1", "offer_made", D, EMAIL_AND_SMS, N, OFFER_PAGE,
          purpose="matching", send_by="expires_at", urgent_if=_critical),
-    Rule("org.pitchin.offer.expired.v1", "offer_expired", D, EMAIL, L, "/needs/{need_id}"),
-    Rule("org.pitchin.offer.cancelled.v1", "offer_cancelled", D, EMAIL, N, "/needs/{need_id}"),
-    Rule("org.pitchin.assignment.confirmed.v1", "assignment_confirmed", D, EMAIL, N, "/needs/{need_id}"),
-    Rule("org.pitchin.assignment.released.v1", "assignment_released", D, EMAIL, N, "/needs/{need_id}"),
-    Rule("org.pitchin.assignment.completed.v1", "assignment_completed", D, EMAIL, N, "/needs/{need_id}"),
+    Rule("org.pitchin.offer.expired.v1", "offer_expired", D, EMAIL, L, DONOR_PAGE),
+    Rule("org.pitchin.offer.cancelled.v1", "offer_cancelled", D, EMAIL, N, DONOR_PAGE),
+    Rule("org.pitchin.assignment.confirmed.v1", "assignment_confirmed", D, EMAIL, N, DONOR_PAGE),
+    Rule("org.pitchin.assignment.released.v1", "assignment_released", D, EMAIL, N, DONOR_PAGE),
+    Rule("org.pitchin.assignment.completed.v1", "assignment_completed", D, EMAIL, N, DONOR_PAGE),
     # bookings: to the person who booked
     Rule("org.pitchin.booking.confirmed.v1", "booking_confirmed", B, EMAIL, U, "/bookings/{booking_id}"),
     Rule("org.pitchin.booking.waitlisted.v1", "booking_waitlisted", B, EMAIL, U, "/bookings/{booking_id}"),
@@ -197,8 +202,6 @@ def links(data: Mapping[str, Any], base: str) -> dict[str, str]:
         out["decline_url"] = f"{base}/offers/{offer_id}/decline"
     if need_id := data.get("need_id"):
         out["need_url"] = f"{base}/needs/{need_id}"
-    if donor_id := data.get("donor_id"):
-        out["profile_url"] = f"{base}/donors/{donor_id}"
     return out
 
 
@@ -240,18 +243,27 @@ def plan(
     event: Mapping[str, Any] | None = None,
     public_base_url: str,
     suppressed: frozenset[tuple[str, str]] = frozenset(),
+    donor_page: str | None = None,
 ) -> list[PlannedMessage]:
-    """The messages ``rule`` sends to ``person`` (none if they cannot or will not be reached)."""
+    """The messages ``rule`` sends to ``person`` (none if they cannot or will not be reached).
+
+    ``donor_page`` is the path of the donor's own page with its signed link (``/me/d1.…``),
+    made by the service, which holds the secret; rules whose action is DONOR_PAGE link there.
+    """
     event = event or {}
     base = public_base_url.rstrip("/")
     merged = {**event, **data}
     link_set = links(merged, base)
+    # A donor's own page, signed for them by the caller; without one, the front page.
+    link_set["profile_url"] = base + (donor_page or "/")
     # Links the producer made (e.g. matching's signed accept/decline links) win over ours.
     link_set.update({k: str(data[k]) for k in PRODUCER_LINKS if data.get(k)})
     try:
-        action_url = base + rule.action.format(**merged)
+        action_url = link_set["profile_url"] if rule.action == DONOR_PAGE else base + rule.action.format(**merged)
     except (KeyError, IndexError):
         action_url = base
+    if rule.action == OFFER_PAGE and data.get("offer_token"):
+        action_url += "?token=" + quote(str(data["offer_token"]), safe="")
     zone = event.get("time_zone") or person.time_zone
     context: dict[str, Any] = {
         "data": dict(data),
@@ -286,7 +298,7 @@ def plan(
     return planned
 
 
-def plan_messages(data: EventData, *, public_base_url: str) -> list[PlannedMessage]:
+def plan_messages(data: EventData, *, public_base_url: str, donor_page: str | None = None) -> list[PlannedMessage]:
     """Messages for events whose recipient is in the event itself (a convenience for tests)."""
     dumped = data.model_dump(mode="json")
     person: Recipient
@@ -313,7 +325,12 @@ def plan_messages(data: EventData, *, public_base_url: str) -> list[PlannedMessa
         if rule.audience in EVENT_WIDE:
             continue
         out += plan(
-            rule, person, dumped, event=dumped if "organiser_email" in dumped else None, public_base_url=public_base_url
+            rule,
+            person,
+            dumped,
+            event=dumped if "organiser_email" in dumped else None,
+            public_base_url=public_base_url,
+            donor_page=donor_page,
         )
     return out
 

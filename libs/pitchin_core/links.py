@@ -1,11 +1,13 @@
-"""Signed, expiring links for donors: no passwords, no accounts.
+"""Signed, expiring links to a donor's pages on the web front: no passwords, no accounts.
 
-A link is ``<kind>.<donor id>.<expiry epoch>.<signature>``: an HMAC-SHA256, with the web's own
-secret, of everything before it. Nothing is stored; the link names its donor, so it cannot
-be turned into another's; it stops working when it expires. Two kinds: ``d1`` opens the
-donor's own page (offers, bookings, cancelling); ``r1`` opens only the record the donor
-chose to show others (hours given, thanks), so sharing it gives nobody else the first. (Matching signs its offer links
-the same way with its own secret; those are passed through to matching, never checked here.)
+A link is ``<kind>.<donor id>.<expiry epoch>.<signature>``: an HMAC-SHA256 of everything before
+it with PITCHIN_DONOR_LINK_SECRET, which the web front (reads links) and notifications (puts
+them in donors' emails) share and nothing else holds. Nothing is stored; the link names its
+donor, so it cannot be turned into another's; it stops working when it expires. Two kinds:
+``d1`` opens the donor's own page (offers, bookings, cancelling); ``r1`` opens only the record
+the donor chose to show others (hours given, thanks), so sharing it gives nobody the first.
+(Matching signs its offer tokens the same way with a secret of its own; the web passes those
+through to matching and never checks them.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ PREFIX = "d1"
 RECORD_PREFIX = "r1"
 DEFAULT_LIFETIME = 30 * 24 * 3600
 RECORD_LIFETIME = 365 * 24 * 3600  # a record is shown on a CV or to a new organisation for months
+
+
+LOCAL_DONOR_LINK_SECRET = "local-only-donor-link-secret-not-for-production"
+
+
+def check_donor_link_secret(environment: str, secret: str) -> None:
+    """Refuse the local secret, or a short one, where real people get links."""
+    if environment in {"staging", "production"} and (secret == LOCAL_DONOR_LINK_SECRET or len(secret) < 32):
+        raise ValueError("PITCHIN_DONOR_LINK_SECRET must be a real secret of 32+ characters outside local use")
 
 
 class BadLink(ValueError):
