@@ -876,6 +876,24 @@ class SmtpSink:
                     raise TimeoutError(self._timeout_message(timeout))
                 self._cond.wait(min(remaining, 0.5))
 
+    def wait_for_all(self, predicate: Callable[[EmailMessage], bool], count: int, timeout: float) -> list[EmailMessage]:
+        """Messages matching ``predicate`` once ``count`` of them arrived, or those that did by the deadline.
+
+        Not an error at the deadline: a benchmark prints how many arrived. Each message is looked
+        at once, as it arrives (thousands of them in a benchmark).
+        """
+        deadline = time.monotonic() + timeout
+        matched: list[EmailMessage] = []
+        seen = 0
+        with self._cond:
+            while True:
+                matched += [m for m in self._messages[seen:] if predicate(m)]
+                seen = len(self._messages)
+                remaining = deadline - time.monotonic()
+                if len(matched) >= count or remaining <= 0:
+                    return matched
+                self._cond.wait(min(remaining, 0.5))
+
     async def wait_for_async(
         self,
         predicate: Callable[[EmailMessage], bool] | None = None,

@@ -25,6 +25,8 @@ def main() -> int:
     _stop_on_sigterm()
     names = sorted(m.name for m in pkgutil.iter_modules(tests.bench.__path__) if m.name.startswith("bench_"))
     wanted = set(sys.argv[1:])
+    # The names chosen here are not the benchmarks' own arguments (`python -m tests.bench.bench_x N`).
+    sys.argv = sys.argv[:1]
     failed = []
     for name in names:
         if wanted and name not in wanted:

@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from pitchin_matching.domain.ranking import (
     rank,
     slots_of,
 )
+from tests.e2e.helpers import eventually_async
 
 SKILLS = [f"skill-{i}" for i in range(40)]
 URGENCIES = ("critical", "high", "normal")
@@ -234,7 +235,7 @@ async def _kafka_latencies(
         await producer.flush()
         conn = await asyncpg.connect(database_url)
         try:
-            await _until(lambda: _count_at_least(conn, donors), 300)
+            await eventually_async(lambda: _count_at_least(conn, donors), 300, 0.05, "matching to learn every donor")
         finally:
             await conn.close()
 
@@ -243,7 +244,7 @@ async def _kafka_latencies(
         )
         await consumer.start()
         try:
-            await _until(lambda: _assigned(consumer, 2), 30)
+            await eventually_async(lambda: _assigned(consumer, 2), 30, 0.05, "the consumer's partitions")
             for tp in consumer.assignment():
                 await consumer.seek_to_end(tp)
             first_offer: list[float] = []
@@ -298,15 +299,6 @@ async def _count_at_least(conn: Any, donors: int) -> bool:
 
 async def _assigned(consumer: Any, topics: int) -> bool:
     return len({tp.topic for tp in consumer.assignment()}) >= topics
-
-
-async def _until(probe: Callable[[], Awaitable[bool]], seconds: float) -> None:
-    """Poll a condition with a deadline (the benchmark's only way to wait)."""
-    async with asyncio.timeout(seconds):
-        while True:
-            if await probe():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def _wait_for(consumer: Any, match: Callable[[Any], bool]) -> None:

@@ -27,6 +27,7 @@ from pitchin_core.telemetry import Metrics
 from pitchin_notifications.channels import EmailChannel
 from pitchin_notifications.sender import ChannelPolicy, Sender
 from pitchin_testing.servers import PostgresServer, SmtpSink, ensure_installed, free_port
+from tests.e2e.helpers import eventually_async
 
 SCHEMA = "notifications_bench"
 BODY = "Hello,\n\nA reminder that Online campaigning for strikes starts tomorrow at 18:30.\n\nPitch In\n" * 3
@@ -63,11 +64,11 @@ async def _sender_run(dsn: str, sink: SmtpSink, count: int, concurrency: int) ->
     started = time.perf_counter()
     await sender.start()
     try:
-        while True:
-            left = await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'pending'")
-            if left == 0:
-                break
-            await asyncio.sleep(0.05)
+
+        async def all_sent() -> bool:
+            return bool(await pool.fetchval("SELECT count(*) = 0 FROM deliveries WHERE status = 'pending'"))
+
+        await eventually_async(all_sent, timeout=600, interval=0.05, what="every pending delivery sent")
         elapsed = time.perf_counter() - started
     finally:
         await sender.stop()

@@ -31,6 +31,7 @@ from pitchin_core.outbox import OutboxRelay, new_producer
 from pitchin_core.telemetry import Metrics
 from pitchin_scheduling.timer import ReminderTimer
 from pitchin_testing.servers import KafkaServer, PostgresServer, ensure_installed, free_ports, repo_root
+from tests.e2e.helpers import eventually_async
 
 SCHEMA = "scheduling"
 EVENTS_PER_RUN = 100
@@ -126,14 +127,13 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
     began = time.perf_counter()
     await timer.start()
     await relay.start()
-    fired_at = None
     counting = asyncio.create_task(count_on_kafka(consumer, n, time.monotonic() + 600))
-    while fired_at is None:
-        pending = await pool.fetchval("SELECT count(*) FROM reminders WHERE fired_at IS NULL")
-        if pending == 0:
-            fired_at = time.perf_counter()
-        else:
-            await asyncio.sleep(0.01)
+
+    async def all_fired() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) = 0 FROM reminders WHERE fired_at IS NULL"))
+
+    await eventually_async(all_fired, timeout=600, interval=0.01, what="every reminder fired")
+    fired_at = time.perf_counter()
     on_kafka = await counting
     delivered_at = time.perf_counter()
     await timer.stop()

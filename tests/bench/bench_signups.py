@@ -21,6 +21,7 @@ from tests.bench.limits import (
     postgres_row_and_outbox_txn_per_s,
 )
 from tests.bench.system import running_system
+from tests.e2e.helpers import eventually
 from tests.unit.factories import donor_signup
 
 SIGNUPS = 2000
@@ -72,12 +73,8 @@ async def _paced(client: httpx.AsyncClient, url: str, key: str, tag: str, rate: 
 
 def _wait_for_mail(sink: SmtpSink, wanted: Callable[[str], bool], count: int, timeout: float) -> dict[str, float]:
     """Recipient → arrival time of the wanted mails, once `count` arrived or the deadline passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        arrived = {str(m["To"]): float(str(m["X-Sink-Received-At"])) for m in sink.messages if wanted(str(m["To"]))}
-        if len(arrived) >= count or time.monotonic() > deadline:
-            return arrived
-        time.sleep(0.5)  # the sink runs in this process: polling less leaves it the GIL
+    arrived = sink.wait_for_all(lambda m: wanted(str(m["To"])), count, timeout)
+    return {str(m["To"]): float(str(m["X-Sink-Received-At"])) for m in arrived}
 
 
 def main() -> None:
@@ -165,11 +162,11 @@ def main() -> None:
             },
         ).json()
         bookings_url = f"{url}/v1/events/{event['event_id']}/bookings"
-        deadline = time.monotonic() + 60
-        while httpx.get(bookings_url, headers={"Authorization": f"Bearer {key}"}).status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("signups did not learn the event")
-            time.sleep(0.1)
+        eventually(
+            lambda: httpx.get(bookings_url, headers={"Authorization": f"Bearer {key}"}).status_code == 200,
+            timeout=60,
+            what="signups to learn the event",
+        )
 
         async def rush() -> tuple[list[httpx.Response | BaseException], float]:
             # 200 in flight at once, the rest queued here: httpx's own pool slows down badly with

@@ -30,6 +30,7 @@ from pitchin_web.domain import views
 from pitchin_web.messages import Translator
 from pitchin_web.pages import templates
 from tests.bench.limits import line, percentile
+from tests.e2e.helpers import eventually
 from tests.unit.factories import donor_signup
 
 CONCURRENCY = 16
@@ -181,16 +182,18 @@ def main() -> None:
         answer.raise_for_status()
         event_id = answer.json()["event_id"]
         web = stack["web"].url
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # signups learns of the event from Kafka
-            known = httpx.get(
-                f"{stack['signups'].url}/v1/events/{event_id}/bookings",
-                headers={"Authorization": f"Bearer {key}"},
-                timeout=5,
-            )
-            if known.status_code == 200:
-                break
-            time.sleep(0.2)
+        eventually(  # signups learns of the event from Kafka
+            lambda: (
+                httpx.get(
+                    f"{stack['signups'].url}/v1/events/{event_id}/bookings",
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=5,
+                ).status_code
+                == 200
+            ),
+            timeout=30,
+            what="signups to learn the event",
+        )
 
         donor = httpx.post(
             f"{stack['signups'].url}/v1/donors",
@@ -200,10 +203,11 @@ def main() -> None:
         )
         donor.raise_for_status()
         record_link = sign_record_link(stack.donor_link_secret, donor.json()["donor_id"], time.time())
-        while time.monotonic() < deadline + 30:  # matching learns of the donor from Kafka
-            if httpx.get(f"{web}/record/{record_link}", timeout=5).status_code == 200:
-                break
-            time.sleep(0.2)
+        eventually(  # matching learns of the donor from Kafka
+            lambda: httpx.get(f"{web}/record/{record_link}", timeout=5).status_code == 200,
+            timeout=30,
+            what="the donor's record page",
+        )
 
         bare_lat, bare_rate, _ = asyncio.run(_load(f"http://127.0.0.1:{bare_port}/", REQUESTS, CONCURRENCY))
         bare_p50 = percentile(bare_lat, 50)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -27,6 +27,23 @@ def eventually(probe: Callable[[], T | None], timeout: float = 30.0, interval: f
         if last:
             return last
         time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe!r}; last value {last!r}")
+
+
+async def eventually_async(
+    probe: Callable[[], Awaitable[T | None]],
+    timeout: float = 30.0,  # noqa: ASYNC109 - the same signature as eventually, on purpose
+    interval: float = 0.1,
+    what: str = "",
+) -> T:
+    """`eventually` for a coroutine probe, so the event loop keeps running between tries."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or probe!r}; last value {last!r}")
 
 
