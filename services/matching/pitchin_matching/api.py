@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from pitchin_core.auth import Caller, CallerDep, authenticate
+from pitchin_core.auth import Caller, CallerDep, StaffDep, authenticate
 from pitchin_core.http import Problem
 from pitchin_matching import service, storage
 from pitchin_matching.domain.policy import PolicyDocument
@@ -221,10 +221,8 @@ async def complete_assignment(
 
 
 @router.get("/totals")
-async def totals(caller: CallerDep, request: Request) -> dict[str, Any]:
+async def totals(caller: StaffDep, request: Request) -> dict[str, Any]:
     """Hours given and work done per member organisation of the caller's federation (staff only)."""
-    if caller.role != STAFF:
-        raise Problem(403, "Forbidden", "Only federation staff see the federation's totals.")
     rows = await storage.hours_by_organisation(_matching(request).pool, caller.federation_id)
     return {"organisations": [dict(r) for r in rows]}
 

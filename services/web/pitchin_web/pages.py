@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -27,7 +27,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pitchin_core.links import BadLink, read_donor_link, read_record_link, sign_donor_link, sign_record_link
+from pitchin_core.links import (
+    BadLink,
+    DonorLink,
+    read_donor_link,
+    read_record_link,
+    sign_donor_link,
+    sign_record_link,
+)
 from pitchin_web.clients import ServiceError, Services
 from pitchin_web.domain import forms, views
 from pitchin_web.domain.forms import Errors, FieldError, Form
@@ -152,8 +159,40 @@ async def _form(request: Request) -> Form:
     return form
 
 
+@dataclass
+class LinkRefused(Exception):
+    """A donor's link (ours, or matching's offer token) is missing, wrong or expired."""
+
+    status: int
+    title: str  # message key of the page's title
+    message: str = "me.link_bad"
+
+
+def _donor_claims(request: Request, link: str, read: Callable[[str, str, float], DonorLink], title: str) -> DonorLink:
+    try:
+        return read(_web(request).settings.donor_link_secret, link, time.time())
+    except BadLink as exc:
+        raise LinkRefused(403, title) from exc
+
+
+async def _with_offer_token(request: Request, method: str, path: str, token: str, body: Any = None) -> Any:
+    """A call to matching on the donor's behalf, with the token from their offer email."""
+    if not token:
+        raise LinkRefused(401, "offers.title", "offer.no_token")
+    try:
+        return await _web(request).services.matching.call(method, path, headers={"X-Offer-Token": token}, json=body)
+    except ServiceError as exc:
+        if exc.status in (401, 404):
+            raise LinkRefused(exc.status, "offers.title") from exc
+        raise
+
+
 def install_page_errors(app: FastAPI) -> None:
     """Pages answer errors as pages (the JSON routes keep pitchin_core's problem+json)."""
+
+    @app.exception_handler(LinkRefused)
+    async def _link(request: Request, exc: LinkRefused) -> HTMLResponse:
+        return render(request, "error.html", status=exc.status, title=_t(request)(exc.title), message=exc.message)
 
     @app.exception_handler(CsrfFailed)
     async def _csrf(request: Request, exc: CsrfFailed) -> HTMLResponse:
@@ -460,10 +499,7 @@ async def signup_done(request: Request) -> Response:
 @router.get("/me/{link}", response_class=HTMLResponse)
 async def donor_page(request: Request, link: str) -> HTMLResponse:
     web = _web(request)
-    try:
-        claims = read_donor_link(web.settings.donor_link_secret, link, time.time())
-    except BadLink:
-        return render(request, "error.html", status=403, title=_t(request)("me.title"), message="me.link_bad")
+    claims = _donor_claims(request, link, read_donor_link, "me.title")
     key = web.settings.federation_key
     donor_path = f"/v1/donors/{quote(claims.donor_id)}"
     donor = await web.services.signups.call("GET", donor_path, key=key)
@@ -501,10 +537,7 @@ async def _optional(call: Awaitable[Any]) -> Any:
 async def record_page(request: Request, link: str) -> HTMLResponse:
     """The record a donor chose to show: hours given and thanks received, nothing else about them."""
     web = _web(request)
-    try:
-        claims = read_record_link(web.settings.donor_link_secret, link, time.time())
-    except BadLink:
-        return render(request, "error.html", status=403, title=_t(request)("record.title"), message="me.link_bad")
+    claims = _donor_claims(request, link, read_record_link, "record.title")
     key = web.settings.federation_key
     donor_path = f"/v1/donors/{quote(claims.donor_id)}"
     donor, record, labels = await asyncio.gather(
@@ -572,22 +605,10 @@ async def _donor_bookings(request: Request, email: str, zone: str) -> tuple[list
 
 @router.get("/v1/donors/{donor_id}/offers", response_class=HTMLResponse)
 async def donor_offers(request: Request, donor_id: str, token: str = "") -> HTMLResponse:
-    if not token:
-        return render(request, "error.html", status=401, title=_t(request)("offers.title"), message="offer.no_token")
-    try:
-        answer = await _web(request).services.matching.call(
-            "GET", f"/v1/donors/{quote(donor_id)}/offers", headers={"X-Offer-Token": token}
-        )
-    except ServiceError as exc:
-        if exc.status in (401, 404):
-            return render(
-                request, "error.html", status=exc.status, title=_t(request)("offers.title"), message="me.link_bad"
-            )
-        raise
+    answer = await _with_offer_token(request, "GET", f"/v1/donors/{quote(donor_id)}/offers", token)
     zone = _zone(request)
-    offers = [
-        views.offer_view(await _with_need(request, o), zone, _now(), _lang(request)) for o in answer.get("offers", [])
-    ]
+    with_needs = await asyncio.gather(*(_with_need(request, o) for o in answer.get("offers", [])))
+    offers = [views.offer_view(o, zone, _now(), _lang(request)) for o in with_needs]
     return render(request, "offers.html", offers=offers, token=token)
 
 
@@ -601,18 +622,7 @@ async def offer_page(request: Request, offer_id: str, token: str = "") -> HTMLRe
 
     A GET never answers (mail scanners follow links); the buttons POST with the token.
     """
-    if not token:
-        return render(request, "error.html", status=401, title=_t(request)("offers.title"), message="offer.no_token")
-    try:
-        offer = await _web(request).services.matching.call(
-            "GET", f"/v1/offers/{quote(offer_id)}", headers={"X-Offer-Token": token}
-        )
-    except ServiceError as exc:
-        if exc.status in (401, 404):
-            return render(
-                request, "error.html", status=exc.status, title=_t(request)("offers.title"), message="me.link_bad"
-            )
-        raise
+    offer = await _with_offer_token(request, "GET", f"/v1/offers/{quote(offer_id)}", token)
     view = views.offer_view(await _with_need(request, offer), _zone(request), _now(), _lang(request))
     choice = "decline" if request.url.path.endswith("/decline") else "accept"
     return render(request, "offer.html", offer=view, token=token, choice=choice)
@@ -639,16 +649,10 @@ async def answer_offer(request: Request, offer_id: str) -> Response:
     token = form.get("token")
     answer = "decline" if form.get("answer") == "decline" else "accept"
     reason = form.get("reason")[:1000]
-    body: dict[str, Any] = {"token": token}
-    if answer == "decline":
-        body["reason"] = reason
+    body = {"reason": reason} if answer == "decline" else None
     try:
-        await _web(request).services.matching.call("POST", f"/v1/offers/{quote(offer_id)}/{answer}", json=body)
+        await _with_offer_token(request, "POST", f"/v1/offers/{quote(offer_id)}/{answer}", token, body)
     except ServiceError as exc:
-        if exc.status in (401, 404):
-            return render(
-                request, "error.html", status=exc.status, title=_t(request)("offers.title"), message="me.link_bad"
-            )
         if exc.status in (409, 410, 422):
             _flash(request, "offer.answered")
             return _redirect(f"/offers/{quote(offer_id)}?token={quote(token)}")

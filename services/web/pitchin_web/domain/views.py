@@ -197,12 +197,10 @@ def federation_totals(
             row.open_needs += 1
         if status in FILLED:
             row.filled += 1
-        row.hours += float(n.get("estimated_hours") or 0) * assigned
-    if hours_given is not None:
-        for row in rows.values():
-            row.hours = 0.0
-        for h in hours_given:
-            rows[str(h.get("organisation_id") or "")].hours = float(h.get("hours_given") or 0.0)
+        if hours_given is None:
+            row.hours += float(n.get("estimated_hours") or 0) * assigned
+    for h in hours_given or ():
+        rows[str(h.get("organisation_id") or "")].hours = float(h.get("hours_given") or 0.0)
     for e in events:
         ends = as_datetime(e.get("ends_at"))
         if e.get("status") in BOOKABLE and ends is not None and ends > now:
