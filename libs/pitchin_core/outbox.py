@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -21,8 +18,8 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.db import Conn
 from pitchin_core.telemetry import Metrics, context_from, current_traceparent
+from pitchin_core.worker import NotifiedWorker
 
-log = logging.getLogger(__name__)
 tracer = trace.get_tracer("pitchin.outbox")
 
 
@@ -54,7 +51,7 @@ async def add_to_outbox(
     return event_id
 
 
-class OutboxRelay:
+class OutboxRelay(NotifiedWorker):
     """Drains one service's outbox to Kafka in order.
 
     One drainer at a time per schema (a transaction-scoped advisory lock), so replicas
@@ -73,58 +70,19 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_poll_seconds: float = 1.0,
     ) -> None:
-        self.pool = pool
+        super().__init__(
+            pool, name=f"outbox-relay-{schema}", batch_size=batch_size, idle_poll_seconds=idle_poll_seconds
+        )
         self.producer = producer
         self.schema = schema
         self.metrics = metrics
-        self.batch_size = batch_size
-        self.idle_poll_seconds = idle_poll_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._listener: asyncpg.pool.PoolConnectionProxy | None = None
 
     @property
     def channel(self) -> str:
         return f"pitchin_outbox_{self.schema}"
 
-    async def start(self) -> None:
-        listener = await self.pool.acquire()
-        await listener.add_listener(self.channel, self._on_notify)
-        self._listener = listener
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(self.channel, self._on_notify)
-            await self.pool.release(self._listener)
-
-    def _on_notify(self, *_: Any) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                relayed = await self.drain_once()
-                backoff = 0.1
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox relay paused: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            if relayed < self.batch_size:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll_seconds)
+    async def work_once(self) -> int:
+        return await self.drain_once()
 
     async def drain_once(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -11,11 +11,7 @@ ended long ago) with a link back to that request's span.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 from opentelemetry import trace
@@ -27,9 +23,9 @@ from pitchin_core.contracts.scheduling import ReminderDueV1, ReminderKind
 from pitchin_core.db import Conn
 from pitchin_core.outbox import add_to_outbox
 from pitchin_core.telemetry import Metrics, context_from
+from pitchin_core.worker import NotifiedWorker
 from pitchin_scheduling import storage
 
-log = logging.getLogger(__name__)
 tracer = trace.get_tracer("pitchin.scheduling.reminders")
 SOURCE = "/pitchin/scheduling"
 LONGEST_SLEEP = 5.0
@@ -52,15 +48,11 @@ def reminder_due(row: asyncpg.Record) -> ReminderDueV1:
     )
 
 
-class ReminderTimer:
+class ReminderTimer(NotifiedWorker):
     def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, schema: str, batch_size: int = 200) -> None:
-        self.pool = pool
+        super().__init__(pool, name="reminder-timer", batch_size=batch_size)
         self.schema = schema
-        self.batch_size = batch_size
         self.service = metrics.service
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._listener: Any = None
         self.fired = Counter(
             "pitchin_reminders_fired", "Reminders fired as reminder-due events.", ["service"], registry=metrics.registry
         )
@@ -76,45 +68,11 @@ class ReminderTimer:
     def channel(self) -> str:
         return f"pitchin_reminders_{self.schema}"
 
-    async def start(self) -> None:
-        self._listener = await self.pool.acquire()
-        await self._listener.add_listener(self.channel, self._notified)
-        self._task = asyncio.create_task(self._run(), name="reminder-timer")
+    async def work_once(self) -> int:
+        return await self.fire_due(datetime.now(UTC))
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(self.channel, self._notified)
-            await self.pool.release(self._listener)
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                fired = await self.fire_due(datetime.now(UTC))
-                backoff = 0.1
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("reminder timer paused: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            except Exception:
-                log.exception("reminder timer failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            if fired >= self.batch_size:
-                continue
-            self._wake.clear()
-            wait = await self._seconds_until_next_due()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+    async def idle_seconds(self) -> float:
+        return await self._seconds_until_next_due()
 
     async def _seconds_until_next_due(self) -> float:
         try:
