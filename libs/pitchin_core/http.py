@@ -12,13 +12,18 @@ from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pitchin_core.errors import DomainError, Unavailable
 from pitchin_core.telemetry import Metrics
 
 PROBLEM_JSON = "application/problem+json"
 
 
 class Problem(Exception):
-    """An error answered as RFC 9457 problem details."""
+    """An error answered as RFC 9457 problem details, raised only by the HTTP layer itself.
+
+    Domain and service code raise `pitchin_core.errors.DomainError`s instead; they are
+    answered the same way by the handler below.
+    """
 
     def __init__(self, status: int, title: str, detail: str, *, kind: str = "about:blank", **extra: Any) -> None:
         super().__init__(detail)
@@ -54,6 +59,13 @@ def install_error_handlers(app: FastAPI) -> None:
             "/problems/validation",
             errors=errors,
         )
+
+    @app.exception_handler(DomainError)
+    async def _refused(request: Request, exc: DomainError) -> JSONResponse:
+        response = JSONResponse(exc.problem_body(), status_code=exc.status, media_type=PROBLEM_JSON)
+        if isinstance(exc, Unavailable):
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return response
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
