@@ -12,10 +12,10 @@ through to matching and never checks them.)
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from dataclasses import dataclass
+
+from pitchin_core.settings import local_secret
+from pitchin_core.signing import BadToken, read_expiring, sign_expiring
 
 PREFIX = "d1"
 RECORD_PREFIX = "r1"
@@ -23,17 +23,10 @@ DEFAULT_LIFETIME = 30 * 24 * 3600
 RECORD_LIFETIME = 365 * 24 * 3600  # a record is shown on a CV or to a new organisation for months
 
 
-LOCAL_DONOR_LINK_SECRET = "local-only-donor-link-secret-not-for-production"
+LOCAL_DONOR_LINK_SECRET = local_secret("donor-link-secret")
 
 
-def check_donor_link_secret(environment: str, secret: str) -> None:
-    """Refuse the local secret, or a short one, where real people get links."""
-    if environment in {"staging", "production"} and (secret == LOCAL_DONOR_LINK_SECRET or len(secret) < 32):
-        raise ValueError("PITCHIN_DONOR_LINK_SECRET must be a real secret of 32+ characters outside local use")
-
-
-class BadLink(ValueError):
-    pass
+BadLink = BadToken
 
 
 @dataclass(frozen=True)
@@ -47,8 +40,7 @@ def sign_donor_link(
 ) -> str:
     if not donor_id or "." in donor_id:
         raise ValueError("a donor id has no dots")
-    body = f"{kind}.{donor_id}.{int(now) + lifetime}"
-    return f"{body}.{_mac(secret, body)}"
+    return sign_expiring(secret, [kind, donor_id], int(now) + lifetime)
 
 
 def sign_record_link(secret: str, donor_id: str, now: float) -> str:
@@ -60,21 +52,7 @@ def read_record_link(secret: str, token: str, now: float) -> DonorLink:
 
 
 def read_donor_link(secret: str, token: str, now: float, kind: str = PREFIX) -> DonorLink:
-    parts = token.split(".")
-    if len(parts) != 4 or parts[0] != kind:
+    donor_id, expires = read_expiring(secret, token, now, prefix=[kind])
+    if "." in donor_id:
         raise BadLink("not a link of this kind")
-    body, signature = ".".join(parts[:3]), parts[3]
-    if not hmac.compare_digest(signature.encode(), _mac(secret, body).encode()):
-        raise BadLink("the signature does not match")
-    try:
-        expires = int(parts[2])
-    except ValueError as exc:
-        raise BadLink("no expiry") from exc
-    if expires <= now:
-        raise BadLink("expired")
-    return DonorLink(donor_id=parts[1], expires=expires)
-
-
-def _mac(secret: str, body: str) -> str:
-    digest = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return DonorLink(donor_id=donor_id, expires=expires)

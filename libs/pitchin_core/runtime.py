@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources.abc import Traversable
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -17,6 +18,8 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pitchin_core.contracts.cloudevents import CloudEvent
+from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
 from pitchin_core.http import RedMetricsMiddleware, install_error_handlers
@@ -27,6 +30,12 @@ from pitchin_core.messaging import DeadLetters, EventHandler, create_broker, sub
 from pitchin_core.outbox import OutboxRelay, new_producer
 from pitchin_core.settings import ServiceSettings
 from pitchin_core.telemetry import Metrics, setup_logging, setup_tracing
+from pitchin_core.uow import UnitOfWork
+
+# A use case a consumed event starts: True when it changed something, False for a redelivery.
+EventUseCase = Callable[[CloudEvent, Any], Awaitable[bool]]
+# Per topic, the event types a service acts on and the use case each one starts.
+Dispatch = Mapping[type[EventData], EventUseCase]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,8 @@ class Runtime:
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self._lag_monitor: asyncio.Task[None] | None = None
+        # Every use case's transactions; the pool is read when a transaction opens.
+        self.uow = UnitOfWork(lambda: self.pool, source=self.source, consumer=settings.service_name)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -73,6 +84,24 @@ class Runtime:
     @property
     def source(self) -> str:
         return f"/pitchin/{self.settings.service_name}"
+
+    def handle(self, spec: TopicSpec, dispatch: Dispatch) -> None:
+        """Subscribe to `spec` and start, for each event, the use case its type maps to.
+
+        Types of the topic that are not in the table are not this service's business and
+        are passed over; each handled event is counted once here, applied or duplicate.
+        """
+        metrics = self.metrics
+
+        async def on_event(event: CloudEvent, data: EventData) -> None:
+            use_case = dispatch.get(type(data))
+            if use_case is None:
+                return
+            applied = await use_case(event, data)
+            outcome = "applied" if applied else "duplicate"
+            metrics.events_applied.labels(metrics.service, event.type, outcome).inc()
+
+        self.subscribe(spec, on_event)
 
     def subscribe(self, spec: TopicSpec, handler: EventHandler) -> None:
         if self.settings.service_name not in spec.consumers:

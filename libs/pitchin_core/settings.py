@@ -8,6 +8,29 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password"}
+LOCAL_SECRET_PREFIX = "local-only-"
+MIN_SECRET_LENGTH = 32
+
+
+def local_secret(name: str) -> str:
+    """The default of a `*_secret` setting: fine on a laptop, refused in staging and production."""
+    return f"{LOCAL_SECRET_PREFIX}{name}-not-for-production"
+
+
+def refuse_weak_secrets(environment: str, secrets: dict[str, str]) -> None:
+    """The one rule for every secret setting: outside local and test use, a real secret of 32+ characters.
+
+    `secrets` maps each setting's environment variable to its value; the error names the variable.
+    """
+    if environment not in {"staging", "production"}:
+        return
+    for variable, value in secrets.items():
+        if (
+            value.startswith(LOCAL_SECRET_PREFIX)
+            or value.lower() in _PLACEHOLDER_SECRETS
+            or len(value) < MIN_SECRET_LENGTH
+        ):
+            raise ValueError(f"{variable} must be a real secret of {MIN_SECRET_LENGTH}+ characters outside local use")
 
 
 class ServiceSettings(BaseSettings):
@@ -45,4 +68,13 @@ class ServiceSettings(BaseSettings):
             password = self.database_url.split("://", 1)[-1].split("@", 1)[0].partition(":")[2]
             if password.lower() in _PLACEHOLDER_SECRETS:
                 raise ValueError("PITCHIN_DATABASE_URL carries a placeholder password outside local development")
+        # Every field named `*_secret`, in this class or a service's subclass, follows one rule.
+        refuse_weak_secrets(
+            self.environment,
+            {
+                f"PITCHIN_{name.upper()}": value
+                for name, value in self.__dict__.items()
+                if name.endswith("_secret") and isinstance(value, str)
+            },
+        )
         return self

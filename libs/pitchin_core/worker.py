@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class NotifiedWorker:
-    """Subclasses name their `channel`, do one batch in `work_once` and may wait smarter in `idle_seconds`."""
+    """Subclasses name their `channel`, do one batch in `work_once` and may wait smarter in `idle_seconds`.
+
+    A worker whose `channel` is None listens to nothing: it runs every `idle_seconds()` (or
+    at once after a full batch, or when `wake()` is called in this process) — the periodic
+    form, for timers whose work no commit announces.
+    """
 
     def __init__(self, pool: asyncpg.Pool, *, name: str, batch_size: int, idle_poll_seconds: float = 1.0) -> None:
         self.pool = pool
@@ -31,8 +36,15 @@ class NotifiedWorker:
         self._listener: Any = None
 
     @property
-    def channel(self) -> str:
+    def channel(self) -> str | None:
         raise NotImplementedError
+
+    async def before_first_run(self) -> None:
+        """Wait for whatever must be ready before the first batch (e.g. an index loaded)."""
+
+    def wake(self) -> None:
+        """Run the next batch now (e.g. after this process committed new work)."""
+        self._wake.set()
 
     async def work_once(self) -> int:
         """Do up to one batch of work; return how much was done."""
@@ -43,8 +55,9 @@ class NotifiedWorker:
         return self.idle_poll_seconds
 
     async def start(self) -> None:
-        self._listener = await self.pool.acquire()
-        await self._listener.add_listener(self.channel, self._notified)
+        if self.channel is not None:
+            self._listener = await self.pool.acquire()
+            await self._listener.add_listener(self.channel, self._notified)
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
@@ -52,15 +65,17 @@ class NotifiedWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._listener is not None:
+        if self._listener is not None and self.channel is not None:
             with contextlib.suppress(Exception):
                 await self._listener.remove_listener(self.channel, self._notified)
             await self.pool.release(self._listener)
+            self._listener = None
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()
 
     async def _run(self) -> None:
+        await self.before_first_run()
         backoff = 0.1
         while True:
             try:
