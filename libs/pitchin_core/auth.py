@@ -12,7 +12,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pitchin_core.db import Conn
-from pitchin_core.http import Problem
+from pitchin_core.errors import Forbidden, Unauthorised
+from pitchin_core.uow import Tenant
 
 _bearer = HTTPBearer(auto_error=False, description="An API key issued to a federation or organisation")
 
@@ -27,6 +28,11 @@ class Caller:
         if federation_id != self.federation_id:
             return False
         return self.organisation_id is None or self.organisation_id == organisation_id
+
+    @property
+    def tenant(self) -> Tenant:
+        """What this caller's transactions act for (the unit of work sets it for row-level security)."""
+        return Tenant(self.federation_id, self.organisation_id)
 
 
 def hash_key(key: str) -> str:
@@ -64,14 +70,14 @@ async def authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None:
-        raise Problem(401, "Unauthorised", "Send an API key as 'Authorization: Bearer <key>'.")
+        raise Unauthorised("Send an API key as 'Authorization: Bearer <key>'.")
     pool: asyncpg.Pool = request.app.state.runtime.pool
     row = await pool.fetchrow(
         "SELECT federation_id, organisation_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         hash_key(credentials.credentials),
     )
     if row is None:
-        raise Problem(401, "Unauthorised", "This API key is not known or was revoked.")
+        raise Unauthorised("This API key is not known or was revoked.")
     return Caller(row["federation_id"], row["organisation_id"], row["role"])
 
 
@@ -81,7 +87,7 @@ CallerDep = Annotated[Caller, Depends(authenticate)]
 async def federation_staff(caller: CallerDep) -> Caller:
     """The caller, if it holds a federation staff key (checked before the request body is)."""
     if caller.role != "federation-staff" or caller.organisation_id is not None:
-        raise Problem(403, "Forbidden", f"Only a federation staff key may do this (this key's role: {caller.role}).")
+        raise Forbidden(f"Only a federation staff key may do this (this key's role: {caller.role}).")
     return caller
 
 
