@@ -1,0 +1,87 @@
+"""The unit of work against the real PostgreSQL: tenant, outbox, inbox, savepoints, after-commit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+
+import pytest
+
+from pitchin_core.contracts.donors import DonorWithdrawnV1
+from pitchin_core.errors import Conflict
+from pitchin_core.uow import Tenant
+from tests.integration.conftest import cloud_event
+
+pytestmark = pytest.mark.integration
+MIGRATIONS = files("pitchin_signups") / "migrations"
+
+
+def _withdrawn(donor_id: str) -> DonorWithdrawnV1:
+    return DonorWithdrawnV1(federation_id="fed-1", donor_id=donor_id, withdrawn_at=datetime.now(UTC))
+
+
+async def test_the_tenant_is_set_for_the_transaction_only(open_service_database: Any) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    async with db.uow(Tenant("fed-1", "org-1")) as tx:
+        seen = await tx.conn.fetchrow(
+            "SELECT current_setting('pitchin.federation_id') AS f, current_setting('pitchin.organisation_id') AS o"
+        )
+        assert (seen["f"], seen["o"]) == ("fed-1", "org-1")
+
+    async def next_user() -> str | None:
+        async with db.uow() as tx:
+            value: str | None = await tx.conn.fetchval("SELECT current_setting('pitchin.federation_id', true)")
+            return value
+
+    # Every connection of the pool, used after the tenant's transaction: none still carries it.
+    leftovers = await asyncio.gather(*(next_user() for _ in range(8)))
+    assert all(value in (None, "") for value in leftovers)
+
+
+async def test_events_and_the_inbox_commit_with_the_work(open_service_database: Any) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    event = cloud_event(_withdrawn("d-1"))
+    ran: list[str] = []
+    async with db.uow(Tenant("fed-1")) as tx:
+        assert await tx.first_delivery(event)
+        await tx.emit(_withdrawn("d-1"), key="d-1", subject="donors/d-1")
+        tx.after_commit(lambda: ran.append("after"))
+        assert ran == []
+    assert ran == ["after"]
+    assert await db.types_emitted() == ["org.pitchin.donor.withdrawn.v1"]
+    async with db.uow(Tenant("fed-1")) as tx:
+        assert not await tx.first_delivery(event)
+
+
+async def test_a_refused_use_case_rolls_back_only_its_savepoint(open_service_database: Any) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    ran: list[str] = []
+    async with db.uow(Tenant("fed-1")) as outer:
+        await outer.emit(_withdrawn("kept"), key="kept")
+        with pytest.raises(Conflict):
+            async with outer() as inner:
+                await inner.emit(_withdrawn("dropped"), key="dropped")
+                inner.after_commit(lambda: ran.append("dropped"))
+                raise Conflict("refused")
+        async with outer() as inner:
+            inner.after_commit(lambda: ran.append("kept"))
+        with pytest.raises(RuntimeError):
+            async with outer(Tenant("fed-2")):
+                pass
+    assert [e["key"] for e in await db.outbox()] == ["kept"]
+    assert ran == ["kept"]
+
+
+async def test_a_failed_transaction_leaves_nothing(open_service_database: Any) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    event = cloud_event(_withdrawn("d-2"))
+    with pytest.raises(Conflict):
+        async with db.uow(Tenant("fed-1")) as tx:
+            assert await tx.first_delivery(event)
+            await tx.emit(_withdrawn("d-2"), key="d-2")
+            raise Conflict("no")
+    assert await db.outbox() == []
+    async with db.uow(Tenant("fed-1")) as tx:
+        assert await tx.first_delivery(event)
