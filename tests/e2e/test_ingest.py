@@ -21,8 +21,9 @@ from aiokafka import AIOKafkaProducer
 
 from examples.publishers import http_publisher, kafka_publisher
 from examples.publishers.samples import every_type
-from pitchin_core.ingest import external_event_id, sign
-from pitchin_testing.servers import KafkaServer
+from pitchin_core.ingest import external_event_id
+from pitchin_core.signing import webhook_signature
+from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually, read_topic
@@ -312,17 +313,17 @@ def test_http_rejections_name_the_field(stack: Stack, tenant: Tenant, kafka_serv
     wrong = {
         "webhook-id": "m1",
         "webhook-timestamp": str(now),
-        "webhook-signature": sign("whsec_" + "A" * 32, "m1", now, body),
+        "webhook-signature": webhook_signature("whsec_" + "A" * 32, "m1", now, body),
     }
     _problem(post({**binary, **wrong}), 401, "webhook-signature")
     old = now - 3600
     stale_sig = {
         "webhook-id": "m2",
         "webhook-timestamp": str(old),
-        "webhook-signature": sign(creds.signing_secret, "m2", old, body),
+        "webhook-signature": webhook_signature(creds.signing_secret, "m2", old, body),
     }
     _problem(post({**binary, **stale_sig}), 401, "webhook-timestamp")
-    stranger = {**wrong, "webhook-signature": sign(creds.signing_secret, "m1", now, body)}
+    stranger = {**wrong, "webhook-signature": webhook_signature(creds.signing_secret, "m1", now, body)}
     _problem(post({**_binary("/not/registered", signed_up_type, "x"), **stranger}), 403, "source")
 
     # Accepted once; the same id again answers the same, with nothing done twice.

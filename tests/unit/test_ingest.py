@@ -20,11 +20,10 @@ from pitchin_core.ingest import (
     fingerprint,
     forwarded_id,
     original_id,
-    sign,
     validate,
-    verify_signature,
 )
-from pitchin_signups.osdi import PersonSignupHelper, person_signup_data
+from pitchin_core.signing import verify_webhook, webhook_signature
+from pitchin_signups.ingest.osdi import PersonSignupHelper, person_signup_data
 
 P = "org.pitchin.ingest."
 REG = Registration("/crm/a", "fed-a", ("org-a",), False, "whsec_" + "QUJD" * 8, 10.0, 5)
@@ -130,12 +129,15 @@ def test_derived_ids_are_stable_and_forwarded_ids_verifiable() -> None:
     assert original_id(forged) == "x"
 
 
-def test_standard_webhooks_signature() -> None:
+def test_a_publishers_signature_names_the_header_to_fix() -> None:
+    # The HTTP door answers with the part before ": " as the failing field.
     secret, now = REG.signing_secret or "", 1_700_000_000
-    signature = sign(secret, "msg_1", now, b"{}")
-    assert verify_signature(secret, "msg_1", str(now), b"{}", f"v1,bogus {signature}", now) is None
-    assert "webhook-signature" in (verify_signature(secret, "msg_1", str(now), b"{ }", signature, now) or "")
-    assert "webhook-timestamp" in (verify_signature(secret, "msg_1", str(now), b"{}", signature, now + 301) or "")
+    signature = webhook_signature(secret, "msg_1", now, b"{}")
+    assert verify_webhook(secret, "msg_1", str(now), b"{}", f"v1,bogus {signature}", now) is None
+    wrong_body = verify_webhook(secret, "msg_1", str(now), b"{ }", signature, now) or ""
+    assert wrong_body.startswith("webhook-signature: ")
+    late = verify_webhook(secret, "msg_1", str(now), b"{}", signature, now + 301) or ""
+    assert late.startswith("webhook-timestamp: ")
 
 
 def test_token_bucket_per_source() -> None:
