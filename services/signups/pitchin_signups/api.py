@@ -1,14 +1,12 @@
-"""Signups' HTTP routes: parse, call the service layer, map errors."""
+"""Signups' HTTP routes: parse, call a use case, answer (pitchin_core.http answers the domain errors)."""
 
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -20,20 +18,22 @@ from pitchin_core.contracts.fights import FightOpenedV1, NeedOpenedV1, NeedStatu
 from pitchin_core.contracts.publishers import Source
 from pitchin_core.http import Problem
 from pitchin_core.ingest import PublisherSummary
-from pitchin_signups import service, storage
+from pitchin_core.uow import UnitOfWork
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.domain.donors import DonorChanges, DonorSignup
 from pitchin_signups.domain.fights import FightDraft, NeedChanges, NeedDraft
 from pitchin_signups.domain.suggestions import suggest
+from pitchin_signups.service import bookings, donors, fights, publishers
+from pitchin_signups.service import taxonomy as skills_taxonomy
 
 router = APIRouter(prefix="/v1")
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Cursor = Annotated[str | None, Query(description="The `next` value of the previous page")]
 
 
-def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    return pool
+def _uow(request: Request) -> UnitOfWork:
+    uow: UnitOfWork = request.app.state.runtime.uow
+    return uow
 
 
 def _now() -> datetime:
@@ -70,7 +70,7 @@ def _page(items: list[dict[str, Any]], limit: int, time_key: str, id_key: str) -
 @router.post("/donors", status_code=status.HTTP_201_CREATED, response_model=DonorRegisteredV1, tags=["donors"])
 async def sign_up_donor(signup: DonorSignup, caller: CallerDep, request: Request, response: Response) -> Any:
     """A knowledge donor offers what they know. Honours `Idempotency-Key`."""
-    donor = await service.register_donor(_pool(request), caller, signup, _now())
+    donor = await donors.sign_up(_uow(request), caller, signup, _now())
     response.headers["Location"] = f"/v1/donors/{donor.donor_id}"
     return donor
 
@@ -84,30 +84,20 @@ async def list_donors(
     skill: str | None = None,
     donor_status: Annotated[str | None, Query(alias="status")] = None,
 ) -> dict[str, Any]:
-    rows = await storage.list_donors(
-        _pool(request),
-        caller.federation_id,
-        caller.organisation_id,
-        skill=skill,
-        status=donor_status,
-        after=_decode_cursor(cursor),
-        limit=limit,
+    items = await donors.find(
+        _uow(request), caller, skill=skill, status=donor_status, after=_decode_cursor(cursor), limit=limit
     )
-    items = [{**dict(r), "skills": json.loads(r["skills"] or "[]")} for r in rows]
     return _page(items, limit, "registered_at", "donor_id")
 
 
 @router.get("/donors/{donor_id}", tags=["donors"])
 async def get_donor(donor_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    row = await storage.get_donor(_pool(request), caller.federation_id, donor_id)
-    if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
-        raise Problem(404, "Not found", f"No donor {donor_id} here.")
-    return service.donor_view(row)
+    return await donors.get(_uow(request), caller, donor_id)
 
 
 @router.patch("/donors/{donor_id}", response_model=DonorUpdatedV1, tags=["donors"])
 async def change_donor(donor_id: str, changes: DonorChanges, caller: CallerDep, request: Request) -> Any:
-    return await service.change_donor(_pool(request), caller, donor_id, changes, _now())
+    return await donors.change(_uow(request), caller, donor_id, changes, _now())
 
 
 class Withdrawal(BaseModel):
@@ -119,7 +109,7 @@ async def withdraw_donor(
     donor_id: str, caller: CallerDep, request: Request, withdrawal: Annotated[Withdrawal | None, Body()] = None
 ) -> Any:
     erase = withdrawal.erase if withdrawal else False
-    return await service.withdraw_donor(_pool(request), caller, donor_id, erase, _now())
+    return await donors.withdraw(_uow(request), caller, donor_id, erase, _now())
 
 
 @router.post(
@@ -143,7 +133,7 @@ async def import_donors(caller: CallerDep, request: Request) -> dict[str, Any]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Problem(422, "Not UTF-8", f"body: byte {exc.start} is not UTF-8; save the sheet as CSV UTF-8") from exc
-    report = await service.import_donors(_pool(request), caller, text, _now())
+    report = await donors.import_csv(_uow(request), caller, text, _now())
     return {
         "imported": len(report.imported),
         "donor_ids": report.imported,
@@ -157,7 +147,7 @@ async def import_donors(caller: CallerDep, request: Request) -> dict[str, Any]:
 
 @router.get("/skills", tags=["skills"])
 async def skills(caller: CallerDep, request: Request) -> dict[str, str]:
-    return await service.taxonomy(_pool(request), caller.federation_id)
+    return await skills_taxonomy.skills(_uow(request), caller)
 
 
 @router.put("/skills", tags=["skills"])
@@ -172,7 +162,7 @@ async def replace_skills(
         Body(min_length=1),
     ],
 ) -> dict[str, str]:
-    return await service.replace_taxonomy(_pool(request), caller, taxonomy)
+    return await skills_taxonomy.replace(_uow(request), caller, taxonomy)
 
 
 # Fights and needs -----------------------------------------------------------------------------
@@ -185,17 +175,15 @@ class OpenedFight(BaseModel):
 
 @router.post("/fights", status_code=status.HTTP_201_CREATED, response_model=OpenedFight, tags=["fights"])
 async def open_fight(draft: FightDraft, caller: CallerDep, request: Request, response: Response) -> Any:
-    fight, needs = await service.start_fight(_pool(request), caller, draft, _now())
+    fight, needs = await fights.start(_uow(request), caller, draft, _now())
     response.headers["Location"] = f"/v1/fights/{fight.fight_id}"
     return OpenedFight(fight=fight, needs=needs)
 
 
 @router.get("/fights", tags=["fights"])
 async def list_fights(caller: CallerDep, request: Request, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    rows = await storage.list_fights(
-        _pool(request), caller.federation_id, caller.organisation_id, _decode_cursor(cursor), limit
-    )
-    return _page([dict(r) for r in rows], limit, "opened_at", "fight_id")
+    items = await fights.find(_uow(request), caller, _decode_cursor(cursor), limit)
+    return _page(items, limit, "opened_at", "fight_id")
 
 
 class FightClosing(BaseModel):
@@ -207,14 +195,14 @@ async def close_fight(
     fight_id: str, caller: CallerDep, request: Request, closing: Annotated[FightClosing | None, Body()] = None
 ) -> Any:
     outcome = closing.outcome if closing else ""
-    return await service.close_fight(_pool(request), caller, fight_id, outcome, _now())
+    return await fights.close(_uow(request), caller, fight_id, outcome, _now())
 
 
 @router.post(
     "/fights/{fight_id}/needs", status_code=status.HTTP_201_CREATED, response_model=NeedOpenedV1, tags=["fights"]
 )
 async def add_need(fight_id: str, draft: NeedDraft, caller: CallerDep, request: Request, response: Response) -> Any:
-    need = await service.add_need(_pool(request), caller, fight_id, draft, _now())
+    need = await fights.add_need(_uow(request), caller, fight_id, draft, _now())
     response.headers["Location"] = f"/v1/needs/{need.need_id}"
     return need
 
@@ -228,37 +216,30 @@ async def list_needs(
     need_status: Annotated[NeedStatus | None, Query(alias="status")] = None,
     urgency: Urgency | None = None,
 ) -> dict[str, Any]:
-    rows = await storage.list_needs(
-        _pool(request),
-        caller.federation_id,
-        caller.organisation_id,
+    items = await fights.find_needs(
+        _uow(request),
+        caller,
         status=need_status.value if need_status else None,
         urgency=urgency.value if urgency else None,
         after=_decode_cursor(cursor),
         limit=limit,
     )
-    items = [
-        {**json.loads(r["state"]), "assigned_donors": r["assigned_donors"], "opened_at": r["opened_at"]} for r in rows
-    ]
     return _page(items, limit, "opened_at", "need_id")
 
 
 @router.get("/needs/{need_id}", tags=["fights"])
 async def get_need(need_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    row = await storage.get_need(_pool(request), caller.federation_id, need_id)
-    if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
-        raise Problem(404, "Not found", f"No need {need_id} here.")
-    return {**json.loads(row["state"]), "assigned_donors": row["assigned_donors"]}
+    return await fights.get_need(_uow(request), caller, need_id)
 
 
 @router.patch("/needs/{need_id}", response_model=NeedUpdatedV1, tags=["fights"])
 async def change_need(need_id: str, changes: NeedChanges, caller: CallerDep, request: Request) -> Any:
-    return await service.change_need(_pool(request), caller, need_id, changes, _now())
+    return await fights.change_need(_uow(request), caller, need_id, changes, _now())
 
 
 @router.post("/needs/{need_id}/close", tags=["fights"])
 async def close_need(need_id: str, caller: CallerDep, request: Request) -> Any:
-    return await service.close_need(_pool(request), caller, need_id, _now())
+    return await fights.close_need(_uow(request), caller, need_id, _now())
 
 
 class Situation(BaseModel):
@@ -295,7 +276,7 @@ async def suggestions(situation: Situation, caller: CallerDep) -> dict[str, Any]
 )
 async def book(event_id: str, booking: BookingRequest, caller: CallerDep, request: Request, response: Response) -> Any:
     """A place if one is free, else a waitlist position; capacity is enforced in PostgreSQL."""
-    result = await service.book(_pool(request), caller, event_id, booking, _now())
+    result = await bookings.book(_uow(request), caller, event_id, booking, _now())
     response.headers["Location"] = f"/v1/bookings/{result.booking_id}"
     return result
 
@@ -307,38 +288,23 @@ async def event_bookings(
     request: Request,
     booking_status: Annotated[str | None, Query(alias="status")] = None,
 ) -> dict[str, Any]:
-    event = await storage.get_known_event(_pool(request), event_id)
-    if event is None or not caller.can_act_for(event["federation_id"], event["organisation_id"]):
-        raise Problem(404, "Not found", f"No event {event_id} here.")
-    rows = await storage.list_bookings(_pool(request), event_id, booking_status)
-    return {
-        "event_id": event_id,
-        "capacity": event["capacity"],
-        "confirmed": event["confirmed"],
-        "items": [dict(r) for r in rows],
-    }
+    return await bookings.of_event(_uow(request), caller, event_id, booking_status)
 
 
 @router.get("/bookings/{booking_id}", tags=["bookings"])
 async def get_booking(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    row = await storage.get_booking(_pool(request), booking_id)
-    if row is None or row["federation_id"] != caller.federation_id:
-        raise Problem(404, "Not found", f"No booking {booking_id} here.")
-    body = dict(row)
-    if row["status"] == "waitlisted":
-        body["position"] = await storage.waitlist_position(_pool(request), row["event_id"], row["waitlist_seq"])
-    return body
+    return await bookings.get(_uow(request), caller, booking_id)
 
 
 @router.post("/bookings/{booking_id}/cancel", tags=["bookings"])
 async def cancel_booking(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    events = await service.cancel(_pool(request), caller, booking_id, _now())
+    events = await bookings.cancel(_uow(request), caller, booking_id, _now())
     return {"events": [{"type": e.event_type, **e.model_dump(mode="json")} for e in events]}
 
 
 @router.post("/bookings/{booking_id}/check-in", tags=["bookings"])
 async def check_in(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    return dict(await service.check_in(_pool(request), caller, booking_id, _now()))
+    return await bookings.check_in(_uow(request), caller, booking_id, _now())
 
 
 # Publishing systems ----------------------------------------------------------------------------
@@ -405,7 +371,7 @@ class PublisherRevocation(BaseModel):
 @router.get("/publishers", response_model=PublisherList, tags=["publishers"])
 async def list_publishers(caller: StaffDep, request: Request) -> Any:
     """The federation's publishing systems: active ones by source, then revoked ones by source. Staff only."""
-    found = await service.publishers(_pool(request), caller.federation_id, _now())
+    found = await publishers.summaries(_uow(request), caller, _now())
     return PublisherList(items=[PublisherItem.of(s) for s in found])
 
 
@@ -425,8 +391,8 @@ async def register_publisher(
     registers again and returns fresh credentials, the earlier ones no longer working.
     """
     response.headers["Cache-Control"] = "no-store"
-    scope = service.PublisherScope(**registration.model_dump())
-    summary, credentials = await service.register_publisher(_pool(request), caller.federation_id, scope, _now())
+    scope = publishers.PublisherScope(**registration.model_dump())
+    summary, credentials = await publishers.register(_uow(request), caller, scope, _now())
     return RegisteredPublisher(
         **PublisherItem.of(summary).model_dump(), key=credentials.key, signing_secret=credentials.signing_secret
     )
@@ -440,5 +406,5 @@ async def revoke_publisher(revocation: PublisherRevocation, caller: StaffDep, re
     (`pitchin_core.ingest.Registry`). Revoking again changes nothing; register the source again
     to give it new credentials. Staff only; 404 for a source this federation does not have.
     """
-    summary = await service.revoke_publisher(_pool(request), caller.federation_id, revocation.source, _now())
+    summary = await publishers.revoke(_uow(request), caller, revocation.source, _now())
     return PublisherItem.of(summary)

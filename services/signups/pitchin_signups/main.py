@@ -8,7 +8,8 @@ from fastapi import FastAPI
 
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
-from pitchin_signups import api, handlers, ingest_api, osdi
+from pitchin_signups import api, handlers
+from pitchin_signups.ingest import osdi, routes
 
 
 class SignupsSettings(ServiceSettings):
@@ -19,7 +20,7 @@ class SignupsSettings(ServiceSettings):
 def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     runtime = Runtime(settings or SignupsSettings(), files("pitchin_signups") / "migrations")
     handlers.register(runtime)
-    return runtime.http_app([api.router, ingest_api.router, osdi.router], title="Pitch In signups")
+    return runtime.http_app([api.router, routes.router, osdi.router], title="Pitch In signups")
 
 
 def main() -> None:

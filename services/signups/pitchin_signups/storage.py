@@ -64,8 +64,12 @@ async def erase_donor(conn: Conn, donor_id: str, now: datetime) -> None:
     )
 
 
+async def withdraw_donor(conn: Conn, donor_id: str, now: datetime) -> None:
+    await conn.execute("UPDATE donors SET status = 'withdrawn', updated_at = $2 WHERE donor_id = $1", donor_id, now)
+
+
 async def get_donor(
-    conn: Conn | asyncpg.Pool, federation_id: str, donor_id: str, *, for_update: bool = False
+    conn: Conn, federation_id: str, donor_id: str, *, for_update: bool = False
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT donor_id, federation_id, organisation_id, name, email, phone, profile::text AS profile, status,"
@@ -77,7 +81,7 @@ async def get_donor(
 
 
 async def list_donors(
-    pool: asyncpg.Pool,
+    conn: Conn,
     federation_id: str,
     organisation_id: str | None,
     *,
@@ -86,7 +90,7 @@ async def list_donors(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    return await conn.fetch(
         "SELECT donor_id, organisation_id, name, email, status, profile->'skills' AS skills, registered_at"
         " FROM donors WHERE federation_id = $1 AND ($2::text IS NULL OR organisation_id = $2)"
         " AND ($3::text IS NULL OR profile->'skills' @> jsonb_build_array(jsonb_build_object('skill', $3::text)))"
@@ -106,7 +110,7 @@ async def list_donors(
 # Skills taxonomy ------------------------------------------------------------------------
 
 
-async def federation_skills(conn: Conn | asyncpg.Pool, federation_id: str) -> dict[str, str]:
+async def federation_skills(conn: Conn, federation_id: str) -> dict[str, str]:
     rows = await conn.fetch("SELECT slug, label FROM skills WHERE federation_id = $1", federation_id)
     return {r["slug"]: r["label"] for r in rows}
 
@@ -137,7 +141,7 @@ async def insert_fight(conn: Conn, fight: FightOpenedV1) -> None:
     )
 
 
-async def get_fight(conn: Conn | asyncpg.Pool, federation_id: str, fight_id: str) -> asyncpg.Record | None:
+async def get_fight(conn: Conn, federation_id: str, fight_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM fights WHERE federation_id = $1 AND fight_id = $2", federation_id, fight_id
     )
@@ -148,9 +152,9 @@ async def close_fight(conn: Conn, fight_id: str, now: datetime) -> None:
 
 
 async def list_fights(
-    pool: asyncpg.Pool, federation_id: str, organisation_id: str | None, after: tuple[datetime, str] | None, limit: int
+    conn: Conn, federation_id: str, organisation_id: str | None, after: tuple[datetime, str] | None, limit: int
 ) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    return await conn.fetch(
         "SELECT * FROM fights WHERE federation_id = $1 AND ($2::text IS NULL OR organisation_id = $2)"
         " AND ($3::timestamptz IS NULL OR (opened_at, fight_id) > ($3, $4)) ORDER BY opened_at, fight_id LIMIT $5",
         federation_id,
@@ -181,7 +185,7 @@ async def save_need(conn: Conn, need: NeedUpdatedV1, opened_at: datetime) -> Non
 
 
 async def get_need(
-    conn: Conn | asyncpg.Pool, federation_id: str | None, need_id: str, *, for_update: bool = False
+    conn: Conn, federation_id: str | None, need_id: str, *, for_update: bool = False
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT need_id, fight_id, federation_id, organisation_id, state::text AS state, status, assigned_donors,"
@@ -205,7 +209,7 @@ async def live_needs_of_fight(conn: Conn, fight_id: str) -> list[asyncpg.Record]
 
 
 async def list_needs(
-    pool: asyncpg.Pool,
+    conn: Conn,
     federation_id: str,
     organisation_id: str | None,
     *,
@@ -214,7 +218,7 @@ async def list_needs(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    return await conn.fetch(
         "SELECT need_id, state::text AS state, assigned_donors, opened_at FROM needs WHERE federation_id = $1"
         " AND ($2::text IS NULL OR organisation_id = $2) AND ($3::text IS NULL OR status = $3)"
         " AND ($4::text IS NULL OR urgency = $4)"
@@ -274,8 +278,12 @@ async def apply_event_facts(
     return result != "INSERT 0 0"
 
 
-async def get_known_event(conn: Conn | asyncpg.Pool, event_id: str) -> asyncpg.Record | None:
+async def get_known_event(conn: Conn, event_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM known_events WHERE event_id = $1", event_id)
+
+
+async def lock_known_event(conn: Conn, event_id: str) -> None:
+    await conn.execute("SELECT 1 FROM known_events WHERE event_id = $1 FOR UPDATE", event_id)
 
 
 async def take_place(conn: Conn, event_id: str) -> bool:
@@ -333,13 +341,13 @@ async def insert_booking(
     return result == "INSERT 0 1"
 
 
-async def get_booking(conn: Conn | asyncpg.Pool, booking_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
+async def get_booking(conn: Conn, booking_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM bookings WHERE booking_id = $1" + (" FOR UPDATE" if for_update else ""), booking_id
     )
 
 
-async def waitlist_position(conn: Conn | asyncpg.Pool, event_id: str, seq: int) -> int:
+async def waitlist_position(conn: Conn, event_id: str, seq: int) -> int:
     position: int = await conn.fetchval(
         "SELECT count(*) FROM bookings WHERE event_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2",
         event_id,
@@ -369,7 +377,7 @@ async def promote(conn: Conn, booking_id: str, now: datetime) -> None:
     )
 
 
-async def check_in(conn: Conn | asyncpg.Pool, booking_id: str, now: datetime) -> asyncpg.Record | None:
+async def check_in(conn: Conn, booking_id: str, now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "UPDATE bookings SET checked_in_at = coalesce(checked_in_at, $2) WHERE booking_id = $1"
         " AND status = 'confirmed' RETURNING *",
@@ -378,8 +386,8 @@ async def check_in(conn: Conn | asyncpg.Pool, booking_id: str, now: datetime) ->
     )
 
 
-async def list_bookings(pool: asyncpg.Pool, event_id: str, status: str | None) -> list[asyncpg.Record]:
-    return await pool.fetch(
+async def list_bookings(conn: Conn, event_id: str, status: str | None) -> list[asyncpg.Record]:
+    return await conn.fetch(
         "SELECT booking_id, donor_id, name, email, status, waitlist_seq, created_at, confirmed_at, checked_in_at"
         " FROM bookings WHERE event_id = $1 AND ($2::text IS NULL OR status = $2)"
         " ORDER BY status, waitlist_seq NULLS FIRST, created_at",

@@ -2,7 +2,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pitchin_signups.domain.donors import DonorSignup, SignupRefused, register
+from pitchin_signups.domain.donors import (
+    DonorChangeRefused,
+    DonorChanges,
+    DonorSignup,
+    SignupRefused,
+    register,
+    updated,
+)
 from tests.unit.factories import donor_signup
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -11,19 +18,21 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def test_a_signup_becomes_a_registered_donor_of_the_callers_federation() -> None:
     donor = register(
         DonorSignup.model_validate(donor_signup(email="Farra@Example.org")),
+        donor_id="don_1",
         federation_id="fed-wm",
         caller_organisation=None,
         now=NOW,
     )
     assert donor.federation_id == "fed-wm"
     assert donor.email == "farra@example.org"
-    assert donor.donor_id.startswith("don_")
+    assert donor.donor_id == "don_1"
     assert donor.registered_at == NOW
 
 
 def test_an_organisation_key_signs_up_for_itself() -> None:
     donor = register(
         DonorSignup.model_validate(donor_signup()),
+        donor_id="don_1",
         federation_id="fed-wm",
         caller_organisation="org-dudley-cvs",
         now=NOW,
@@ -32,6 +41,7 @@ def test_an_organisation_key_signs_up_for_itself() -> None:
     with pytest.raises(SignupRefused) as refused:
         register(
             DonorSignup.model_validate(donor_signup(organisation_id="org-other")),
+            donor_id="don_2",
             federation_id="fed-wm",
             caller_organisation="org-dudley-cvs",
             now=NOW,
@@ -57,8 +67,42 @@ def test_contradictions_are_refused_naming_the_field(overrides: dict[str, object
     with pytest.raises(SignupRefused) as refused:
         register(
             DonorSignup.model_validate(donor_signup(**overrides)),
+            donor_id="don_1",
             federation_id="fed-wm",
             caller_organisation=None,
             now=NOW,
         )
     assert refused.value.field == field
+
+
+def test_a_refused_signup_names_the_field_in_a_422() -> None:
+    with pytest.raises(SignupRefused) as refused:
+        register(
+            DonorSignup.model_validate(donor_signup(phone=None, contact={"email": True, "sms": True})),
+            donor_id="don_1",
+            federation_id="fed-wm",
+            caller_organisation=None,
+            now=NOW,
+        )
+    assert refused.value.status == 422
+    assert refused.value.problem_body() == {
+        "type": "/problems/validation",
+        "title": "Sign-up refused",
+        "status": 422,
+        "detail": "contact.sms: SMS was chosen but no phone number was given",
+        "errors": [{"field": "contact.sms", "message": "SMS was chosen but no phone number was given"}],
+    }
+
+
+def test_a_withdrawn_donor_cannot_be_changed() -> None:
+    donor = register(
+        DonorSignup.model_validate(donor_signup()),
+        donor_id="don_1",
+        federation_id="fed-wm",
+        caller_organisation=None,
+        now=NOW,
+    )
+    current = {**donor.model_dump(mode="json"), "status": "withdrawn", "version": 1}
+    with pytest.raises(DonorChangeRefused) as refused:
+        updated(current, DonorChanges(name="Someone"), now=NOW)
+    assert (refused.value.title, refused.value.field) == ("Change refused", "status")

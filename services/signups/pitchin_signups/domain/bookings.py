@@ -12,6 +12,14 @@ from datetime import datetime
 from pydantic import EmailStr, Field
 
 from pitchin_core.contracts.common import Contract, Identifier, LanguageTag
+from pitchin_core.contracts.scheduling import (
+    EventArchivedV1,
+    EventCancelledV1,
+    EventEndedV1,
+    EventFacts,
+    EventStartedV1,
+)
+from pitchin_core.errors import Refused
 
 
 class BookingRequest(Contract):
@@ -30,18 +38,32 @@ class EventForBooking:
     waitlist: bool
 
 
-class BookingRefused(ValueError):
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
+class BookingRefused(Refused):
+    """The event does not take bookings now: its state, not the request, is in the way."""
+
+    status = 409
+    default_title = "Booking refused"
 
 
 def check_can_book(event: EventForBooking, now: datetime) -> None:
     if event.status == "draft":
-        raise BookingRefused("event_id", "the event is not open for booking yet", 409)
+        raise BookingRefused("event_id", "the event is not open for booking yet")
     if event.status in ("cancelled", "ended", "archived"):
-        raise BookingRefused("event_id", f"the event is {event.status}", 409)
+        raise BookingRefused("event_id", f"the event is {event.status}")
     closes = event.booking_deadline or event.starts_at
     if now >= closes:
-        raise BookingRefused("event_id", "bookings for this event have closed", 409)
+        raise BookingRefused("event_id", "bookings for this event have closed")
+
+
+# What an event is, for bookings, after each fact that changes it; other facts leave it as it was.
+_STATUS_AFTER: dict[type[EventFacts], str] = {
+    EventCancelledV1: "cancelled",
+    EventStartedV1: "live",
+    EventEndedV1: "ended",
+    EventArchivedV1: "archived",
+}
+
+
+def status_after(fact: EventFacts) -> str | None:
+    """The event's status once `fact` happened, or None when the fact does not change it."""
+    return _STATUS_AFTER.get(type(fact))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from pydantic import EmailStr, Field
@@ -20,6 +19,7 @@ from pitchin_core.contracts.common import (
     Slug,
 )
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorUpdatedV1
+from pitchin_core.errors import Refused
 
 
 class DonorSignup(Contract):
@@ -41,14 +41,20 @@ class DonorSignup(Contract):
     )
 
 
-class SignupRefused(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class SignupRefused(Refused):
+    """A sign-up that breaks a rule, naming the field to change."""
+
+    default_title = "Sign-up refused"
+
+
+class DonorChangeRefused(SignupRefused):
+    """A change to a donor that breaks a rule."""
+
+    default_title = "Change refused"
 
 
 def register(
-    signup: DonorSignup, *, federation_id: str, caller_organisation: str | None, now: datetime
+    signup: DonorSignup, *, donor_id: str, federation_id: str, caller_organisation: str | None, now: datetime
 ) -> DonorRegisteredV1:
     """Turn a sign-up into the fact that a donor registered.
 
@@ -68,7 +74,7 @@ def register(
     return DonorRegisteredV1(
         federation_id=federation_id,
         organisation_id=organisation_id,
-        donor_id=f"don_{uuid.uuid4().hex[:20]}",
+        donor_id=donor_id,
         name=signup.name.strip(),
         email=signup.email.lower(),
         phone=signup.phone,
@@ -104,12 +110,12 @@ class DonorChanges(Contract):
 def updated(current: dict[str, object], changes: DonorChanges, *, now: datetime) -> DonorUpdatedV1:
     """The donor's next version. `current` is the stored donor (columns and profile merged)."""
     if current.get("status") == DonorStatus.withdrawn.value:
-        raise SignupRefused("status", "a withdrawn donor cannot be changed")
+        raise DonorChangeRefused("status", "a withdrawn donor cannot be changed")
     if changes.status == DonorStatus.withdrawn:
-        raise SignupRefused("status", "use POST /v1/donors/{donor_id}/withdraw to withdraw")
+        raise DonorChangeRefused("status", "use POST /v1/donors/{donor_id}/withdraw to withdraw")
     patch = changes.model_dump(exclude_none=True)
     merged = {**current, **patch, "version": int(str(current["version"])) + 1, "updated_at": now}
     if merged.get("phone") is None and isinstance(merged.get("contact"), dict) and merged["contact"].get("sms"):
-        raise SignupRefused("contact.sms", "SMS was chosen but no phone number was given")
+        raise DonorChangeRefused("contact.sms", "SMS was chosen but no phone number was given")
     fields = DonorUpdatedV1.model_fields
     return DonorUpdatedV1.model_validate({k: v for k, v in merged.items() if k in fields})

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import Field
 
-from pitchin_core.contracts.common import Contract, LanguageTag, Slug
+from pitchin_core.contracts.common import Contract, EventData, LanguageTag, Slug
 from pitchin_core.contracts.fights import (
     FightKind,
     FightOpenedV1,
+    NeedClosedV1,
+    NeedFilledV1,
     NeedOpenedV1,
     NeedPlace,
     NeedStatus,
@@ -18,6 +21,8 @@ from pitchin_core.contracts.fights import (
     RequiredSkill,
     Urgency,
 )
+from pitchin_core.contracts.matching import AssignmentConfirmedV1, AssignmentReleasedV1
+from pitchin_core.errors import Conflict, Refused
 
 
 class NeedDraft(Contract):
@@ -56,44 +61,79 @@ class FightDraft(Contract):
     needs: list[NeedDraft] = Field(default_factory=list, max_length=30)
 
 
-class FightRefused(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class FightRefused(Refused):
+    """A fight (or one of the needs it opens with) that breaks a rule, naming the field to change."""
+
+    default_title = "Fight refused"
+
+
+class NeedRefused(FightRefused):
+    """A need added to an open fight that breaks a rule."""
+
+    default_title = "Need refused"
+
+
+class NeedChangeRefused(FightRefused):
+    """A change to a need that breaks a rule."""
+
+    default_title = "Change refused"
+
+
+class NeedNotLive(NeedChangeRefused):
+    """A change to a need that was closed, cancelled or expired: its state, not the request, is in the way."""
+
+    status = 409
 
 
 def open_fight(
-    draft: FightDraft, *, federation_id: str, organisation_id: str | None, now: datetime
+    draft: FightDraft,
+    *,
+    fight_id: str,
+    need_ids: Sequence[str],
+    federation_id: str,
+    organisation_id: str | None,
+    now: datetime,
 ) -> tuple[FightOpenedV1, list[NeedOpenedV1]]:
+    """A fight and the needs it opens with; `need_ids` gives one id per need of the draft, in order."""
     if organisation_id is None:
         raise FightRefused("organisation_id", "fights belong to a member organisation: use its API key")
     fight = FightOpenedV1(
         federation_id=federation_id,
         organisation_id=organisation_id,
-        fight_id=f"fgt_{uuid.uuid4().hex[:20]}",
+        fight_id=fight_id,
         kind=draft.kind,
         title=draft.title.strip(),
         description=draft.description,
         causes=draft.causes,
         opened_at=now,
     )
-    needs = [open_need(n, fight, now=now, field=f"needs.{i}") for i, n in enumerate(draft.needs)]
+    needs = [
+        _need(n, fight, need_id, now=now, field=f"needs.{i}.", refused=FightRefused)
+        for i, (n, need_id) in enumerate(zip(draft.needs, need_ids, strict=True))
+    ]
     return fight, needs
 
 
-def open_need(draft: NeedDraft, fight: FightOpenedV1, *, now: datetime, field: str = "") -> NeedOpenedV1:
-    prefix = f"{field}." if field else ""
+def open_need(draft: NeedDraft, fight: FightOpenedV1, *, need_id: str, now: datetime) -> NeedOpenedV1:
+    """A need added to a fight that is already open."""
+    return _need(draft, fight, need_id, now=now, field="", refused=NeedRefused)
+
+
+def _need(
+    draft: NeedDraft, fight: FightOpenedV1, need_id: str, *, now: datetime, field: str, refused: type[FightRefused]
+) -> NeedOpenedV1:
+    # `field` places the need in the request ("needs.0." when it came with its fight).
     if draft.deadline <= now:
-        raise FightRefused(f"{prefix}deadline", "the deadline has already passed")
+        raise refused(f"{field}deadline", "the deadline has already passed")
     skills = [s.skill for s in draft.required_skills]
     if len(set(skills)) != len(skills):
-        raise FightRefused(f"{prefix}required_skills", "each skill may be required once")
+        raise refused(f"{field}required_skills", "each skill may be required once")
     if not draft.place.remote and draft.place.city is None and draft.place.latitude is None:
-        raise FightRefused(f"{prefix}place", "an on-site need says where: a city or coordinates")
+        raise refused(f"{field}place", "an on-site need says where: a city or coordinates")
     return NeedOpenedV1(
         federation_id=fight.federation_id,
         organisation_id=fight.organisation_id,
-        need_id=f"ned_{uuid.uuid4().hex[:20]}",
+        need_id=need_id,
         fight_id=fight.fight_id,
         title=draft.title.strip(),
         description=draft.description,
@@ -125,10 +165,10 @@ def updated_need(
 ) -> NeedUpdatedV1:
     """The next version of a need: the changes applied, the version bumped."""
     if not is_live(current.status):
-        raise FightRefused("status", f"the need is {current.status.value} and can no longer change")
+        raise NeedNotLive("status", f"the need is {current.status.value} and can no longer change")
     patch = changes.model_dump(exclude_none=True) if changes else {}
     if "deadline" in patch and patch["deadline"] <= now:
-        raise FightRefused("deadline", "the deadline has already passed")
+        raise NeedChangeRefused("deadline", "the deadline has already passed")
     return current.model_copy(
         update={**patch, "status": status or current.status, "version": current.version + 1, "updated_at": now}
     )
@@ -138,3 +178,71 @@ def as_state(need: NeedOpenedV1) -> NeedUpdatedV1:
     """A need as first opened, in the full-state shape later versions have."""
     fields = need.model_dump(exclude={"opened_at"})
     return NeedUpdatedV1(**fields, status=NeedStatus.open, updated_at=need.opened_at)
+
+
+def closed_need(current: NeedUpdatedV1, status: NeedStatus, *, now: datetime) -> tuple[NeedUpdatedV1, NeedClosedV1]:
+    """A live need closed (by its organisation) or cancelled (with its fight): its last version and the fact."""
+    if not is_live(current.status):
+        raise Conflict(f"Need {current.need_id} is {current.status.value}.", title="Already closed")
+    state = current.model_copy(update={"status": status, "version": current.version + 1, "updated_at": now})
+    fact = NeedClosedV1(
+        federation_id=current.federation_id,
+        organisation_id=current.organisation_id,
+        need_id=current.need_id,
+        fight_id=current.fight_id,
+        status=status,
+        closed_at=now,
+    )
+    return state, fact
+
+
+@dataclass(frozen=True)
+class Reassigned:
+    """A need after an assignment: who is assigned now and, when its status moved, its next version."""
+
+    assigned: list[str]
+    need: NeedUpdatedV1 | None = None
+    filled: NeedFilledV1 | None = None
+
+    @property
+    def events(self) -> list[EventData]:
+        """What to tell the others, in order: the new version, then that the need is filled."""
+        return [e for e in (self.need, self.filled) if e is not None]
+
+
+def reassigned(
+    current: NeedUpdatedV1,
+    assigned: Sequence[str],
+    assignment: AssignmentConfirmedV1 | AssignmentReleasedV1,
+    *,
+    now: datetime,
+) -> Reassigned | None:
+    """Matching's assignments drive the need's lifecycle: partly filled, filled, open again.
+
+    None when the assignment changes nothing (a donor confirmed who already was, or released
+    who was not). A need no longer live keeps its status; only who is assigned is recorded.
+    """
+    donors = list(assigned)
+    if isinstance(assignment, AssignmentConfirmedV1) and assignment.donor_id not in donors:
+        donors.append(assignment.donor_id)
+    elif isinstance(assignment, AssignmentReleasedV1) and assignment.donor_id in donors:
+        donors.remove(assignment.donor_id)
+    else:
+        return None
+    if not is_live(current.status):
+        return Reassigned(donors)
+    status = status_for(len(donors), current.donors_wanted)
+    if status == current.status:
+        return Reassigned(donors)
+    need = current.model_copy(update={"status": status, "version": current.version + 1, "updated_at": now})
+    filled = None
+    if status == NeedStatus.filled:
+        filled = NeedFilledV1(
+            federation_id=need.federation_id,
+            organisation_id=need.organisation_id,
+            need_id=need.need_id,
+            fight_id=need.fight_id,
+            donor_ids=donors,
+            filled_at=now,
+        )
+    return Reassigned(donors, need, filled)

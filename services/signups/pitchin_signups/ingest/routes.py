@@ -33,9 +33,10 @@ from pitchin_core.ingest import (
     Rejection,
     envelope_from_http_binary,
     envelope_from_structured,
-    verify_signature,
 )
-from pitchin_signups import ingest
+from pitchin_core.signing import verify_webhook
+from pitchin_core.uow import UnitOfWork
+from pitchin_signups.ingest.apply import apply
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 BATCH = "application/cloudevents-batch+json"
@@ -67,6 +68,11 @@ def pipeline_of(request: Request) -> Pipeline:
 def _pool(request: Request) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.runtime.pool
     return pool
+
+
+def _uow(request: Request) -> UnitOfWork:
+    uow: UnitOfWork = request.app.state.runtime.uow
+    return uow
 
 
 def _refuse(pipeline: Pipeline, status: int, reason: str, field: str, message: str) -> Problem:
@@ -130,7 +136,7 @@ async def authenticate(request: Request, pipeline: Pipeline, body: bytes, envelo
     registration = await pipeline.registry.by_source(_pool(request), source)
     if registration is None or registration.signing_secret is None:
         raise _refuse(pipeline, 403, "unregistered-source", "source", f"{source!r} is not a registered publisher")
-    wrong = verify_signature(
+    wrong = verify_webhook(
         registration.signing_secret,
         headers.get("webhook-id", ""),
         headers.get("webhook-timestamp", ""),
@@ -178,7 +184,7 @@ async def decide(request: Request, pipeline: Pipeline, envelope: Envelope, regis
         pipeline.count("http", "rejected", "tenant")
         return answer
     try:
-        return await pipeline.decide(_pool(request), envelope, registration, ingest.apply, now=datetime.now(UTC))
+        return await pipeline.decide(_uow(request), envelope, registration, apply, now=datetime.now(UTC))
     except NotYet as exc:
         pipeline.count("http", "rejected", exc.rejection.reason)
         return pipeline.reject(envelope, exc.rejection)

@@ -23,7 +23,7 @@ from pitchin_core.contracts.common import SkillLevel
 from pitchin_core.contracts.ingest import IngestPersonSignedUpV1, IngestRsvpCancelledV1, IngestRsvpMadeV1
 from pitchin_core.http import Problem
 from pitchin_core.ingest import Envelope, Registration
-from pitchin_signups.ingest_api import decide, pipeline_of, publisher_by_key, read_body, respond
+from pitchin_signups.ingest.routes import decide, pipeline_of, publisher_by_key, read_body, respond
 
 router = APIRouter(prefix="/v1/osdi", tags=["osdi"])
 DECLINED = {"declined", "cancelled", "canceled"}

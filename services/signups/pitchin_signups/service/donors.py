@@ -1,0 +1,163 @@
+"""Knowledge donors: sign-up (one by one or from a spreadsheet), change, withdrawal, and reading them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from pitchin_core.auth import Caller
+from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
+from pitchin_core.db import Conn
+from pitchin_core.errors import Conflict, FieldError, NotFound
+from pitchin_core.uow import Transactions
+from pitchin_signups import storage
+from pitchin_signups.domain import csv_import
+from pitchin_signups.domain.donors import DonorChanges, DonorSignup, SignupRefused, register, updated
+from pitchin_signups.domain.taxonomy import UnknownSkill, check_known
+from pitchin_signups.service import new_id
+from pitchin_signups.service.taxonomy import check_skills, known_skills
+
+
+async def sign_up(uow: Transactions, caller: Caller, signup: DonorSignup, now: datetime) -> DonorRegisteredV1:
+    donor = register(
+        signup,
+        donor_id=new_id("don"),
+        federation_id=caller.federation_id,
+        caller_organisation=caller.organisation_id,
+        now=now,
+    )
+    async with uow(caller.tenant) as tx:
+        await check_skills(tx.conn, caller.federation_id, [s.skill for s in donor.skills], "skills")
+        if not await storage.insert_donor(tx.conn, donor):
+            raise Conflict(
+                "A donor with this email has already signed up in this federation.",
+                title="Already signed up",
+                kind="/problems/duplicate",
+                errors=[FieldError("email", "already signed up")],
+            )
+        await tx.emit(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")
+    return donor
+
+
+def donor_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {**{k: row[k] for k in row.keys() if k != "profile"}, **json.loads(row["profile"])}
+
+
+async def _own_donor(conn: Conn, caller: Caller, donor_id: str, *, for_update: bool = False) -> asyncpg.Record:
+    row = await storage.get_donor(conn, caller.federation_id, donor_id, for_update=for_update)
+    if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
+        raise NotFound("donor", donor_id)
+    return row
+
+
+async def get(uow: Transactions, caller: Caller, donor_id: str) -> dict[str, Any]:
+    async with uow(caller.tenant, readonly=True) as tx:
+        return donor_view(await _own_donor(tx.conn, caller, donor_id))
+
+
+async def find(
+    uow: Transactions,
+    caller: Caller,
+    *,
+    skill: str | None,
+    status: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page of the donors the caller may see (an organisation's own, or the whole federation's)."""
+    async with uow(caller.tenant, readonly=True) as tx:
+        rows = await storage.list_donors(
+            tx.conn,
+            caller.federation_id,
+            caller.organisation_id,
+            skill=skill,
+            status=status,
+            after=after,
+            limit=limit,
+        )
+    return [{**dict(r), "skills": json.loads(r["skills"] or "[]")} for r in rows]
+
+
+async def change(
+    uow: Transactions, caller: Caller, donor_id: str, changes: DonorChanges, now: datetime
+) -> DonorUpdatedV1:
+    async with uow(caller.tenant) as tx:
+        row = await _own_donor(tx.conn, caller, donor_id, for_update=True)
+        donor = updated(donor_view(row), changes, now=now)
+        if changes.skills is not None:
+            await check_skills(tx.conn, caller.federation_id, [s.skill for s in changes.skills], "skills")
+        try:
+            await storage.update_donor(tx.conn, donor)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(
+                "Another donor in this federation has this email.",
+                title="Email in use",
+                errors=[FieldError("email", "already signed up")],
+            ) from exc
+        await tx.emit(donor, key=donor_id, subject=f"donors/{donor_id}")
+    return donor
+
+
+async def withdraw(uow: Transactions, caller: Caller, donor_id: str, erase: bool, now: datetime) -> DonorWithdrawnV1:
+    """Withdraw; with `erase`, remove the person's data here, and through the event everywhere."""
+    async with uow(caller.tenant) as tx:
+        row = await _own_donor(tx.conn, caller, donor_id, for_update=True)
+        if row["erased_at"] is not None:
+            raise Conflict(f"Donor {donor_id} was erased on {row['erased_at']:%Y-%m-%d}.", title="Already erased")
+        if erase:
+            await storage.erase_donor(tx.conn, donor_id, now)
+        else:
+            await storage.withdraw_donor(tx.conn, donor_id, now)
+        event = DonorWithdrawnV1(
+            federation_id=row["federation_id"],
+            organisation_id=row["organisation_id"],
+            donor_id=donor_id,
+            erase=erase,
+            withdrawn_at=now,
+        )
+        await tx.emit(event, key=donor_id, subject=f"donors/{donor_id}")
+    return event
+
+
+@dataclass
+class ImportReport:
+    imported: list[str] = field(default_factory=list)
+    already_registered: list[int] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def import_csv(uow: Transactions, caller: Caller, text: str, now: datetime) -> ImportReport:
+    """Valid rows are kept, bad rows reported; a row whose email is known is skipped, so a
+    re-run of the same file changes nothing. Each row commits on its own."""
+    signups, errors = csv_import.parse(text)
+    report = ImportReport(errors=[vars(e) for e in errors])
+    async with uow(caller.tenant, readonly=True) as tx:
+        known = await known_skills(tx.conn, caller.federation_id)
+    for row_number, signup in signups:
+        try:
+            donor = register(
+                signup,
+                donor_id=new_id("don"),
+                federation_id=caller.federation_id,
+                caller_organisation=caller.organisation_id,
+                now=now,
+            )
+            check_known([s.skill for s in donor.skills], known, "skills")
+        except SignupRefused as exc:
+            report.errors.append({"row": row_number, "field": exc.field, "message": str(exc)})
+            continue
+        except UnknownSkill as exc:
+            report.errors += [{"row": row_number, **e.as_dict()} for e in exc.errors]
+            continue
+        async with uow(caller.tenant) as tx:
+            if await storage.insert_donor(tx.conn, donor):
+                await tx.emit(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")
+                report.imported.append(donor.donor_id)
+            else:
+                report.already_registered.append(row_number)
+    report.errors.sort(key=lambda e: (e["row"], e["field"]))
+    return report
