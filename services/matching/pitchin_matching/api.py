@@ -1,4 +1,4 @@
-"""Matching's HTTP routes: parse, authenticate, call the service layer, map errors.
+"""Matching's HTTP routes: parse, authenticate, call the service layer, shape the answers.
 
 Organisers and federation staff authenticate with API keys (tenancy: another federation's
 needs, donors, offers and assignments are 404). Donors have no keys: they answer with the
@@ -17,8 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from pitchin_core.auth import Caller, CallerDep, StaffDep, authenticate
-from pitchin_core.http import Problem
-from pitchin_matching import service, storage
+from pitchin_core.errors import Forbidden, NotFound, Unauthorised
+from pitchin_matching import service
 from pitchin_matching.domain.policy import PolicyDocument
 from pitchin_matching.domain.tokens import InvalidToken, TokenClaims, verify
 from pitchin_matching.service import Matching
@@ -55,23 +55,21 @@ def _matching(request: Request) -> Matching:
 def _claims(matching: Matching, *candidates: str | None) -> TokenClaims:
     token = next((t for t in candidates if t), None)
     if token is None:
-        raise Problem(401, "Unauthorised", "Send the token from your offer email as ?token=, X-Offer-Token or body.")
+        raise Unauthorised("Send the token from your offer email as ?token=, X-Offer-Token or body.")
     try:
         return verify(matching.token_secret, token, datetime.now(UTC).timestamp())
     except InvalidToken as exc:
-        raise Problem(401, "Unauthorised", f"This link does not work: {exc}.") from exc
+        raise Unauthorised(f"This link does not work: {exc}.") from exc
 
 
 def _is_organiser_or_staff(caller: Caller) -> None:
     if caller.role not in {STAFF, "organiser"}:
-        raise Problem(403, "Forbidden", "Only organisers and federation staff may do this.")
+        raise Forbidden("Only organisers and federation staff may do this.")
 
 
 @router.get("/donors/{donor_id}")
 async def donor_profile(donor_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
-    row = await storage.donor_with_skills(_matching(request).pool, caller.federation_id, donor_id)
-    if row is None:
-        raise Problem(404, "Not found", f"Matching knows no donor {donor_id} in this federation.")
+    row = await service.donor_profile(_matching(request), caller, donor_id)
     return {**{k: row[k] for k in row.keys() if k != "skills"}, "skills": json.loads(row["skills"])}
 
 
@@ -87,11 +85,7 @@ async def need_candidates(
 @router.get("/needs/{need_id}/offers")
 async def need_offers(need_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
     """Who was asked about a need and what became of it (assignment ids are offer ids)."""
-    matching = _matching(request)
-    need = await storage.get_need(matching.pool, need_id)
-    if need is None or not caller.can_act_for(need["federation_id"], need["organisation_id"]):
-        raise Problem(404, "Not found", f"No need {need_id} here.")
-    offers = await storage.offers_of_need(matching.pool, need_id)
+    need, offers = await service.need_offers(_matching(request), caller, need_id)
     return {"need_id": need_id, "status": need["status"], "offers": [_offer_view(o) for o in offers]}
 
 
@@ -100,22 +94,17 @@ async def _for_donor(
     donor_id: str,
     credentials: HTTPAuthorizationCredentials | None,
     *tokens: str | None,
-) -> tuple[str, Caller | None]:
-    """Who asks about a donor: the donor with their own token (no caller), or an organiser or
-    staff key of the donor's federation. The federation to read in; 404 for anyone else."""
-    matching = _matching(request)
-    caller: Caller | None = None
+) -> Caller | None:
+    """Who asks about a donor: the donor with their own token (None), or an organiser or staff
+    key (the caller; the service layer answers 404 for a donor of another federation)."""
     if any(tokens):
-        claims = _claims(matching, *tokens)
+        claims = _claims(_matching(request), *tokens)
         if claims.kind != "donor" or claims.subject != donor_id:
-            raise Problem(404, "Not found", f"Nothing for donor {donor_id} with this token.")
-    else:
-        caller = await authenticate(request, credentials)
-        _is_organiser_or_staff(caller)
-    federation_id = await storage.donor_federation(matching.pool, donor_id)
-    if federation_id is None or (caller is not None and federation_id != caller.federation_id):
-        raise Problem(404, "Not found", f"Matching knows no donor {donor_id} in this federation.")
-    return federation_id, caller
+            raise NotFound("donor", donor_id, detail=f"Nothing for donor {donor_id} with this token.")
+        return None
+    caller = await authenticate(request, credentials)
+    _is_organiser_or_staff(caller)
+    return caller
 
 
 @router.get("/donors/{donor_id}/offers")
@@ -127,11 +116,8 @@ async def donor_offers(
     x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
 ) -> dict[str, Any]:
     """A donor's offers: for the donor (a donor token) or their federation (an API key)."""
-    federation_id, caller = await _for_donor(request, donor_id, credentials, token, x_offer_token)
-    offers = await storage.offers_of_donor(_matching(request).pool, federation_id, donor_id)
-    if caller is not None:
-        # An organiser sees the offers of its own organisation's needs only.
-        offers = [o for o in offers if caller.can_act_for(o["federation_id"], o["organisation_id"])]
+    caller = await _for_donor(request, donor_id, credentials, token, x_offer_token)
+    offers = await service.donor_offers(_matching(request), donor_id, caller)
     return {"donor_id": donor_id, "offers": [_offer_view(o) for o in offers]}
 
 
@@ -145,8 +131,8 @@ async def donor_record(
 ) -> dict[str, Any]:
     """What a donor gave: hours, work done and thanks received — for the donor (a donor token)
     or their federation's organisers and staff (an API key): it is what the donor shows them."""
-    federation_id, _ = await _for_donor(request, donor_id, credentials, token, x_offer_token)
-    return await service.donor_record(_matching(request), federation_id, donor_id)
+    caller = await _for_donor(request, donor_id, credentials, token, x_offer_token)
+    return await service.donor_record(_matching(request), donor_id, caller)
 
 
 @router.get("/offers/{offer_id}")
@@ -160,10 +146,7 @@ async def get_offer(
     accept or decline (a GET never answers an offer: mail scanners follow links)."""
     matching = _matching(request)
     claims = _claims(matching, token, x_offer_token)
-    offer = await storage.get_offer(matching.pool, offer_id)
-    if offer is None or claims.subject not in (offer["offer_id"], offer["donor_id"]):
-        raise Problem(404, "Not found", f"No offer {offer_id} for this token.")
-    return _offer_view(offer)
+    return _offer_view(await service.offer_for_token(matching, offer_id, claims))
 
 
 @router.post("/offers/{offer_id}/accept")
@@ -223,30 +206,28 @@ async def complete_assignment(
 @router.get("/totals")
 async def totals(caller: StaffDep, request: Request) -> dict[str, Any]:
     """Hours given and work done per member organisation of the caller's federation (staff only)."""
-    rows = await storage.hours_by_organisation(_matching(request).pool, caller.federation_id)
+    rows = await service.totals(_matching(request), caller)
     return {"organisations": [dict(r) for r in rows]}
 
 
 @router.get("/policy", response_model=PolicyDocument)
 async def get_policy(caller: CallerDep, request: Request) -> Any:
-    stored = await storage.get_policy(_matching(request).pool, caller.federation_id)
-    return PolicyDocument.model_validate(stored or {})
+    return await service.policy(_matching(request), caller)
 
 
 @router.put("/policy", response_model=PolicyDocument)
 async def put_policy(policy: PolicyDocument, caller: CallerDep, request: Request) -> Any:
     """Weights, caps, fan-out and offer time to live for the caller's federation (staff only)."""
     if caller.role != STAFF:
-        raise Problem(403, "Forbidden", "Only federation staff may change the matching policy.")
-    await storage.put_policy(_matching(request).pool, caller.federation_id, policy.model_dump(mode="json"))
-    return policy
+        raise Forbidden("Only federation staff may change the matching policy.")
+    return await service.set_policy(_matching(request), caller, policy)
 
 
 @router.post("/rematch")
 async def rematch(caller: CallerDep, request: Request) -> dict[str, Any]:
     """Offer the federation's waiting needs again, now (e.g. after a taxonomy or policy change)."""
     if caller.role != STAFF:
-        raise Problem(403, "Forbidden", "Only federation staff may re-match a federation.")
+        raise Forbidden("Only federation staff may re-match a federation.")
     made = await service.match_waiting(_matching(request), caller.federation_id, datetime.now(UTC), force_all=True)
     return {"offers_made": made}
 

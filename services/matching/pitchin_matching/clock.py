@@ -7,65 +7,57 @@ expires each exactly once, with the next offer in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from datetime import UTC, datetime
 
-import asyncpg
-
+from pitchin_core.worker import NotifiedWorker
 from pitchin_matching import service, storage
 from pitchin_matching.service import Matching
 
-log = logging.getLogger(__name__)
 BATCH = 200
 
 
-class OfferClock:
+class OfferClock(NotifiedWorker):
+    """A periodic worker: one tick every `poll_seconds`, once the donor index is loaded."""
+
     def __init__(self, matching: Matching, *, poll_seconds: float, sweep_seconds: float) -> None:
+        # A tick drains what is due; one that expired a full batch or more looks again at once
+        # (more may have fallen due meanwhile), any other waits `poll_seconds`.
+        super().__init__(
+            matching.uow.pool, name="matching-offer-clock", batch_size=BATCH, idle_poll_seconds=poll_seconds
+        )
         self.matching = matching
-        self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
-        self._task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="matching-offer-clock")
+    @property
+    def channel(self) -> str | None:
+        # No commit announces that an offer fell due: time does, so the clock looks every poll.
+        return None
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def before_first_run(self) -> None:
+        # Expiring offers asks the next candidates: ranking needs the whole index.
+        await self.matching.ready.wait()
+
+    async def work_once(self) -> int:
+        return await self.tick()
 
     async def tick(self) -> int:
         """One pass: every due offer expired (and replaced); waiting needs swept now and then."""
         m = self.matching
         now = datetime.now(UTC)
         expired = 0
-        for federation_id in await storage.federations_with_due_offers(m.pool, now):
+        async with m.uow(readonly=True) as tx:  # across federations: each is then expired as its own tenant
+            due_in = await storage.federations_with_due_offers(tx.conn, now)
+        for federation_id in due_in:
             while (done := await service.expire_due(m, federation_id, now, BATCH)) > 0:
                 expired += done
                 if done < BATCH:
                     break
         if time.monotonic() - self._last_sweep >= self.sweep_seconds:
             self._last_sweep = time.monotonic()
-            for federation_id in await storage.federations_with_waiting_needs(m.pool, now):
+            async with m.uow(readonly=True) as tx:
+                waiting_in = await storage.federations_with_waiting_needs(tx.conn, now)
+            for federation_id in waiting_in:
                 await service.match_waiting(m, federation_id, now)
         return expired
-
-    async def _run(self) -> None:
-        await self.matching.ready.wait()
-        backoff = self.poll_seconds
-        while True:
-            try:
-                await self.tick()
-                backoff = self.poll_seconds
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("offer clock paused: %r", exc)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("offer clock failed; retrying")
-                backoff = min(backoff * 2, 5.0)
-            await asyncio.sleep(backoff)

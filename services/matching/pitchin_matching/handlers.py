@@ -1,50 +1,43 @@
-"""Matching's Kafka subscribers: wait for the index, then hand to the service layer."""
+"""Matching's Kafka subscribers: per topic, the event types matching acts on and the use case each starts."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import NeedClosedV1, NeedFilledV1, NeedOpenedV1, NeedUpdatedV1
 from pitchin_core.contracts.topics import DONORS, NEEDS
-from pitchin_core.runtime import Runtime
+from pitchin_core.runtime import EventUseCase, Runtime
 from pitchin_matching import service
 from pitchin_matching.service import Matching
 
+UseCase = Callable[[Matching, CloudEvent, Any, datetime], Awaitable[bool]]
+
 
 def register(runtime: Runtime, matching: Matching) -> None:
-    metrics = runtime.metrics
+    def once_ready(use_case: UseCase) -> EventUseCase:
+        async def run(event: CloudEvent, data: Any) -> bool:
+            # Events wait for the index: ranking against a half-loaded index would skip donors.
+            await matching.ready.wait()
+            return await use_case(matching, event, data, datetime.now(UTC))
 
-    def count(event: CloudEvent, outcome: str) -> None:
-        metrics.events_applied.labels(metrics.service, event.type, outcome).inc()
+        return run
 
-    async def on_donor(event: CloudEvent, data: EventData) -> None:
-        # Events wait for the index: ranking against a half-loaded index would skip donors.
-        await matching.ready.wait()
-        now = datetime.now(UTC)
-        if isinstance(data, DonorRegisteredV1 | DonorUpdatedV1):
-            applied = await service.learn_donor(matching, event, data, now)
-        elif isinstance(data, DonorWithdrawnV1):
-            applied = await service.withdraw_donor(matching, event, data, now)
-        else:
-            count(event, "ignored")
-            return
-        count(event, "applied" if applied else "duplicate")
-
-    async def on_need(event: CloudEvent, data: EventData) -> None:
-        await matching.ready.wait()
-        now = datetime.now(UTC)
-        if isinstance(data, NeedOpenedV1 | NeedUpdatedV1):
-            applied = await service.learn_need(matching, event, data, now)
-        elif isinstance(data, NeedFilledV1 | NeedClosedV1):
-            applied = await service.end_need(matching, event, data, now)
-        else:
-            # Fight events: a need carries its own causes, so matching needs nothing from them.
-            count(event, "ignored")
-            return
-        count(event, "applied" if applied else "duplicate")
-
-    runtime.subscribe(DONORS, on_donor)
-    runtime.subscribe(NEEDS, on_need)
+    learn_donor = once_ready(service.learn_donor)
+    runtime.handle(
+        DONORS,
+        {
+            DonorRegisteredV1: learn_donor,
+            DonorUpdatedV1: learn_donor,
+            DonorWithdrawnV1: once_ready(service.withdraw_donor),
+        },
+    )
+    # Fight events are not here: a need carries its own causes, so matching needs nothing from them.
+    learn_need, end_need = once_ready(service.learn_need), once_ready(service.end_need)
+    runtime.handle(
+        NEEDS,
+        {NeedOpenedV1: learn_need, NeedUpdatedV1: learn_need, NeedFilledV1: end_need, NeedClosedV1: end_need},
+    )

@@ -17,13 +17,14 @@ import argparse
 import asyncio
 import logging
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pitchin_core.contracts.cloudevents import InvalidCloudEvent, from_kafka
 from pitchin_core.contracts.topics import DONORS, NEEDS, TopicSpec
+from pitchin_core.db import create_pool
 from pitchin_core.messaging import PoisonMessage, parse_event
+from pitchin_core.uow import UnitOfWork
 from pitchin_matching import service, storage
 from pitchin_matching.main import MatchingSettings
 
@@ -32,7 +33,9 @@ TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS)
 
 
 async def rebuild(settings: MatchingSettings) -> dict[str, int]:
-    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.db_schema})
+    pool = await create_pool(settings.database_url, settings.db_schema, size=1)
+    # The service's own unit of work (same source and inbox consumer), without the rest of a runtime.
+    uow = UnitOfWork(pool, source=f"/pitchin/{settings.service_name}", consumer=settings.service_name)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
@@ -48,9 +51,9 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp in partitions if ends[tp] > 0}
-        async with conn.transaction():
+        async with uow() as tx:  # every federation's read model, in one transaction
             types = [model.event_type for spec in TOPICS for model in spec.event_types]
-            await storage.reset_read_model(conn, service.CONSUMER, types)
+            await storage.reset_read_model(tx.conn, tx.consumer, types)
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=1000)
                 for tp, records in batch.items():
@@ -63,16 +66,17 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
                         except (InvalidCloudEvent, PoisonMessage):
                             counts["skipped"] += 1
                             continue
-                        await service.replay(conn, event, data)
+                        await service.replay(tx, event, data)
                         counts["applied"] += 1
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
-        counts["donors"] = await conn.fetchval("SELECT count(*) FROM donors")
-        counts["needs"] = await conn.fetchval("SELECT count(*) FROM needs")
+        async with uow(readonly=True) as tx:
+            counts["donors"] = await tx.conn.fetchval("SELECT count(*) FROM donors")
+            counts["needs"] = await tx.conn.fetchval("SELECT count(*) FROM needs")
     finally:
         await consumer.stop()
-        await conn.close()
+        await pool.close()
     return counts
 
 

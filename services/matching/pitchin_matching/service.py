@@ -1,18 +1,18 @@
 """Matching's use cases: one function per command, one transaction each.
 
-Every write takes the federation's matching lock first (a transaction-scoped advisory
-lock), then row locks: one order everywhere, so use cases never deadlock, and offers in a
-federation are made one transaction at a time, which keeps each donor's cap exact. The
-state change and its events commit together (outbox); the in-memory index is updated
-only after the commit.
+Every transaction opens through the service's unit of work (`Matching.uow`), for the
+tenant it acts on. Every write takes the federation's matching lock first (a
+transaction-scoped advisory lock), then row locks: one order everywhere, so use cases
+never deadlock, and offers in a federation are made one transaction at a time, which
+keeps each donor's cap exact. The state change and its events commit together (outbox);
+the in-memory index is updated only after the commit (`tx.after_commit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,9 +37,8 @@ from pitchin_core.contracts.matching import (
     ScoreComponent,
 )
 from pitchin_core.db import Conn
-from pitchin_core.http import Problem
-from pitchin_core.inbox import first_delivery
-from pitchin_core.outbox import add_to_outbox
+from pitchin_core.errors import Conflict, NotFound
+from pitchin_core.uow import Tenant, Transaction, UnitOfWork
 from pitchin_matching import storage
 from pitchin_matching.domain.assignment import Demand, assign
 from pitchin_matching.domain.donors import WITHDRAWN_VERSION, profile_of, supersedes
@@ -49,18 +48,21 @@ from pitchin_matching.domain.ranking import Policy, explain, rank, slots_of
 from pitchin_matching.domain.tokens import TokenClaims, sign
 from pitchin_matching.index import DonorIndex
 
-CONSUMER = "matching"
-SOURCE = "/pitchin/matching"
 TOKEN_GRACE = timedelta(days=7)
 
-AfterCommit = list[Callable[[], None]]
+
+class OfferClosed(Conflict):
+    """An answer to an offer that was already answered, expired or cancelled."""
+
+    default_title = "Offer no longer open"
+    default_kind = "/problems/offer-closed"
 
 
 @dataclass
 class Matching:
-    """What the use cases work with: the pool, the in-memory index and a few settings."""
+    """What the use cases work with: the unit of work, the in-memory index and a few settings."""
 
-    pool_of: Callable[[], asyncpg.Pool]  # the runtime's pool exists only once it started
+    uow: UnitOfWork
     index: DonorIndex
     token_secret: str
     public_base_url: str
@@ -68,27 +70,8 @@ class Matching:
     retry_seconds: float = 60.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self.pool_of()
 
-
-@asynccontextmanager
-async def unit_of_work(m: Matching) -> AsyncIterator[tuple[Conn, AfterCommit]]:
-    """A transaction; the index changes collected in `after` are applied once it committed."""
-    after: AfterCommit = []
-    async with m.pool.acquire() as conn:
-        async with conn.transaction():
-            yield conn, after
-    for effect in after:
-        effect()
-
-
-async def _emit(conn: Conn, data: EventData, need_id: str, subject: str) -> None:
-    await add_to_outbox(conn, data, source=SOURCE, key=need_id, subject=subject)
-
-
-async def policy_of(conn: Conn | asyncpg.Pool, federation_id: str, now: datetime) -> Policy:
+async def policy_of(conn: Conn, federation_id: str, now: datetime) -> Policy:
     stored = await storage.get_policy(conn, federation_id)
     return PolicyDocument.model_validate(stored or {}).to_policy(now)
 
@@ -99,40 +82,42 @@ async def policy_of(conn: Conn | asyncpg.Pool, federation_id: str, now: datetime
 async def learn_donor(m: Matching, event: CloudEvent, data: DonorRegisteredV1 | DonorUpdatedV1, now: datetime) -> bool:
     """Apply a registration or a newer update once; an older or repeated one changes nothing."""
     profile = profile_of(data)
-    async with unit_of_work(m) as (conn, after):
-        if not await first_delivery(conn, CONSUMER, event.id, event.type):
+    async with m.uow(Tenant(data.federation_id)) as tx:
+        if not await tx.first_delivery(event):
             return False
+        conn = tx.conn
         await storage.lock_federation(conn, data.federation_id)
         if not supersedes(profile.version, await storage.donor_version(conn, data.donor_id)):
             return True
         registered = data.registered_at if isinstance(data, DonorRegisteredV1) else data.updated_at
         kept = await storage.upsert_donor(conn, profile, registered)
-        after.append(lambda: m.index.upsert(profile, kept))
+        tx.after_commit(lambda: m.index.upsert(profile, kept))
         if profile.status != "active":
             offers = await storage.pending_offers_of_donor(conn, data.donor_id)
-            await _cancel_offers(conn, after, m, offers, f"the donor is {profile.status}", now)
+            await _cancel_offers(tx, m, offers, f"the donor is {profile.status}", now)
             if profile.status == "withdrawn":
-                await _release_all(conn, after, m, data.donor_id, "the donor withdrew", now)
+                await _release_all(tx, m, data.donor_id, "the donor withdrew", now)
         else:
             await storage.retry_needs_of(conn, data.federation_id)
-        await _match(conn, after, m, data.federation_id, now)
+        await _match(tx, m, data.federation_id, now)
         return True
 
 
 async def withdraw_donor(m: Matching, event: CloudEvent, data: DonorWithdrawnV1, now: datetime) -> bool:
-    async with unit_of_work(m) as (conn, after):
-        if not await first_delivery(conn, CONSUMER, event.id, event.type):
+    async with m.uow(Tenant(data.federation_id)) as tx:
+        if not await tx.first_delivery(event):
             return False
+        conn = tx.conn
         await storage.lock_federation(conn, data.federation_id)
         await storage.donor_version(conn, data.donor_id)
         await storage.withdraw_donor(
             conn, data.donor_id, data.federation_id, WITHDRAWN_VERSION, data.erase, data.withdrawn_at
         )
-        after.append(lambda: m.index.deactivate(data.donor_id))
+        tx.after_commit(lambda: m.index.deactivate(data.donor_id))
         offers = await storage.pending_offers_of_donor(conn, data.donor_id)
-        await _cancel_offers(conn, after, m, offers, "the donor withdrew", now)
-        await _release_all(conn, after, m, data.donor_id, "the donor withdrew", now)
-        await _match(conn, after, m, data.federation_id, now)
+        await _cancel_offers(tx, m, offers, "the donor withdrew", now)
+        await _release_all(tx, m, data.donor_id, "the donor withdrew", now)
+        await _match(tx, m, data.federation_id, now)
         return True
 
 
@@ -141,31 +126,33 @@ async def withdraw_donor(m: Matching, event: CloudEvent, data: DonorWithdrawnV1,
 
 async def learn_need(m: Matching, event: CloudEvent, data: NeedOpenedV1 | NeedUpdatedV1, now: datetime) -> bool:
     need = need_of(data)
-    async with unit_of_work(m) as (conn, after):
-        if not await first_delivery(conn, CONSUMER, event.id, event.type):
+    async with m.uow(Tenant(data.federation_id)) as tx:
+        if not await tx.first_delivery(event):
             return False
+        conn = tx.conn
         await storage.lock_federation(conn, data.federation_id)
         if not need_supersedes(need.version, await storage.need_version(conn, need.need_id)):
             return True
         await storage.upsert_need(conn, need)
         if need.is_open:
-            await _match(conn, after, m, need.federation_id, now, force=[need.need_id])
+            await _match(tx, m, need.federation_id, now, force=[need.need_id])
         else:
             offers = await storage.pending_offers_of_need(conn, need.need_id)
-            await _cancel_offers(conn, after, m, offers, f"the need is {need.status}", now)
+            await _cancel_offers(tx, m, offers, f"the need is {need.status}", now)
         return True
 
 
 async def end_need(m: Matching, event: CloudEvent, data: NeedFilledV1 | NeedClosedV1, now: datetime) -> bool:
     status = NeedStatus.filled.value if isinstance(data, NeedFilledV1) else data.status.value
-    async with unit_of_work(m) as (conn, after):
-        if not await first_delivery(conn, CONSUMER, event.id, event.type):
+    async with m.uow(Tenant(data.federation_id)) as tx:
+        if not await tx.first_delivery(event):
             return False
+        conn = tx.conn
         await storage.lock_federation(conn, data.federation_id)
         await storage.need_version(conn, data.need_id)
         await storage.set_need_status(conn, data.need_id, status)
         offers = await storage.pending_offers_of_need(conn, data.need_id)
-        await _cancel_offers(conn, after, m, offers, f"the need is {status}", now)
+        await _cancel_offers(tx, m, offers, f"the need is {status}", now)
         return True
 
 
@@ -178,56 +165,61 @@ def _may_answer(claims: TokenClaims, offer: asyncpg.Record) -> bool:
     return bool(claims.subject == offer["donor_id"])
 
 
-async def _open_offer(conn: Conn, offer_id: str, claims: TokenClaims) -> asyncpg.Record:
-    offer = await storage.get_offer(conn, offer_id)
+async def _tenant_of_offer(m: Matching, offer_id: str, claims: TokenClaims) -> Tenant:
+    """The federation an offer belongs to: a donor's token names the offer, not a tenant."""
+    async with m.uow(readonly=True) as tx:
+        offer = await storage.get_offer(tx.conn, offer_id)
     if offer is None or not _may_answer(claims, offer):
         # The same answer for "no such offer" and "not yours": a token reveals nothing else.
-        raise Problem(404, "Not found", f"No offer {offer_id} for this token.")
-    await storage.lock_federation(conn, offer["federation_id"])
+        raise NotFound("offer", offer_id, detail=f"No offer {offer_id} for this token.")
+    return Tenant(offer["federation_id"])
+
+
+async def _lock_offer(conn: Conn, tenant: Tenant, offer_id: str) -> asyncpg.Record:
+    await storage.lock_federation(conn, tenant.federation_id)
     locked = await storage.get_offer(conn, offer_id, lock=True)
-    assert locked is not None
+    assert locked is not None  # offers are never deleted
     return locked
 
 
 def _refuse_answer(offer: asyncpg.Record, now: datetime) -> None:
     if offer["status"] != "pending":
-        raise Problem(
-            409, "Offer no longer open", f"This offer was already {offer['status']}.", kind="/problems/offer-closed"
-        )
+        raise OfferClosed(f"This offer was already {offer['status']}.")
     if offer["expires_at"] <= now:
-        raise Problem(409, "Offer no longer open", "This offer has expired.", kind="/problems/offer-closed")
+        raise OfferClosed("This offer has expired.")
 
 
 async def accept_offer(m: Matching, offer_id: str, claims: TokenClaims, now: datetime) -> dict[str, Any]:
-    async with unit_of_work(m) as (conn, after):
-        offer = await _open_offer(conn, offer_id, claims)
+    tenant = await _tenant_of_offer(m, offer_id, claims)
+    async with m.uow(tenant) as tx:
+        conn = tx.conn
+        offer = await _lock_offer(conn, tenant, offer_id)
         if offer["status"] == "accepted":
             return {"offer_id": offer_id, "status": "accepted", "assignment_id": offer_id}  # a second click
         _refuse_answer(offer, now)
         await storage.answer_offer(conn, offer_id, "accepted", now)
         await storage.insert_assignment(conn, offer, now)
-        await _emit(conn, OfferAcceptedV1(**_facts(offer), accepted_at=now), offer["need_id"], _subject(offer))
+        await _emit(tx, OfferAcceptedV1(**_facts(offer), accepted_at=now), offer)
         need = await storage.get_need(conn, offer["need_id"])
         if need is not None and await storage.active_assignments(conn, offer["need_id"]) >= need["donors_wanted"]:
             # The places are taken: the others asked at the same time are told at once.
             others = await storage.pending_offers_of_need(conn, offer["need_id"])
-            await _cancel_offers(conn, after, m, others, "the need is filled", now)
+            await _cancel_offers(tx, m, others, "the need is filled", now)
         return {"offer_id": offer_id, "status": "accepted", "assignment_id": offer_id}
 
 
 async def decline_offer(m: Matching, offer_id: str, claims: TokenClaims, reason: str, now: datetime) -> dict[str, Any]:
-    async with unit_of_work(m) as (conn, after):
-        offer = await _open_offer(conn, offer_id, claims)
+    tenant = await _tenant_of_offer(m, offer_id, claims)
+    async with m.uow(tenant) as tx:
+        offer = await _lock_offer(tx.conn, tenant, offer_id)
         if offer["status"] == "declined":
             return {"offer_id": offer_id, "status": "declined"}
         _refuse_answer(offer, now)
-        await storage.answer_offer(conn, offer_id, "declined", now, reason)
-        await _emit(
-            conn, OfferDeclinedV1(**_facts(offer), reason=reason, declined_at=now), offer["need_id"], _subject(offer)
-        )
+        await storage.answer_offer(tx.conn, offer_id, "declined", now, reason)
+        await _emit(tx, OfferDeclinedV1(**_facts(offer), reason=reason, declined_at=now), offer)
         donor = offer["donor_id"]
-        after.append(lambda: m.index.note_load(donor, -1, declined=1))
-        await _match(conn, after, m, offer["federation_id"], now, force=[offer["need_id"]])
+        tx.after_commit(lambda: m.index.note_load(donor, -1, declined=1))
+        await _match(tx, m, offer["federation_id"], now, force=[offer["need_id"]])
         return {"offer_id": offer_id, "status": "declined"}
 
 
@@ -238,25 +230,25 @@ async def expire_due(m: Matching, federation_id: str, now: datetime, limit: int 
     leaves the offer pending and due (the next clock tick does it), a crash after leaves
     nothing to redo. So each expiry happens once across restarts and replicas.
     """
-    async with unit_of_work(m) as (conn, after):
-        await storage.lock_federation(conn, federation_id)
-        due = await storage.claim_due_offers(conn, federation_id, now, limit)
+    async with m.uow(Tenant(federation_id)) as tx:
+        await storage.lock_federation(tx.conn, federation_id)
+        due = await storage.claim_due_offers(tx.conn, federation_id, now, limit)
         for offer in due:
-            await storage.answer_offer(conn, offer["offer_id"], "expired", now)
-            await _emit(conn, OfferExpiredV1(**_facts(offer), expired_at=now), offer["need_id"], _subject(offer))
-            after.append(_unloaded(m, offer["donor_id"], declined=1))
+            await storage.answer_offer(tx.conn, offer["offer_id"], "expired", now)
+            await _emit(tx, OfferExpiredV1(**_facts(offer), expired_at=now), offer)
+            tx.after_commit(_unloaded(m, offer["donor_id"], declined=1))
         if due:
-            await _match(conn, after, m, federation_id, now, force=sorted({o["need_id"] for o in due}))
+            await _match(tx, m, federation_id, now, force=sorted({o["need_id"] for o in due}))
         return len(due)
 
 
 async def match_waiting(m: Matching, federation_id: str, now: datetime, force_all: bool = False) -> int:
     """Offers for a federation's waiting needs (the clock's sweep and the rematch command)."""
-    async with unit_of_work(m) as (conn, after):
-        await storage.lock_federation(conn, federation_id)
+    async with m.uow(Tenant(federation_id)) as tx:
+        await storage.lock_federation(tx.conn, federation_id)
         if force_all:
-            await storage.retry_needs_of(conn, federation_id)
-        return await _match(conn, after, m, federation_id, now)
+            await storage.retry_needs_of(tx.conn, federation_id)
+        return await _match(tx, m, federation_id, now)
 
 
 # --- assignments -------------------------------------------------------------------------
@@ -265,7 +257,7 @@ async def match_waiting(m: Matching, federation_id: str, now: datetime, force_al
 async def _open_assignment(conn: Conn, caller: Caller, assignment_id: str) -> asyncpg.Record:
     assignment = await storage.get_assignment(conn, assignment_id)
     if assignment is None or not caller.can_act_for(assignment["federation_id"], assignment["organisation_id"]):
-        raise Problem(404, "Not found", f"No assignment {assignment_id} here.")
+        raise NotFound("assignment", assignment_id)
     await storage.lock_federation(conn, assignment["federation_id"])
     locked = await storage.get_assignment(conn, assignment_id, lock=True)
     assert locked is not None
@@ -273,35 +265,30 @@ async def _open_assignment(conn: Conn, caller: Caller, assignment_id: str) -> as
 
 
 async def confirm_assignment(m: Matching, caller: Caller, assignment_id: str, now: datetime) -> dict[str, Any]:
-    async with unit_of_work(m) as (conn, after):
-        assignment = await _open_assignment(conn, caller, assignment_id)
+    async with m.uow(caller.tenant) as tx:
+        assignment = await _open_assignment(tx.conn, caller, assignment_id)
         if assignment["status"] in ("confirmed", "completed"):
             return {"assignment_id": assignment_id, "status": assignment["status"]}
         if assignment["status"] == "released":
-            raise Problem(409, "Assignment released", "A released assignment cannot be confirmed.")
-        await storage.confirm_assignment(conn, assignment_id, now)
-        await _emit(
-            conn,
-            AssignmentConfirmedV1(**_facts(assignment, "assignment_id"), confirmed_at=now),
-            assignment["need_id"],
-            _subject(assignment, "assignment_id"),
-        )
+            raise Conflict("A released assignment cannot be confirmed.", title="Assignment released")
+        await storage.confirm_assignment(tx.conn, assignment_id, now)
+        await _emit(tx, AssignmentConfirmedV1(**_facts(assignment, "assignment_id"), confirmed_at=now), assignment)
         donor = assignment["donor_id"]
-        after.append(lambda: m.index.note_load(donor, 0, completed=1))
+        tx.after_commit(lambda: m.index.note_load(donor, 0, completed=1))
         return {"assignment_id": assignment_id, "status": "confirmed"}
 
 
 async def release_assignment(
     m: Matching, caller: Caller, assignment_id: str, reason: str, now: datetime
 ) -> dict[str, Any]:
-    async with unit_of_work(m) as (conn, after):
-        assignment = await _open_assignment(conn, caller, assignment_id)
+    async with m.uow(caller.tenant) as tx:
+        assignment = await _open_assignment(tx.conn, caller, assignment_id)
         if assignment["status"] == "released":
             return {"assignment_id": assignment_id, "status": "released"}
         if assignment["status"] == "completed":
-            raise Problem(409, "Assignment completed", "Work marked done cannot be released.")
-        await _release(conn, after, m, assignment, reason, now)
-        await _match(conn, after, m, assignment["federation_id"], now, force=[assignment["need_id"]])
+            raise Conflict("Work marked done cannot be released.", title="Assignment completed")
+        await _release(tx, m, assignment, reason, now)
+        await _match(tx, m, assignment["federation_id"], now, force=[assignment["need_id"]])
         return {"assignment_id": assignment_id, "status": "released"}
 
 
@@ -314,34 +301,30 @@ async def complete_assignment(
     figures for work already marked done are a conflict, not a silent rewrite of the record.
     """
     hours_given = round(hours_given, 1)  # the record keeps tenths of an hour
-    async with unit_of_work(m) as (conn, after):
-        assignment = await _open_assignment(conn, caller, assignment_id)
+    async with m.uow(caller.tenant) as tx:
+        assignment = await _open_assignment(tx.conn, caller, assignment_id)
         status = assignment["status"]
         if status == "completed":
             same = float(assignment["hours_given"]) == hours_given and assignment["thanks"] == thanks
             if not same:
-                raise Problem(409, "Assignment completed", "This work was already marked done with other figures.")
+                raise Conflict("This work was already marked done with other figures.", title="Assignment completed")
             return _completion(assignment_id, hours_given, thanks, assignment["completed_at"])
         if status != "confirmed":
-            raise Problem(
-                409, "Assignment not confirmed", f"Only confirmed work can be marked done; this one is {status}."
+            raise Conflict(
+                f"Only confirmed work can be marked done; this one is {status}.", title="Assignment not confirmed"
             )
-        need = await storage.get_need(conn, assignment["need_id"])
-        await storage.complete_assignment(conn, assignment_id, now, hours_given, thanks)
-        await _emit(
-            conn,
-            AssignmentCompletedV1(
-                **_facts(assignment, "assignment_id"),
-                need_title=need["title"] if need else "",
-                hours_given=hours_given,
-                thanks=thanks,
-                completed_at=now,
-            ),
-            assignment["need_id"],
-            _subject(assignment, "assignment_id"),
+        need = await storage.get_need(tx.conn, assignment["need_id"])
+        await storage.complete_assignment(tx.conn, assignment_id, now, hours_given, thanks)
+        completed = AssignmentCompletedV1(
+            **_facts(assignment, "assignment_id"),
+            need_title=need["title"] if need else "",
+            hours_given=hours_given,
+            thanks=thanks,
+            completed_at=now,
         )
+        await _emit(tx, completed, assignment)
         donor = assignment["donor_id"]
-        after.append(lambda: m.index.note_load(donor, -1))
+        tx.after_commit(lambda: m.index.note_load(donor, -1))
         return _completion(assignment_id, hours_given, thanks, now)
 
 
@@ -355,12 +338,58 @@ def _completion(assignment_id: str, hours_given: float, thanks: str, at: datetim
     }
 
 
+# --- policy ------------------------------------------------------------------------------
+
+
+async def policy(m: Matching, caller: Caller) -> PolicyDocument:
+    async with m.uow(caller.tenant, readonly=True) as tx:
+        stored = await storage.get_policy(tx.conn, caller.federation_id)
+    return PolicyDocument.model_validate(stored or {})
+
+
+async def set_policy(m: Matching, caller: Caller, document: PolicyDocument) -> PolicyDocument:
+    async with m.uow(caller.tenant) as tx:
+        await storage.put_policy(tx.conn, caller.federation_id, document.model_dump(mode="json"))
+    return document
+
+
 # --- reads -------------------------------------------------------------------------------
 
 
-async def donor_record(m: Matching, federation_id: str, donor_id: str) -> dict[str, Any]:
+async def donor_profile(m: Matching, caller: Caller, donor_id: str) -> asyncpg.Record:
+    async with m.uow(caller.tenant, readonly=True) as tx:
+        row = await storage.donor_with_skills(tx.conn, caller.federation_id, donor_id)
+    if row is None:
+        raise NotFound("donor", donor_id, detail=f"Matching knows no donor {donor_id} in this federation.")
+    return row
+
+
+async def _donor_tenant(m: Matching, donor_id: str, caller: Caller | None) -> Tenant:
+    """Whose data a donor's offers and record are read as: the caller's, or (no caller: the
+    donor with their own token) the donor's federation. 404 for a donor of another federation."""
+    async with m.uow(caller.tenant if caller else None, readonly=True) as tx:
+        federation_id = await storage.donor_federation(tx.conn, donor_id)
+    if federation_id is None or (caller is not None and federation_id != caller.federation_id):
+        raise NotFound("donor", donor_id, detail=f"Matching knows no donor {donor_id} in this federation.")
+    return caller.tenant if caller is not None else Tenant(federation_id)
+
+
+async def donor_offers(m: Matching, donor_id: str, caller: Caller | None) -> list[asyncpg.Record]:
+    """A donor's offers, for the donor (no caller) or an organiser or staff of their federation."""
+    tenant = await _donor_tenant(m, donor_id, caller)
+    async with m.uow(tenant, readonly=True) as tx:
+        offers = await storage.offers_of_donor(tx.conn, tenant.federation_id, donor_id)
+    if caller is not None:
+        # An organiser sees the offers of its own organisation's needs only.
+        offers = [o for o in offers if caller.can_act_for(o["federation_id"], o["organisation_id"])]
+    return offers
+
+
+async def donor_record(m: Matching, donor_id: str, caller: Caller | None) -> dict[str, Any]:
     """What a donor gave in a federation: total hours, pieces of work done, and the thanks received."""
-    rows = await storage.donor_record(m.pool, federation_id, donor_id)
+    tenant = await _donor_tenant(m, donor_id, caller)
+    async with m.uow(tenant, readonly=True) as tx:
+        rows = await storage.donor_record(tx.conn, tenant.federation_id, donor_id)
     work = [dict(r) for r in rows]
     return {
         "donor_id": donor_id,
@@ -371,17 +400,41 @@ async def donor_record(m: Matching, federation_id: str, donor_id: str) -> dict[s
     }
 
 
+async def offer_for_token(m: Matching, offer_id: str, claims: TokenClaims) -> asyncpg.Record:
+    """One offer, for the holder of its offer token or of its donor's token."""
+    async with m.uow(readonly=True) as tx:  # the token names the offer; the offer says whose it is
+        offer = await storage.get_offer(tx.conn, offer_id)
+    if offer is None or claims.subject not in (offer["offer_id"], offer["donor_id"]):
+        raise NotFound("offer", offer_id, detail=f"No offer {offer_id} for this token.")
+    return offer
+
+
+async def need_offers(m: Matching, caller: Caller, need_id: str) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """A need and who was asked about it, for its organisation or federation."""
+    async with m.uow(caller.tenant, readonly=True) as tx:
+        need = await storage.get_need(tx.conn, need_id)
+        if need is None or not caller.can_act_for(need["federation_id"], need["organisation_id"]):
+            raise NotFound("need", need_id)
+        return need, await storage.offers_of_need(tx.conn, need_id)
+
+
+async def totals(m: Matching, caller: Caller) -> list[asyncpg.Record]:
+    """Hours given and work done per member organisation of the caller's federation."""
+    async with m.uow(caller.tenant, readonly=True) as tx:
+        return await storage.hours_by_organisation(tx.conn, caller.federation_id)
+
+
 async def candidates(m: Matching, caller: Caller, need_id: str, limit: int, now: datetime) -> dict[str, Any]:
-    row = await storage.get_need(m.pool, need_id)
-    if row is None or not (
-        row["federation_id"] == caller.federation_id
-        and caller.can_act_for(row["federation_id"], row["organisation_id"])
-    ):
-        raise Problem(404, "Not found", f"No need {need_id} here.")
-    need = storage.need_from_row(row)
-    async with m.pool.acquire() as conn:
-        policy = await policy_of(conn, need.federation_id, now)
-        offers = {o["donor_id"]: o["status"] for o in await storage.offers_of_need(conn, need_id)}
+    async with m.uow(caller.tenant, readonly=True) as tx:
+        row = await storage.get_need(tx.conn, need_id)
+        if row is None or not (
+            row["federation_id"] == caller.federation_id
+            and caller.can_act_for(row["federation_id"], row["organisation_id"])
+        ):
+            raise NotFound("need", need_id)
+        need = storage.need_from_row(row)
+        policy = await policy_of(tx.conn, need.federation_id, now)
+        offers = {o["donor_id"]: o["status"] for o in await storage.offers_of_need(tx.conn, need_id)}
     await m.ready.wait()
     query = m.index.query(need, policy, slots_of(policy.collaboration_utc))
     ranking = rank(m.index.columns, query, policy, now.timestamp(), limit)
@@ -430,49 +483,42 @@ def _facts(row: asyncpg.Record, id_column: str = "offer_id") -> dict[str, Any]:
     }
 
 
-def _subject(row: asyncpg.Record, id_column: str = "offer_id") -> str:
-    kind = "assignments" if id_column == "assignment_id" else "offers"
-    return f"{kind}/{row[id_column]}"
+async def _emit(tx: Transaction, data: EventData, row: asyncpg.Record) -> None:
+    """Stage an event about a row of `offers` or of `assignments` (which has an assignment_id, not an
+    offer_id): keyed by its need, so a need's events stay in order, about `offers/…` or `assignments/…`."""
+    subject = f"assignments/{row['assignment_id']}" if "assignment_id" in row else f"offers/{row['offer_id']}"
+    await tx.emit(data, key=row["need_id"], subject=subject)
 
 
 async def _cancel_offers(
-    conn: Conn, after: AfterCommit, m: Matching, offers: Sequence[asyncpg.Record], reason: str, now: datetime
+    tx: Transaction, m: Matching, offers: Sequence[asyncpg.Record], reason: str, now: datetime
 ) -> None:
     for offer in offers:
-        await storage.answer_offer(conn, offer["offer_id"], "cancelled", now, reason)
-        await _emit(
-            conn, OfferCancelledV1(**_facts(offer), reason=reason, cancelled_at=now), offer["need_id"], _subject(offer)
-        )
-        after.append(_unloaded(m, offer["donor_id"]))
+        await storage.answer_offer(tx.conn, offer["offer_id"], "cancelled", now, reason)
+        await _emit(tx, OfferCancelledV1(**_facts(offer), reason=reason, cancelled_at=now), offer)
+        tx.after_commit(_unloaded(m, offer["donor_id"]))
 
 
-async def _release(
-    conn: Conn, after: AfterCommit, m: Matching, assignment: asyncpg.Record, reason: str, now: datetime
-) -> None:
-    await storage.release_assignment(conn, assignment["assignment_id"], now, reason)
-    await _emit(
-        conn,
-        AssignmentReleasedV1(**_facts(assignment, "assignment_id"), reason=reason, released_at=now),
-        assignment["need_id"],
-        _subject(assignment, "assignment_id"),
-    )
+async def _release(tx: Transaction, m: Matching, assignment: asyncpg.Record, reason: str, now: datetime) -> None:
+    await storage.release_assignment(tx.conn, assignment["assignment_id"], now, reason)
+    released = AssignmentReleasedV1(**_facts(assignment, "assignment_id"), reason=reason, released_at=now)
+    await _emit(tx, released, assignment)
     donor = assignment["donor_id"]
-    after.append(lambda: m.index.note_load(donor, -1))
+    tx.after_commit(lambda: m.index.note_load(donor, -1))
 
 
-async def _release_all(conn: Conn, after: AfterCommit, m: Matching, donor_id: str, reason: str, now: datetime) -> None:
-    for assignment in await storage.active_assignments_of_donor(conn, donor_id):
-        await _release(conn, after, m, assignment, reason, now)
+async def _release_all(tx: Transaction, m: Matching, donor_id: str, reason: str, now: datetime) -> None:
+    for assignment in await storage.active_assignments_of_donor(tx.conn, donor_id):
+        await _release(tx, m, assignment, reason, now)
 
 
-async def _match(
-    conn: Conn, after: AfterCommit, m: Matching, federation_id: str, now: datetime, force: Sequence[str] = ()
-) -> int:
+async def _match(tx: Transaction, m: Matching, federation_id: str, now: datetime, force: Sequence[str] = ()) -> int:
     """Make the offers a federation's waiting needs want now, chosen by the global assignment.
 
     Ranking reads the in-memory index; each chosen donor's load and status are then read
     from the tables under the federation lock, so the cap holds even if the index lags.
     """
+    conn = tx.conn
     policy = await policy_of(conn, federation_id, now)
     rows = await storage.needs_waiting(conn, federation_id, now, dict(policy.fan_out), m.max_needs_per_pass, force)
     if not rows:
@@ -523,7 +569,7 @@ async def _match(
             row_index, value, query = chosen_from[(need.need_id, donor)]
             components = explain(m.index.columns, row_index, value, query, policy, at)
             score = round(sum(c.points for c in components), 3)
-            made += await _make_offer(conn, after, m, need, donor, score, components, policy, now)
+            made += await _make_offer(tx, m, need, donor, score, components, policy, now)
     if short:
         # Found too few: rest until a donor joins or changes (retry_needs_of) or a while passes.
         await storage.postpone_needs(conn, short, now + timedelta(seconds=m.retry_seconds))
@@ -531,8 +577,7 @@ async def _match(
 
 
 async def _make_offer(
-    conn: Conn,
-    after: AfterCommit,
+    tx: Transaction,
     m: Matching,
     need: NeedState,
     donor_id: str,
@@ -545,7 +590,7 @@ async def _make_offer(
     expires_at = now + timedelta(seconds=policy.offer_ttl_seconds)
     explanation = [ScoreComponent(name=c.name, points=c.points, why=c.why) for c in components]
     inserted = await storage.insert_offer(
-        conn,
+        tx.conn,
         offer_id=offer_id,
         need=need,
         donor_id=donor_id,
@@ -580,22 +625,23 @@ async def _make_offer(
         decline_url=f"{base}/v1/offers/{offer_id}/decline?token={quote(offer_token)}",
         offers_url=f"{base}/v1/donors/{donor_id}/offers?token={quote(donor_token)}",
     )
-    await _emit(conn, made, need.need_id, f"offers/{offer_id}")
-    after.append(lambda: m.index.note_offered(donor_id, now))
+    await tx.emit(made, key=need.need_id, subject=f"offers/{offer_id}")
+    tx.after_commit(lambda: m.index.note_offered(donor_id, now))
     return 1
 
 
 # --- rebuild -----------------------------------------------------------------------------
 
 
-async def replay(conn: Conn, event: CloudEvent, data: EventData) -> None:
+async def replay(tx: Transaction, event: CloudEvent, data: EventData) -> None:
     """Apply an input event to the read model only: no offers, no cancellations, no events.
 
     Used by the rebuild, which replays the topics from the start: what those events caused
     back then (offers, assignments) is already in matching's own tables.
     """
-    if not await first_delivery(conn, CONSUMER, event.id, event.type):
+    if not await tx.first_delivery(event):
         return
+    conn = tx.conn
     if isinstance(data, DonorRegisteredV1 | DonorUpdatedV1):
         profile = profile_of(data)
         if supersedes(profile.version, await storage.donor_version(conn, data.donor_id)):

@@ -13,7 +13,6 @@ from pitchin_core.db import Conn
 from pitchin_matching.domain.donors import DonorProfile
 from pitchin_matching.domain.needs import OPEN_STATUSES, NeedState
 
-Pool = Conn | asyncpg.Pool
 OPEN = list(OPEN_STATUSES)
 
 # --- locks -------------------------------------------------------------------------------
@@ -90,7 +89,7 @@ async def withdraw_donor(
         await conn.execute("DELETE FROM donor_skills WHERE donor_id = $1", donor_id)
 
 
-async def donor_with_skills(conn: Pool, federation_id: str, donor_id: str) -> asyncpg.Record | None:
+async def donor_with_skills(conn: Conn, federation_id: str, donor_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT d.donor_id, d.status, d.time_zone, d.hours_per_week, d.remote,"
         " coalesce(jsonb_object_agg(s.skill, s.level) FILTER (WHERE s.skill IS NOT NULL), '{}')::text AS skills"
@@ -101,13 +100,16 @@ async def donor_with_skills(conn: Pool, federation_id: str, donor_id: str) -> as
     )
 
 
-async def donor_federation(conn: Pool, donor_id: str) -> str | None:
+async def donor_federation(conn: Conn, donor_id: str) -> str | None:
     federation_id: str | None = await conn.fetchval("SELECT federation_id FROM donors WHERE donor_id = $1", donor_id)
     return federation_id
 
 
 async def donors_for_index(conn: Conn, batch: int = 20_000) -> AsyncIterator[list[asyncpg.Record]]:
-    """Every donor with skills and what the fairness rules need, in batches (a cursor: 1M rows fit)."""
+    """Every donor with skills and what the fairness rules need, in batches (a cursor: 1M rows fit).
+
+    Call it inside a transaction: a cursor lives in one.
+    """
     query = (
         "SELECT d.donor_id, d.federation_id, d.status, d.hours_per_week, d.remote, d.latitude, d.longitude,"
         " d.country, d.languages, d.causes, d.windows_utc, d.registered_at,"
@@ -124,15 +126,14 @@ async def donors_for_index(conn: Conn, batch: int = 20_000) -> AsyncIterator[lis
         "  GROUP BY donor_id) a"
         "  USING (donor_id)"
     )
-    async with conn.transaction():
-        chunk: list[asyncpg.Record] = []
-        async for row in conn.cursor(query, prefetch=batch):
-            chunk.append(row)
-            if len(chunk) >= batch:
-                yield chunk
-                chunk = []
-        if chunk:
+    chunk: list[asyncpg.Record] = []
+    async for row in conn.cursor(query, prefetch=batch):
+        chunk.append(row)
+        if len(chunk) >= batch:
             yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 async def donor_loads(conn: Conn, donor_ids: Sequence[str]) -> dict[str, int]:
@@ -226,7 +227,7 @@ def need_from_row(row: asyncpg.Record) -> NeedState:
     )
 
 
-async def get_need(conn: Pool, need_id: str) -> asyncpg.Record | None:
+async def get_need(conn: Conn, need_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM needs WHERE need_id = $1", need_id)
 
 
@@ -273,7 +274,7 @@ async def retry_needs_of(conn: Conn, federation_id: str) -> None:
     )
 
 
-async def federations_with_waiting_needs(conn: Pool, now: datetime, limit: int = 100) -> list[str]:
+async def federations_with_waiting_needs(conn: Conn, now: datetime, limit: int = 100) -> list[str]:
     rows = await conn.fetch(
         "SELECT DISTINCT federation_id FROM needs WHERE status = ANY($1::text[]) AND deadline > $2"
         " AND (retry_after IS NULL OR retry_after <= $2) LIMIT $3",
@@ -325,7 +326,7 @@ async def insert_offer(
     return status == "INSERT 0 1"
 
 
-async def get_offer(conn: Pool, offer_id: str, lock: bool = False) -> asyncpg.Record | None:
+async def get_offer(conn: Conn, offer_id: str, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM offers WHERE offer_id = $1" + (" FOR UPDATE" if lock else ""), offer_id)
 
 
@@ -350,7 +351,7 @@ async def claim_due_offers(conn: Conn, federation_id: str, now: datetime, limit:
     )
 
 
-async def federations_with_due_offers(conn: Pool, now: datetime, limit: int = 100) -> list[str]:
+async def federations_with_due_offers(conn: Conn, now: datetime, limit: int = 100) -> list[str]:
     rows = await conn.fetch(
         "SELECT DISTINCT federation_id FROM offers WHERE status = 'pending' AND expires_at <= $1 LIMIT $2", now, limit
     )
@@ -369,7 +370,7 @@ async def pending_offers_of_donor(conn: Conn, donor_id: str) -> list[asyncpg.Rec
     )
 
 
-async def offers_of_donor(conn: Pool, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
+async def offers_of_donor(conn: Conn, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT o.*, n.title AS need_title FROM offers o LEFT JOIN needs n USING (need_id)"
         " WHERE o.federation_id = $1 AND o.donor_id = $2 ORDER BY o.made_at DESC",
@@ -378,7 +379,7 @@ async def offers_of_donor(conn: Pool, federation_id: str, donor_id: str) -> list
     )
 
 
-async def offers_of_need(conn: Pool, need_id: str) -> list[asyncpg.Record]:
+async def offers_of_need(conn: Conn, need_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT o.*, a.status AS assignment_status FROM offers o LEFT JOIN assignments a"
         " ON a.assignment_id = o.offer_id WHERE o.need_id = $1 ORDER BY o.made_at, o.offer_id",
@@ -410,7 +411,7 @@ async def active_assignments(conn: Conn, need_id: str) -> int:
     return count
 
 
-async def get_assignment(conn: Pool, assignment_id: str, lock: bool = False) -> asyncpg.Record | None:
+async def get_assignment(conn: Conn, assignment_id: str, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM assignments WHERE assignment_id = $1" + (" FOR UPDATE" if lock else ""), assignment_id
     )
@@ -441,7 +442,7 @@ async def complete_assignment(conn: Conn, assignment_id: str, at: datetime, hour
     )
 
 
-async def donor_record(conn: Pool, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
+async def donor_record(conn: Conn, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
     """The donor's completed work in a federation, newest first: hours given and thanks received."""
     return await conn.fetch(
         "SELECT a.assignment_id, a.need_id, a.fight_id, a.organisation_id, a.completed_at,"
@@ -454,7 +455,7 @@ async def donor_record(conn: Pool, federation_id: str, donor_id: str) -> list[as
     )
 
 
-async def hours_by_organisation(conn: Pool, federation_id: str) -> list[asyncpg.Record]:
+async def hours_by_organisation(conn: Conn, federation_id: str) -> list[asyncpg.Record]:
     """Hours given and pieces of work done, per member organisation of a federation."""
     return await conn.fetch(
         "SELECT coalesce(organisation_id, '') AS organisation_id, sum(hours_given)::float8 AS hours_given,"
@@ -476,12 +477,12 @@ async def release_assignment(conn: Conn, assignment_id: str, at: datetime, reaso
 # --- policies ----------------------------------------------------------------------------
 
 
-async def get_policy(conn: Pool, federation_id: str) -> dict[str, Any] | None:
+async def get_policy(conn: Conn, federation_id: str) -> dict[str, Any] | None:
     raw: str | None = await conn.fetchval("SELECT policy::text FROM policies WHERE federation_id = $1", federation_id)
     return None if raw is None else dict(json.loads(raw))
 
 
-async def put_policy(conn: Pool, federation_id: str, policy: dict[str, Any]) -> None:
+async def put_policy(conn: Conn, federation_id: str, policy: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO policies (federation_id, policy) VALUES ($1, $2::jsonb)"
         " ON CONFLICT (federation_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()",
