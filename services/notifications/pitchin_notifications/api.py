@@ -1,9 +1,11 @@
 """Notifications' HTTP routes: the delivery log and dead letters, re-sending, webhook
-subscriptions, template overrides, a federation's channel settings, one-click unsubscribe."""
+subscriptions, template overrides, a federation's channel settings, one-click unsubscribe.
+
+Routes parse and answer; the use cases in `service/` refuse with domain errors, which
+pitchin_core.http answers as problem+json."""
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -14,12 +16,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pitchin_core.auth import Caller, CallerDep
+from pitchin_core.auth import CallerDep
 from pitchin_core.http import Problem
-from pitchin_notifications import storage
+from pitchin_core.uow import UnitOfWork
 from pitchin_notifications.domain.messages import RULES
 from pitchin_notifications.domain.quiet_hours import QuietHours
-from pitchin_notifications.service import Notifications
+from pitchin_notifications.service import configuration, deliveries, subscriptions
+from pitchin_notifications.service.messages import Notifications
 from pitchin_notifications.templates import PARTS
 
 router = APIRouter(prefix="/v1")
@@ -29,24 +32,14 @@ ChannelName = Literal["email", "sms", "webhook"]
 Part = Literal["subject", "text", "html", "sms"]
 
 
-def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    return pool
+def _uow(request: Request) -> UnitOfWork:
+    uow: UnitOfWork = request.app.state.runtime.uow
+    return uow
 
 
 def _service(request: Request) -> Notifications:
     service: Notifications = request.app.state.notifications
     return service
-
-
-def _manager(caller: Caller) -> None:
-    if caller.role not in ("organiser", "federation-staff"):
-        raise Problem(403, "Forbidden", f"A {caller.role} key cannot change notification settings.")
-
-
-def _staff(caller: Caller) -> None:
-    if caller.role != "federation-staff" or caller.organisation_id is not None:
-        raise Problem(403, "Forbidden", "Only a federation staff key can change the federation's channels.")
 
 
 def _row(record: asyncpg.Record) -> dict[str, Any]:
@@ -67,37 +60,21 @@ async def delivery_log(
     event_type: str | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    rows = await storage.list_deliveries(
-        _pool(request),
-        caller.federation_id,
-        caller.organisation_id,
-        limit,
-        before,
-        status=status,
-        channel=channel,
-        event_type=event_type,
-        event_id=event_id,
+    items = await deliveries.log(
+        _uow(request), caller, limit, before, status=status, channel=channel, event_type=event_type, event_id=event_id
     )
-    items = [dict(r) for r in rows]
     next_cursor = items[-1]["created_at"].isoformat() if len(items) == limit else None
     return {"items": items, "next": next_cursor}
 
 
 @router.get("/deliveries/{delivery_id}", tags=["deliveries"])
 async def one_delivery(caller: CallerDep, request: Request, delivery_id: uuid.UUID) -> dict[str, Any]:
-    row = await storage.get_delivery(_pool(request), caller.federation_id, caller.organisation_id, delivery_id)
-    if row is None:
-        raise Problem(404, "Not found", "No such delivery for this organisation.")
-    return dict(row)
+    return await deliveries.one(_uow(request), caller, delivery_id)
 
 
 @router.post("/deliveries/{delivery_id}/resend", status_code=202, tags=["deliveries"])
 async def resend_delivery(caller: CallerDep, request: Request, delivery_id: uuid.UUID) -> dict[str, Any]:
-    _manager(caller)
-    async with _pool(request).acquire() as conn, conn.transaction():
-        previous = await storage.resend(conn, caller.federation_id, caller.organisation_id, delivery_id)
-    if previous is None:
-        raise Problem(409, "Cannot re-send", "Only a sent or dead delivery of this organisation can be sent again.")
+    previous = await deliveries.resend(_uow(request), caller, delivery_id)
     return {"delivery_id": str(delivery_id), "status": "pending", "was": previous}
 
 
@@ -108,8 +85,7 @@ async def dead_letters(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: datetime | None = None,
 ) -> dict[str, Any]:
-    rows = await storage.list_dead_letters(_pool(request), caller.federation_id, caller.organisation_id, limit, before)
-    return {"items": [dict(r) for r in rows]}
+    return {"items": await deliveries.dead_letters(_uow(request), caller, limit, before)}
 
 
 @router.get("/rules", tags=["deliveries"])
@@ -153,32 +129,17 @@ class NewSubscription(BaseModel):
         return url
 
 
-def _refuse_private(request: Request, url: str) -> None:
-    if request.app.state.runtime.settings.environment not in ("staging", "production"):
-        return
-    host = urlsplit(url).hostname or ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost":
-            raise Problem(422, "Invalid request", "url: private addresses are not allowed") from None
-        return
-    if address.is_private or address.is_loopback or address.is_link_local:
-        raise Problem(422, "Invalid request", "url: private addresses are not allowed")
-
-
 @router.post("/webhooks", status_code=201, tags=["webhooks"])
 async def create_webhook(caller: CallerDep, request: Request, body: NewSubscription) -> dict[str, Any]:
-    _manager(caller)
-    _refuse_private(request, body.url)
-    row = await _service(request).create_subscription(
-        _pool(request),
-        federation_id=caller.federation_id,
-        organisation_id=caller.organisation_id,
+    row = await subscriptions.create(
+        _uow(request),
+        caller,
         url=body.url,
         event_types=body.event_types,
         description=body.description,
-        disable_after=body.disable_after,
+        disable_after=body.disable_after or _service(request).policy.webhook_disable_after,
+        # Local runs and tests post to receivers on 127.0.0.1.
+        private_addresses=request.app.state.runtime.settings.environment not in ("staging", "production"),
     )
     # The secret is shown once, here; receivers verify webhook-signature with it.
     return {**_row(row), "secret": row["secret"]}
@@ -186,44 +147,28 @@ async def create_webhook(caller: CallerDep, request: Request, body: NewSubscript
 
 @router.get("/webhooks", tags=["webhooks"])
 async def list_webhooks(caller: CallerDep, request: Request) -> dict[str, Any]:
-    rows = await storage.list_subscriptions(_pool(request), caller.federation_id, caller.organisation_id)
-    return {"items": [_row(r) for r in rows]}
-
-
-async def _subscription(caller: Caller, request: Request, subscription_id: uuid.UUID) -> asyncpg.Record:
-    row = await storage.get_subscription(_pool(request), caller.federation_id, caller.organisation_id, subscription_id)
-    if row is None:
-        raise Problem(404, "Not found", "No such webhook subscription for this organisation.")
-    return row
+    return {"items": [_row(r) for r in await subscriptions.of_caller(_uow(request), caller)]}
 
 
 @router.get("/webhooks/{subscription_id}", tags=["webhooks"])
 async def get_webhook(caller: CallerDep, request: Request, subscription_id: uuid.UUID) -> dict[str, Any]:
-    return _row(await _subscription(caller, request, subscription_id))
+    return _row(await subscriptions.one(_uow(request), caller, subscription_id))
 
 
 @router.delete("/webhooks/{subscription_id}", status_code=204, tags=["webhooks"])
 async def delete_webhook(caller: CallerDep, request: Request, subscription_id: uuid.UUID) -> Response:
-    _manager(caller)
-    await _subscription(caller, request, subscription_id)
-    await storage.delete_subscription(_pool(request), subscription_id)
+    await subscriptions.delete(_uow(request), caller, subscription_id)
     return Response(status_code=204)
 
 
 @router.post("/webhooks/{subscription_id}/enable", tags=["webhooks"])
 async def enable_webhook(caller: CallerDep, request: Request, subscription_id: uuid.UUID) -> dict[str, Any]:
-    _manager(caller)
-    await _subscription(caller, request, subscription_id)
-    await storage.set_subscription_status(_pool(request), subscription_id, "active", None)
-    return _row(await _subscription(caller, request, subscription_id))
+    return _row(await subscriptions.enable(_uow(request), caller, subscription_id))
 
 
 @router.post("/webhooks/{subscription_id}/disable", tags=["webhooks"])
 async def disable_webhook(caller: CallerDep, request: Request, subscription_id: uuid.UUID) -> dict[str, Any]:
-    _manager(caller)
-    await _subscription(caller, request, subscription_id)
-    await storage.set_subscription_status(_pool(request), subscription_id, "disabled", "disabled by the organisation")
-    return _row(await _subscription(caller, request, subscription_id))
+    return _row(await subscriptions.disable(_uow(request), caller, subscription_id))
 
 
 @router.post("/webhooks/{subscription_id}/resend-failed", status_code=202, tags=["webhooks"])
@@ -231,11 +176,7 @@ async def resend_failed(
     caller: CallerDep, request: Request, subscription_id: uuid.UUID, since: datetime | None = None
 ) -> dict[str, Any]:
     """Re-enable the endpoint and queue every delivery to it that was given up on (since `since`)."""
-    _manager(caller)
-    await _subscription(caller, request, subscription_id)
-    async with _pool(request).acquire() as conn, conn.transaction():
-        await storage.set_subscription_status(conn, subscription_id, "active", None)
-        count = await storage.resend_dead_of_subscription(conn, subscription_id, since)
+    count = await subscriptions.resend_failed(_uow(request), caller, subscription_id, since)
     return {"subscription_id": str(subscription_id), "requeued": count}
 
 
@@ -249,7 +190,7 @@ class TemplateText(BaseModel):
 
 @router.get("/templates", tags=["templates"])
 async def list_templates(caller: CallerDep, request: Request) -> dict[str, Any]:
-    rows = await storage.list_overrides(_pool(request), caller.federation_id, caller.organisation_id)
+    rows = await configuration.overrides(_uow(request), caller)
     return {
         "templates": sorted({r.template for r in RULES} | {"digest"}),
         "parts": list(PARTS),
@@ -267,19 +208,8 @@ async def put_template(
     body: TemplateText,
 ) -> dict[str, Any]:
     """Override one part of a template for the caller's organisation (or, with a staff key, federation)."""
-    _manager(caller)
-    service = _service(request)
-    try:
-        service.renderer.check(part, body.body)
-    except Exception as exc:
-        raise Problem(
-            422,
-            "Invalid request",
-            f"body: the template does not compile: {exc}",
-            errors=[{"field": "body", "message": str(exc)}],
-        ) from exc
-    await storage.put_override(
-        _pool(request), caller.federation_id, caller.organisation_id, template, language, part, body.body
+    await configuration.put_template(
+        _uow(request), caller, _service(request).renderer, template, language, part, body.body
     )
     scope = "organisation" if caller.organisation_id else "federation"
     return {"template": template, "language": language, "part": part, "scope": scope}
@@ -287,12 +217,7 @@ async def put_template(
 
 @router.delete("/templates/{template}/{language}/{part}", status_code=204, tags=["templates"])
 async def delete_template(caller: CallerDep, request: Request, template: str, language: str, part: Part) -> Response:
-    _manager(caller)
-    found = await storage.delete_override(
-        _pool(request), caller.federation_id, caller.organisation_id, template, language, part
-    )
-    if not found:
-        raise Problem(404, "Not found", "No such override.")
+    await configuration.delete_template(_uow(request), caller, template, language, part)
     return Response(status_code=204)
 
 
@@ -329,15 +254,14 @@ class ChannelConfig(BaseModel):
 
 @router.get("/channel-config", tags=["settings"])
 async def get_channel_config(caller: CallerDep, request: Request) -> dict[str, Any]:
-    row = await storage.channel_config(_pool(request), caller.federation_id)
+    row = await configuration.channels(_uow(request), caller)
     return {"federation_id": caller.federation_id, **(_row(row) if row else {})}
 
 
 @router.put("/channel-config", tags=["settings"])
 async def put_channel_config(caller: CallerDep, request: Request, body: ChannelConfig) -> dict[str, Any]:
-    _staff(caller)
-    await storage.put_channel_config(_pool(request), caller.federation_id, body.model_dump())
-    return await get_channel_config(caller, request)
+    row = await configuration.put_channels(_uow(request), caller, body.model_dump())
+    return {"federation_id": caller.federation_id, **(_row(row) if row else {})}
 
 
 # -- one-click unsubscribe (RFC 8058) -----------------------------------------------------
@@ -371,7 +295,5 @@ async def unsubscribe(request: Request, token: str) -> dict[str, Any]:
             "Send List-Unsubscribe=One-Click as the form body (RFC 8058).",
             errors=[{"field": "List-Unsubscribe", "message": "must be One-Click"}],
         )
-    who = await _service(request).unsubscribe(_pool(request), token)
-    if who is None:
-        raise Problem(404, "Not found", "This unsubscribe token is not valid.")
+    who = await _service(request).unsubscribe(_uow(request), token)
     return {"unsubscribed": True, "channel": who.channel}

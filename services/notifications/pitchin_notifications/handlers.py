@@ -1,22 +1,31 @@
-"""Notifications' Kafka subscribers: decode, then hand to the service layer."""
+"""Notifications' Kafka subscribers: per topic, the use case each event type starts."""
 
 from __future__ import annotations
 
-from pitchin_core.contracts.cloudevents import CloudEvent
+from functools import partial
+
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.topics import consumed_by
-from pitchin_core.runtime import Runtime
-from pitchin_notifications.service import Notifications
+from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
+from pitchin_core.contracts.topics import BOOKINGS, EVENTS, consumed_by
+from pitchin_core.runtime import EventUseCase, Runtime
+from pitchin_notifications.service.messages import Notifications
 
 
 def register(runtime: Runtime, notifications: Notifications) -> None:
-    metrics = runtime.metrics
-
-    async def on_event(event: CloudEvent, data: EventData) -> None:
-        staged = await notifications.apply_event(runtime.pool, event, data)
-        metrics.events_applied.labels(metrics.service, event.type, "duplicate" if staged is None else "applied").inc()
-
-    # Every topic the table names notifications a consumer of: donors, needs, bookings,
-    # matches and events. Types without a message rule still feed read models and webhooks.
+    uow = runtime.uow
+    learn_donor = partial(notifications.learn_donor, uow)
+    learn_booking = partial(notifications.learn_booking, uow)
+    learn_event = partial(notifications.learn_event, uow)
+    # The types that feed a read model; each of these also stages its messages and webhook deliveries.
+    learning: dict[type[EventData], EventUseCase] = {
+        DonorRegisteredV1: learn_donor,
+        DonorUpdatedV1: learn_donor,
+        DonorWithdrawnV1: partial(notifications.donor_withdrew, uow),
+        **dict.fromkeys(BOOKINGS.event_types, learn_booking),
+        **dict.fromkeys(EVENTS.event_types, learn_event),
+    }
+    stage = partial(notifications.stage, uow)
+    # Every type of every topic the table names notifications a consumer of (donors, needs,
+    # bookings, matches, events): types without a message rule still feed webhooks.
     for spec in consumed_by(runtime.settings.service_name):
-        runtime.subscribe(spec, on_event)
+        runtime.handle(spec, {event_type: learning.get(event_type, stage) for event_type in spec.event_types})

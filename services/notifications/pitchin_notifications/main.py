@@ -8,19 +8,17 @@ from importlib.resources import files
 
 import httpx
 from fastapi import FastAPI
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
-from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, check_donor_link_secret
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import Runtime, serve
-from pitchin_core.settings import ServiceSettings
+from pitchin_core.settings import ServiceSettings, local_secret
 from pitchin_notifications import api, handlers
 from pitchin_notifications.channels import ChannelAdapter, EmailChannel, SmsChannel, WebhookChannel
 from pitchin_notifications.domain.quiet_hours import QuietHours
 from pitchin_notifications.sender import ChannelPolicy, Sender
-from pitchin_notifications.service import Notifications, Policy
+from pitchin_notifications.service.messages import Notifications, Policy
 from pitchin_notifications.templates import Renderer
-
-_LOCAL_UNSUBSCRIBE_SECRET = "local-only-unsubscribe-secret"
 
 
 class NotificationsSettings(ServiceSettings):
@@ -52,17 +50,17 @@ class NotificationsSettings(ServiceSettings):
     retry_cap_seconds: float = Field(default=900.0, gt=0)
     quiet_hours: str = Field(default="21:00-08:00", description="default quiet hours; '' for none")
     digest_seconds: int = Field(default=86_400, ge=0, description="how long low-priority messages wait for a digest")
-    unsubscribe_secret: str = _LOCAL_UNSUBSCRIBE_SECRET
+    # Secrets (ServiceSettings refuses local or weak ones in staging and production).
+    unsubscribe_secret: str = local_secret("unsubscribe-secret")
     # Signs the links to donors' own pages on the web front (shared with the web front).
     donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
 
-    @model_validator(mode="after")
-    def _refuse_local_unsubscribe_secret(self) -> NotificationsSettings:
-        if self.environment in {"staging", "production"} and self.unsubscribe_secret == _LOCAL_UNSUBSCRIBE_SECRET:
-            raise ValueError("set PITCHIN_UNSUBSCRIBE_SECRET outside local development and tests")
-        check_donor_link_secret(self.environment, self.donor_link_secret)
-        QuietHours.parse(self.quiet_hours) if self.quiet_hours else None
-        return self
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_window(cls, value: str) -> str:
+        if value:
+            QuietHours.parse(value)
+        return value
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -114,8 +112,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 retry_base=settings.retry_base_seconds,
                 retry_cap=settings.retry_cap_seconds,
                 jobs=(
-                    lambda: notifications.expand_next_job(runtime.pool),
-                    lambda: notifications.make_digests(runtime.pool),
+                    lambda: notifications.expand_next_job(runtime.uow),
+                    lambda: notifications.make_digests(runtime.uow),
                 ),
             )
             await sender.start()

@@ -1,6 +1,6 @@
 """Sends staged deliveries on every channel; expands event-wide messages; makes digests.
 
-Each channel has its own loop, batch and semaphore, so a slow webhook endpoint never holds
+Each channel has its own worker, batch and semaphore, so a slow webhook endpoint never holds
 email back. A batch claims due rows (one-to-one before fan-out, then by priority), keeps
 them locked while they are sent and records every outcome in the same transaction: a crash
 mid-batch leaves them pending, re-sent with the same Message-ID / webhook-id, never lost.
@@ -23,12 +23,18 @@ import asyncpg
 from prometheus_client import Counter, Histogram
 
 from pitchin_core.telemetry import Metrics
+from pitchin_core.worker import NotifiedWorker
 from pitchin_notifications import storage
 from pitchin_notifications.channels import ChannelAdapter, Outcome
 from pitchin_notifications.domain.messages import next_attempt
 
 log = logging.getLogger(__name__)
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# No worker sleeps longer than this: a NOTIFY lost while PostgreSQL restarted delays work by this much at most.
+LONGEST_SLEEP = 5.0
+STOP_GRACE_SECONDS = 8.0
+
+Job = Callable[[], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -38,138 +44,97 @@ class ChannelPolicy:
     batch_size: int = 100
 
 
-class Sender:
+class _GracefulWorker(NotifiedWorker):
+    """A periodic worker (the `Sender` wakes it) whose stop waits for the batch in hand.
+
+    Cancelling a batch mid-send would roll back outcomes already delivered, and they would
+    be sent again: stopping lets it commit first, for `grace` seconds at most.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, name: str, batch_size: int) -> None:
+        super().__init__(pool, name=name, batch_size=batch_size)
+        self._stopping = False
+        self._in_hand = asyncio.Lock()
+
+    @property
+    def channel(self) -> None:
+        return None
+
+    async def work_once(self) -> int:
+        async with self._in_hand:
+            if self._stopping:
+                return 0
+            return await self.run_batch()
+
+    async def run_batch(self) -> int:
+        raise NotImplementedError
+
+    async def idle_seconds(self) -> float:
+        """Until the next delivery, fan-out or digest falls due, from 50 ms to LONGEST_SLEEP."""
+        try:
+            due = await storage.next_due_at(self.pool)
+        except DB_ERRORS:
+            return 1.0
+        if due is None:
+            return LONGEST_SLEEP
+        return min(max((due - datetime.now(UTC)).total_seconds(), 0.05), LONGEST_SLEEP)
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace), self._in_hand:
+                pass
+        await super().stop()
+
+
+class ChannelSender(_GracefulWorker):
+    """One channel: claim due rows, send them concurrently, record every outcome in that transaction."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
-        metrics: Metrics,
+        adapter: ChannelAdapter,
+        policy: ChannelPolicy,
         *,
-        schema: str,
-        adapters: dict[str, ChannelAdapter],
-        policies: dict[str, ChannelPolicy],
-        retry_base: float = 2.0,
-        retry_cap: float = 900.0,
-        jobs: tuple[Callable[[], Awaitable[int]], ...] = (),
+        channel_name: str,
+        retry_base: float,
+        retry_cap: float,
+        deliveries: Counter,
+        send_seconds: Histogram,
+        service: str,
     ) -> None:
-        self.pool = pool
-        self.schema = schema
-        self.adapters = adapters
-        self.policies = policies
+        super().__init__(pool, name=f"sender-{channel_name}", batch_size=policy.batch_size)
+        self.channel_name = channel_name
+        self.adapter = adapter
+        self.policy = policy
         self.retry_base = retry_base
         self.retry_cap = retry_cap
-        self.jobs = jobs
-        self._slots = {name: asyncio.Semaphore(policies[name].concurrency) for name in adapters}
-        self._wakes = {name: asyncio.Event() for name in [*adapters, "_jobs"]}
+        self.deliveries = deliveries
+        self.send_seconds = send_seconds
+        self.service = service
+        self._slots = asyncio.Semaphore(policy.concurrency)
         self._rng = random.Random()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._listener: Any = None
-        self._stopping = False
-        self.service = metrics.service
-        self.deliveries = Counter(
-            "pitchin_notification_deliveries",
-            "Notification delivery attempts by channel and outcome (sent, retry, dead).",
-            ["service", "channel", "outcome"],
-            registry=metrics.registry,
-        )
-        self.send_seconds = Histogram(
-            "pitchin_notification_batch_seconds",
-            "Time to send one claimed batch, by channel.",
-            ["service", "channel"],
-            registry=metrics.registry,
-        )
 
-    @property
-    def channel_name(self) -> str:
-        return f"pitchin_deliveries_{self.schema}"
+    async def run_batch(self) -> int:
+        return await self.send_due()
 
-    async def start(self) -> None:
-        self._listener = await self.pool.acquire()
-        await self._listener.add_listener(self.channel_name, self._notified)
-        for name in self.adapters:
-            self._tasks.append(asyncio.create_task(self._run_channel(name), name=f"sender-{name}"))
-        if self.jobs:
-            self._tasks.append(asyncio.create_task(self._run_jobs(), name="sender-jobs"))
-
-    async def stop(self, grace: float = 8.0) -> None:
-        self._stopping = True
-        for wake in self._wakes.values():
-            wake.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(self.channel_name, self._notified)
-            await self.pool.release(self._listener)
-        for adapter in self.adapters.values():
-            with contextlib.suppress(Exception):
-                await adapter.close()
-
-    def _notified(self, *_: Any) -> None:
-        for wake in self._wakes.values():
-            wake.set()
-
-    async def _sleep(self, name: str) -> None:
-        wake = self._wakes[name]
-        try:
-            due = await storage.next_due_at(self.pool)
-            wait = 5.0 if due is None else min(max((due - datetime.now(UTC)).total_seconds(), 0.05), 5.0)
-        except DB_ERRORS:
-            wait = 1.0
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=wait)
-
-    async def _run_channel(self, name: str) -> None:
-        batch = self.policies[name].batch_size
-        while not self._stopping:
-            self._wakes[name].clear()
+    async def _guarded(self, row: Any) -> Outcome:
+        async with self._slots:
             try:
-                sent = await self.send_due(name)
-            except DB_ERRORS as exc:
-                log.warning("%s sender paused: %s", name, exc)
-                sent = 0
-            except Exception:  # never let one bad batch end the loop; its rows stay pending
-                log.exception("%s sender batch failed", name)
-                sent = 0
-            if sent >= batch or self._stopping:
-                continue
-            await self._sleep(name)
-
-    async def _run_jobs(self) -> None:
-        while not self._stopping:
-            self._wakes["_jobs"].clear()
-            busy = False
-            for job in self.jobs:
-                try:
-                    busy = (await job()) >= 0 or busy
-                except DB_ERRORS as exc:
-                    log.warning("notification job paused: %s", exc)
-                except Exception:
-                    log.exception("notification job failed")
-            if busy and not self._stopping:
-                continue
-            await self._sleep("_jobs")
-
-    async def _guarded(self, name: str, row: Any) -> Outcome:
-        async with self._slots[name]:
-            try:
-                return await self.adapters[name].send(row)
+                return await self.adapter.send(row)
             except Exception as exc:  # an adapter bug must not stop the batch or lose the row
-                log.exception("%s adapter failed on delivery %s", name, row["delivery_id"])
+                log.exception("%s adapter failed on delivery %s", self.channel_name, row["delivery_id"])
                 return Outcome(error=f"{type(exc).__name__}: {exc}")
 
-    async def send_due(self, name: str) -> int:
-        policy = self.policies[name]
+    async def send_due(self) -> int:
+        name = self.channel_name
+        policy = self.policy
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await storage.claim_due(conn, name, policy.batch_size)
             if not rows:
                 return 0
             with self.send_seconds.labels(self.service, name).time():
-                outcomes = await asyncio.gather(*(self._guarded(name, row) for row in rows))
+                outcomes = await asyncio.gather(*(self._guarded(row) for row in rows))
             now = datetime.now(UTC)
             sent: list[tuple[uuid.UUID, str | None]] = []
             healthy: list[uuid.UUID] = []
@@ -198,3 +163,99 @@ class Sender:
             if sent:
                 self.deliveries.labels(self.service, name, "sent").inc(len(sent))
         return len(rows)
+
+
+class NotificationJobs(_GracefulWorker):
+    """Expanding event-wide messages and making digests: each job returns -1 when it found nothing to do."""
+
+    def __init__(self, pool: asyncpg.Pool, jobs: tuple[Job, ...]) -> None:
+        super().__init__(pool, name="sender-jobs", batch_size=1)
+        self.jobs = jobs
+
+    async def run_batch(self) -> int:
+        busy = False
+        for job in self.jobs:
+            # Each job on its own: a failing expansion must not hold digests back, nor the reverse.
+            try:
+                busy = (await job()) >= 0 or busy
+            except DB_ERRORS as exc:
+                log.warning("notification job paused: %s", exc)
+            except Exception:
+                log.exception("notification job failed")
+        return 1 if busy else 0
+
+
+class Sender(NotifiedWorker):
+    """Every channel's worker and the jobs, woken by one LISTEN on `pitchin_deliveries_<schema>`.
+
+    One listening connection for all of them rather than one each (each would hold a pooled
+    connection for the service's life): a NOTIFY (a delivery or fan-out committed, a re-send)
+    wakes every worker; each then keeps its own time until the next row falls due.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        *,
+        schema: str,
+        adapters: dict[str, ChannelAdapter],
+        policies: dict[str, ChannelPolicy],
+        retry_base: float = 2.0,
+        retry_cap: float = 900.0,
+        jobs: tuple[Job, ...] = (),
+    ) -> None:
+        # Its one task is passing each NOTIFY on; the workers keep their own time, so its idle wake-ups are rare.
+        super().__init__(pool, name=f"sender-{schema}", batch_size=1, idle_poll_seconds=60.0)
+        self.schema = schema
+        self.adapters = adapters
+        deliveries = Counter(
+            "pitchin_notification_deliveries",
+            "Notification delivery attempts by channel and outcome (sent, retry, dead).",
+            ["service", "channel", "outcome"],
+            registry=metrics.registry,
+        )
+        send_seconds = Histogram(
+            "pitchin_notification_batch_seconds",
+            "Time to send one claimed batch, by channel.",
+            ["service", "channel"],
+            registry=metrics.registry,
+        )
+        self.workers: list[_GracefulWorker] = [
+            ChannelSender(
+                pool,
+                adapter,
+                policies[name],
+                channel_name=name,
+                retry_base=retry_base,
+                retry_cap=retry_cap,
+                deliveries=deliveries,
+                send_seconds=send_seconds,
+                service=metrics.service,
+            )
+            for name, adapter in adapters.items()
+        ]
+        if jobs:
+            self.workers.append(NotificationJobs(pool, jobs))
+
+    @property
+    def channel(self) -> str:
+        return f"pitchin_deliveries_{self.schema}"
+
+    async def work_once(self) -> int:
+        """Wake every worker; nothing of its own to do, so it waits for the next NOTIFY."""
+        for worker in self.workers:
+            worker.wake()
+        return 0
+
+    async def start(self) -> None:
+        for worker in self.workers:
+            await worker.start()
+        await super().start()
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        await super().stop()
+        await asyncio.gather(*(worker.stop(grace) for worker in self.workers))
+        for adapter in self.adapters.values():
+            with contextlib.suppress(Exception):
+                await adapter.close()

@@ -12,6 +12,7 @@ import asyncpg
 
 from pitchin_core.db import Conn
 
+# The sender asks when the next row falls due straight from its pool, outside any transaction.
 Pool = Conn | asyncpg.Pool
 
 # Deliveries -----------------------------------------------------------------------------
@@ -152,7 +153,7 @@ _LOG_COLUMNS = (
 
 
 async def list_deliveries(
-    pool: Pool,
+    conn: Conn,
     federation_id: str,
     organisation_id: str | None,
     limit: int,
@@ -163,7 +164,7 @@ async def list_deliveries(
     event_type: str | None = None,
     event_id: str | None = None,
 ) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    return await conn.fetch(
         f"SELECT {_LOG_COLUMNS} FROM deliveries WHERE federation_id = $1"
         " AND ($2::text IS NULL OR organisation_id = $2) AND ($4::timestamptz IS NULL OR created_at < $4)"
         " AND ($5::text IS NULL OR status = $5) AND ($6::text IS NULL OR channel = $6)"
@@ -181,9 +182,9 @@ async def list_deliveries(
 
 
 async def get_delivery(
-    pool: Pool, federation_id: str, organisation_id: str | None, delivery_id: uuid.UUID
+    conn: Conn, federation_id: str, organisation_id: str | None, delivery_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    return await pool.fetchrow(
+    return await conn.fetchrow(
         f"SELECT {_LOG_COLUMNS} FROM deliveries WHERE delivery_id = $1 AND federation_id = $2"
         " AND ($3::text IS NULL OR organisation_id = $3)",
         delivery_id,
@@ -225,9 +226,9 @@ async def resend_dead_of_subscription(conn: Conn, subscription_id: uuid.UUID, si
 
 
 async def list_dead_letters(
-    pool: Pool, federation_id: str, organisation_id: str | None, limit: int, before: datetime | None
+    conn: Conn, federation_id: str, organisation_id: str | None, limit: int, before: datetime | None
 ) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    return await conn.fetch(
         "SELECT delivery_id, channel, event_type, recipient, attempts, reason, dead_at, resent_at FROM dead_letters"
         " WHERE federation_id = $1 AND ($2::text IS NULL OR organisation_id = $2)"
         " AND ($4::timestamptz IS NULL OR dead_at < $4) ORDER BY dead_at DESC LIMIT $3",
@@ -485,17 +486,7 @@ async def suppress(conn: Conn, federation_id: str, channel: str, address_hash: s
     return int(result.rsplit(" ", 1)[-1])
 
 
-async def is_suppressed(conn: Pool, federation_id: str, channel: str, address_hash: str) -> bool:
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM suppressions WHERE federation_id = $1 AND channel = $2 AND address_hash = $3)",
-        federation_id,
-        channel,
-        address_hash,
-    )
-    return found
-
-
-async def overrides(conn: Pool, federation_id: str, organisation_id: str | None, template: str) -> list[asyncpg.Record]:
+async def overrides(conn: Conn, federation_id: str, organisation_id: str | None, template: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT organisation_id, language, part, body FROM template_overrides"
         " WHERE federation_id = $1 AND template = $3 AND (organisation_id = '' OR organisation_id = $2)",
@@ -506,7 +497,7 @@ async def overrides(conn: Pool, federation_id: str, organisation_id: str | None,
 
 
 async def put_override(
-    conn: Pool, federation_id: str, organisation_id: str | None, template: str, language: str, part: str, body: str
+    conn: Conn, federation_id: str, organisation_id: str | None, template: str, language: str, part: str, body: str
 ) -> None:
     await conn.execute(
         "INSERT INTO template_overrides (federation_id, organisation_id, template, language, part, body)"
@@ -522,7 +513,7 @@ async def put_override(
 
 
 async def delete_override(
-    conn: Pool, federation_id: str, organisation_id: str | None, template: str, language: str, part: str
+    conn: Conn, federation_id: str, organisation_id: str | None, template: str, language: str, part: str
 ) -> bool:
     result: str = await conn.execute(
         "DELETE FROM template_overrides WHERE federation_id = $1 AND organisation_id = $2 AND template = $3"
@@ -536,7 +527,7 @@ async def delete_override(
     return result == "DELETE 1"
 
 
-async def list_overrides(conn: Pool, federation_id: str, organisation_id: str | None) -> list[asyncpg.Record]:
+async def list_overrides(conn: Conn, federation_id: str, organisation_id: str | None) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT organisation_id, template, language, part, body, updated_at FROM template_overrides"
         " WHERE federation_id = $1 AND ($2::text IS NULL OR organisation_id IN ('', $2))"
@@ -562,11 +553,11 @@ CONFIG_FIELDS = (
 )
 
 
-async def channel_config(conn: Pool, federation_id: str) -> asyncpg.Record | None:
+async def channel_config(conn: Conn, federation_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM channel_config WHERE federation_id = $1", federation_id)
 
 
-async def put_channel_config(conn: Pool, federation_id: str, values: dict[str, Any]) -> None:
+async def put_channel_config(conn: Conn, federation_id: str, values: dict[str, Any]) -> None:
     columns = ", ".join(CONFIG_FIELDS)
     params = ", ".join(f"${i + 2}" for i in range(len(CONFIG_FIELDS)))
     updates = ", ".join(f"{c} = excluded.{c}" for c in CONFIG_FIELDS)
@@ -589,7 +580,7 @@ async def subscriptions_for(conn: Conn, federation_id: str, organisation_id: str
 
 
 async def create_subscription(
-    conn: Pool,
+    conn: Conn,
     *,
     subscription_id: uuid.UUID,
     federation_id: str,
@@ -616,7 +607,7 @@ async def create_subscription(
     return row
 
 
-async def list_subscriptions(conn: Pool, federation_id: str, organisation_id: str | None) -> list[asyncpg.Record]:
+async def list_subscriptions(conn: Conn, federation_id: str, organisation_id: str | None) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM webhook_subscriptions WHERE federation_id = $1 AND ($2::text IS NULL OR organisation_id = $2)"
         " ORDER BY created_at",
@@ -626,7 +617,7 @@ async def list_subscriptions(conn: Pool, federation_id: str, organisation_id: st
 
 
 async def get_subscription(
-    conn: Pool, federation_id: str, organisation_id: str | None, subscription_id: uuid.UUID
+    conn: Conn, federation_id: str, organisation_id: str | None, subscription_id: uuid.UUID
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM webhook_subscriptions WHERE subscription_id = $1 AND federation_id = $2"
@@ -637,7 +628,7 @@ async def get_subscription(
     )
 
 
-async def set_subscription_status(conn: Pool, subscription_id: uuid.UUID, status: str, reason: str | None) -> None:
+async def set_subscription_status(conn: Conn, subscription_id: uuid.UUID, status: str, reason: str | None) -> None:
     await conn.execute(
         "UPDATE webhook_subscriptions SET status = $2, disabled_reason = $3,"
         " disabled_at = CASE WHEN $2 = 'disabled' THEN now() END,"
@@ -648,7 +639,7 @@ async def set_subscription_status(conn: Pool, subscription_id: uuid.UUID, status
     )
 
 
-async def delete_subscription(conn: Pool, subscription_id: uuid.UUID) -> None:
+async def delete_subscription(conn: Conn, subscription_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM webhook_subscriptions WHERE subscription_id = $1", subscription_id)
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from pitchin_core.contracts.events import EVENT_TYPES
+from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import consumed_by
 from pitchin_notifications.domain.messages import (
     EVENT_WIDE,

@@ -1,12 +1,22 @@
-"""Signed one-click unsubscribe tokens (RFC 8058): who, on which channel, for which federation. Pure."""
+"""Signed one-click unsubscribe tokens (RFC 8058): who, on which channel, for which federation. Pure.
+
+A token is ``<base64url JSON>.<base64url of the first 16 bytes of its HMAC-SHA256>``, the MAC
+made by `pitchin_core.signing.mac` over the JSON itself. `signing.seal` would sign the
+base64 text instead, which would turn every unsubscribe link already sent into a dead one.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+
+from pitchin_core.signing import mac
+
+MAC_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -25,20 +35,19 @@ def _unb64(text: str) -> bytes:
 
 
 def make_token(key: bytes, who: Unsubscribe) -> str:
-    body = json.dumps([who.federation_id, who.address.lower(), who.channel], separators=(",", ":")).encode()
-    mac = hmac.new(key, body, hashlib.sha256).digest()[:16]
-    return f"{_b64(body)}.{_b64(mac)}"
+    body = json.dumps([who.federation_id, who.address.lower(), who.channel], separators=(",", ":"))
+    return f"{_b64(body.encode())}.{mac(key, body, length=MAC_BYTES)}"
 
 
 def read_token(key: bytes, token: str) -> Unsubscribe | None:
     """The unsubscribe a token stands for, or None when it was not made with ``key``."""
     try:
-        body_part, mac_part = token.split(".", 1)
-        body = _unb64(body_part)
-        mac = _unb64(mac_part)
-    except (ValueError, TypeError):
+        body_part, signature = token.split(".", 1)
+        body = _unb64(body_part).decode("utf-8")
+    except (ValueError, binascii.Error):
         return None
-    if not hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest()[:16], mac):
+    expected = mac(key, body, length=MAC_BYTES)
+    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
         return None
     try:
         federation_id, address, channel = json.loads(body)

@@ -1,70 +1,59 @@
-"""Standard Webhooks (standardwebhooks.com): payload shape, signing and verifying. Pure.
+"""Standard Webhooks (standardwebhooks.com) as notifications sends them: the payload shape,
+which subscriptions want an event, and the headers of one attempt. Pure.
 
-Signed content is ``"{webhook-id}.{webhook-timestamp}.{body}"``; the key is the base64 part
-of a ``whsec_`` secret; the signature header is a space-separated list of ``v1,<base64>``.
+Signing and verifying are `pitchin_core.signing`'s (signed content
+``"{webhook-id}.{webhook-timestamp}.{body}"``, the key inside a ``whsec_`` secret, a
+space-separated list of ``v1,<base64>`` signatures); this module adds what is ours.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import ipaddress
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-SECRET_PREFIX = "whsec_"
-DEFAULT_TOLERANCE_SECONDS = 5 * 60
-
-
-def new_secret(random_bytes: bytes) -> str:
-    """A secret in the spec's format, from 24 to 64 random bytes the caller drew."""
-    if not 24 <= len(random_bytes) <= 64:
-        raise ValueError("a webhook secret takes 24 to 64 random bytes")
-    return SECRET_PREFIX + base64.b64encode(random_bytes).decode("ascii")
+from pitchin_core.errors import DomainError
+from pitchin_core.signing import verify_webhook, webhook_headers
 
 
-def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+class PrivateAddress(DomainError):
+    """An endpoint on a private, loopback or link-local address: it would let a tenant probe our network."""
+
+    status = 422
+    default_title = "Invalid request"
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
-    """The ``webhook-signature`` value for one attempt."""
-    payload = body.encode("utf-8") if isinstance(body, str) else body
-    content = f"{msg_id}.{timestamp}.".encode() + payload
-    digest = hmac.new(_key(secret), content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
+def refuse_private(url: str) -> None:
+    """Raise PrivateAddress for `localhost` or an IP literal that is not public; names are not resolved."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost":
+            raise PrivateAddress("url: private addresses are not allowed") from None
+        return
+    if address.is_private or address.is_loopback or address.is_link_local:
+        raise PrivateAddress("url: private addresses are not allowed")
 
 
 def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
-        "content-type": "application/json",
-    }
+    """What one attempt is POSTed with: the signature headers and the payload's media type."""
+    return {**webhook_headers(secret, msg_id, timestamp, body), "content-type": "application/json"}
 
 
-def verify(
-    secret: str,
-    received: Mapping[str, str],
-    body: bytes,
-    now: datetime,
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
-) -> bool:
-    """What a receiver does: any listed v1 signature matches and the timestamp is fresh."""
+def verify(secret: str, received: Mapping[str, str], body: bytes, now: datetime) -> bool:
+    """What a subscriber does with the headers it received: any listed v1 signature matches and is fresh."""
     lowered = {k.lower(): v for k, v in received.items()}
     try:
         msg_id = lowered["webhook-id"]
-        timestamp = int(lowered["webhook-timestamp"])
-        listed = lowered["webhook-signature"].split()
-    except (KeyError, ValueError):
+        timestamp = lowered["webhook-timestamp"]
+        signatures = lowered["webhook-signature"]
+    except KeyError:
         return False
-    if abs(now.timestamp() - timestamp) > tolerance_seconds:
-        return False
-    expected = sign(secret, msg_id, timestamp, body)
-    return any(hmac.compare_digest(expected, candidate) for candidate in listed)
+    return verify_webhook(secret, msg_id, timestamp, body, signatures, now.timestamp()) is None
 
 
 def payload(event_type: str, timestamp: datetime, data: Mapping[str, Any]) -> bytes:

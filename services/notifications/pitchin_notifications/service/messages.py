@@ -1,20 +1,21 @@
-"""Notifications' use cases, one transaction each.
+"""The messages events cause: Notifications' service object.
 
-- `apply_event`: update the read models an event feeds and stage the messages it causes,
-  in one transaction with the inbox record (a redelivered event adds nothing);
+- a consumed event: keep the read models it feeds and stage the messages and webhook
+  deliveries it causes, in one transaction with the inbox record (a redelivered event adds
+  nothing). One use case per read model an event feeds (`learn_donor`, `donor_withdrew`,
+  `learn_booking`, `learn_event`); `stage` for events that feed none;
 - `expand_next_job`: turn a batch of an event-wide message (or a message for a donor not
   known yet) into deliveries;
 - `make_digests`: fold a recipient's held low-priority messages into one email;
-- `unsubscribe`, `create_subscription`, `resend`, ...: what the HTTP API does.
+- `unsubscribe`: the one-click unsubscribe every email links to.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,11 +32,11 @@ from pitchin_core.contracts.bookings import (
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorUpdatedV1, DonorWithdrawnV1
-from pitchin_core.contracts.topics import EVENTS
 from pitchin_core.db import Conn
-from pitchin_core.inbox import first_delivery
+from pitchin_core.errors import NotFound
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_donor_link
 from pitchin_core.telemetry import current_traceparent
+from pitchin_core.uow import Tenant, Transactions
 from pitchin_notifications import storage
 from pitchin_notifications.domain import webhooks
 from pitchin_notifications.domain.messages import (
@@ -57,12 +58,20 @@ from pitchin_notifications.templates import Overrides, Renderer
 
 log = logging.getLogger(__name__)
 
-CONSUMER = "notifications"
 DIGEST_TYPE = "org.pitchin.notifications.digest"
 RULES_BY_KEY = {rule.key(): rule for rule in RULES}
 # A message for a donor this service has not heard of waits this long for their sign-up.
 UNKNOWN_DONOR_PATIENCE = timedelta(minutes=15)
-_EVENT_TYPES_OF_EVENTS_TOPIC = frozenset(t.event_type for t in EVENTS.event_types)
+# Who is on an event's list after each booking event (other booking facts leave the list alone).
+BOOKING_STATUS: dict[type[BookingFacts], str] = {
+    BookingConfirmedV1: "confirmed",
+    BookingPromotedV1: "confirmed",
+    BookingWaitlistedV1: "waitlisted",
+    BookingCancelledV1: "cancelled",
+}
+
+# What a consumed event teaches the read models, inside the transaction that stages its messages.
+Learn = Callable[[Conn], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,10 @@ class TenantPolicy:
     digest_seconds: int
 
 
+async def _nothing_to_learn(conn: Conn) -> None:
+    return None
+
+
 class Notifications:
     def __init__(self, renderer: Renderer, policy: Policy) -> None:
         self.renderer = renderer
@@ -101,17 +114,97 @@ class Notifications:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def apply_event(self, pool: asyncpg.Pool, event: CloudEvent, data: EventData) -> int | None:
-        """Stage what `event` causes; None when it was applied before."""
+    async def stage(self, uow: Transactions, event: CloudEvent, data: EventData) -> bool:
+        """An event no read model keeps: only the messages and webhook deliveries it causes."""
+        return await self._consume(uow, event, data, _nothing_to_learn)
+
+    async def learn_donor(self, uow: Transactions, event: CloudEvent, data: DonorRegisteredV1 | DonorUpdatedV1) -> bool:
+        """A donor's contact data and preferences, newest version first; a withdrawn status stops what waits."""
+
+        async def learn(conn: Conn) -> None:
+            await storage.upsert_person(
+                conn,
+                {
+                    "donor_id": data.donor_id,
+                    "federation_id": data.federation_id,
+                    "organisation_id": data.organisation_id,
+                    "name": data.name,
+                    "email": str(data.email),
+                    "phone": data.phone,
+                    "email_ok": data.contact.email,
+                    "sms_ok": data.contact.sms,
+                    "language": data.contact.language,
+                    "time_zone": data.availability.time_zone,
+                    "purposes": list(data.consent.purposes),
+                    "status": data.status.value,
+                    "version": data.version if isinstance(data, DonorUpdatedV1) else 0,
+                },
+            )
+            if data.status is DonorStatus.withdrawn:
+                await storage.withdraw_person(conn, data.donor_id)
+
+        return await self._consume(uow, event, data, learn)
+
+    async def donor_withdrew(self, uow: Transactions, event: CloudEvent, data: DonorWithdrawnV1) -> bool:
+        """Stop what waits for the donor; with `erase`, forget everything here that names them."""
+
+        async def learn(conn: Conn) -> None:
+            if data.erase:
+                await storage.erase_person(conn, data.donor_id)
+            else:
+                await storage.withdraw_person(conn, data.donor_id)
+
+        return await self._consume(uow, event, data, learn)
+
+    async def learn_booking(self, uow: Transactions, event: CloudEvent, data: BookingFacts) -> bool:
+        """Who is booked on which event (event-wide messages go to them), by booking."""
+        status = BOOKING_STATUS.get(type(data))
+
+        async def learn(conn: Conn) -> None:
+            if status is None:
+                return
+            await storage.upsert_attendee(
+                conn,
+                {
+                    "booking_id": data.booking_id,
+                    "event_id": data.event_id,
+                    "federation_id": data.federation_id,
+                    "organisation_id": data.organisation_id,
+                    "donor_id": data.donor_id,
+                    "name": data.name,
+                    "email": str(data.email),
+                    "language": data.language,
+                    "status": status,
+                },
+            )
+
+        return await self._consume(uow, event, data, learn)
+
+    async def learn_event(self, uow: Transactions, event: CloudEvent, data: EventData) -> bool:
+        """What messages say about an event (title, times, place), merged from every fact about it."""
+        dumped = data.model_dump(mode="json")
+
+        async def learn(conn: Conn) -> None:
+            if not dumped.get("event_id"):
+                return
+            details = {
+                k: v for k, v in dumped.items() if k not in ("federation_id", "organisation_id") and v is not None
+            }
+            await storage.merge_event(conn, str(dumped["event_id"]), data.federation_id, data.organisation_id, details)
+
+        return await self._consume(uow, event, data, learn)
+
+    async def _consume(self, uow: Transactions, event: CloudEvent, data: EventData, learn: Learn) -> bool:
+        """Learn from `event` and stage what it causes; False when it was applied before."""
         traceparent, _ = current_traceparent()
         dumped = data.model_dump(mode="json")
         now = datetime.now(UTC)
-        async with pool.acquire() as conn, conn.transaction():
-            if not await first_delivery(conn, CONSUMER, event.id, event.type):
-                return None
-            await self._learn(conn, event, data, dumped)
+        async with uow(Tenant(data.federation_id)) as tx:
+            if not await tx.first_delivery(event):
+                return False
+            conn = tx.conn
+            await learn(conn)
             tenant = await self._tenant_policy(conn, data.federation_id)
-            staged = 0
             for rule in rules_for(event.type, dumped):
                 if rule.audience in EVENT_WIDE:
                     statuses = ["confirmed"] if rule.audience is Audience.attendees else ["confirmed", "waitlisted"]
@@ -146,67 +239,11 @@ class Notifications:
                         traceparent=traceparent,
                     )
                     continue
-                staged += await self._stage(
+                await self._stage(
                     conn, rule, person, event.id, event.type, dumped, tenant, now, traceparent, bulk=False
                 )
-            staged += await self._stage_webhooks(conn, event, data, dumped, traceparent, now)
-            return staged
-
-    async def _learn(self, conn: Conn, event: CloudEvent, data: EventData, dumped: dict[str, Any]) -> None:
-        """Keep this service's read models: donors' contact data, who booked what, events."""
-        if isinstance(data, DonorRegisteredV1 | DonorUpdatedV1):
-            await storage.upsert_person(
-                conn,
-                {
-                    "donor_id": data.donor_id,
-                    "federation_id": data.federation_id,
-                    "organisation_id": data.organisation_id,
-                    "name": data.name,
-                    "email": str(data.email),
-                    "phone": data.phone,
-                    "email_ok": data.contact.email,
-                    "sms_ok": data.contact.sms,
-                    "language": data.contact.language,
-                    "time_zone": data.availability.time_zone,
-                    "purposes": list(data.consent.purposes),
-                    "status": data.status.value,
-                    "version": data.version if isinstance(data, DonorUpdatedV1) else 0,
-                },
-            )
-            if data.status is DonorStatus.withdrawn:
-                await storage.withdraw_person(conn, data.donor_id)
-        elif isinstance(data, DonorWithdrawnV1):
-            if data.erase:
-                await storage.erase_person(conn, data.donor_id)
-            else:
-                await storage.withdraw_person(conn, data.donor_id)
-        elif isinstance(data, BookingFacts):
-            status = {
-                BookingConfirmedV1: "confirmed",
-                BookingPromotedV1: "confirmed",
-                BookingWaitlistedV1: "waitlisted",
-                BookingCancelledV1: "cancelled",
-            }.get(type(data))
-            if status is not None:
-                await storage.upsert_attendee(
-                    conn,
-                    {
-                        "booking_id": data.booking_id,
-                        "event_id": data.event_id,
-                        "federation_id": data.federation_id,
-                        "organisation_id": data.organisation_id,
-                        "donor_id": data.donor_id,
-                        "name": data.name,
-                        "email": str(data.email),
-                        "language": data.language,
-                        "status": status,
-                    },
-                )
-        elif event.type in _EVENT_TYPES_OF_EVENTS_TOPIC and dumped.get("event_id"):
-            details = {
-                k: v for k, v in dumped.items() if k not in ("federation_id", "organisation_id") and v is not None
-            }
-            await storage.merge_event(conn, str(dumped["event_id"]), data.federation_id, data.organisation_id, details)
+            await self._stage_webhooks(conn, event, data, dumped, traceparent, now)
+            return True
 
     async def _tenant_policy(self, conn: Conn, federation_id: str) -> TenantPolicy:
         row = await storage.channel_config(conn, federation_id)
@@ -359,16 +396,15 @@ class Notifications:
         dumped: dict[str, Any],
         traceparent: str | None,
         now: datetime,
-    ) -> int:
+    ) -> None:
         subscriptions = await storage.subscriptions_for(conn, data.federation_id, data.organisation_id)
         wanted = [s for s in subscriptions if webhooks.wants(s["event_types"], event.type)]
         if not wanted:
-            return 0
+            return
         public = {k: v for k, v in dumped.items() if k not in SECRET_FIELDS}
         body = webhooks.payload(event.type, event.time or now, {"id": event.id, **public}).decode("utf-8")
-        staged = 0
         for subscription in wanted:
-            staged += await storage.stage_delivery(
+            await storage.stage_delivery(
                 conn,
                 idempotency_key=f"{event.id}:{subscription['subscription_id']}:webhook",
                 federation_id=data.federation_id,
@@ -385,14 +421,17 @@ class Notifications:
                 priority=int(Priority.normal),
                 subscription_id=subscription["subscription_id"],
             )
-        return staged
 
     # -- background jobs -------------------------------------------------------------------
 
-    async def expand_next_job(self, pool: asyncpg.Pool) -> int:
-        """Expand one batch of one waiting job; returns the number of deliveries staged (or -1: nothing to do)."""
+    async def expand_next_job(self, uow: Transactions) -> int:
+        """Expand one batch of one waiting job; returns the number of deliveries staged (or -1: nothing to do).
+
+        The job claimed decides the federation, so the transaction is opened for none.
+        """
         now = datetime.now(UTC)
-        async with pool.acquire() as conn, conn.transaction():
+        async with uow() as tx:
+            conn = tx.conn
             job = await storage.claim_fanout(conn)
             if job is None:
                 return -1
@@ -452,9 +491,11 @@ class Notifications:
             )
             return staged
 
-    async def make_digests(self, pool: asyncpg.Pool, limit: int = 20) -> int:
+    async def make_digests(self, uow: Transactions, limit: int = 20) -> int:
+        """Fold each due recipient's held messages into one digest email (any federation's); -1: none due."""
         made = 0
-        async with pool.acquire() as conn, conn.transaction():
+        async with uow() as tx:
+            conn = tx.conn
             for group in await storage.due_digests(conn, limit):
                 items = await storage.claim_held(conn, group["federation_id"], group["recipient"])
                 if not items:
@@ -498,43 +539,22 @@ class Notifications:
                 made += 1
         return made or -1
 
-    # -- HTTP use cases --------------------------------------------------------------------
-
-    async def unsubscribe(self, pool: asyncpg.Pool, token: str) -> Unsubscribe | None:
-        who = read_token(self.policy.unsubscribe_key, token)
-        if who is None:
-            return None
-        async with pool.acquire() as conn, conn.transaction():
-            await storage.suppress(
-                conn, who.federation_id, who.channel, address_hash(who.address), who.address, "one-click unsubscribe"
-            )
-        return who
+    # -- one-click unsubscribe -------------------------------------------------------------
 
     def check_token(self, token: str) -> Unsubscribe | None:
+        """Who an unsubscribe link is for, or None when this service did not make it."""
         return read_token(self.policy.unsubscribe_key, token)
 
-    async def create_subscription(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        federation_id: str,
-        organisation_id: str | None,
-        url: str,
-        event_types: list[str],
-        description: str,
-        disable_after: int | None,
-    ) -> asyncpg.Record:
-        return await storage.create_subscription(
-            pool,
-            subscription_id=uuid.uuid4(),
-            federation_id=federation_id,
-            organisation_id=organisation_id,
-            url=url,
-            secret=webhooks.new_secret(secrets.token_bytes(32)),
-            event_types=event_types,
-            description=description,
-            disable_after=disable_after or self.policy.webhook_disable_after,
-        )
+    async def unsubscribe(self, uow: Transactions, token: str) -> Unsubscribe:
+        """Suppress the address the token names, in its federation, and stop what still waits for it."""
+        who = self.check_token(token)
+        if who is None:
+            raise NotFound("unsubscribe token", token, detail="This unsubscribe token is not valid.")
+        async with uow(Tenant(who.federation_id)) as tx:
+            await storage.suppress(
+                tx.conn, who.federation_id, who.channel, address_hash(who.address), who.address, "one-click unsubscribe"
+            )
+        return who
 
 
 def _person(row: asyncpg.Record) -> Recipient:
