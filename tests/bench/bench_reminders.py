@@ -29,8 +29,12 @@ from pitchin_core.db import create_pool, migrate
 from pitchin_core.kafka_admin import ensure_topics
 from pitchin_core.outbox import OutboxRelay, new_producer
 from pitchin_core.telemetry import Metrics
+from pitchin_core.uow import UnitOfWork
 from pitchin_scheduling.timer import ReminderTimer
-from pitchin_testing.servers import KafkaServer, PostgresServer, ensure_installed, free_ports, repo_root
+from pitchin_testing.install import ensure_installed, repo_root
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.ports import free_ports
+from pitchin_testing.postgres import PostgresServer
 from tests.e2e.helpers import eventually_async
 
 SCHEMA = "scheduling"
@@ -122,7 +126,8 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
     producer = new_producer(bootstrap, "bench-outbox")
     await producer.start()
     relay = OutboxRelay(pool, producer, schema=SCHEMA, metrics=metrics)
-    timer = ReminderTimer(pool, metrics, schema=SCHEMA, batch_size=200)
+    uow = UnitOfWork(pool, source="/pitchin/scheduling", consumer="scheduling")
+    timer = ReminderTimer(uow, metrics, schema=SCHEMA, batch_size=200)
 
     began = time.perf_counter()
     await timer.start()

@@ -1,4 +1,4 @@
-"""Scheduling's HTTP routes: parse, call the service layer, map errors.
+"""Scheduling's HTTP routes: parse, call a use case, answer (pitchin_core.http answers the domain errors).
 
 `router` needs an API key and shows a tenant its own events only (another tenant's are 404);
 `public` serves what anyone may see: published events, their calendars and the listing.
@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import EmailStr, Field, HttpUrl
 
-from pitchin_core.auth import Caller, CallerDep
+from pitchin_core.auth import CallerDep
 from pitchin_core.contracts.common import Contract
 from pitchin_core.contracts.scheduling import EventKind, EventStatus
 from pitchin_core.http import Problem
+from pitchin_core.uow import UnitOfWork
 from pitchin_scheduling import service, storage
 from pitchin_scheduling.domain import events as rules
 from pitchin_scheduling.domain.agenda import Session, SessionDraft
@@ -90,9 +90,9 @@ class PersonFeed(Contract):
     feed_url: str
 
 
-def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    return pool
+def _uow(request: Request) -> UnitOfWork:
+    uow: UnitOfWork = request.app.state.runtime.uow
+    return uow
 
 
 def _base_url(request: Request) -> str:
@@ -117,19 +117,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _visible(request: Request, caller: Caller, event_id: str) -> Event:
-    event = await storage.get_event(_pool(request), caller.federation_id, event_id)
-    if event is None or not caller.can_act_for(event.federation_id, event.organisation_id):
-        raise service.not_found(event_id)
-    return event
-
-
 # -- events -------------------------------------------------------------------------------
 
 
 @router.post("/events", status_code=status.HTTP_201_CREATED, response_model=EventView)
 async def create_event(draft: EventDraft, caller: CallerDep, request: Request, response: Response) -> EventView:
-    event = await service.create_event(_pool(request), caller, draft, _now())
+    event = await service.create_event(_uow(request), caller, draft, _now())
     response.headers["Location"] = f"/v1/events/{event.event_id}"
     return _view(event)
 
@@ -137,18 +130,14 @@ async def create_event(draft: EventDraft, caller: CallerDep, request: Request, r
 @router.post("/series", status_code=status.HTTP_201_CREATED, response_model=SeriesView)
 async def create_series(draft: SeriesDraft, caller: CallerDep, request: Request, response: Response) -> SeriesView:
     """A series by recurrence rule: each occurrence is an event of its own (booked and reminded alone)."""
-    series_id, events = await service.create_series(_pool(request), caller, draft, _now())
+    series_id, events = await service.create_series(_uow(request), caller, draft, _now())
     response.headers["Location"] = f"/v1/series/{series_id}"
     return SeriesView(series_id=series_id, rrule=draft.rrule, events=[_view(e) for e in events])
 
 
 @router.get("/series/{series_id}", response_model=list[EventView])
 async def series_events(series_id: str, caller: CallerDep, request: Request) -> list[EventView]:
-    events = await storage.events_of_series(_pool(request), caller.federation_id, series_id)
-    visible = [e for e in events if caller.can_act_for(e.federation_id, e.organisation_id)]
-    if not visible:
-        raise Problem(404, "Not found", f"No series {series_id} here.")
-    return [_view(e) for e in visible]
+    return [_view(e) for e in await service.series_events(_uow(request), caller, series_id)]
 
 
 @router.get("/events", response_model=list[EventView])
@@ -169,31 +158,27 @@ async def own_events(
         starts_before=_aware(starts_before),
         limit=limit,
     )
-    return [_view(e) for e in await storage.list_events(_pool(request), query)]
+    return [_view(e) for e in await service.find_events(_uow(request), query, caller.tenant)]
 
 
 @router.get("/events/{event_id}.ics", response_class=Response, tags=["public"])
 async def event_calendar(event_id: str, request: Request) -> Response:
     """Public: anyone with the link can add a published event (and its agenda) to their calendar."""
-    pool = _pool(request)
-    event = await storage.get_public_event(pool, event_id)
-    if event is None:
-        raise Problem(404, "Not found", f"No published event {event_id}.")
-    sessions = await storage.sessions_of_event(pool, event_id)
+    event, sessions = await service.public_event(_uow(request), event_id)
     body = to_icalendar([event], public_base_url=_base_url(request), now=_now(), name=event.title, sessions=sessions)
     return Response(body, media_type=CALENDAR)
 
 
 @router.get("/events/{event_id}", response_model=EventView)
 async def get_event(event_id: str, caller: CallerDep, request: Request) -> EventView:
-    event = await _visible(request, caller, event_id)
-    return _view(event, await storage.attendee_counts(_pool(request), event_id))
+    event, attendees = await service.get_event(_uow(request), caller, event_id)
+    return _view(event, attendees)
 
 
 @router.patch("/events/{event_id}", response_model=EventView)
 async def update_event(event_id: str, changes: EventChanges, caller: CallerDep, request: Request) -> EventView:
     now = _now()
-    event = await service.change_event(_pool(request), caller, event_id, lambda e: rules.update(e, changes, now), now)
+    event = await service.change_event(_uow(request), caller, event_id, lambda e: rules.update(e, changes, now), now)
     return _view(event)
 
 
@@ -201,9 +186,7 @@ async def update_event(event_id: str, changes: EventChanges, caller: CallerDep, 
 async def reschedule_event(event_id: str, change: Reschedule, caller: CallerDep, request: Request) -> EventView:
     """Move the event; its sessions keep their place in it and pending reminders move with it."""
     now = _now()
-    event = await service.change_event(
-        _pool(request), caller, event_id, lambda e: rules.reschedule(e, change, now), now
-    )
+    event = await service.change_event(_uow(request), caller, event_id, lambda e: rules.reschedule(e, change, now), now)
     return _view(event)
 
 
@@ -211,7 +194,7 @@ async def reschedule_event(event_id: str, change: Reschedule, caller: CallerDep,
 async def cancel_event(event_id: str, body: Cancellation, caller: CallerDep, request: Request) -> EventView:
     now = _now()
     event = await service.change_event(
-        _pool(request), caller, event_id, lambda e: rules.cancel(e, body.reason, now), now
+        _uow(request), caller, event_id, lambda e: rules.cancel(e, body.reason, now), now
     )
     return _view(event)
 
@@ -219,7 +202,7 @@ async def cancel_event(event_id: str, body: Cancellation, caller: CallerDep, req
 def _step(name: str, command: Any, summary: str) -> None:
     async def route(event_id: str, caller: CallerDep, request: Request) -> EventView:
         now = _now()
-        event = await service.change_event(_pool(request), caller, event_id, partial(_apply, command, now=now), now)
+        event = await service.change_event(_uow(request), caller, event_id, partial(_apply, command, now=now), now)
         return _view(event)
 
     route.__name__ = name.replace("/", "_") + "_event"
@@ -245,7 +228,7 @@ async def recording_available(event_id: str, body: Recording, caller: CallerDep,
     now = _now()
     url = str(body.recording_url)
     event = await service.change_event(
-        _pool(request), caller, event_id, lambda e: rules.recording_available(e, url, now), now
+        _uow(request), caller, event_id, lambda e: rules.recording_available(e, url, now), now
     )
     return _view(event)
 
@@ -255,15 +238,14 @@ async def recording_available(event_id: str, body: Recording, caller: CallerDep,
 
 @router.get("/events/{event_id}/sessions", response_model=list[Session], tags=["agenda"])
 async def sessions(event_id: str, caller: CallerDep, request: Request) -> list[Session]:
-    await _visible(request, caller, event_id)
-    return await storage.sessions_of_event(_pool(request), event_id)
+    return await service.sessions_of_event(_uow(request), caller, event_id)
 
 
 @router.post("/events/{event_id}/sessions", status_code=201, response_model=Session, tags=["agenda"])
 async def add_session(
     event_id: str, draft: SessionDraft, caller: CallerDep, request: Request, response: Response
 ) -> Session:
-    session = await service.put_session(_pool(request), caller, event_id, draft, _now())
+    session = await service.put_session(_uow(request), caller, event_id, draft, _now())
     response.headers["Location"] = f"/v1/events/{event_id}/sessions/{session.session_id}"
     return session
 
@@ -272,12 +254,12 @@ async def add_session(
 async def change_session(
     event_id: str, session_id: str, draft: SessionDraft, caller: CallerDep, request: Request
 ) -> Session:
-    return await service.put_session(_pool(request), caller, event_id, draft, _now(), session_id=session_id)
+    return await service.put_session(_uow(request), caller, event_id, draft, _now(), session_id=session_id)
 
 
 @router.delete("/events/{event_id}/sessions/{session_id}", status_code=204, tags=["agenda"])
 async def remove_session(event_id: str, session_id: str, caller: CallerDep, request: Request) -> Response:
-    await service.remove_session(_pool(request), caller, event_id, session_id, _now())
+    await service.remove_session(_uow(request), caller, event_id, session_id, _now())
     return Response(status_code=204)
 
 
@@ -295,32 +277,18 @@ class ReminderView(Contract):
 
 @router.get("/events/{event_id}/reminders", response_model=list[ReminderView], tags=["reminders"])
 async def reminders(event_id: str, caller: CallerDep, request: Request) -> list[ReminderView]:
-    event = await _visible(request, caller, event_id)
-    rows = await storage.reminders_of_event(_pool(request), event_id)
-    return [
-        ReminderView(
-            **{
-                **dict(r),
-                "due_at": rules.in_zone(r["due_at"], event.time_zone),
-                "fired_at": r["fired_at"] and rules.in_zone(r["fired_at"], event.time_zone),
-            }
-        )
-        for r in rows
-    ]
+    return [ReminderView(**r) for r in await service.reminders_of_event(_uow(request), caller, event_id)]
 
 
 @router.get("/events/{event_id}/attendees", tags=["attendees"])
 async def attendees(event_id: str, caller: CallerDep, request: Request) -> list[dict[str, Any]]:
-    await _visible(request, caller, event_id)
-    return [dict(r) for r in await storage.attendees_of_event(_pool(request), event_id)]
+    return await service.attendees_of_event(_uow(request), caller, event_id)
 
 
 @router.get("/people/calendar", response_model=PersonFeed, tags=["attendees"])
 async def person_calendar_link(email: EmailStr, caller: CallerDep, request: Request) -> PersonFeed:
     """The private feed URL of a person's bookings, to send them (calendar apps send no API key)."""
-    token = await storage.person_feed_token(_pool(request), caller.federation_id, str(email))
-    if token is None:
-        raise Problem(404, "Not found", "No bookings for this person here.")
+    token = await service.person_feed_token(_uow(request), caller, str(email))
     return PersonFeed(email=str(email), feed_url=f"{_base_url(request)}/v1/feeds/{token}.ics")
 
 
@@ -329,9 +297,7 @@ async def person_calendar_link(email: EmailStr, caller: CallerDep, request: Requ
 
 @public.get("/feeds/{token}.ics", response_class=Response)
 async def person_calendar(token: str, request: Request) -> Response:
-    events = await storage.events_booked_by_token(_pool(request), token)
-    if events is None:
-        raise Problem(404, "Not found", "No such calendar feed.")
+    events = await service.events_booked_by_token(_uow(request), token)
     body = to_icalendar(events, public_base_url=_base_url(request), now=_now(), name="My Pitch In events")
     return Response(body, media_type=CALENDAR)
 
@@ -345,7 +311,7 @@ async def organisation_calendar(organisation_id: str, request: Request) -> Respo
         ending_after=now,
         limit=500,
     )
-    events = await storage.list_events(_pool(request), query)
+    events = await service.find_events(_uow(request), query)
     body = to_icalendar(events, public_base_url=_base_url(request), now=now, name=f"Events of {organisation_id}")
     return Response(body, media_type=CALENDAR)
 
@@ -389,7 +355,7 @@ async def upcoming_events(
         after=_read_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
-    events = await storage.list_events(_pool(request), query)
+    events = await service.find_events(_uow(request), query)
     page, more = events[:limit], len(events) > limit
     return EventPage(
         events=[_public_view(e) for e in page],

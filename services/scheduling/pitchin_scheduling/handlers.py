@@ -1,10 +1,15 @@
-"""Scheduling's Kafka subscribers: decode, then hand to the service layer."""
+"""Scheduling's Kafka subscribers: per topic, the event types scheduling acts on and the use case each starts."""
 
 from __future__ import annotations
 
-from pitchin_core.contracts.bookings import BookingFacts
-from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.common import EventData
+from functools import partial
+
+from pitchin_core.contracts.bookings import (
+    BookingCancelledV1,
+    BookingConfirmedV1,
+    BookingPromotedV1,
+    BookingWaitlistedV1,
+)
 from pitchin_core.contracts.publishers import PublisherRegisteredV1, PublisherRevokedV1
 from pitchin_core.contracts.topics import BOOKINGS, PUBLISHERS
 from pitchin_core.runtime import Runtime
@@ -12,22 +17,20 @@ from pitchin_scheduling import ingest, service
 
 
 def register(runtime: Runtime) -> None:
-    metrics = runtime.metrics
-
-    async def on_booking(event: CloudEvent, data: EventData) -> None:
-        # Who booked what, for attendee counts and each person's calendar feed.
-        if not isinstance(data, BookingFacts):
-            return
-        applied = await service.record_booking(runtime.pool, event, data)
-        metrics.events_applied.labels(metrics.service, event.type, "applied" if applied else "duplicate").inc()
-
-    async def on_publisher(event: CloudEvent, data: EventData) -> None:
-        # Publishers registered or revoked by federation staff in signups: scheduling's own copy.
-        if not isinstance(data, PublisherRegisteredV1 | PublisherRevokedV1):
-            return
-        applied = await ingest.learn_registration(runtime.pool, event, data)
-        metrics.events_applied.labels(metrics.service, event.type, "applied" if applied else "duplicate").inc()
-
-    runtime.subscribe(BOOKINGS, on_booking)
-    runtime.subscribe(PUBLISHERS, on_publisher)
+    uow = runtime.uow
+    # Who booked what, for attendee counts and each person's calendar feed.
+    record_booking = partial(service.record_booking, uow)
+    runtime.handle(
+        BOOKINGS,
+        {
+            BookingConfirmedV1: record_booking,
+            BookingWaitlistedV1: record_booking,
+            BookingPromotedV1: record_booking,
+            BookingCancelledV1: record_booking,
+        },
+    )
+    # Publishers registered or revoked by federation staff in signups: scheduling's own copy.
+    learn_registration = partial(ingest.learn_registration, uow)
+    runtime.handle(PUBLISHERS, {PublisherRegisteredV1: learn_registration, PublisherRevokedV1: learn_registration})
+    # The Kafka door for other systems' events (and those signups relays from its HTTP door).
     ingest.register(runtime)

@@ -2,7 +2,10 @@
 
 event-created → `service.create_event`, event-changed → `service.change_event` with the
 same `update` (and `reschedule`, when the time moved) rules as PATCH and /reschedule,
-event-cancelled → `change_event` with `cancel`: the outbox emits what the API would.
+event-cancelled → `change_event` with `cancel`: the outbox emits what the API would. Each
+use case runs in a savepoint of the pipeline's transaction (the `Transaction` given to
+`apply` is its unit of work), so its rows, outbox events and the external-id record commit
+together, and a refusal rolls back only its own part.
 
 An event created this way gets a Pitch In id derived from (source, external id)
 (`pitchin_core.ingest.external_event_id`), so signups can take RSVPs for it by the
@@ -11,12 +14,8 @@ publisher's id without asking scheduling.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
-
-import asyncpg
 
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.cloudevents import CloudEvent
@@ -24,11 +23,8 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.ingest import IngestEventCancelledV1, IngestEventChangedV1, IngestEventCreatedV1
 from pitchin_core.contracts.publishers import PublisherRegisteredV1, PublisherRevokedV1
 from pitchin_core.contracts.scheduling import EventStatus
-from pitchin_core.db import Conn
-from pitchin_core.inbox import first_delivery
 from pitchin_core.ingest import (
     Accepted,
-    ConnectionAsPool,
     Pipeline,
     Rejection,
     check_fresh,
@@ -40,6 +36,7 @@ from pitchin_core.ingest import (
     unknown,
 )
 from pitchin_core.runtime import Runtime
+from pitchin_core.uow import Tenant, Transaction, Transactions
 from pitchin_scheduling import service
 from pitchin_scheduling.domain import events as rules
 from pitchin_scheduling.domain.events import Event, EventChanges, EventDraft, Reschedule
@@ -47,26 +44,14 @@ from pitchin_scheduling.domain.events import Event, EventChanges, EventDraft, Re
 EVENT = "event"
 _CHANGES = set(EventChanges.model_fields)
 
-# `service.create_event` names new events with `rules.new_event_id()`. For an event a
-# publisher created, the id must be derived from its external id: the derived id is offered
-# for the duration of that one call (a context variable, so concurrent requests are unaffected).
-# A one-parameter `event_id` on `service.create_event` would make this unnecessary.
-_chosen_id: ContextVar[str | None] = ContextVar("pitchin_ingest_event_id", default=None)
-_random_id: Callable[[], str] = rules.new_event_id
-
-
-def _new_event_id() -> str:
-    return _chosen_id.get() or _random_id()
-
 
 def _caller(accepted: Accepted) -> Caller:
     return Caller(accepted.data.federation_id, accepted.data.organisation_id, "publisher")
 
 
-async def apply(conn: Conn, accepted: Accepted, now: datetime) -> dict[str, Any]:
+async def apply(tx: Transaction, accepted: Accepted, now: datetime) -> dict[str, Any]:
     data = accepted.data
-    pool = ConnectionAsPool(conn).as_pool()
-    known = await subject_of(conn, accepted.source, EVENT, data.external_id)
+    known = await subject_of(tx.conn, accepted.source, EVENT, data.external_id)
     if known is not None:
         check_fresh(known, accepted)
     if isinstance(data, IngestEventCreatedV1):
@@ -74,12 +59,9 @@ async def apply(conn: Conn, accepted: Accepted, now: datetime) -> dict[str, Any]
             raise Rejection.one(409, "conflict", "data.external_id", "this event exists: publish event-changed")
         fields = data.model_dump(exclude={"federation_id", "organisation_id", "external_id", "updated_at", "draft"})
         draft = EventDraft(**fields, status=EventStatus.draft if data.draft else EventStatus.published)
-        token = _chosen_id.set(external_event_id(accepted.source, data.external_id))
-        try:
-            event = await service.create_event(pool, _caller(accepted), draft, now)
-        finally:
-            _chosen_id.reset(token)
-        await save_subject(conn, accepted, EVENT, event.event_id)
+        event_id = external_event_id(accepted.source, data.external_id)
+        event = await service.create_event(tx, _caller(accepted), draft, now, event_id=event_id)
+        await save_subject(tx.conn, accepted, EVENT, event.event_id)
         return {"event_id": event.event_id}
     if known is None:
         raise unknown("event", data.external_id, "publish event-created first")
@@ -99,35 +81,32 @@ async def apply(conn: Conn, accepted: Accepted, now: datetime) -> dict[str, Any]
                 facts = [*facts, *moved]
             return updated, facts
 
-        event = await service.change_event(pool, _caller(accepted), known.internal_id, command, now)
-        await save_subject(conn, accepted, EVENT, known.internal_id)
+        event = await service.change_event(tx, _caller(accepted), known.internal_id, command, now)
+        await save_subject(tx.conn, accepted, EVENT, known.internal_id)
         return {"event_id": event.event_id, "version": event.version}
     assert isinstance(data, IngestEventCancelledV1)
     reason = data.reason
     event = await service.change_event(
-        pool, _caller(accepted), known.internal_id, lambda e: rules.cancel(e, reason, now), now
+        tx, _caller(accepted), known.internal_id, lambda e: rules.cancel(e, reason, now), now
     )
-    await save_subject(conn, accepted, EVENT, known.internal_id, state="cancelled")
+    await save_subject(tx.conn, accepted, EVENT, known.internal_id, state="cancelled")
     return {"event_id": event.event_id}
 
 
 async def learn_registration(
-    pool: asyncpg.Pool, event: CloudEvent, fact: PublisherRegisteredV1 | PublisherRevokedV1
+    uow: Transactions, event: CloudEvent, fact: PublisherRegisteredV1 | PublisherRevokedV1
 ) -> bool:
     """Keep scheduling's copy of a publisher registered or revoked in signups; False for a redelivery.
 
     Scheduling decides the event types over Kafka (and those signups relays from its HTTP door)
     against this copy; a revocation applies here within the registry's cache time (5 s).
     """
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_delivery(conn, service.CONSUMER, event.id, event.type):
+    async with uow(Tenant(fact.federation_id)) as tx:
+        if not await tx.first_delivery(event):
             return False
-        await learn_publisher(conn, fact)
+        await learn_publisher(tx.conn, fact)
         return True
 
 
-def register(runtime: Runtime) -> Pipeline:
-    rules.new_event_id = _new_event_id
-    pipeline = Pipeline("scheduling", runtime.metrics)
-    subscribe_ingest(runtime, pipeline, apply)
-    return pipeline
+def register(runtime: Runtime) -> None:
+    subscribe_ingest(runtime, Pipeline("scheduling", runtime.metrics), apply)

@@ -32,7 +32,7 @@ def create_app(settings: SchedulingSettings | None = None) -> FastAPI:
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         async with service_lifespan(app_):
             timer = ReminderTimer(
-                runtime.pool, runtime.metrics, schema=settings.db_schema, batch_size=settings.reminder_batch_size
+                runtime.uow, runtime.metrics, schema=settings.db_schema, batch_size=settings.reminder_batch_size
             )
             await timer.start()
             try:

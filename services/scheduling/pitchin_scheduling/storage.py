@@ -78,8 +78,12 @@ async def insert_event(conn: Conn, event: Event) -> None:
     )
 
 
-async def save_event(conn: Conn, event: Event) -> None:
-    """Write the event as the domain left it; the version guards against a lost update."""
+async def save_event(conn: Conn, event: Event, read_version: int) -> None:
+    """Write the event as the domain left it; the version it was read at guards against a lost update.
+
+    One command may move the version more than one step (a publisher's change that edits and
+    reschedules emits two facts, each with its own version).
+    """
     fixed = ("event_id", "federation_id", "organisation_id")
     settable = [c for c in _EVENT_COLUMNS if c not in fixed]
     values = dict(zip(_EVENT_COLUMNS, _event_values(event), strict=True))
@@ -88,7 +92,7 @@ async def save_event(conn: Conn, event: Event) -> None:
         f"UPDATE events SET {assignments}, updated_at = now() WHERE event_id = $1 AND version = ${len(settable) + 2}",
         event.event_id,
         *(values[c] for c in settable),
-        event.version - 1,
+        read_version,
     )
     if status != "UPDATE 1":
         raise RuntimeError(f"event {event.event_id} changed under a held lock")

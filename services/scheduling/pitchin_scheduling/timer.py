@@ -4,6 +4,8 @@ A batch of due rows is claimed with FOR UPDATE SKIP LOCKED; each reminder's even
 the outbox and the rows are marked fired in that same transaction. A crash before the commit
 leaves them pending (fired on restart), after it they are done, and the outbox relay
 publishes what was committed: no reminder is lost or sent twice, whatever is killed when.
+One batch is one transaction of the unit of work, with no tenant: a batch holds reminders of
+every federation.
 
 Each firing starts a new trace (it is not part of the request that set the reminder, which
 ended long ago) with a link back to that request's span.
@@ -20,14 +22,12 @@ from opentelemetry.trace import Link, SpanKind
 from prometheus_client import Counter, Histogram
 
 from pitchin_core.contracts.scheduling import ReminderDueV1, ReminderKind
-from pitchin_core.db import Conn
-from pitchin_core.outbox import add_to_outbox
 from pitchin_core.telemetry import Metrics, context_from
+from pitchin_core.uow import Transaction, UnitOfWork
 from pitchin_core.worker import NotifiedWorker
 from pitchin_scheduling import storage
 
 tracer = trace.get_tracer("pitchin.scheduling.reminders")
-SOURCE = "/pitchin/scheduling"
 LONGEST_SLEEP = 5.0
 
 
@@ -49,8 +49,10 @@ def reminder_due(row: asyncpg.Record) -> ReminderDueV1:
 
 
 class ReminderTimer(NotifiedWorker):
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, schema: str, batch_size: int = 200) -> None:
-        super().__init__(pool, name="reminder-timer", batch_size=batch_size)
+    def __init__(self, uow: UnitOfWork, metrics: Metrics, *, schema: str, batch_size: int = 200) -> None:
+        # The pool only holds the LISTEN connection; reminders are read and fired through the unit of work.
+        super().__init__(uow.pool, name="reminder-timer", batch_size=batch_size)
+        self.uow = uow
         self.schema = schema
         self.service = metrics.service
         self.fired = Counter(
@@ -76,7 +78,8 @@ class ReminderTimer(NotifiedWorker):
 
     async def _seconds_until_next_due(self) -> float:
         try:
-            due = await storage.next_reminder_due(self.pool)
+            async with self.uow(readonly=True) as tx:
+                due = await storage.next_reminder_due(tx.conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return 1.0
         if due is None:
@@ -86,17 +89,17 @@ class ReminderTimer(NotifiedWorker):
 
     async def fire_due(self, now: datetime) -> int:
         """Fire up to one batch of reminders due by `now`; returns how many fired."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await storage.claim_due_reminders(conn, now, self.batch_size)
+        async with self.uow() as tx:
+            rows = await storage.claim_due_reminders(tx.conn, now, self.batch_size)
             if not rows:
                 return 0
             for row in rows:
-                await self._fire(conn, row, now)
-            await storage.mark_reminders_fired(conn, [r["reminder_id"] for r in rows], now)
+                await self._fire(tx, row, now)
+            await storage.mark_reminders_fired(tx.conn, [r["reminder_id"] for r in rows], now)
         self.fired.labels(self.service).inc(len(rows))
         return len(rows)
 
-    async def _fire(self, conn: Conn, row: asyncpg.Record, now: datetime) -> None:
+    async def _fire(self, tx: Transaction, row: asyncpg.Record, now: datetime) -> None:
         data = reminder_due(row)
         scheduled_by = trace.get_current_span(
             context_from(row["reminder_traceparent"], row["reminder_tracestate"])
@@ -115,7 +118,5 @@ class ReminderTimer(NotifiedWorker):
             },
         ):
             # Inside the span: the outbox row takes this trace, so notifications continue it.
-            await add_to_outbox(
-                conn, data, source=SOURCE, key=data.event_id, subject=f"events/{data.event_id}/reminders"
-            )
+            await tx.emit(data, key=data.event_id, subject=f"events/{data.event_id}/reminders")
         self.lateness.labels(self.service).observe(max((now - data.due_at).total_seconds(), 0.0))

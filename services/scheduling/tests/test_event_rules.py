@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
 import pytest
@@ -30,6 +31,11 @@ from pitchin_scheduling.domain.events import (
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+_serial = count(1)
+
+
+def _new_id() -> str:
+    return f"evt_{next(_serial)}"
 
 
 def _draft(**overrides: object) -> EventDraft:
@@ -47,7 +53,7 @@ def _draft(**overrides: object) -> EventDraft:
 
 
 def _event(**overrides: object) -> Event:
-    event, _ = create_event(_draft(**overrides), federation_id="f", organisation_id="o", now=NOW)
+    event, _ = create_event(_draft(**overrides), federation_id="f", organisation_id="o", now=NOW, event_id=_new_id())
     return event
 
 
@@ -85,10 +91,11 @@ def test_past_events_and_federation_keys_are_refused() -> None:
             federation_id="f",
             organisation_id="o",
             now=NOW,
+            event_id=_new_id(),
         )
     assert refused.value.field == "starts_at"
     with pytest.raises(EventRefused) as refused:
-        create_event(_draft(), federation_id="f", organisation_id=None, now=NOW)
+        create_event(_draft(), federation_id="f", organisation_id=None, now=NOW, event_id=_new_id())
     assert refused.value.field == "organisation_id"
 
 
@@ -104,10 +111,12 @@ def test_registration_settings_are_checked_against_the_venue_and_the_start() -> 
 
 
 def test_created_published_event_emits_created_and_published() -> None:
-    _, facts = create_event(_draft(hashtag="PitchIn"), federation_id="f", organisation_id="o", now=NOW)
+    _, facts = create_event(
+        _draft(hashtag="PitchIn"), federation_id="f", organisation_id="o", now=NOW, event_id=_new_id()
+    )
     assert [type(f) for f in facts] == [EventCreatedV1, EventPublishedV1]
     assert facts[0].model_dump()["hashtag"] == "#PitchIn"
-    _, facts = create_event(_draft(status="draft"), federation_id="f", organisation_id="o", now=NOW)
+    _, facts = create_event(_draft(status="draft"), federation_id="f", organisation_id="o", now=NOW, event_id=_new_id())
     assert [type(f) for f in facts] == [EventCreatedV1]
 
 

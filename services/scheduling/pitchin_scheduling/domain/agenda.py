@@ -2,19 +2,20 @@
 
 A person cannot be in two places at once and a room holds one session at a time: a session
 that overlaps another for the same person or room (in any event of the organisation) is
-refused, naming the clash.
+refused, naming the clash (`BookedTwice`).
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from pitchin_core.contracts.common import Contract
 from pitchin_core.contracts.scheduling import SessionPerson
+from pitchin_core.errors import Conflict, FieldError
 from pitchin_scheduling.domain.events import Event, EventRefused, in_zone, localise
 
 
@@ -75,7 +76,35 @@ class Clash:
         )
 
 
-def plan_session(draft: SessionDraft, event: Event, session_id: str | None = None) -> Session:
+class BookedTwice(Conflict):
+    """A session would put a person or a room in two places at once (409, naming each clash)."""
+
+    default_title = "Booked twice"
+    default_kind = "/problems/clash"
+
+    def __init__(self, clashes: list[Clash], time_zone: str) -> None:
+        described = [c.describe(time_zone) for c in clashes]
+        super().__init__(
+            "; ".join(described),
+            errors=[
+                FieldError("people" if c.what == "person" else "room", d)
+                for c, d in zip(clashes, described, strict=True)
+            ],
+            clashes=[
+                {"what": c.what, "name": c.name, "session_id": c.session.session_id, "event_id": c.session.event_id}
+                for c in clashes
+            ],
+        )
+        self.clashes = clashes
+
+    def problem_body(self) -> dict[str, Any]:
+        body = super().problem_body()
+        # The body keeps the member order it had before refusals became domain errors: clashes, then errors.
+        body["errors"] = body.pop("errors")
+        return body
+
+
+def plan_session(draft: SessionDraft, event: Event, session_id: str) -> Session:
     starts = in_zone(localise(draft.starts_at, event.time_zone), event.time_zone)
     ends = in_zone(localise(draft.ends_at, event.time_zone), event.time_zone)
     if ends <= starts:
@@ -83,7 +112,7 @@ def plan_session(draft: SessionDraft, event: Event, session_id: str | None = Non
     if starts < event.starts_at or ends > event.ends_at:
         raise EventRefused("starts_at", "a session must fit within its event's start and end")
     return Session(
-        session_id=session_id or f"ses_{uuid.uuid4().hex[:20]}",
+        session_id=session_id,
         event_id=event.event_id,
         title=draft.title.strip(),
         starts_at=starts,

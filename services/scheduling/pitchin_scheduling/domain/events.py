@@ -6,7 +6,6 @@ plus the facts to publish; the service layer stores both in one transaction.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +32,7 @@ from pitchin_core.contracts.scheduling import (
     LivestreamStatus,
     RecordingAvailableV1,
 )
+from pitchin_core.errors import Conflict, Refused
 
 HASHTAG = r"^#?[A-Za-z0-9_]{1,100}$"
 # Reminders further ahead than this are almost always a typo (P1D meant, P100D written).
@@ -191,20 +191,21 @@ class Event(Contract):
         return {**self.facts(), **{name: getattr(self, name) for name in names}}
 
 
-class EventRefused(ValueError):
+class EventRefused(Refused):
     """A command the event's rules refuse; `field` names what to change (422)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+    default_title = "Event refused"
 
 
-class TransitionRefused(ValueError):
-    """A lifecycle step that is not possible from the event's current state (409)."""
+class TransitionRefused(Conflict):
+    """A lifecycle step that is not possible from the event's current state (409, naming the state)."""
+
+    default_title = "Not possible now"
+    default_kind = "/problems/lifecycle"
 
     def __init__(self, action: str, state: str, allowed_from: Iterable[str]) -> None:
         allowed = ", ".join(sorted(allowed_from))
-        super().__init__(f"cannot {action} an event that is {state} (only from: {allowed})")
+        super().__init__(f"cannot {action} an event that is {state} (only from: {allowed})", state=state)
         self.action = action
         self.state = state
 
@@ -241,17 +242,13 @@ def _hashtag(tag: str | None) -> str | None:
     return None if tag is None else "#" + tag.lstrip("#")
 
 
-def new_event_id() -> str:
-    return f"evt_{uuid.uuid4().hex[:20]}"
-
-
 def create_event(
     draft: EventDraft,
     *,
     federation_id: str,
     organisation_id: str | None,
     now: datetime,
-    event_id: str | None = None,
+    event_id: str,
     starts_at: datetime | None = None,
     ends_at: datetime | None = None,
     series_id: str | None = None,
@@ -275,7 +272,7 @@ def create_event(
         raise EventRefused("capacity", f"{draft.capacity} places do not fit a venue for {draft.venue_capacity}")
     online = draft.online_url is not None
     event = Event(
-        event_id=event_id or new_event_id(),
+        event_id=event_id,
         federation_id=federation_id,
         organisation_id=organisation_id,
         kind=draft.kind,

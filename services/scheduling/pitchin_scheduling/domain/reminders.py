@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,8 +24,8 @@ def reminder_kind(offset_seconds: int) -> ReminderKind:
     )
 
 
-def plan_reminders(event: Event, now: datetime) -> list[PlannedReminder]:
-    """The reminders still to fire for `event` as it now is.
+def plan_reminders(event: Event, now: datetime, new_id: Callable[[], str]) -> list[PlannedReminder]:
+    """The reminders still to fire for `event` as it now is, each named by `new_id()`.
 
     "A day before" is 24 hours before the start instant, not the same wall-clock time on the
     previous day: across a daylight-saving change the two differ by an hour, and people read
@@ -40,5 +40,5 @@ def plan_reminders(event: Event, now: datetime) -> list[PlannedReminder]:
         due_at = event.starts_at.astimezone(UTC) - timedelta(seconds=offset)
         if due_at <= now:
             continue
-        planned.append(PlannedReminder(f"rem_{uuid.uuid4().hex[:20]}", reminder_kind(offset), offset, due_at))
+        planned.append(PlannedReminder(new_id(), reminder_kind(offset), offset, due_at))
     return planned
