@@ -23,12 +23,15 @@ from pathlib import Path
 import httpx
 
 from pitchin_core.links import sign_record_link
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.ports import free_port, free_ports
+from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.processes import SERVICES
-from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, free_port, free_ports
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from pitchin_web.domain import views
 from pitchin_web.messages import Translator
-from pitchin_web.pages import templates
+from pitchin_web.pages.common import templates
 from tests.bench.limits import line, percentile
 from tests.e2e.helpers import eventually
 from tests.unit.factories import donor_signup

@@ -21,15 +21,13 @@ from pydantic import Field, model_validator
 from starlette.middleware.sessions import SessionMiddleware
 
 from pitchin_core.http import RedMetricsMiddleware, install_error_handlers
-from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, check_donor_link_secret
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import serve
-from pitchin_core.settings import ServiceSettings
+from pitchin_core.settings import ServiceSettings, local_secret
 from pitchin_core.telemetry import Metrics, setup_logging, setup_tracing
 from pitchin_web import pages
 from pitchin_web.clients import Services
 from pitchin_web.security import SecurityHeadersMiddleware
-
-LOCAL_SESSION_SECRET = "local-only-web-session-secret-not-for-production"
 
 
 class WebSettings(ServiceSettings):
@@ -40,9 +38,11 @@ class WebSettings(ServiceSettings):
     notifications_url: str = "http://127.0.0.1:8003"
     scheduling_url: str = "http://127.0.0.1:8004"
     service_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    # Signs the session cookie; rotate it and every session ends.
-    session_secret: str = LOCAL_SESSION_SECRET
-    # Signs donors' links (pitchin_core.links), shared with notifications, which mails them.
+    # Signs the session cookie; rotate it and every session ends. Like every `*_secret` setting,
+    # ServiceSettings refuses a weak one outside local use.
+    session_secret: str = local_secret("session-secret")
+    # Signs donors' links (pitchin_core.links), shared with notifications, which mails them: the
+    # local default is the one notifications signs with too.
     donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
     donor_link_days: int = Field(default=30, ge=1, le=365)
@@ -53,13 +53,9 @@ class WebSettings(ServiceSettings):
     federation_id: str = ""
 
     @model_validator(mode="after")
-    def _real_secrets(self) -> WebSettings:
-        if self.environment in {"staging", "production"}:
-            if self.session_secret == LOCAL_SESSION_SECRET or len(self.session_secret) < 32:
-                raise ValueError("PITCHIN_SESSION_SECRET must be a real secret of 32+ characters outside local use")
-            check_donor_link_secret(self.environment, self.donor_link_secret)
-            if not self.federation_key:
-                raise ValueError("PITCHIN_FEDERATION_KEY is required outside local use")
+    def _federation_key_outside_local_use(self) -> WebSettings:
+        if self.environment in {"staging", "production"} and not self.federation_key:
+            raise ValueError("PITCHIN_FEDERATION_KEY is required outside local use")
         return self
 
     @property
@@ -95,10 +91,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.web = pages.Web(settings=settings, services=services, templates=pages.templates())
     install_error_handlers(app)
-    pages.install_page_errors(app)
-    pages.install_login_redirect(app)
     https = settings.public_base_url.startswith("https://")
     app.add_middleware(
         SessionMiddleware,
@@ -126,7 +119,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/static", StaticFiles(directory=str(Path(str(files("pitchin_web") / "static")))), name="static")
-    app.include_router(pages.router)
+    pages.install(app, settings, services)  # after install_error_handlers: the pages keep its answers for /v1/
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=tracer_provider, exclude_spans=["receive", "send"], excluded_urls="healthz,readyz,metrics"
     )

@@ -342,12 +342,8 @@ def picked_needs(form: Form, suggestions: Sequence[Mapping[str, Any]]) -> tuple[
     return chosen, errors
 
 
-def event(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]:
-    errors: Errors = {}
-    zone = form.get("time_zone")
-    if not is_zone(zone):
-        errors["time_zone"] = FieldError("field.time_zone")
-        zone = "UTC"
+def _span(form: Form, zone: str, errors: Errors) -> tuple[str | None, str | None]:
+    """When something starts and ends, as the local times in `zone` the services take (no offset)."""
     starts, ends = parse_local(form.get("starts"), zone), parse_local(form.get("ends"), zone)
     if starts is None:
         errors["starts"] = FieldError("field.datetime")
@@ -355,12 +351,25 @@ def event(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors
         errors["ends"] = FieldError("field.datetime")
     if starts and ends and ends <= starts:
         errors["ends"] = FieldError("field.ends_before")
+    return (
+        starts.replace(tzinfo=None).isoformat() if starts else None,
+        ends.replace(tzinfo=None).isoformat() if ends else None,
+    )
+
+
+def event(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]:
+    errors: Errors = {}
+    zone = form.get("time_zone")
+    if not is_zone(zone):
+        errors["time_zone"] = FieldError("field.time_zone")
+        zone = "UTC"
+    starts, ends = _span(form, zone, errors)
     payload: dict[str, Any] = {
         "kind": _choice(form, "kind", EVENT_KINDS, errors),
         "title": _text(form, "title", labels["title"], errors),
         "description": _text(form, "description", labels["description"], errors, required=False, max_len=20_000),
-        "starts_at": starts.replace(tzinfo=None).isoformat() if starts else None,
-        "ends_at": ends.replace(tzinfo=None).isoformat() if ends else None,
+        "starts_at": starts,
+        "ends_at": ends,
         "time_zone": zone,
         "organiser_email": _email(form, "organiser_email", errors),
         "status": "published",
@@ -405,17 +414,11 @@ EVENT_FIELDS = {
 
 def session(form: Form, labels: Mapping[str, str], zone: str) -> tuple[dict[str, Any], Errors]:
     errors: Errors = {}
-    starts, ends = parse_local(form.get("starts"), zone), parse_local(form.get("ends"), zone)
-    if starts is None:
-        errors["starts"] = FieldError("field.datetime")
-    if ends is None:
-        errors["ends"] = FieldError("field.datetime")
-    if starts and ends and ends <= starts:
-        errors["ends"] = FieldError("field.ends_before")
+    starts, ends = _span(form, zone, errors)
     payload: dict[str, Any] = {
         "title": _text(form, "title", labels["title"], errors),
-        "starts_at": starts.replace(tzinfo=None).isoformat() if starts else None,
-        "ends_at": ends.replace(tzinfo=None).isoformat() if ends else None,
+        "starts_at": starts,
+        "ends_at": ends,
     }
     room = _text(form, "room", labels["room"], errors, required=False, max_len=120)
     if room:

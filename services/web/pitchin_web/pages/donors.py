@@ -1,0 +1,326 @@
+"""The donors' pages: sign-up, a donor's own page and their shared record (by signed link), and offers.
+
+No donor has a password or an account: their pages open with a signed, expiring link
+(pitchin_core.links), and they answer offers with matching's own offer token, passed through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import icalendar
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from pitchin_core.links import (
+    BadLink,
+    DonorLink,
+    read_donor_link,
+    read_record_link,
+    sign_donor_link,
+    sign_record_link,
+)
+from pitchin_web.clients import ServiceError
+from pitchin_web.domain import forms, views
+from pitchin_web.domain.forms import Errors, FieldError
+from pitchin_web.domain.timefmt import reader_zone
+from pitchin_web.messages.en import CONSENT_PURPOSES, CONSENT_VERSION
+from pitchin_web.pages.common import (
+    LinkRefused,
+    flash,
+    language,
+    now,
+    optional,
+    posted_form,
+    redirect,
+    render,
+    skills,
+    translator,
+    web_of,
+    when,
+    zone_of,
+)
+
+router = APIRouter()
+EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
+
+# -- donor sign-up ----------------------------------------------------------------------------------
+
+STEPS = 3
+
+
+@router.get("/donors/signup", response_class=HTMLResponse)
+async def signup_page(request: Request, step: int = 1) -> HTMLResponse:
+    draft = request.session.get("signup", {})
+    step = max(1, min(step, STEPS, int(draft.get("reached", 1))))
+    return render(
+        request,
+        "signup.html",
+        step=step,
+        total=STEPS,
+        values=draft,
+        skills=await skills(request, web_of(request).settings.federation_key),
+        consent_version=CONSENT_VERSION,
+    )
+
+
+@router.post("/donors/signup", response_class=HTMLResponse)
+async def signup(request: Request) -> Response:
+    form = await posted_form(request)
+    t = translator(request)
+    web = web_of(request)
+    draft: dict[str, Any] = dict(request.session.get("signup", {}))
+    step = int(form.get("step") or 1) if form.get("step").isdigit() else 1
+    labels = await skills(request, web.settings.federation_key)
+    if form.get("go") == "back":
+        return redirect(f"/donors/signup?step={max(step - 1, 1)}")
+    if step == 1:
+        values, errors = forms.signup_step1(form, {"name": t("signup.name"), "city": t("signup.city")})
+    elif step == 2:
+        values, errors = forms.signup_step2(form, list(labels))
+    else:
+        values, errors = forms.signup_step3(form, bool(draft.get("phone")))
+    draft.update(values)
+    if errors:
+        shown = {**draft, **form.fields} if step == 1 else draft
+        return _signup_again(request, step, shown, labels, errors)
+    if step < STEPS:
+        draft["reached"] = max(int(draft.get("reached", 1)), step + 1)
+        request.session["signup"] = draft
+        return redirect(f"/donors/signup?step={step + 1}")
+    payload = forms.signup_payload(draft, consent_version=CONSENT_VERSION, purposes=CONSENT_PURPOSES, now=now())
+    try:
+        donor = await web.services.signups.call("POST", "/v1/donors", key=web.settings.federation_key, json=payload)
+    except ServiceError as exc:
+        if exc.unavailable:
+            raise
+        errors = {}
+        first_step = STEPS
+        for api_field, message in exc.fields or [("", exc.detail)]:
+            found = forms.map_api_field(api_field, forms.SIGNUP_FIELDS)
+            name, at = found if found else ("consent", STEPS)
+            key = "signup.already" if message == "already signed up" else "{message}"
+            errors.setdefault(name, FieldError(key, {"message": message}))
+            first_step = min(first_step, at)
+        request.session["signup"] = draft
+        return _signup_again(request, first_step, draft, labels, errors)
+    request.session.pop("signup", None)
+    link = sign_donor_link(
+        web.settings.donor_link_secret, donor["donor_id"], time.time(), web.settings.donor_link_days * 86400
+    )
+    request.session["donor_done"] = {"name": donor["name"], "email": donor["email"], "link": link}
+    return redirect("/donors/welcome")
+
+
+def _signup_again(
+    request: Request, step: int, values: dict[str, Any], labels: dict[str, str], errors: Errors
+) -> HTMLResponse:
+    """The sign-up step to put right, with what the donor gave so far and why it was refused."""
+    return render(
+        request,
+        "signup.html",
+        status=422,
+        step=step,
+        total=STEPS,
+        values=values,
+        skills=labels,
+        errors=errors,
+        consent_version=CONSENT_VERSION,
+    )
+
+
+@router.get("/donors/welcome", response_class=HTMLResponse)
+async def signup_done(request: Request) -> Response:
+    done = request.session.get("donor_done")
+    if not done:
+        return redirect("/donors/signup")
+    settings = web_of(request).settings
+    url = f"{settings.public_base_url.rstrip('/')}/me/{done['link']}"
+    return render(request, "signup_done.html", done=done, url=url, days=settings.donor_link_days)
+
+
+# -- a donor's own page, and the record they share, by signed link ---------------------------------------
+
+
+def _donor_claims(request: Request, link: str, read: Callable[[str, str, float], DonorLink], title: str) -> DonorLink:
+    try:
+        return read(web_of(request).settings.donor_link_secret, link, time.time())
+    except BadLink as exc:
+        raise LinkRefused(403, title) from exc
+
+
+def _donor_zone(donor: dict[str, Any]) -> str:
+    """The time zone the donor gave at sign-up (UTC if none)."""
+    return reader_zone(donor.get("availability", {}).get("time_zone"), "UTC")
+
+
+@router.get("/me/{link}", response_class=HTMLResponse)
+async def donor_page(request: Request, link: str) -> HTMLResponse:
+    web = web_of(request)
+    claims = _donor_claims(request, link, read_donor_link, "me.title")
+    key = web.settings.federation_key
+    donor_path = f"/v1/donors/{quote(claims.donor_id)}"
+    donor = await web.services.signups.call("GET", donor_path, key=key)
+    zone = _donor_zone(donor)
+    offered, record, (bookings, feed_url) = await asyncio.gather(
+        optional(web.services.matching.call("GET", f"{donor_path}/offers", key=key)),
+        optional(web.services.matching.call("GET", f"{donor_path}/record", key=key)),
+        _donor_bookings(request, str(donor.get("email", "")), zone),
+    )
+    offers = [views.offer_view(o, zone, now(), language(request)) for o in (offered or {}).get("offers", [])]
+    return render(
+        request,
+        "me.html",
+        donor=donor,
+        offers=offers,
+        bookings=bookings,
+        feed_url=feed_url,
+        record=views.donor_record(record, zone, language(request)) if record is not None else None,
+        share_url=f"/record/{sign_record_link(web.settings.donor_link_secret, claims.donor_id, time.time())}",
+        link=link,
+    )
+
+
+@router.get("/record/{link}", response_class=HTMLResponse)
+async def record_page(request: Request, link: str) -> HTMLResponse:
+    """The record a donor chose to show: hours given and thanks received, nothing else about them."""
+    web = web_of(request)
+    claims = _donor_claims(request, link, read_record_link, "record.title")
+    key = web.settings.federation_key
+    donor_path = f"/v1/donors/{quote(claims.donor_id)}"
+    donor, record, labels = await asyncio.gather(
+        web.services.signups.call("GET", donor_path, key=key),
+        web.services.matching.call("GET", f"{donor_path}/record", key=key),
+        skills(request, key),
+    )
+    if donor.get("status") == "withdrawn":
+        raise ServiceError(404, "Not found", "withdrawn")  # a donor who left shows nothing any more
+    zone = zone_of(request, _donor_zone(donor))
+    return render(
+        request,
+        "record.html",
+        donor_name=donor.get("name", ""),
+        skills=[{**s, "label": labels.get(s["skill"], s["skill"])} for s in donor.get("skills", [])],
+        record=views.donor_record(record, zone, language(request)),
+        noindex=True,
+    )
+
+
+async def _donor_bookings(request: Request, email: str, zone: str) -> tuple[list[dict[str, Any]], str | None]:
+    """A person's bookings: the events in their calendar feed, and their booking at each."""
+    web = web_of(request)
+    key = web.settings.federation_key
+    try:
+        feed = await web.services.scheduling.call("GET", "/v1/people/calendar", key=key, params={"email": email})
+    except ServiceError as exc:
+        if exc.status == 404:
+            return [], None
+        raise
+    token = str(feed["feed_url"]).rsplit("/", 1)[-1]
+    answer = await web.services.scheduling.raw(f"/v1/feeds/{token}")
+    event_ids = []
+    if answer.status_code == 200:
+        for item in icalendar.Calendar.from_ical(answer.content).walk("VEVENT"):
+            event_ids.append(str(item.get("uid", "")).split("@", 1)[0])
+
+    async def booking_at(event_id: str) -> list[dict[str, Any]]:
+        try:
+            listing, event = await asyncio.gather(
+                web.services.signups.call("GET", f"/v1/events/{quote(event_id)}/bookings", key=key),
+                web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key),
+            )
+        except ServiceError:
+            return []
+        return [
+            {
+                "booking_id": b["booking_id"],
+                "status": b["status"],
+                "title": event["title"],
+                "event_id": event_id,
+                "when": when(request, event, zone),
+            }
+            for b in listing.get("items", [])
+            if str(b.get("email", "")).lower() == email.lower() and b["status"] in ("confirmed", "waitlisted")
+        ]
+
+    found = await asyncio.gather(*(booking_at(e) for e in event_ids[:20] if EVENT_ID.match(e)))
+    rows = [row for rows_of_event in found for row in rows_of_event]
+    return rows, f"/v1/feeds/{token}"
+
+
+# -- offers, answered with matching's signed tokens ------------------------------------------------------
+
+
+async def _with_offer_token(request: Request, method: str, path: str, token: str, body: Any = None) -> Any:
+    """A call to matching on the donor's behalf, with the token from their offer email."""
+    if not token:
+        raise LinkRefused(401, "offers.title", "offer.no_token")
+    try:
+        return await web_of(request).services.matching.call(method, path, headers={"X-Offer-Token": token}, json=body)
+    except ServiceError as exc:
+        if exc.status in (401, 404):
+            raise LinkRefused(exc.status, "offers.title") from exc
+        raise
+
+
+@router.get("/v1/donors/{donor_id}/offers", response_class=HTMLResponse)
+async def donor_offers(request: Request, donor_id: str, token: str = "") -> HTMLResponse:
+    answer = await _with_offer_token(request, "GET", f"/v1/donors/{quote(donor_id)}/offers", token)
+    zone = zone_of(request)
+    with_needs = await asyncio.gather(*(_with_need(request, o) for o in answer.get("offers", [])))
+    offers = [views.offer_view(o, zone, now(), language(request)) for o in with_needs]
+    return render(request, "offers.html", offers=offers, token=token)
+
+
+@router.get("/v1/offers/{offer_id}/accept", response_class=HTMLResponse)
+@router.get("/v1/offers/{offer_id}/decline", response_class=HTMLResponse)
+@router.get("/offers/{offer_id}", response_class=HTMLResponse)
+@router.get("/offers/{offer_id}/accept", response_class=HTMLResponse)
+@router.get("/offers/{offer_id}/decline", response_class=HTMLResponse)
+async def offer_page(request: Request, offer_id: str, token: str = "") -> HTMLResponse:
+    """Where the offer email's links land: the offer, why they were asked, and the two buttons.
+
+    A GET never answers (mail scanners follow links); the buttons POST with the token.
+    """
+    offer = await _with_offer_token(request, "GET", f"/v1/offers/{quote(offer_id)}", token)
+    view = views.offer_view(await _with_need(request, offer), zone_of(request), now(), language(request))
+    choice = "decline" if request.url.path.endswith("/decline") else "accept"
+    return render(request, "offer.html", offer=view, token=token, choice=choice)
+
+
+async def _with_need(request: Request, offer: dict[str, Any]) -> dict[str, Any]:
+    """The need's title, hours, deadline and urgency beside the offer (matching's offer carries ids only)."""
+    if offer.get("need_title") and offer.get("estimated_hours"):
+        return offer
+    web = web_of(request)
+    try:
+        need = await web.services.signups.call(
+            "GET", f"/v1/needs/{quote(str(offer['need_id']))}", key=web.settings.federation_key
+        )
+    except ServiceError:
+        return offer
+    facts = {"need_title": need.get("title"), **{k: need.get(k) for k in ("estimated_hours", "deadline", "urgency")}}
+    return {**facts, **{k: v for k, v in offer.items() if v is not None}}
+
+
+@router.post("/offers/{offer_id}/answer", response_class=HTMLResponse)
+async def answer_offer(request: Request, offer_id: str) -> Response:
+    form = await posted_form(request)
+    token = form.get("token")
+    answer = "decline" if form.get("answer") == "decline" else "accept"
+    reason = form.get("reason")[:1000]
+    body = {"reason": reason} if answer == "decline" else None
+    try:
+        await _with_offer_token(request, "POST", f"/v1/offers/{quote(offer_id)}/{answer}", token, body)
+    except ServiceError as exc:
+        if exc.status in (409, 410, 422):
+            flash(request, "offer.answered")
+            return redirect(f"/offers/{quote(offer_id)}?token={quote(token)}")
+        raise
+    flash(request, "offer.accepted" if answer == "accept" else "offer.declined")
+    return redirect(f"/offers/{quote(offer_id)}?token={quote(token)}")

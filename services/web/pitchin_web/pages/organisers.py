@@ -1,0 +1,344 @@
+"""The organisers' pages: their fights and needs, candidates and assignments, and their events.
+
+An organiser logs in with their organisation's API key; every call goes out with it, so the
+services decide what they may see and do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pitchin_web.clients import ServiceError
+from pitchin_web.domain import forms, views
+from pitchin_web.domain.forms import Errors, FieldError, Form
+from pitchin_web.domain.timefmt import format_when
+from pitchin_web.messages import Translator
+from pitchin_web.pages.common import (
+    api_errors,
+    flash,
+    language,
+    login_key,
+    now,
+    posted_form,
+    redirect,
+    render,
+    skills,
+    submit,
+    translator,
+    web_of,
+    when,
+    zone_of,
+)
+
+router = APIRouter()
+
+
+@router.get("/organiser", response_class=HTMLResponse)
+async def organiser_home(request: Request) -> HTMLResponse:
+    key = login_key(request)
+    web = web_of(request)
+    fights = await web.services.signups.call("GET", "/v1/fights", key=key, params={"limit": 50})
+    needs = await web.services.signups.call("GET", "/v1/needs", key=key, params={"limit": 100})
+    events = await web.services.scheduling.call("GET", "/v1/events", key=key, params={"limit": 100})
+    zone = zone_of(request)
+    listed = [{**e, "when": when(request, e, zone_of(request, e["time_zone"]))} for e in events]
+    return render(request, "organiser.html", fights=fights["items"], needs=needs["items"], events=listed, zone=zone)
+
+
+# -- fights and needs ---------------------------------------------------------------------------------------
+
+
+def _fight_labels(t: Translator) -> dict[str, str]:
+    return {
+        "title": t("fight.name"),
+        "description": t("fight.description"),
+        "need_title": t("fight.need.title"),
+        "city": t("fight.need.city"),
+    }
+
+
+def _fight_opened(request: Request, opened: dict[str, Any]) -> Response:
+    """On to the fight's first need, where the organiser finds its candidates."""
+    flash(request, "fight.opened")
+    needs = opened.get("needs") or []
+    return redirect(f"/organiser/needs/{quote(needs[0]['need_id'])}" if needs else "/organiser")
+
+
+@router.get("/organiser/fights/new", response_class=HTMLResponse)
+async def fight_page(request: Request) -> HTMLResponse:
+    key = login_key(request)
+    return render(
+        request,
+        "fight.html",
+        skills=await skills(request, key),
+        values={"remote": ["on"], "urgency": ["normal"], "level": ["beginner"]},
+    )
+
+
+@router.post("/organiser/fights/new", response_class=HTMLResponse)
+async def fight_create(request: Request) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    labels = await skills(request, key)
+    payload, errors = forms.fight(form, list(labels), _fight_labels(translator(request)), zone_of(request), now())
+    if not errors:
+        opened, errors = await submit(
+            web_of(request).services.signups.call("POST", "/v1/fights", key=key, json=payload),
+            forms.FIGHT_FIELDS,
+            "title",
+        )
+        if not errors:
+            return _fight_opened(request, opened)
+    return render(request, "fight.html", status=422, skills=labels, errors=errors, values=form.fields)
+
+
+@router.get("/organiser/suggest", response_class=HTMLResponse)
+async def suggest_page(request: Request) -> HTMLResponse:
+    login_key(request)
+    return render(request, "suggest.html", suggestions=None, kinds=forms.FIGHT_KINDS)
+
+
+@router.post("/organiser/suggest", response_class=HTMLResponse)
+async def suggest(request: Request) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    t = translator(request)
+    web = web_of(request)
+    payload, errors = forms.situation(form, {"situation": t("suggest.situation")}, zone_of(request))
+    if errors:
+        return _suggest_again(request, form, None, errors)
+    found = await web.services.signups.call("POST", "/v1/needs/suggestions", key=key, json=payload)
+    suggestions = found.get("suggestions", [])
+    if form.get("action") != "pick":
+        return render(request, "suggest.html", suggestions=suggestions, values=form.fields, kinds=forms.FIGHT_KINDS)
+    needs, errors = forms.picked_needs(form, suggestions)
+    title = form.get("fight_title")
+    kind = form.get("kind") if form.get("kind") in forms.FIGHT_KINDS else "community"
+    if not title:
+        errors["fight_title"] = FieldError("field.missing", {"label": t("suggest.fight_name")})
+    if errors:
+        return _suggest_again(request, form, suggestions, errors)
+    fight = {"kind": kind, "title": title, "description": payload["situation"], "needs": needs}
+    opened, errors = await submit(
+        web.services.signups.call("POST", "/v1/fights", key=key, json=fight), {"title": "fight_title"}, "pick"
+    )
+    if errors:
+        return _suggest_again(request, form, suggestions, errors)
+    return _fight_opened(request, opened)
+
+
+def _suggest_again(
+    request: Request, form: Form, suggestions: list[dict[str, Any]] | None, errors: Errors
+) -> HTMLResponse:
+    """The situation (and any suggestions) again, with what to put right."""
+    return render(
+        request,
+        "suggest.html",
+        status=422,
+        suggestions=suggestions,
+        errors=errors,
+        values=form.fields,
+        kinds=forms.FIGHT_KINDS,
+    )
+
+
+@router.get("/organiser/needs/{need_id}", response_class=HTMLResponse)
+async def need_page(request: Request, need_id: str) -> HTMLResponse:
+    key = login_key(request)
+    web = web_of(request)
+    need = await web.services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
+    candidates: dict[str, Any] | None = None
+    offers: list[dict[str, Any]] = []
+    unavailable = False
+    try:
+        candidates = await web.services.matching.call(
+            "GET", f"/v1/needs/{quote(need_id)}/candidates", key=key, params={"limit": 10}
+        )
+        offered = await web.services.matching.call("GET", f"/v1/needs/{quote(need_id)}/offers", key=key)
+        offers = offered.get("offers", [])
+    except ServiceError as exc:
+        if exc.status in (401, 403):
+            raise
+        unavailable = True
+    zone = zone_of(request)
+    return render(
+        request,
+        "need.html",
+        need=need,
+        candidates=candidates,
+        offers=offers,
+        unavailable=unavailable,
+        deadline=format_when(need.get("deadline"), zone, language(request)),
+    )
+
+
+# -- assignments ---------------------------------------------------------------------------------------
+
+
+@router.get("/organiser/assignments/{assignment_id}/complete", response_class=HTMLResponse)
+async def complete_page(request: Request, assignment_id: str, need_id: str = "") -> HTMLResponse:
+    key = login_key(request)
+    need = await web_of(request).services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
+    return render(request, "complete.html", need=need, assignment_id=assignment_id)
+
+
+@router.post("/organiser/assignments/{assignment_id}/complete", response_class=HTMLResponse)
+async def complete(request: Request, assignment_id: str) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    t = translator(request)
+    web = web_of(request)
+    payload, errors = forms.completion(form, {"thanks": t("complete.thanks")})
+    need_id = form.get("need_id")
+    if not errors:
+        try:
+            await web.services.matching.call(
+                "POST", f"/v1/assignments/{quote(assignment_id)}/complete", key=key, json=payload
+            )
+            flash(request, "complete.done")
+            return redirect(f"/organiser/needs/{quote(need_id)}")
+        except ServiceError as exc:
+            if exc.unavailable or exc.status in (401, 403, 404):
+                raise
+            if exc.status == 409:
+                errors = {"hours_given": FieldError("complete.conflict")}
+            else:
+                errors = api_errors(exc, {"hours_given": "hours_given", "thanks": "thanks"}, "hours_given")
+    need = await web.services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
+    return render(
+        request,
+        "complete.html",
+        status=422,
+        need=need,
+        assignment_id=assignment_id,
+        errors=errors,
+        values=form.fields,
+    )
+
+
+# After the completion routes: this one would take /complete for an {action}.
+@router.post("/organiser/assignments/{assignment_id}/{action}")
+async def assignment(request: Request, assignment_id: str, action: str) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    if action not in ("confirm", "release"):
+        raise StarletteHTTPException(404)
+    body = {"reason": form.get("reason")[:1000]} if action == "release" else None
+    await web_of(request).services.matching.call(
+        "POST", f"/v1/assignments/{quote(assignment_id)}/{action}", key=key, json=body
+    )
+    return redirect(f"/organiser/needs/{quote(form.get('need_id'))}")
+
+
+# -- events -----------------------------------------------------------------------------------------------
+
+
+def _event_labels(t: Translator) -> dict[str, str]:
+    return {
+        "title": t("event.name"),
+        "description": t("event.description"),
+        "venue": t("event.venue"),
+        "address": t("event.address"),
+    }
+
+
+@router.get("/organiser/events/new", response_class=HTMLResponse)
+async def event_new_page(request: Request) -> HTMLResponse:
+    login_key(request)
+    return render(
+        request, "event_new.html", kinds=forms.EVENT_KINDS, values={"time_zone": [zone_of(request, "Europe/London")]}
+    )
+
+
+@router.post("/organiser/events/new", response_class=HTMLResponse)
+async def event_create(request: Request) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    payload, errors = forms.event(form, _event_labels(translator(request)))
+    if not errors:
+        event, errors = await submit(
+            web_of(request).services.scheduling.call("POST", "/v1/events", key=key, json=payload),
+            forms.EVENT_FIELDS,
+            "title",
+        )
+        if not errors:
+            flash(request, "event.created")
+            return redirect(f"/organiser/events/{quote(event['event_id'])}")
+    return render(request, "event_new.html", status=422, kinds=forms.EVENT_KINDS, errors=errors, values=form.fields)
+
+
+async def _manage(request: Request, event_id: str, **extra: Any) -> HTMLResponse:
+    key = login_key(request)
+    web = web_of(request)
+    event = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key)
+    try:
+        listing = await web.services.signups.call("GET", f"/v1/events/{quote(event_id)}/bookings", key=key)
+        items = listing.get("items", [])
+    except ServiceError as exc:
+        if exc.status != 404:
+            raise
+        items = []
+    confirmed, waiting = views.booking_rows(items)
+    sessions = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}/sessions", key=key)
+    zone = zone_of(request, event["time_zone"])
+    return render(
+        request,
+        "manage_event.html",
+        status=extra.pop("status", 200),
+        event=event,
+        confirmed=confirmed,
+        waiting=waiting,
+        sessions=[{**s, "when": when(request, s, zone)} for s in sessions],
+        when=when(request, event, zone),
+        **extra,
+    )
+
+
+@router.get("/organiser/events/{event_id}", response_class=HTMLResponse)
+async def manage_event(request: Request, event_id: str) -> HTMLResponse:
+    return await _manage(request, event_id)
+
+
+@router.post("/organiser/bookings/{booking_id}/check-in")
+async def check_in(request: Request, booking_id: str) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    await web_of(request).services.signups.call("POST", f"/v1/bookings/{quote(booking_id)}/check-in", key=key)
+    flash(request, "event.checked_in.done", name=form.get("name"))
+    return redirect(f"/organiser/events/{quote(form.get('event_id'))}#bookings")
+
+
+@router.post("/organiser/events/{event_id}/sessions", response_class=HTMLResponse)
+async def add_session(request: Request, event_id: str) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    t = translator(request)
+    web = web_of(request)
+    event = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key)
+    payload, errors = forms.session(
+        form, {"title": t("event.session.title"), "room": t("event.session.room")}, event["time_zone"]
+    )
+    if not errors:
+        _, errors = await submit(
+            web.services.scheduling.call("POST", f"/v1/events/{quote(event_id)}/sessions", key=key, json=payload),
+            forms.SESSION_FIELDS,
+            "title",
+        )
+        if not errors:
+            flash(request, "event.session.added")
+            return redirect(f"/organiser/events/{quote(event_id)}#sessions")
+    return await _manage(request, event_id, status=422, errors=errors, values=form.fields)
+
+
+@router.post("/organiser/events/{event_id}/livestream")
+async def livestream(request: Request, event_id: str) -> Response:
+    key = login_key(request)
+    form = await posted_form(request)
+    step = "livestream/end" if form.get("action") == "end" else "livestream/start"
+    await web_of(request).services.scheduling.call("POST", f"/v1/events/{quote(event_id)}/{step}", key=key)
+    return redirect(f"/organiser/events/{quote(event_id)}")
