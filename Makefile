@@ -62,8 +62,9 @@ test: setup lint typecheck  ## everything CI runs: lint, types, unit, integratio
 bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/PostgreSQL limits
 	$(PY) -m tests.bench
 
-contracts: $(STAMP)  ## regenerate docs/contracts (AsyncAPI, JSON Schema) from the models
+contracts: $(STAMP)  ## regenerate every generated file: docs/contracts, the topic tables, the chart's dashboards
 	$(PY) -m pitchin_core.contracts.docs
+	$(PY) deploy/observability/dashboards.py
 
 clean:  ## remove local and test state (keeps the download cache in ~/.cache/pitchin)
 	-$(PY) deploy/local/run.py --reset

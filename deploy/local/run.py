@@ -19,8 +19,11 @@ from typing import Any
 
 import asyncpg
 
+from pitchin_testing.install import ensure_installed, repo_root
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.processes import SERVICES
-from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, ensure_installed, repo_root
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 
 KAFKA_PORT, KAFKA_CONTROLLER_PORT = 19092, 19093

@@ -1,15 +1,17 @@
 """Grafana dashboards as code, and the chart's copy of the alert rules.
 
+    make contracts                                     # regenerates these with the other generated files
     python deploy/observability/dashboards.py          # write every generated file
     python deploy/observability/dashboards.py --check  # exit 1 if a committed file is stale
 
-Writes ``deploy/observability/dashboards/*.json`` and the same JSON into
-``helm/pitchin/files/dashboards/`` (the chart turns each into a ConfigMap for Grafana's
-dashboard sidecar), and copies ``rules/pitchin.rules.yaml`` to
-``helm/pitchin/files/prometheus-rules.yaml``. The JSON is written by hand rather than with a
-dashboard SDK: it is a few panel types, and no dependency has to be pinned for it.
-``tests/e2e/test_observability.py`` checks that the committed files equal this output, that
-every query parses and that every metric a query names is exported by a running service.
+Writes the dashboards once, into ``helm/pitchin/files/dashboards/*.json``: the chart turns each
+into a ConfigMap for Grafana's dashboard sidecar (Helm reads no file outside the chart), and
+everything else (tests, a Grafana of one's own) reads them from there. Copies
+``rules/pitchin.rules.yaml`` to ``helm/pitchin/files/prometheus-rules.yaml``. The JSON is
+written by hand rather than with a dashboard SDK: it is a few panel types, and no dependency
+has to be pinned for it. ``tests/chart/test_generated_files.py`` fails when a committed file
+differs from this output; ``tests/e2e/test_observability.py`` checks that every query parses
+and that every metric a query names is exported by a running service.
 
 Label conventions the queries rely on: the ``pitchin_*`` metrics export ``service``;
 faststream's export ``app_name`` (= the service name), ``handler`` (the consumed topic) and
@@ -28,7 +30,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-DASHBOARD_DIRS = (HERE / "dashboards", REPO / "helm" / "pitchin" / "files" / "dashboards")
+DASHBOARDS = REPO / "helm" / "pitchin" / "files" / "dashboards"
 RULES = HERE / "rules" / "pitchin.rules.yaml"
 CHART_RULES = REPO / "helm" / "pitchin" / "files" / "prometheus-rules.yaml"
 
@@ -818,8 +820,7 @@ def rendered() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for dashboard in all_dashboards():
         text = json.dumps(dashboard_json(dashboard), indent=2, ensure_ascii=False) + "\n"
-        for directory in DASHBOARD_DIRS:
-            files[directory / f"{dashboard.uid}.json"] = text
+        files[DASHBOARDS / f"{dashboard.uid}.json"] = text
     files[CHART_RULES] = chart_rules_text()
     return files
 
@@ -828,9 +829,7 @@ def stale() -> list[Path]:
     """Generated files that differ from the script's output, and dashboards it no longer makes."""
     expected = rendered()
     out = [path for path, text in expected.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
-    for directory in DASHBOARD_DIRS:
-        if directory.exists():
-            out += [p for p in sorted(directory.glob("pitchin-*.json")) if p not in expected]
+    out += [p for p in sorted(DASHBOARDS.glob("pitchin-*.json")) if p not in expected]
     return out
 
 
@@ -839,12 +838,9 @@ def write() -> list[Path]:
     for path, text in expected.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    removed = []
-    for directory in DASHBOARD_DIRS:
-        for old in sorted(directory.glob("pitchin-*.json")):
-            if old not in expected:
-                old.unlink()
-                removed.append(old)
+    removed = [old for old in sorted(DASHBOARDS.glob("pitchin-*.json")) if old not in expected]
+    for old in removed:
+        old.unlink()
     return [*expected, *removed]
 
 
@@ -857,7 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in out_of_date:
             print(f"out of date: {path.relative_to(REPO)}", file=sys.stderr)
         if out_of_date:
-            print("run: python deploy/observability/dashboards.py", file=sys.stderr)
+            print("run: make contracts", file=sys.stderr)
         return 1 if out_of_date else 0
     for path in write():
         print(path.relative_to(REPO))

@@ -19,15 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from pitchin_testing.servers import (
-    KafkaServer,
-    PostgresServer,
-    SmtpSink,
-    ensure_installed,
-    free_port,
-    free_ports,
-    repo_root,
-)
+from pitchin_testing.install import ensure_installed, repo_root
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.ports import free_port, free_ports
+from pitchin_testing.postgres import PostgresServer
+from pitchin_testing.smtp_sink import SmtpSink
 
 
 def _report(config: pytest.Config, text: str) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import asyncpg
 
 from pitchin_core.auth import issue_key, new_key
-from pitchin_core.ingest import Credentials, new_publisher_key, new_signing_secret, register_publisher
+from pitchin_core.ingest import Credentials, new_publisher_key, register_publisher
+from pitchin_core.signing import new_webhook_secret
 from pitchin_testing.processes import BACKENDS, SERVICES, ServiceProcess, service_env
 
 
@@ -111,7 +112,7 @@ class Stack:
         burst: int = 1000,
     ) -> Credentials:
         """A publishing system (docs/ingest.md), known to every service; its key and secret are returned once."""
-        key, secret = new_publisher_key(), new_signing_secret()
+        key, secret = new_publisher_key(), new_webhook_secret()
 
         async def register() -> None:
             conn = await asyncpg.connect(self.database_url)

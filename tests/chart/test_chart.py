@@ -11,8 +11,10 @@ What is checked, for the default values and for values-production.yaml:
   chart's oldest) and 1.37 (kubernetes-validate's schemas), CRD kinds against the schemas
   vendored in helm/pitchin/ci/crd-schemas (no kind is skipped);
 - the chart agrees with the code: a KafkaTopic for every topic of all_topic_names(), the
-  services' topics and KafkaUser ACLs follow the topic table, every PITCHIN_* variable is a
-  real setting (and parses), the Dockerfile's and Deployments' entry points exist;
+  Kafka clients, KEDA triggers and KafkaUser ACLs follow the topic table, every PITCHIN_*
+  variable is a real setting (and parses), the Dockerfile's and Deployments' entry points exist;
+- a service's entry is deep-merged over serviceDefaults (tests/chart/test_generated_files.py
+  checks that the chart's generated files, topics and dashboards, are what the code makes);
 - every service is hardened: probes on /healthz and /readyz, non-root, read-only root
   filesystem, resources, NetworkPolicy, PodDisruptionBudget, topology spread;
 - the web front (no database, no Kafka) gets neither: no database Secret, migration container,
@@ -33,7 +35,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,9 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 import pitchin_core.migrate
-from pitchin_core.contracts.topics import TOPICS, all_topic_names, dead_letter_topic
+from pitchin_core.contracts.topics import TOPICS, all_topic_names, consumed_by, dead_letter_topic
 from pitchin_core.settings import ServiceSettings
-from pitchin_testing.servers import PREFERRED_PG_MAJOR
+from pitchin_testing.install import PREFERRED_PG_MAJOR
 
 pytestmark = pytest.mark.chart
 
@@ -149,16 +150,21 @@ class Rendered:
         return [name for name in self.enabled_services() if has_database(self.values["services"][name])]
 
     def kafka_services(self) -> list[str]:
-        """Enabled services with a `kafka` block."""
-        return [name for name in self.enabled_services() if has_kafka(self.values["services"][name])]
+        """Enabled services the chart made Kafka clients (their settings name the bootstrap servers)."""
+        return [
+            name
+            for name in self.enabled_services()
+            if "PITCHIN_KAFKA_BOOTSTRAP" in self.named("ConfigMap", service_fullname(name))["data"]
+        ]
 
 
 def has_database(cfg: Obj) -> bool:
     return cfg.get("database") is not False
 
 
-def has_kafka(cfg: Obj) -> bool:
-    return bool(cfg.get("kafka"))
+def has_kafka(service: str) -> bool:
+    """The topic table names the service a writer or a consumer."""
+    return service in CODE_KAFKA_SERVICES
 
 
 def service_fullname(service: str) -> str:
@@ -169,18 +175,21 @@ def helm_template(tools: Tools, *extra: str | Path, chart: Path = CHART) -> subp
     return run([tools.helm, "template", RELEASE, chart, "--namespace", NAMESPACE, *extra])
 
 
+def merge(base: Obj, over: Obj) -> Obj:
+    """`over` deep-merged into `base`: maps merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def merged_values(files: tuple[Path, ...]) -> Obj:
-    """values.yaml overlaid with the given files, as Helm does (maps merge, lists replace)."""
-
-    def merge(base: Obj, over: Obj) -> Obj:
-        out = dict(base)
-        for key, value in over.items():
-            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        return out
-
+    """values.yaml overlaid with the given files, as Helm does, and each service's entry over
+    serviceDefaults, as the chart does: what the templates see."""
     values = load_yaml_file(CHART / "values.yaml")
     for path in files:
         values = merge(values, load_yaml_file(path))
+    values["services"] = {name: merge(values["serviceDefaults"], own) for name, own in values["services"].items()}
     return values
 
 
@@ -283,7 +292,10 @@ def test_schema_validation_catches_wrong_objects(tools: Tools, renders: dict[str
         (["services.signups.replicas=-1"], "at '/services/signups/replicas': minimum: got -1, want 0"),
         (["environment=prod"], "value must be one of 'local', 'test', 'staging', 'production'"),
         (["kafka.topics.defaults.partitions=0"], "at '/kafka/topics/defaults/partitions': minimum"),
-        (["kafka.topics.list[0].name=Pitchin_Donors"], "at '/kafka/topics/list/0/name'"),
+        (
+            ["kafka.topics.overrides.Pitchin_Donors.partitions=3"],
+            "at '/kafka/topics/overrides': additional properties 'Pitchin_Donors' not allowed",
+        ),
         (["kafka.strimzi.apiVersion=kafka.strimzi.io/v1alpha1"], "at '/kafka/strimzi/apiVersion'"),
         (["image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
         (["services.notifications.env.SMTP_HOST=mail"], "at '/services/notifications/env'"),
@@ -292,7 +304,9 @@ def test_schema_validation_catches_wrong_objects(tools: Tools, renders: dict[str
         (["services.web.databse=false"], "additional properties 'databse' not allowed"),
         (["services.web.database=true"], "at '/services/web/database'"),
         (["services.web.calls[0]=Signups"], "at '/services/web/calls/0'"),
-        (["services.web.kafka.produce[0]=pitchin.donors.v1"], "additional properties 'produce' not allowed"),
+        # Which topics a service writes and reads is the code's (files/topics.yaml), not a value.
+        (["services.web.kafka.produces[0]=pitchin.donors.v1"], "additional properties 'kafka' not allowed"),
+        (["serviceDefaults.autoscaling.maxReplicas=0"], "at '/serviceDefaults/autoscaling/maxReplicas': minimum"),
     ],
 )
 def test_values_schema_rejects_wrong_values(tools: Tools, settings: list[str], message: str) -> None:
@@ -305,42 +319,23 @@ def test_values_schema_rejects_wrong_values(tools: Tools, settings: list[str], m
     assert message in result.stderr, result.stderr
 
 
-def default_topics() -> list[Obj]:
-    topics: list[Obj] = load_yaml_file(CHART / "values.yaml")["kafka"]["topics"]["list"]
-    return topics
-
-
-# Overrides are built lazily: PyYAML is there only once the tools fixture has run.
-INCONSISTENT_VALUES: dict[str, tuple[Callable[[], Obj], str]] = {
-    "a consumer without its dead-letter topic": (
-        lambda: {
-            "kafka": {
-                "topics": {"list": [t for t in default_topics() if t["name"] != "pitchin.donors.v1.matching.dlq"]}
-            }
-        },
-        'services.matching consumes "pitchin.donors.v1": its dead-letter topic '
-        '"pitchin.donors.v1.matching.dlq" must be in kafka.topics.list',
-    ),
-    "a service naming an unknown topic": (
-        lambda: {"services": {"scheduling": {"kafka": {"produces": ["pitchin.typo.v1"]}}}},
-        'services.scheduling.kafka names topic "pitchin.typo.v1", which is not in kafka.topics.list',
+INCONSISTENT_VALUES: dict[str, tuple[Obj, str]] = {
+    "an override of a topic the code does not have": (
+        {"kafka": {"topics": {"overrides": {"pitchin.donors.v2": {"partitions": 6}}}}},
+        'kafka.topics.overrides names "pitchin.donors.v2", which is not a topic of the code (files/topics.yaml)',
     ),
     "an ingress without a host": (
-        lambda: {"services": {"signups": {"ingress": {"enabled": True}}}},
+        {"services": {"signups": {"ingress": {"enabled": True}}}},
         "services.signups.ingress.host is required",
     ),
-    "no database Secret": (lambda: {"database": {"existingSecret": ""}}, "name the Secret holding the PostgreSQL URI"),
+    "no database Secret": ({"database": {"existingSecret": ""}}, "name the Secret holding the PostgreSQL URI"),
     "a call to an unknown service": (
-        lambda: {"services": {"web": {"calls": ["signups", "signup"]}}},
+        {"services": {"web": {"calls": ["signups", "signup"]}}},
         'services.web.calls names "signup", which is not another enabled service',
     ),
     "a call to a disabled service": (
-        lambda: {"services": {"matching": {"enabled": False}}},
+        {"services": {"matching": {"enabled": False}}},
         'services.web.calls names "matching", which is not another enabled service',
-    ),
-    "a topic listed twice": (
-        lambda: {"kafka": {"topics": {"list": [*default_topics(), {"name": "pitchin.donors.v1"}]}}},
-        'kafka.topics.list names "pitchin.donors.v1" twice',
     ),
 }
 
@@ -349,7 +344,7 @@ INCONSISTENT_VALUES: dict[str, tuple[Callable[[], Obj], str]] = {
 def test_chart_refuses_inconsistent_values(tools: Tools, tmp_path: Path, case: str) -> None:
     overrides, message = INCONSISTENT_VALUES[case]
     values = tmp_path / "values.json"  # JSON is YAML
-    values.write_text(json.dumps(overrides()), encoding="utf-8")
+    values.write_text(json.dumps(overrides), encoding="utf-8")
     result = helm_template(tools, "--values", values)
     assert result.returncode != 0, f"{case}: accepted"
     assert message in result.stderr, result.stderr
@@ -359,6 +354,33 @@ def test_chart_refuses_unsupported_kubernetes(tools: Tools) -> None:
     result = helm_template(tools, "--kube-version", "1.29.0")
     assert result.returncode != 0 and "kubeVersion" in result.stderr, result.stderr
     assert helm_template(tools, "--kube-version", "1.30.0").returncode == 0
+
+
+def test_a_service_entry_is_deep_merged_over_the_defaults(tools: Tools) -> None:
+    """A service says only what differs: maps merge key by key, and its own false or 0 wins."""
+    result = helm_template(
+        tools,
+        "--set",
+        "services.signups.resources.limits.memory=1Gi",
+        "--set",
+        "services.signups.topologySpread.enabled=false",
+        "--set",
+        "services.signups.preStopSleepSeconds=0",
+    )
+    assert result.returncode == 0, result.stderr
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]
+        for o in load_yaml_documents(result.stdout)
+        if o["kind"] == "Deployment"
+    }
+    defaults = load_yaml_file(CHART / "values.yaml")["serviceDefaults"]
+    signups, scheduling = pods[service_fullname("signups")], pods[service_fullname("scheduling")]
+    (container,) = signups["containers"]
+    assert container["resources"] == merge(defaults["resources"], {"limits": {"memory": "1Gi"}})
+    assert "topologySpreadConstraints" not in signups and "lifecycle" not in container
+    (other,) = scheduling["containers"]
+    assert other["resources"] == defaults["resources"] and scheduling["topologySpreadConstraints"]
+    assert other["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(defaults["preStopSleepSeconds"])]
 
 
 # --- the chart agrees with the code -----------------------------------------------------------
@@ -375,7 +397,9 @@ def test_chart_services_are_the_code_services(rendered: Rendered) -> None:
     assert set(rendered.database_services()) == set(pitchin_core.migrate.SERVICES)
     assert rendered.kafka_services() == list(CODE_KAFKA_SERVICES)
     web = rendered.values["services"]["web"]
-    assert web["database"] is False and "kafka" not in web
+    assert web["database"] is False
+    # The values name no topics: who writes and reads what is the code's (files/topics.yaml).
+    assert not any("kafka" in cfg for cfg in rendered.values["services"].values())
     # The web front calls the four services (its settings name a URL for each).
     assert sorted(web["calls"]) == sorted(CODE_DATABASE_SERVICES)
     assert {f"{name}_url" for name in web["calls"]} <= set(settings_class("web").model_fields)
@@ -386,23 +410,22 @@ def test_every_topic_the_code_uses_has_a_kafka_topic(rendered: Rendered) -> None
     wanted = all_topic_names()
     missing = [name for name in wanted if name not in rendered_topics]
     unused = sorted(set(rendered_topics) - set(wanted))
-    assert not missing, (
-        "pitchin_core.contracts.topics has topics the chart does not create; add to kafka.topics.list in "
-        "helm/pitchin/values.yaml (and values-production.yaml):\n" + "\n".join(f"      - name: {n}" for n in missing)
-    )
-    assert not unused, f"the chart creates topics no code uses (remove them from kafka.topics.list): {unused}"
+    assert not missing, f"the chart does not create {missing}: run `make contracts` (helm/pitchin/files/topics.yaml)"
+    assert not unused, f"the chart creates topics no code uses: {unused}; run `make contracts`"
     cluster = rendered.values["kafka"]["strimzi"]["clusterName"]
     for spec in TOPICS:
         assert rendered_topics[spec.name]["spec"]["partitions"] >= spec.partitions, (
             f"{spec.name}: fewer partitions than the code asks for"
         )
-    entries = {entry["name"]: entry for entry in rendered.values["kafka"]["topics"]["list"]}
+    overrides = rendered.values["kafka"]["topics"]["overrides"]
+    assert set(overrides) <= set(wanted)
     for name, topic in rendered_topics.items():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
         assert topic["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", name
         # Dead-letter topics take their own defaults (one partition is enough, kept longer).
         defaults = rendered.values["kafka"]["topics"]["deadLetterDefaults" if name.endswith(".dlq") else "defaults"]
-        expected = {**defaults, **entries[name], "config": {**defaults["config"], **entries[name].get("config", {})}}
+        override = overrides.get(name, {})
+        expected = {**defaults, **override, "config": {**defaults["config"], **override.get("config", {})}}
         spec = topic["spec"]
         assert (spec["partitions"], spec["replicas"]) == (expected["partitions"], expected["replicas"]), name
         assert spec["config"] == {key: str(value) for key, value in expected["config"].items()}, name
@@ -415,15 +438,16 @@ def test_production_topics_survive_a_broker_loss(renders: dict[str, Rendered]) -
         assert spec["replicas"] >= 3 and int(spec["config"]["min.insync.replicas"]) == spec["replicas"] - 1, topic
 
 
-def test_services_topics_follow_the_topic_table(rendered: Rendered) -> None:
-    for name, cfg in rendered.values["services"].items():
-        if not has_kafka(cfg):
-            assert name not in CODE_KAFKA_SERVICES, f"services.{name} uses Kafka: it needs a kafka block"
-            continue
-        produces = sorted(spec.name for spec in TOPICS if spec.written_by(name))
-        consumes = sorted(spec.name for spec in TOPICS if name in spec.consumers)
-        assert sorted(cfg["kafka"]["produces"]) == produces, f"services.{name}.kafka.produces should be {produces}"
-        assert sorted(cfg["kafka"]["consumes"]) == consumes, f"services.{name}.kafka.consumes should be {consumes}"
+def test_kafka_clients_are_the_services_the_topic_table_names(rendered: Rendered) -> None:
+    """Kafka settings and Kafka egress for the services the table names a writer or a consumer, only them."""
+    assert rendered.kafka_services() == [name for name in rendered.enabled_services() if has_kafka(name)]
+    if not rendered.values["networkPolicy"]["enabled"]:
+        return
+    kafka_ports = set(rendered.values["networkPolicy"]["kafka"]["ports"])
+    for name in rendered.enabled_services():
+        egress = rendered.named("NetworkPolicy", service_fullname(name))["spec"]["egress"]
+        reaches_kafka = any(kafka_ports & {p["port"] for p in rule["ports"]} for rule in egress)
+        assert reaches_kafka == has_kafka(name), name
 
 
 def test_kafka_users_have_least_privilege_acls(renders: dict[str, Rendered]) -> None:
@@ -492,7 +516,7 @@ def test_every_pitchin_variable_is_a_real_setting_and_parses(
             assert env["PITCHIN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"], name
         else:
             assert not chart_names & database_env, f"{name} has no database: {sorted(chart_names & database_env)}"
-        if not has_kafka(cfg):
+        if not has_kafka(name):
             assert not chart_names & kafka_env, f"{name} has no Kafka: {sorted(chart_names & kafka_env)}"
         # The services it calls, by the chart's own Service names.
         for callee in cfg.get("calls", []):
@@ -521,7 +545,7 @@ def test_every_pitchin_variable_is_a_real_setting_and_parses(
         assert settings.public_base_url == rendered.values["publicBaseUrl"]
         if has_database(cfg):
             assert settings.migrate_on_start is False
-        if has_kafka(cfg):
+        if has_kafka(name):
             assert settings.create_topics is False
             assert settings.kafka_bootstrap == rendered.values["kafka"]["bootstrap"]
         for callee in cfg.get("calls", []):
@@ -606,7 +630,7 @@ def test_network_policies_allow_only_what_the_services_need(renders: dict[str, R
         if component in rendered.values["services"]:
             cfg = rendered.values["services"][component]
             needed |= {5432} if has_database(cfg) else set()
-            needed |= {9092} if has_kafka(cfg) else set()
+            needed |= {9092} if has_kafka(component) else set()
             calls = cfg.get("calls", [])
             for rule in cfg.get("networkPolicy", {}).get("extraEgress", []):
                 extra |= {p["port"] for p in rule["ports"]}
@@ -731,10 +755,11 @@ def test_autoscaling_uses_keda_for_consumers_and_never_two_autoscalers(renders: 
         fullname = service_fullname(name)
         cfg = rendered.values["services"][name]
         assert "replicas" not in rendered.named("Deployment", fullname)["spec"], "the autoscaler owns replicas"
-        if has_kafka(cfg) and cfg["kafka"]["consumes"]:
+        consumes = sorted(spec.name for spec in consumed_by(name))
+        if consumes:
             triggers = scaled[fullname]["spec"]["triggers"]
             kafka = [t["metadata"] for t in triggers if t["type"] == "kafka"]
-            assert sorted(t["topic"] for t in kafka) == sorted(cfg["kafka"]["consumes"])
+            assert sorted(t["topic"] for t in kafka) == consumes
             assert {t["consumerGroup"] for t in kafka} == {name}
             assert {t["bootstrapServers"] for t in kafka} == {rendered.values["kafka"]["bootstrap"]}
         else:

@@ -111,41 +111,69 @@ migration container, no PostgreSQL egress). Call with the service's values; empt
 {{- if not (and (kindIs "bool" .database) (not .database)) }}true{{ end }}
 {{- end }}
 
-{{/* "true" when the service has a `kafka` block (a Kafka client: KafkaUser, KEDA triggers, Kafka
-egress, the Kafka settings). Call with the service's values; empty means false. */}}
+{{/* "true" when the topic table names the service a writer or a consumer (a Kafka client: KafkaUser,
+KEDA triggers, Kafka egress, the Kafka settings). Call with a service from pitchin.services. */}}
 {{- define "pitchin.hasKafka" -}}
 {{- if .kafka }}true{{ end }}
 {{- end }}
 
-{{/* The services a service calls over HTTP must be other enabled services. Call with (list $ "name" $svc). */}}
+{{/* The topic table, generated from pitchin_core.contracts.topics (`make contracts`): a list of
+{name, writers, consumers: [{group, deadLetter}]}. As JSON: `include "pitchin.topics" $ | fromJsonArray`. */}}
+{{- define "pitchin.topics" -}}
+{{- (.Files.Get "files/topics.yaml" | fromYaml).topics | toJson }}
+{{- end }}
+
+{{/* Every service's values by name, as JSON (`include "pitchin.services" $ | fromJson`): its entry
+deep-merged over serviceDefaults, with its `name` and, when the topic table names it, `kafka`:
+{produces: [topic], consumes: [{topic, deadLetter}]} in the table's order. Templates read services
+only through this, never .Values.services. */}}
+{{- define "pitchin.services" -}}
+{{- $topics := include "pitchin.topics" . | fromJsonArray }}
+{{- $services := dict }}
+{{- range $name, $own := .Values.services }}
+{{- $svc := mustMergeOverwrite (deepCopy $.Values.serviceDefaults) $own (dict "name" $name) }}
+{{- $produces := list }}
+{{- $consumes := list }}
+{{- range $topic := $topics }}
+{{- if has $name $topic.writers }}
+{{- $produces = append $produces $topic.name }}
+{{- end }}
+{{- range $topic.consumers }}
+{{- if eq .group $name }}
+{{- $consumes = append $consumes (dict "topic" $topic.name "deadLetter" .deadLetter) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if or $produces $consumes }}
+{{- $_ := set $svc "kafka" (dict "produces" $produces "consumes" $consumes) }}
+{{- end }}
+{{- $_ := set $services $name $svc }}
+{{- end }}
+{{- toJson $services }}
+{{- end }}
+
+{{/* The services a service calls over HTTP must be other enabled services. Call with (list $services $svc). */}}
 {{- define "pitchin.checkServiceCalls" -}}
-{{- $root := index . 0 }}
-{{- $name := index . 1 }}
-{{- $svc := index . 2 }}
+{{- $services := index . 0 }}
+{{- $svc := index . 1 }}
 {{- range $svc.calls | default list }}
-{{- $callee := index $root.Values.services . | default dict }}
-{{- if or (eq . $name) (not $callee.enabled) }}
-{{- fail (printf "services.%s.calls names %q, which is not another enabled service" $name .) }}
+{{- $callee := index $services . | default dict }}
+{{- if or (eq . $svc.name) (not $callee.enabled) }}
+{{- fail (printf "services.%s.calls names %q, which is not another enabled service" $svc.name .) }}
 {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* The topics a service touches must be in kafka.topics.list. Call with (list $ "name" $svc). */}}
-{{- define "pitchin.checkServiceTopics" -}}
-{{- $root := index . 0 }}
-{{- $name := index . 1 }}
-{{- $svc := index . 2 }}
+{{/* kafka.topics.overrides may only name topics of the table (or their dead-letter topics). */}}
+{{- define "pitchin.checkTopicOverrides" -}}
 {{- $known := list }}
-{{- range $root.Values.kafka.topics.list }}{{ $known = append $known .name }}{{ end }}
-{{- range concat $svc.kafka.produces $svc.kafka.consumes }}
-{{- if not (has . $known) }}
-{{- fail (printf "services.%s.kafka names topic %q, which is not in kafka.topics.list" $name .) }}
+{{- range include "pitchin.topics" . | fromJsonArray }}
+{{- $known = append $known .name }}
+{{- range .consumers }}{{ $known = append $known .deadLetter }}{{ end }}
 {{- end }}
-{{- end }}
-{{- range $svc.kafka.consumes }}
-{{- $dlq := printf "%s.%s.dlq" . $name }}
-{{- if not (has $dlq $known) }}
-{{- fail (printf "services.%s consumes %q: its dead-letter topic %q must be in kafka.topics.list" $name . $dlq) }}
+{{- range $name, $_ := .Values.kafka.topics.overrides }}
+{{- if not (has $name $known) }}
+{{- fail (printf "kafka.topics.overrides names %q, which is not a topic of the code (files/topics.yaml)" $name) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -1,0 +1,53 @@
+{{/* A service's Strimzi KafkaUser, from the topic table. Takes (dict "root" $ "svc" <a service from
+pitchin.services> "services" <all of them>). */}}
+
+{{- define "pitchin.service.kafkaUser" }}
+{{- $root := .root }}
+{{- $svc := .svc }}
+{{- $name := $svc.name }}
+{{- if and $root.Values.kafka.users.enabled (include "pitchin.hasKafka" $svc) }}
+---
+# The principal of this service's Kafka clients: it may write the topics it produces, read the
+# topics it consumes as group "{{ $name }}", and write those topics' dead-letter topics.
+apiVersion: {{ $root.Values.kafka.strimzi.apiVersion }}
+kind: KafkaUser
+metadata:
+  name: {{ include "pitchin.serviceFullname" (list $root $name) }}
+  namespace: {{ include "pitchin.kafkaNamespace" $root }}
+  labels:
+    strimzi.io/cluster: {{ $root.Values.kafka.strimzi.clusterName }}
+    {{- include "pitchin.serviceLabels" (list $root $name) | nindent 4 }}
+spec:
+  authentication:
+    type: {{ $root.Values.kafka.users.authentication }}
+  authorization:
+    type: simple
+    acls:
+      {{- range $svc.kafka.produces }}
+      - resource:
+          type: topic
+          name: {{ . }}
+          patternType: literal
+        operations: [Write, Describe]
+      {{- end }}
+      {{- range $svc.kafka.consumes }}
+      - resource:
+          type: topic
+          name: {{ .topic }}
+          patternType: literal
+        operations: [Read, Describe]
+      - resource:
+          type: topic
+          name: {{ .deadLetter }}
+          patternType: literal
+        operations: [Write, Describe]
+      {{- end }}
+      {{- if $svc.kafka.consumes }}
+      - resource:
+          type: group
+          name: {{ $name }}
+          patternType: literal
+        operations: [Read]
+      {{- end }}
+{{- end }}
+{{- end }}
