@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from pitchin_core.contracts.cloudevents import CloudEvent, InvalidCloudEvent, from_kafka
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.events import EVENT_TYPES
+from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import TopicSpec, dead_letter_topic
 from pitchin_core.telemetry import Metrics
 

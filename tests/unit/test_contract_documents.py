@@ -1,7 +1,7 @@
 import json
 
 from pitchin_core.contracts.docs import ROOT, asyncapi, documents, main
-from pitchin_core.contracts.events import EVENT_TYPES
+from pitchin_core.contracts.registry import EVENT_TYPES
 
 
 def test_committed_documents_match_the_models() -> None:

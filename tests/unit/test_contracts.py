@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from pitchin_core.contracts.donors import DonorRegisteredV1
-from pitchin_core.contracts.events import EVENT_TYPES
+from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import TOPICS, all_topic_names, topic_for
 from tests.unit.factories import donor_registered
 

@@ -1,4 +1,4 @@
-"""Every event type by its CloudEvents `type`.
+"""The CloudEvents type registry: every event type by its CloudEvents `type` string.
 
 Event data contracts are one pydantic model per CloudEvents type, in a module per domain,
 versioned in the type name. Within v1 a model may only gain optional fields; anything

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from pitchin_core.contracts import bookings, donors, fights, ingest, matching, publishers, scheduling
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.events import declared_in
+from pitchin_core.contracts.registry import declared_in
 
 
 @dataclass(frozen=True)
