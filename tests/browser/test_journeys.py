@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from examples.publishers.samples import every_type
-from pitchin_testing.servers import SmtpSink
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from pitchin_web.messages import cy, es
 from tests.browser.conftest import Visitor, WebTenant, off_loop
@@ -283,6 +283,15 @@ def test_donor_answers_an_offer_from_the_email_link(
     visitor: Visitor, stack: Stack, web_tenant: WebTenant, mailbox: SmtpSink
 ) -> None:
     who, page = visitor, visitor.page
+    # The thank-you mail is normal priority: quiet hours (21:00-08:00 by default) would hold it
+    # until morning, so the journey turns them off for its federation to pass at any hour.
+    quiet = httpx.put(
+        f"{stack['notifications'].url}/v1/channel-config",
+        json={"quiet_hours": ""},
+        headers=bearer(web_tenant.staff_key),
+        timeout=10,
+    )
+    assert quiet.status_code == 200, quiet.text
     email = f"analyst-{uuid.uuid4().hex[:8]}@example.org"
     signup = {
         "name": "Ada Analyst",

@@ -30,10 +30,12 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import NeedClosedV1, NeedOpenedV1, NeedUpdatedV1
 from pitchin_core.contracts.topics import MATCHES as MATCHES_TOPIC
-from pitchin_testing.servers import KafkaServer, SmtpSink
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually
+from tests.e2e.test_notifications_kit import configure
 from tests.unit.factories import donor_signup
 
 pytestmark = pytest.mark.e2e
@@ -305,6 +307,9 @@ def test_work_marked_done_gives_the_donor_hours_and_thanks_on_their_record_and_b
     stack: Stack, tenant: Tenant, kafka_server: KafkaServer, mailbox: SmtpSink
 ) -> None:
     matching = stack["matching"].url
+    # The thank-you is a normal-priority mail: without this, quiet hours (21:00-08:00 by default)
+    # hold it until morning and the test would pass or fail with the time of day.
+    configure(stack, tenant, quiet_hours="")
     email = f"done-{uuid.uuid4().hex[:10]}@example.org"
     signed_up = httpx.post(
         f"{stack['signups'].url}/v1/donors",
