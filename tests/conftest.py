@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.otlp import OtlpReceiver
+from pitchin_testing.ports import free_port
+from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.processes import SERVICES
-from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, free_port
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 
 

@@ -310,8 +310,11 @@ async def _wait_for(consumer: Any, match: Callable[[Any], bool]) -> None:
 
 
 def bench_kafka(needs: int, donors: int) -> None:
+    from pitchin_testing.install import ensure_installed
+    from pitchin_testing.kafka import KafkaServer
+    from pitchin_testing.ports import free_ports
+    from pitchin_testing.postgres import PostgresServer
     from pitchin_testing.processes import ServiceProcess, service_env
-    from pitchin_testing.servers import KafkaServer, PostgresServer, ensure_installed, free_ports
 
     ensure_installed()
     state = Path(tempfile.mkdtemp(prefix="pitchin-bench-matching-"))

@@ -26,7 +26,10 @@ from pitchin_core.db import create_pool, migrate
 from pitchin_core.telemetry import Metrics
 from pitchin_notifications.channels import EmailChannel
 from pitchin_notifications.sender import ChannelPolicy, Sender
-from pitchin_testing.servers import PostgresServer, SmtpSink, ensure_installed, free_port
+from pitchin_testing.install import ensure_installed
+from pitchin_testing.ports import free_port
+from pitchin_testing.postgres import PostgresServer
+from pitchin_testing.smtp_sink import SmtpSink
 from tests.e2e.helpers import eventually_async
 
 SCHEMA = "notifications_bench"

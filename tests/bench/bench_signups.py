@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from pitchin_testing.servers import SmtpSink
+from pitchin_testing.smtp_sink import SmtpSink
 from tests.bench.limits import (
     kafka_round_trip_ms,
     line,

@@ -8,8 +8,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitchin_testing.install import ensure_installed
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.ports import free_port, free_ports
+from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.processes import SERVICES
-from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink, ensure_installed, free_port, free_ports
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from pitchin_testing.servers import repo_root
+from pitchin_testing.install import repo_root
 from pitchin_testing.stack import Stack
 
 pytestmark = pytest.mark.e2e

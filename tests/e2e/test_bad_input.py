@@ -13,7 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pitchin_core.contracts.cloudevents import CloudEvent, to_kafka_headers, to_kafka_value
-from pitchin_testing.servers import KafkaServer, SmtpSink
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

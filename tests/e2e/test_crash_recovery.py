@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from pitchin_testing.servers import SmtpSink
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from pitchin_notifications.domain import webhooks
-from pitchin_testing.servers import KafkaServer, SmtpSink
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

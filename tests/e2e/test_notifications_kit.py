@@ -19,7 +19,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
-from pitchin_core.contracts.events import EVENT_TYPES
+from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import topic_for
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant

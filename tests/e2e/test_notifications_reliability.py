@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from pitchin_testing.servers import KafkaServer, SmtpSink, free_port
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.ports import free_port
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from examples.publishers.samples import every_type
-from pitchin_testing.servers import KafkaServer
+from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually, read_topic

@@ -17,7 +17,7 @@ from icalendar import Calendar
 from pitchin_core.contracts.bookings import BookingConfirmedV1
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
 from pitchin_core.contracts.topics import BOOKINGS, EVENTS
-from pitchin_testing.servers import KafkaServer
+from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

@@ -12,8 +12,8 @@ import asyncpg
 import httpx
 import pytest
 
+from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.otlp import OtlpReceiver
-from pitchin_testing.servers import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from pitchin_core.contracts.matching import AssignmentConfirmedV1
-from pitchin_testing.servers import KafkaServer
+from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually, publish_events, read_topic

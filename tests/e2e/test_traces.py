@@ -26,7 +26,7 @@ import pytest
 
 from pitchin_core.contracts.topics import TOPICS
 from pitchin_testing.otlp import OtlpReceiver, ReceivedSpan
-from pitchin_testing.servers import SmtpSink
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

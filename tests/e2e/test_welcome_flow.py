@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pitchin_testing.otlp import OtlpReceiver, ReceivedSpan
-from pitchin_testing.servers import SmtpSink
+from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, eventually

@@ -20,7 +20,7 @@ from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of
 from pitchin_core.contracts.common import EventData
 from pitchin_core.db import create_pool, migrate
 from pitchin_core.uow import UnitOfWork
-from pitchin_testing.servers import PostgresServer
+from pitchin_testing.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")

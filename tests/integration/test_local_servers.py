@@ -14,7 +14,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pitchin_testing.servers import KafkaServer, PostgresServer, SmtpSink
+from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.postgres import PostgresServer
+from pitchin_testing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
