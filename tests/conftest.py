@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,17 +58,21 @@ class Tenant:
     staff_key: str
 
 
-@pytest.fixture
-def tenant(stack: Stack) -> Tenant:
-    """A federation and member organisation of its own for each test: tests never share data."""
-    federation = f"fed-{uuid.uuid4().hex[:8]}"
+def new_tenant(federation: str, issue_key: Callable[[str, str | None, str], str]) -> Tenant:
+    """A member organisation of its own in `federation`, with an organiser's key and a federation staff key."""
     organisation = f"org-{uuid.uuid4().hex[:8]}"
     return Tenant(
         federation_id=federation,
         organisation_id=organisation,
-        organiser_key=stack.issue_key(federation, organisation, "organiser"),
-        staff_key=stack.issue_key(federation, None, "federation-staff"),
+        organiser_key=issue_key(federation, organisation, "organiser"),
+        staff_key=issue_key(federation, None, "federation-staff"),
     )
+
+
+@pytest.fixture
+def tenant(stack: Stack) -> Tenant:
+    """A federation and member organisation of its own for each test: tests never share data."""
+    return new_tenant(f"fed-{uuid.uuid4().hex[:8]}", stack.issue_key)
 
 
 pytest_plugins = ["pitchin_testing.plugin"]

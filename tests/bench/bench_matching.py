@@ -44,7 +44,7 @@ from pitchin_matching.domain.ranking import (
     rank,
     slots_of,
 )
-from tests.e2e.helpers import eventually_async
+from tests.e2e.helpers import as_cloud_event, eventually_async
 
 SKILLS = [f"skill-{i}" for i in range(40)]
 URGENCIES = ("critical", "high", "normal")
@@ -190,14 +190,7 @@ def bench_rematch(columns: DonorColumns, needs: list[tuple[NeedQuery, int]]) -> 
 
 
 def _cloud_event(data: EventData) -> CloudEvent:
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="/bench",
-        type=data.event_type,
-        data=data.model_dump(mode="json"),
-        time=datetime.now(UTC),
-        tenant=data.federation_id,
-    )
+    return as_cloud_event(data, source="/bench", tenant=data.federation_id)
 
 
 async def _kafka_latencies(

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -21,7 +20,7 @@ from tests.bench.limits import (
     postgres_row_and_outbox_txn_per_s,
 )
 from tests.bench.system import running_system
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import create_event, wait_until_signups_knows
 from tests.unit.factories import donor_signup
 
 SIGNUPS = 2000
@@ -145,28 +144,10 @@ def main() -> None:
             print(line("  p50 latency", percentile(latencies, 50), "ms", "Kafka round trip p50", raw_p50, "ms"))
             print(line("  p99 latency", percentile(latencies, 99), "ms", "Kafka round trip p99", raw_p99, "ms"))
 
-        starts = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
-        event = httpx.post(
-            f"{stack['scheduling'].url}/v1/events",
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=15,
-            json={
-                "kind": "book-launch",
-                "title": "Rush",
-                "starts_at": starts.isoformat(),
-                "ends_at": (starts + timedelta(hours=2)).isoformat(),
-                "time_zone": "Europe/London",
-                "venue_name": "Hall",
-                "capacity": RUSH_CAPACITY,
-                "organiser_email": "o@example.org",
-            },
-        ).json()
-        bookings_url = f"{url}/v1/events/{event['event_id']}/bookings"
-        eventually(
-            lambda: httpx.get(bookings_url, headers={"Authorization": f"Bearer {key}"}).status_code == 200,
-            timeout=60,
-            what="signups to learn the event",
-        )
+        event = create_event(stack, key, kind="book-launch", title="Rush", venue_name="Hall", capacity=RUSH_CAPACITY)
+        event_id = event.json()["event_id"]
+        wait_until_signups_knows(stack, key, event_id, timeout=60)
+        bookings_url = f"{url}/v1/events/{event_id}/bookings"
 
         async def rush() -> tuple[list[httpx.Response | BaseException], float]:
             # 200 in flight at once, the rest queued here: httpx's own pool slows down badly with

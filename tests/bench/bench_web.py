@@ -23,18 +23,14 @@ from pathlib import Path
 import httpx
 
 from pitchin_core.links import sign_record_link
-from pitchin_testing.kafka import KafkaServer
-from pitchin_testing.ports import free_port, free_ports
-from pitchin_testing.postgres import PostgresServer
-from pitchin_testing.processes import SERVICES
-from pitchin_testing.smtp_sink import SmtpSink
+from pitchin_testing.ports import free_port
 from pitchin_testing.stack import Stack
 from pitchin_web.domain import views
 from pitchin_web.messages import Translator
 from pitchin_web.pages.common import templates
 from tests.bench.limits import line, percentile
-from tests.e2e.helpers import eventually
-from tests.unit.factories import donor_signup
+from tests.bench.system import running_system
+from tests.e2e.helpers import create_event, eventually, sign_up, wait_until_signups_knows
 
 CONCURRENCY = 16
 REQUESTS = 800
@@ -136,107 +132,52 @@ def main() -> None:
     for name, micros in _render_micros().items():
         print(f"  template only: {name:<40} {micros:>8.1f} µs per render")
 
-    state = Path(tempfile.mkdtemp(prefix="pitchin-bench-web-"))
-    kafka_port, controller_port = free_ports(2)
-    kafka = KafkaServer(state / "kafka", port=kafka_port, controller_port=controller_port)
-    postgres = PostgresServer(state / "postgres", free_port())
-    sink = SmtpSink()
-    bare_file = state / "bare_app.py"
-    bare_file.write_text(BARE_APP)
+    bare_dir = Path(tempfile.mkdtemp(prefix="pitchin-bench-web-"))
+    (bare_dir / "bare_app.py").write_text(BARE_APP)
     bare_port = free_port()
     bare = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port), "--log-level", "warning"],
-        cwd=state,
-        env={**os.environ, "PYTHONPATH": str(state)},
+        cwd=bare_dir,
+        env={**os.environ, "PYTHONPATH": str(bare_dir)},
     )
-    kafka.start()
-    postgres.start()
-    sink.start()
-    stack = None
     try:
-        stack = Stack(
-            kafka_bootstrap=kafka.bootstrap,
-            database_url=postgres.create_database("bench"),
-            smtp_port=sink.port,
-            otlp_endpoint=None,
-            ports={name: free_port() for name in SERVICES},
-            log_dir=state / "logs",
-            environment="test",
-            web_federation_id="fed-bench",
-        )
-        stack.start()
-        key = stack.issue_key("fed-bench", "org-bench", "organiser")
-        begins = datetime.now(UTC) + timedelta(days=5)
-        answer = httpx.post(
-            f"{stack['scheduling'].url}/v1/events",
-            headers={"Authorization": f"Bearer {key}"},
-            json={
-                "kind": "panel",
-                "title": "Bench panel",
-                "starts_at": begins.isoformat(),
-                "ends_at": (begins + timedelta(hours=2)).isoformat(),
-                "time_zone": "Europe/London",
-                "venue_name": "Hall",
-                "capacity": 100,
-                "organiser_email": "bench@example.org",
-            },
-            timeout=10,
-        )
-        answer.raise_for_status()
-        event_id = answer.json()["event_id"]
-        web = stack["web"].url
-        eventually(  # signups learns of the event from Kafka
-            lambda: (
-                httpx.get(
-                    f"{stack['signups'].url}/v1/events/{event_id}/bookings",
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=5,
-                ).status_code
-                == 200
-            ),
-            timeout=30,
-            what="signups to learn the event",
-        )
-
-        donor = httpx.post(
-            f"{stack['signups'].url}/v1/donors",
-            headers={"Authorization": f"Bearer {key}"},
-            json=donor_signup(name="Bench Donor", email="bench-donor@example.org"),
-            timeout=10,
-        )
-        donor.raise_for_status()
-        record_link = sign_record_link(stack.donor_link_secret, donor.json()["donor_id"], time.time())
-        eventually(  # matching learns of the donor from Kafka
-            lambda: httpx.get(f"{web}/record/{record_link}", timeout=5).status_code == 200,
-            timeout=30,
-            what="the donor's record page",
-        )
-
-        bare_lat, bare_rate, _ = asyncio.run(_load(f"http://127.0.0.1:{bare_port}/", REQUESTS, CONCURRENCY))
-        bare_p50 = percentile(bare_lat, 50)
-        print(f"  raw: bare FastAPI route (uvicorn, own process): p50 {bare_p50:.2f} ms, {bare_rate:.0f} per s")
-        for label, path in (
-            ("home (no service call)", "/"),
-            ("sign-up step 1 (taxonomy from signups)", "/donors/signup"),
-            ("public event page (scheduling x2 + signups)", f"/events/{event_id}"),
-            ("event listing (scheduling)", "/events"),
-            ("donor record page (signups x2 + matching)", f"/record/{record_link}"),
-        ):
-            latencies, rate, statuses = asyncio.run(_load(web + path, REQUESTS, CONCURRENCY))
-            assert set(statuses) == {200}, statuses
-            print(line(f"{label} p50", percentile(latencies, 50), "ms", "bare route p50", bare_p50, "ms"))
-            print(
-                line(f"{label} p99", percentile(latencies, 99), "ms", "bare route p99", percentile(bare_lat, 99), "ms")
-            )
-            print(line(f"{label} pages/s", rate, "per s", "bare route", bare_rate, "per s"))
+        with running_system(web_federation_id="fed-bench") as system:
+            _measure(system.stack, bare_port)
     finally:
         bare.terminate()
         bare.wait(10)
-        if stack is not None:
-            stack.stop()
-        sink.stop()
-        postgres.cleanup()
-        kafka.stop()
+
+
+def _measure(stack: Stack, bare_port: int) -> None:
+    """Each page over HTTP against the running web front, beside the bare route."""
+    key = stack.issue_key("fed-bench", "org-bench", "organiser")
+    event = create_event(stack, key, starts_in=timedelta(days=5), kind="panel", title="Bench panel", capacity=100)
+    event_id = event.json()["event_id"]
+    web = stack["web"].url
+    wait_until_signups_knows(stack, key, event_id)
+    donor = sign_up(stack, key, name="Bench Donor", email="bench-donor@example.org")
+    record_link = sign_record_link(stack.donor_link_secret, donor.json()["donor_id"], time.time())
+    eventually(  # matching learns of the donor from Kafka
+        lambda: httpx.get(f"{web}/record/{record_link}", timeout=5).status_code == 200,
+        timeout=30,
+        what="the donor's record page",
+    )
+
+    bare_lat, bare_rate, _ = asyncio.run(_load(f"http://127.0.0.1:{bare_port}/", REQUESTS, CONCURRENCY))
+    bare_p50 = percentile(bare_lat, 50)
+    print(f"  raw: bare FastAPI route (uvicorn, own process): p50 {bare_p50:.2f} ms, {bare_rate:.0f} per s")
+    for label, path in (
+        ("home (no service call)", "/"),
+        ("sign-up step 1 (taxonomy from signups)", "/donors/signup"),
+        ("public event page (scheduling x2 + signups)", f"/events/{event_id}"),
+        ("event listing (scheduling)", "/events"),
+        ("donor record page (signups x2 + matching)", f"/record/{record_link}"),
+    ):
+        latencies, rate, statuses = asyncio.run(_load(web + path, REQUESTS, CONCURRENCY))
+        assert set(statuses) == {200}, statuses
+        print(line(f"{label} p50", percentile(latencies, 50), "ms", "bare route p50", bare_p50, "ms"))
+        print(line(f"{label} p99", percentile(latencies, 99), "ms", "bare route p99", percentile(bare_lat, 99), "ms"))
+        print(line(f"{label} pages/s", rate, "per s", "bare route", bare_rate, "per s"))
 
 
 if __name__ == "__main__":

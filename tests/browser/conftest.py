@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from pitchin_testing.install import repo_root
 from pitchin_testing.stack import Stack
+from tests.conftest import Tenant, new_tenant
 
 pytestmark = pytest.mark.e2e
 
@@ -141,22 +141,7 @@ def visitor(browser: Browser, stack: Stack, axe_source: str, request: pytest.Fix
     context.close()
 
 
-@dataclass(frozen=True)
-class WebTenant:
-    federation_id: str
-    organisation_id: str
-    organiser_key: str
-    staff_key: str
-
-
 @pytest.fixture
-def web_tenant(stack: Stack) -> WebTenant:
+def web_tenant(stack: Stack) -> Tenant:
     """A member organisation of its own in the federation the web front serves."""
-    organisation = f"org-{uuid.uuid4().hex[:8]}"
-    federation = stack.web_federation_id
-    return WebTenant(
-        federation_id=federation,
-        organisation_id=organisation,
-        organiser_key=off_loop(stack.issue_key, federation, organisation, "organiser"),
-        staff_key=off_loop(stack.issue_key, federation, None, "federation-staff"),
-    )
+    return new_tenant(stack.web_federation_id, lambda *names: off_loop(stack.issue_key, *names))

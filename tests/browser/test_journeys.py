@@ -20,8 +20,10 @@ from examples.publishers.samples import every_type
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from pitchin_web.messages import cy, es
-from tests.browser.conftest import Visitor, WebTenant, off_loop
-from tests.e2e.helpers import bearer, eventually
+from tests.browser.conftest import Visitor, off_loop
+from tests.conftest import Tenant
+from tests.e2e.helpers import bearer, eventually, wait_until_signups_knows
+from tests.e2e.test_notifications_kit import configure
 
 
 def _login(who: Visitor, key: str, role: str = "organiser") -> None:
@@ -32,16 +34,6 @@ def _login(who: Visitor, key: str, role: str = "organiser") -> None:
     who.page.fill("#f-api_key", key)
     who.page.check(f"#role-{'staff' if role == 'staff' else 'org'}")
     who.submit()
-
-
-def _known_to_signups(stack: Stack, key: str, event_id: str) -> None:
-    """Signups learns of a new event from Kafka; bookings open once it has."""
-
-    def known() -> bool | None:
-        answer = httpx.get(f"{stack['signups'].url}/v1/events/{event_id}/bookings", headers=bearer(key), timeout=5)
-        return True if answer.status_code == 200 else None
-
-    eventually(known, timeout=30, what="signups to learn of the event")
 
 
 def test_donor_signs_up_in_three_steps(visitor: Visitor, mailbox: SmtpSink) -> None:
@@ -129,7 +121,7 @@ def test_donor_signs_up_in_three_steps(visitor: Visitor, mailbox: SmtpSink) -> N
 
 
 def test_organiser_creates_event_public_rsvp_and_check_in(
-    visitor: Visitor, stack: Stack, web_tenant: WebTenant, mailbox: SmtpSink
+    visitor: Visitor, stack: Stack, web_tenant: Tenant, mailbox: SmtpSink
 ) -> None:
     who, page = visitor, visitor.page
     _login(who, web_tenant.organiser_key)
@@ -171,7 +163,7 @@ def test_organiser_creates_event_public_rsvp_and_check_in(
     who.submit("#sessions button[type=submit]")
     assert "Opening" in page.inner_text("#sessions")
 
-    _known_to_signups(stack, web_tenant.organiser_key, event_id)
+    wait_until_signups_knows(stack, web_tenant.organiser_key, event_id)
 
     # The public page, read from New York: times in the reader's zone, the event's own beside them.
     public = browser_of(who)
@@ -238,7 +230,7 @@ def browser_of(who: Visitor) -> Visitor:
     return Visitor(page, who.base, who.axe, who.name + "-public", findings=who.findings)
 
 
-def test_organiser_describes_a_fight_or_picks_suggestions(visitor: Visitor, web_tenant: WebTenant) -> None:
+def test_organiser_describes_a_fight_or_picks_suggestions(visitor: Visitor, web_tenant: Tenant) -> None:
     who, page = visitor, visitor.page
     _login(who, web_tenant.organiser_key)
     who.go("/organiser/fights/new")
@@ -280,18 +272,12 @@ def test_organiser_describes_a_fight_or_picks_suggestions(visitor: Visitor, web_
 
 
 def test_donor_answers_an_offer_from_the_email_link(
-    visitor: Visitor, stack: Stack, web_tenant: WebTenant, mailbox: SmtpSink
+    visitor: Visitor, stack: Stack, web_tenant: Tenant, mailbox: SmtpSink
 ) -> None:
     who, page = visitor, visitor.page
     # The thank-you mail is normal priority: quiet hours (21:00-08:00 by default) would hold it
     # until morning, so the journey turns them off for its federation to pass at any hour.
-    quiet = httpx.put(
-        f"{stack['notifications'].url}/v1/channel-config",
-        json={"quiet_hours": ""},
-        headers=bearer(web_tenant.staff_key),
-        timeout=10,
-    )
-    assert quiet.status_code == 200, quiet.text
+    configure(stack, web_tenant, quiet_hours="")
     email = f"analyst-{uuid.uuid4().hex[:8]}@example.org"
     signup = {
         "name": "Ada Analyst",
@@ -380,7 +366,7 @@ def test_donor_answers_an_offer_from_the_email_link(
 
 
 def test_federation_staff_see_members_taxonomy_and_publishing_systems(
-    visitor: Visitor, stack: Stack, web_tenant: WebTenant
+    visitor: Visitor, stack: Stack, web_tenant: Tenant
 ) -> None:
     who, page = visitor, visitor.page
     _login(who, web_tenant.staff_key, role="staff")

@@ -1,4 +1,5 @@
-"""Small waiting and HTTP helpers for end-to-end tests: conditions with deadlines, no bare sleeps."""
+"""Helpers for end-to-end tests: waiting on conditions with deadlines (no bare sleeps), the calls
+many tests make (a donor's sign-up, a new event), and reading or writing Kafka and the database."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import asyncpg
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
 from pitchin_core.contracts.common import EventData
+from pitchin_testing.stack import Stack
+from tests.unit.factories import donor_signup
 
 T = TypeVar("T")
 
@@ -51,6 +56,58 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def fetch(stack: Stack, query: str, *args: object) -> list[asyncpg.Record]:
+    """Rows from the system's database, read on a connection of their own (tests look, services own)."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def sign_up(stack: Stack, key: str, **fields: Any) -> httpx.Response:
+    """Sign a donor up over signups' HTTP API (the factory's sign-up, changed by `fields`); it must be taken."""
+    answer = httpx.post(
+        f"{stack['signups'].url}/v1/donors", json=donor_signup(**fields), headers=bearer(key), timeout=15
+    )
+    assert answer.status_code == 201, answer.text
+    return answer
+
+
+def create_event(stack: Stack, key: str, starts_in: timedelta = timedelta(days=10), **fields: Any) -> httpx.Response:
+    """Create a two-hour meet-up on scheduling `starts_in` from now (whole seconds), changed by `fields`;
+    it must be created."""
+    starts = (datetime.now(UTC) + starts_in).replace(microsecond=0)
+    body: dict[str, Any] = {
+        "kind": "meet-up",
+        "title": "Informal meet-up",
+        "starts_at": starts.isoformat(),
+        "ends_at": (starts + timedelta(hours=2)).isoformat(),
+        "time_zone": "Europe/London",
+        "venue_name": "Cafe",
+        "capacity": 10,
+        "organiser_email": "o@example.org",
+    }
+    body.update(fields)
+    answer = httpx.post(f"{stack['scheduling'].url}/v1/events", json=body, headers=bearer(key), timeout=15)
+    assert answer.status_code == 201, answer.text
+    return answer
+
+
+def wait_until_signups_knows(stack: Stack, key: str, event_id: str, timeout: float = 30.0) -> None:
+    """Signups learns events from scheduling over Kafka: wait until it takes bookings for this one."""
+    bookings = f"{stack['signups'].url}/v1/events/{event_id}/bookings"
+    eventually(
+        lambda: httpx.get(bookings, headers=bearer(key), timeout=5).status_code == 200,
+        timeout=timeout,
+        what="signups to learn the event",
+    )
+
+
 async def read_topic(
     bootstrap: str, topic: str, keep: Callable[[dict[str, Any]], bool], count: int, within: float = 30.0
 ) -> list[dict[str, Any]]:
@@ -85,22 +142,31 @@ async def read_topic(
     return found
 
 
-async def publish_events(bootstrap: str, topic: str, events: list[tuple[str, EventData]]) -> None:
-    """Publish contract events as another service would (binary-mode CloudEvents)."""
+def as_cloud_event(data: EventData, *, source: str = "/test", tenant: str | None = None) -> CloudEvent:
+    """Contract data as its producer sends it, with a new id; the tenant is the data's unless given."""
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source=source,
+        type=data.event_type,
+        data=data.model_dump(mode="json"),
+        time=datetime.now(UTC),
+        tenant=tenant or tenant_of(data.federation_id, data.organisation_id),
+    )
+
+
+async def send_cloud_events(bootstrap: str, topic: str, keyed: Iterable[tuple[str, CloudEvent]]) -> None:
+    """Send CloudEvents (binary mode) in order, each under its message key, acknowledged by every replica."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        for key, data in events:
-            event = CloudEvent(
-                id=str(uuid.uuid4()),
-                source="/test",
-                type=data.event_type,
-                data=data.model_dump(mode="json"),
-                time=datetime.now(UTC),
-                tenant=tenant_of(data.federation_id, data.organisation_id),
-            )
+        for key, event in keyed:
             await producer.send_and_wait(
                 topic, value=to_kafka_value(event), key=key.encode(), headers=to_kafka_headers(event)
             )
     finally:
         await producer.stop()
+
+
+async def publish_events(bootstrap: str, topic: str, events: list[tuple[str, EventData]]) -> None:
+    """Publish contract events as another service would (binary-mode CloudEvents)."""
+    await send_cloud_events(bootstrap, topic, [(key, as_cloud_event(data)) for key, data in events])

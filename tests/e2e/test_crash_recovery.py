@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from collections import Counter
@@ -14,7 +13,7 @@ import pytest
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
+from tests.e2e.helpers import bearer, eventually, fetch
 from tests.unit.factories import donor_signup
 
 pytestmark = pytest.mark.e2e
@@ -35,14 +34,6 @@ def _sign_up_many(stack: Stack, tenant: Tenant, emails: list[str], signed_up: th
             if number == len(emails) // 4:
                 signed_up.set()
     return statuses
-
-
-async def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
 
 
 def _run_while_killing(stack: Stack, tenant: Tenant, victim: str, emails: list[str]) -> None:
@@ -66,23 +57,15 @@ def test_killing_matching_mid_stream_loses_no_event_and_sends_no_duplicate_email
     _run_while_killing(stack, tenant, "matching", emails)
 
     def learned() -> list[asyncpg.Record] | None:
-        rows = asyncio.run(
-            _fetch(
-                stack.database_url,
-                "SELECT donor_id FROM matching.donors WHERE federation_id = $1",
-                tenant.federation_id,
-            )
-        )
+        rows = fetch(stack, "SELECT donor_id FROM matching.donors WHERE federation_id = $1", tenant.federation_id)
         return rows if len(rows) >= DONORS else None
 
     assert len(eventually(learned, timeout=90, what="matching to learn every donor")) == DONORS
-    skills = asyncio.run(
-        _fetch(
-            stack.database_url,
-            "SELECT count(*) AS n FROM matching.donor_skills s JOIN matching.donors d USING (donor_id)"
-            " WHERE d.federation_id = $1",
-            tenant.federation_id,
-        )
+    skills = fetch(
+        stack,
+        "SELECT count(*) AS n FROM matching.donor_skills s JOIN matching.donors d USING (donor_id)"
+        " WHERE d.federation_id = $1",
+        tenant.federation_id,
     )
     assert skills[0]["n"] == DONORS * 2
 
@@ -101,12 +84,10 @@ def _assert_each_donor_mailed_once(
     wanted = set(emails)
 
     def all_sent() -> list[asyncpg.Record] | None:
-        rows = asyncio.run(
-            _fetch(
-                stack.database_url,
-                "SELECT recipient, status FROM notifications.deliveries WHERE federation_id = $1",
-                tenant.federation_id,
-            )
+        rows = fetch(
+            stack,
+            "SELECT recipient, status FROM notifications.deliveries WHERE federation_id = $1",
+            tenant.federation_id,
         )
         return rows if len(rows) >= DONORS and all(r["status"] == "sent" for r in rows) else None
 

@@ -26,7 +26,7 @@ from pitchin_core.signing import webhook_signature
 from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually, read_topic
+from tests.e2e.helpers import bearer, create_event, eventually, read_topic
 from tests.unit.factories import donor_signup
 
 pytestmark = pytest.mark.e2e
@@ -403,22 +403,7 @@ def test_osdi_person_signup_and_record_attendance(stack: Stack, tenant: Tenant, 
     ]
     assert donor["place"]["city"] == "Dudley" and donor["causes"] == ["labour"]
 
-    starts = (datetime.now(UTC) + timedelta(days=9)).replace(microsecond=0)
-    event = httpx.post(
-        f"{stack['scheduling'].url}/v1/events",
-        headers=bearer(tenant.organiser_key),
-        json={
-            "kind": "meet-up",
-            "title": "Informal meet-up",
-            "starts_at": starts.isoformat(),
-            "ends_at": (starts + timedelta(hours=2)).isoformat(),
-            "time_zone": "Europe/London",
-            "venue_name": "Cafe",
-            "capacity": 10,
-            "organiser_email": "o@example.org",
-        },
-        timeout=15,
-    ).json()
+    event = create_event(stack, tenant.organiser_key, starts_in=timedelta(days=9)).json()
     attendance = {"person": {"given_name": "Ben", "email_addresses": [{"address": f"b-{email}"}]}, "status": "accepted"}
     path = f"{stack['signups'].url}/v1/osdi/events/{event['event_id']}/record_attendance"
 

@@ -19,13 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
+from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import NeedClosedV1, NeedOpenedV1, NeedUpdatedV1
@@ -34,7 +33,7 @@ from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
+from tests.e2e.helpers import as_cloud_event, bearer, eventually, fetch, send_cloud_events, sign_up
 from tests.e2e.test_notifications_kit import configure
 from tests.unit.factories import donor_signup
 
@@ -48,16 +47,12 @@ OFFER = "org.pitchin.offer."
 
 
 def _sign_up(stack: Stack, tenant: Tenant, count: int, **overrides: Any) -> list[str]:
-    donors = []
-    for n in range(count):
-        answer = httpx.post(
-            f"{stack['signups'].url}/v1/donors",
-            json=donor_signup(name=f"Donor {n}", email=f"m-{uuid.uuid4().hex[:10]}@example.org", **overrides),
-            headers=bearer(tenant.organiser_key),
-            timeout=15,
-        )
-        assert answer.status_code == 201, answer.text
-        donors.append(answer.json()["donor_id"])
+    donors = [
+        sign_up(
+            stack, tenant.organiser_key, name=f"Donor {n}", email=f"m-{uuid.uuid4().hex[:10]}@example.org", **overrides
+        ).json()["donor_id"]
+        for n in range(count)
+    ]
     for donor_id in donors:
         eventually(_known_to_matching(stack, tenant, donor_id), timeout=60, what=f"matching to learn {donor_id}")
     return donors
@@ -71,30 +66,13 @@ def _known_to_matching(stack: Stack, tenant: Tenant, donor_id: str) -> Callable[
     return probe
 
 
-def _event(data: EventData, tenant: Tenant, event_id: str | None = None) -> CloudEvent:
-    return CloudEvent(
-        id=event_id or str(uuid.uuid4()),
-        source="/test/signups",
-        type=data.event_type,
-        data=data.model_dump(mode="json"),
-        time=datetime.now(UTC),
-        tenant=tenant_of(tenant.federation_id, tenant.organisation_id),
-    )
+def _event(data: EventData, tenant: Tenant) -> CloudEvent:
+    """As signups sends it, in the organisation's tenant (a donor's withdrawal names only the federation)."""
+    return as_cloud_event(data, source="/test/signups", tenant=tenant_of(tenant.federation_id, tenant.organisation_id))
 
 
 def _publish(kafka: KafkaServer, topic: str, key: str, *events: CloudEvent) -> None:
-    async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
-        await producer.start()
-        try:
-            for event in events:
-                await producer.send_and_wait(
-                    topic, value=to_kafka_value(event), key=key.encode(), headers=to_kafka_headers(event)
-                )
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
+    asyncio.run(send_cloud_events(kafka.bootstrap, topic, [(key, event) for event in events]))
 
 
 def _need_opened(tenant: Tenant, need_id: str, **overrides: Any) -> NeedOpenedV1:
@@ -193,17 +171,6 @@ def _at(base: str, link: str) -> str:
     """An email link (on the public base URL, behind an ingress in production) sent straight to matching."""
     parts = urlsplit(link)
     return f"{base}{parts.path}?{parts.query}"
-
-
-def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def _set_policy(stack: Stack, tenant: Tenant, **policy: Any) -> None:
@@ -311,14 +278,7 @@ def test_work_marked_done_gives_the_donor_hours_and_thanks_on_their_record_and_b
     # hold it until morning and the test would pass or fail with the time of day.
     configure(stack, tenant, quiet_hours="")
     email = f"done-{uuid.uuid4().hex[:10]}@example.org"
-    signed_up = httpx.post(
-        f"{stack['signups'].url}/v1/donors",
-        json=donor_signup(name="Rosa Done", email=email),
-        headers=bearer(tenant.organiser_key),
-        timeout=15,
-    )
-    assert signed_up.status_code == 201, signed_up.text
-    donor_id = signed_up.json()["donor_id"]
+    donor_id = sign_up(stack, tenant.organiser_key, name="Rosa Done", email=email).json()["donor_id"]
     eventually(_known_to_matching(stack, tenant, donor_id), timeout=60, what="matching to learn the donor")
     need_id = f"need-{uuid.uuid4().hex[:8]}"
     _publish(kafka_server, "pitchin.needs.v1", need_id, _event(_need_opened(tenant, need_id), tenant))
@@ -454,7 +414,7 @@ def test_duplicate_and_out_of_order_events_change_nothing_and_withdrawal_or_clos
         _event(opened, tenant),
     )
     offers = _wait_offers(stack, tenant, need_id, "an offer", lambda o: len(o) == 1)
-    need = _fetch(stack.database_url, "SELECT title, version FROM matching.needs WHERE need_id = $1", need_id)
+    need = fetch(stack, "SELECT title, version FROM matching.needs WHERE need_id = $1", need_id)
     assert (need[0]["title"], need[0]["version"]) == ("Version 2", 2)
 
     # A donor update overtaken by an older one: the newer (paused) stands.
@@ -471,7 +431,7 @@ def test_duplicate_and_out_of_order_events_change_nothing_and_withdrawal_or_clos
     _publish(kafka_server, "pitchin.donors.v1", someone, _event(newer, tenant), _event(older, tenant))
 
     def donor_state() -> tuple[str, int] | None:
-        rows = _fetch(stack.database_url, "SELECT status, version FROM matching.donors WHERE donor_id = $1", someone)
+        rows = fetch(stack, "SELECT status, version FROM matching.donors WHERE donor_id = $1", someone)
         return (rows[0]["status"], rows[0]["version"]) if rows and rows[0]["version"] == 3 else None
 
     assert eventually(donor_state, timeout=30) == ("paused", 3)
@@ -521,8 +481,8 @@ def test_the_read_model_is_rebuilt_from_the_topics(stack: Stack, tenant: Tenant,
     )
     needs_sql = "SELECT need_id, title, version, donors_wanted, status FROM matching.needs WHERE federation_id = $1"
     before = (
-        _fetch(stack.database_url, snapshot_sql, tenant.federation_id),
-        _fetch(stack.database_url, needs_sql, tenant.federation_id),
+        fetch(stack, snapshot_sql, tenant.federation_id),
+        fetch(stack, needs_sql, tenant.federation_id),
     )
     assert len(before[0]) == len(donors) and before[1][0]["title"] == "Renamed"
 
@@ -534,12 +494,12 @@ def test_the_read_model_is_rebuilt_from_the_topics(stack: Stack, tenant: Tenant,
         )
         assert done.returncode == 0, done.stderr
         after = (
-            _fetch(stack.database_url, snapshot_sql, tenant.federation_id),
-            _fetch(stack.database_url, needs_sql, tenant.federation_id),
+            fetch(stack, snapshot_sql, tenant.federation_id),
+            fetch(stack, needs_sql, tenant.federation_id),
         )
         assert [dict(r) for r in after[0]] == [dict(r) for r in before[0]]
         assert [dict(r) for r in after[1]] == [dict(r) for r in before[1]]
-        assert len(_fetch(stack.database_url, "SELECT 1 FROM matching.offers WHERE need_id = $1", need_id)) == 2
+        assert len(fetch(stack, "SELECT 1 FROM matching.offers WHERE need_id = $1", need_id)) == 2
     finally:
         stack["matching"].start()
         stack["matching"].wait_ready()

@@ -20,7 +20,7 @@ from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
+from tests.e2e.helpers import bearer, eventually, fetch
 from tests.e2e.test_notifications_kit import (
     Recorder,
     applied,
@@ -29,10 +29,10 @@ from tests.e2e.test_notifications_kit import (
     donor,
     event_created,
     event_facts,
-    fetch,
     offer,
     publish,
     publish_many,
+    put_template,
 )
 
 pytestmark = pytest.mark.e2e
@@ -436,28 +436,13 @@ def test_low_priority_messages_are_digested_into_one_email(
 def test_organisation_overrides_win_and_an_erased_donor_is_forgotten(
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, kafka_server: KafkaServer
 ) -> None:
-    url = stack["notifications"].url
     configure(stack, tenant, quiet_hours="")
-    staff = httpx.put(
-        f"{url}/v1/templates/booking_confirmed/en/subject",
-        json={"body": "Federation: {{ name }} is in"},
-        headers=bearer(tenant.staff_key),
-        timeout=5,
-    )
+    staff = put_template(stack, tenant.staff_key, "booking_confirmed/en/subject", "Federation: {{ name }} is in")
     assert staff.status_code == 200 and staff.json()["scope"] == "federation"
-    organisation = httpx.put(
-        f"{url}/v1/templates/booking_confirmed/en/subject",
-        json={"body": "{{ name }}, see you at {{ event.title }}"},
-        headers=bearer(tenant.organiser_key),
-        timeout=5,
-    )
+    subject = "{{ name }}, see you at {{ event.title }}"
+    organisation = put_template(stack, tenant.organiser_key, "booking_confirmed/en/subject", subject)
     assert organisation.status_code == 200 and organisation.json()["scope"] == "organisation"
-    broken = httpx.put(
-        f"{url}/v1/templates/booking_confirmed/en/text",
-        json={"body": "{% if %}"},
-        headers=bearer(tenant.organiser_key),
-        timeout=5,
-    )
+    broken = put_template(stack, tenant.organiser_key, "booking_confirmed/en/text", "{% if %}")
     assert broken.status_code == 422
     created = event_created(tenant)
     publish(kafka_server.bootstrap, tenant, "org.pitchin.event.created.v1", created)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
@@ -23,7 +22,7 @@ from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import topic_for
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer
+from tests.e2e.helpers import bearer, fetch
 from tests.unit.factories import donor_registered
 
 SOON = datetime.now(UTC) + timedelta(days=30)
@@ -65,17 +64,6 @@ def publish_many(bootstrap: str, tenant: Tenant, events: list[tuple[str, dict[st
     return asyncio.run(send())
 
 
-def fetch(stack: Stack, query: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def applied(stack: Stack, event_id: str) -> bool:
     return bool(fetch(stack, "SELECT 1 FROM notifications.inbox WHERE event_id = $1", event_id))
 
@@ -87,6 +75,13 @@ def configure(stack: Stack, tenant: Tenant, **config: Any) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+def put_template(stack: Stack, key: str, part: str, body: str) -> httpx.Response:
+    """Override one template `part` (`<template>/<language>/<subject|text|html>`) for the key's scope."""
+    return httpx.put(
+        f"{stack['notifications'].url}/v1/templates/{part}", json={"body": body}, headers=bearer(key), timeout=5
+    )
 
 
 def unique_email(prefix: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from pitchin_testing.ports import free_port
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
+from tests.e2e.helpers import bearer, eventually, fetch
 from tests.e2e.test_notifications_kit import (
     RefusingSmtp,
     applied,
@@ -23,9 +25,9 @@ from tests.e2e.test_notifications_kit import (
     donor,
     event_created,
     event_facts,
-    fetch,
     publish,
     publish_many,
+    put_template,
 )
 
 pytestmark = pytest.mark.e2e
@@ -93,39 +95,33 @@ def test_a_restart_or_a_crash_mid_batch_loses_nothing_and_repeats_nothing(
     eventually(lambda: applied(stack, ids[-1]) and all(applied(stack, i) for i in ids), timeout=90, what="bookings")
     wanted = {b["email"] for b in people}
 
-    def reminders(rid: str) -> list[object]:
+    def reminders(rid: str) -> list[EmailMessage]:
         return [m for m in mailbox.messages if m["To"] in wanted and f"[{rid}]" in str(m["Subject"])]
 
+    def remind_everyone_through(rid: str, interrupt: Callable[[], None]) -> list[EmailMessage]:
+        """Send reminder `rid`, `interrupt` notifications once its first mails are out, start it again:
+        every attendee gets the reminder in the end."""
+        _reminder(stack, tenant, kafka_server, created, rid)
+        eventually(lambda: len(reminders(rid)) >= 20, timeout=60, what=f"the first reminders {rid}")
+        interrupt()
+        stack["notifications"].start()
+        stack["notifications"].wait_ready()
+        eventually(lambda: {m["To"] for m in reminders(rid)} == wanted, timeout=90, what=f"every reminder {rid}")
+        return reminders(rid)
+
     # An organisation override tags each reminder so the two runs can be told apart.
-    answer = httpx.put(
-        f"{stack['notifications'].url}/v1/templates/event_reminder/en/subject",
-        json={"body": "Reminder [{{ data.reminder_id }}]: {{ event.title }}"},
-        headers=bearer(tenant.organiser_key),
-        timeout=5,
-    )
-    assert answer.status_code == 200
+    tagged = "Reminder [{{ data.reminder_id }}]: {{ event.title }}"
+    assert put_template(stack, tenant.organiser_key, "event_reminder/en/subject", tagged).status_code == 200
 
     # 1. A graceful restart (SIGTERM) mid-batch: the batch in hand is finished and committed.
-    _reminder(stack, tenant, kafka_server, created, "r1")
-    eventually(lambda: len(reminders("r1")) >= 20, timeout=60, what="the first reminders")
-    stack["notifications"].stop()
-    stack["notifications"].start()
-    stack["notifications"].wait_ready()
-    eventually(lambda: {m["To"] for m in reminders("r1")} == wanted, timeout=90, what="every reminder r1")  # type: ignore[index]
-    per_person = Counter(str(m["To"]) for m in reminders("r1"))  # type: ignore[index]
+    per_person = Counter(str(m["To"]) for m in remind_everyone_through("r1", stack["notifications"].stop))
     assert max(per_person.values()) == 1, "a graceful restart repeated a message"
 
     # 2. SIGKILL mid-batch: nothing lost; a message whose 250 OK arrived before the commit may
     #    be sent again, with the same Message-ID, so mail clients show it once.
-    _reminder(stack, tenant, kafka_server, created, "r2")
-    eventually(lambda: len(reminders("r2")) >= 20, timeout=60, what="the second reminders")
-    stack["notifications"].kill()
-    stack["notifications"].start()
-    stack["notifications"].wait_ready()
-    eventually(lambda: {m["To"] for m in reminders("r2")} == wanted, timeout=90, what="every reminder r2")  # type: ignore[index]
     ids_per_person: dict[str, set[str]] = {}
-    for m in reminders("r2"):
-        ids_per_person.setdefault(str(m["To"]), set()).add(str(m["Message-ID"]))  # type: ignore[index]
+    for m in remind_everyone_through("r2", stack["notifications"].kill):
+        ids_per_person.setdefault(str(m["To"]), set()).add(str(m["Message-ID"]))
     assert all(len(v) == 1 for v in ids_per_person.values())
 
     # The sender records "sent" after the server's 250 OK, in its own commit: the last mails

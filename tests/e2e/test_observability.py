@@ -22,7 +22,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,9 +40,8 @@ from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.processes import BACKENDS as SERVICES
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
-from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
-from tests.unit.factories import donor_signup
+from tests.conftest import Tenant, new_tenant
+from tests.e2e.helpers import bearer, create_event, eventually, sign_up
 
 pytestmark = pytest.mark.e2e
 
@@ -301,44 +300,16 @@ def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def traffic(stack: Stack) -> Iterator[tuple[dict[str, Scrape], Tenant]]:
     """Scrapes before and the tenant for driving a sign-up and an event creation through the system."""
-    federation = f"fed-{uuid.uuid4().hex[:8]}"
-    organisation = f"org-{uuid.uuid4().hex[:8]}"
-    tenant = Tenant(
-        federation_id=federation,
-        organisation_id=organisation,
-        organiser_key=stack.issue_key(federation, organisation, "organiser"),
-        staff_key=stack.issue_key(federation, None, "federation-staff"),
-    )
-    yield scrape_all(stack), tenant
+    yield scrape_all(stack), new_tenant(f"fed-{uuid.uuid4().hex[:8]}", stack.issue_key)
 
 
 def _drive(stack: Stack, tenant: Tenant, mailbox: SmtpSink) -> tuple[str, str]:
     email = f"metrics-{uuid.uuid4().hex[:8]}@example.org"
-    signed_up = httpx.post(
-        f"{stack['signups'].url}/v1/donors",
-        json=donor_signup(name="Metric Donor", email=email),
-        headers=bearer(tenant.organiser_key),
-        timeout=15,
-    )
-    assert signed_up.status_code == 201, signed_up.text
-    starts = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    signed_up = sign_up(stack, tenant.organiser_key, name="Metric Donor", email=email)
     organiser = f"metrics-events-{uuid.uuid4().hex[:8]}@example.org"
-    created = httpx.post(
-        f"{stack['scheduling'].url}/v1/events",
-        json={
-            "kind": "meet-up",
-            "title": "Metrics meet-up",
-            "starts_at": starts.isoformat(),
-            "ends_at": (starts + timedelta(hours=2)).isoformat(),
-            "time_zone": "Europe/London",
-            "venue_name": "The Albion",
-            "capacity": 40,
-            "organiser_email": organiser,
-        },
-        headers=bearer(tenant.organiser_key),
-        timeout=15,
+    created = create_event(
+        stack, tenant.organiser_key, starts_in=timedelta(days=30), title="Metrics meet-up", organiser_email=organiser
     )
-    assert created.status_code == 201, created.text
     # A request that fails validation: the 4xx series of the RED counters moves too.
     rejected = httpx.post(
         f"{stack['signups'].url}/v1/donors", json={"name": ""}, headers=bearer(tenant.organiser_key), timeout=15

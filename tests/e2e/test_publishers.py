@@ -20,7 +20,7 @@ from examples.publishers.samples import every_type
 from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually, read_topic
+from tests.e2e.helpers import bearer, eventually, fetch, read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -89,29 +89,18 @@ def _person(tenant: Tenant) -> tuple[str, dict[str, Any]]:
 
 
 def _count(stack: Stack, query: str, *args: object) -> int:
-    async def fetch() -> int:
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            return int(await conn.fetchval(query, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    [row] = fetch(stack, query, *args)
+    return int(row[0])
 
 
 def _scheduling_copy(stack: Stack, source: str) -> asyncpg.Record | None:
-    async def fetch() -> asyncpg.Record | None:
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            return await conn.fetchrow(
-                "SELECT federation_id, organisations, key_hash, signing_secret, revoked_at"
-                " FROM scheduling.publishers WHERE source = $1",
-                source,
-            )
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    rows = fetch(
+        stack,
+        "SELECT federation_id, organisations, key_hash, signing_secret, revoked_at"
+        " FROM scheduling.publishers WHERE source = $1",
+        source,
+    )
+    return rows[0] if rows else None
 
 
 def test_staff_register_a_publisher_see_its_traffic_and_revoke_it(stack: Stack, tenant: Tenant) -> None:

@@ -11,16 +11,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from icalendar import Calendar
 
 from pitchin_core.contracts.bookings import BookingConfirmedV1
-from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
 from pitchin_core.contracts.topics import BOOKINGS, EVENTS
 from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
+from tests.e2e.helpers import as_cloud_event, bearer, eventually, send_cloud_events
 
 pytestmark = pytest.mark.e2e
 
@@ -187,61 +186,25 @@ def test_a_speaker_or_room_booked_twice_is_refused_naming_the_clash(tenant: Tena
         online_url=None,
     )["event_id"]
     chair = {"person_id": "gloria-cruz", "name": "Gloria Cruz", "role": "chair"}
-    first = client.post(
-        f"/v1/events/{panel}/sessions",
-        json={
-            "title": "Opening remarks",
-            "starts_at": "2027-06-10T18:00:00",
-            "ends_at": "2027-06-10T19:00:00",
-            "room": "Main hall",
-            "people": [chair],
-        },
-        headers=auth,
-    )
+
+    def add_session(event_id: str, title: str, starts: str, ends: str, **more: Any) -> httpx.Response:
+        """A session on 10 June 2027, the day of both events (London wall-clock times)."""
+        times = {"starts_at": f"2027-06-10T{starts}:00", "ends_at": f"2027-06-10T{ends}:00"}
+        return client.post(f"/v1/events/{event_id}/sessions", json={"title": title, **times, **more}, headers=auth)
+
+    first = add_session(panel, "Opening remarks", "18:00", "19:00", room="Main hall", people=[chair])
     assert first.status_code == 201, first.text
-    clash = client.post(
-        f"/v1/events/{training}/sessions",
-        json={
-            "title": "Writing for the web",
-            "starts_at": "2027-06-10T18:30:00",
-            "ends_at": "2027-06-10T19:30:00",
-            "people": [{**chair, "role": "trainer"}],
-        },
-        headers=auth,
-    )
+    clash = add_session(training, "Writing for the web", "18:30", "19:30", people=[{**chair, "role": "trainer"}])
     assert clash.status_code == 409 and clash.headers["content-type"] == "application/problem+json"
     problem = clash.json()
     assert "Gloria Cruz is already booked for 'Opening remarks'" in problem["detail"]
     assert problem["clashes"][0]["session_id"] == first.json()["session_id"]
     assert problem["errors"][0]["field"] == "people"
-    room = client.post(
-        f"/v1/events/{panel}/sessions",
-        json={
-            "title": "Respondents",
-            "starts_at": "2027-06-10T18:45:00",
-            "ends_at": "2027-06-10T19:30:00",
-            "room": "main hall",
-        },
-        headers=auth,
-    )
+    room = add_session(panel, "Respondents", "18:45", "19:30", room="main hall")
     assert room.status_code == 409 and "room 'main hall'" in room.json()["detail"]
-    after = client.post(
-        f"/v1/events/{panel}/sessions",
-        json={
-            "title": "Respondents",
-            "starts_at": "2027-06-10T19:00:00",
-            "ends_at": "2027-06-10T19:30:00",
-            "room": "Main hall",
-            "people": [chair],
-        },
-        headers=auth,
-    )
+    after = add_session(panel, "Respondents", "19:00", "19:30", room="Main hall", people=[chair])
     assert after.status_code == 201, after.text
-    outside = client.post(
-        f"/v1/events/{panel}/sessions",
-        json={"title": "Late", "starts_at": "2027-06-10T21:00:00", "ends_at": "2027-06-10T22:00:00"},
-        headers=auth,
-    )
+    outside = add_session(panel, "Late", "21:00", "22:00")
     assert outside.status_code == 422 and outside.json()["errors"][0]["field"] == "starts_at"
     # Rescheduling the panel moves its sessions with it and keeps their local times.
     moved = client.post(
@@ -338,39 +301,18 @@ def test_bookings_from_signups_give_counts_and_a_personal_calendar(
         title="Book launch",
     )
     email = f"reader-{uuid.uuid4().hex[:6]}@example.org"
-
-    async def publish_booking() -> None:
-        booking = BookingConfirmedV1(
-            federation_id=tenant.federation_id,
-            organisation_id=tenant.organisation_id,
-            booking_id=f"bkg-{uuid.uuid4().hex[:8]}",
-            event_id=event["event_id"],
-            name="A Reader",
-            email=email,
-            confirmed_at=datetime.now(UTC),
-        )
-        cloud_event = CloudEvent(
-            id=str(uuid.uuid4()),
-            source="/pitchin/signups",
-            type=booking.event_type,
-            data=booking.model_dump(mode="json"),
-            time=datetime.now(UTC),
-            tenant=tenant_of(tenant.federation_id, tenant.organisation_id),
-        )
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_server.bootstrap)
-        await producer.start()
-        try:
-            for _ in range(2):  # a redelivery: counted once
-                await producer.send_and_wait(
-                    BOOKINGS.name,
-                    to_kafka_value(cloud_event),
-                    key=event["event_id"].encode(),
-                    headers=to_kafka_headers(cloud_event),
-                )
-        finally:
-            await producer.stop()
-
-    asyncio.run(publish_booking())
+    booking = BookingConfirmedV1(
+        federation_id=tenant.federation_id,
+        organisation_id=tenant.organisation_id,
+        booking_id=f"bkg-{uuid.uuid4().hex[:8]}",
+        event_id=event["event_id"],
+        name="A Reader",
+        email=email,
+        confirmed_at=datetime.now(UTC),
+    )
+    delivered = as_cloud_event(booking, source="/pitchin/signups")
+    # Twice with the same id, as a redelivery: counted once.
+    asyncio.run(send_cloud_events(kafka_server.bootstrap, BOOKINGS.name, [(event["event_id"], delivered)] * 2))
     counted = eventually(
         lambda: (
             (r := client.get(f"/v1/events/{event['event_id']}", headers=auth).json())["attendees"]["confirmed"] and r

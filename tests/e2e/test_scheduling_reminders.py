@@ -3,7 +3,6 @@ the request that set them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +15,7 @@ from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.otlp import OtlpReceiver
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
+from tests.e2e.helpers import bearer, eventually, fetch
 from tests.e2e.test_scheduling import events_on_topic
 
 pytestmark = pytest.mark.e2e
@@ -25,17 +24,9 @@ EVENTS = 8
 
 
 def _fired(stack: Stack, federation_id: str) -> list[asyncpg.Record]:
-    async def fetch() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            return await conn.fetch(
-                "SELECT reminder_id, due_at, fired_at FROM scheduling.reminders WHERE federation_id = $1",
-                federation_id,
-            )
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    return fetch(
+        stack, "SELECT reminder_id, due_at, fired_at FROM scheduling.reminders WHERE federation_id = $1", federation_id
+    )
 
 
 def _soon_event(client: httpx.Client, tenant: Tenant, starts_in: timedelta, reminders: list[Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pitchin_core.contracts.matching import AssignmentConfirmedV1
 from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually, publish_events, read_topic
+from tests.e2e.helpers import bearer, create_event, eventually, publish_events, read_topic, wait_until_signups_knows
 from tests.unit.factories import donor_signup
 
 pytestmark = pytest.mark.e2e
@@ -215,28 +215,11 @@ def test_withdrawing_with_erasure_removes_the_person_and_tells_the_others(
 
 
 def _known_event(stack: Stack, tenant: Tenant, capacity: int) -> str:
-    starts = (datetime.now(UTC) + timedelta(days=20)).replace(microsecond=0)
-    answer = httpx.post(
-        f"{stack['scheduling'].url}/v1/events",
-        headers=bearer(tenant.organiser_key),
-        timeout=15,
-        json={
-            "kind": "book-launch",
-            "title": "Anarchists in the Boardroom: book launch",
-            "starts_at": starts.isoformat(),
-            "ends_at": (starts + timedelta(hours=2)).isoformat(),
-            "time_zone": "Europe/London",
-            "venue_name": "Housmans",
-            "capacity": capacity,
-            "organiser_email": "launch@example.org",
-        },
+    answer = create_event(
+        stack, tenant.organiser_key, starts_in=timedelta(days=20), kind="book-launch", capacity=capacity
     )
-    assert answer.status_code == 201, answer.text
     event_id: str = answer.json()["event_id"]
-    eventually(
-        lambda: _get(stack, f"/v1/events/{event_id}/bookings", tenant.organiser_key).status_code == 200,
-        what="signups to learn the event from scheduling",
-    )
+    wait_until_signups_knows(stack, tenant.organiser_key, event_id)
     return event_id
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -29,8 +28,7 @@ from pitchin_testing.otlp import OtlpReceiver, ReceivedSpan
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
-from tests.unit.factories import donor_signup
+from tests.e2e.helpers import bearer, create_event, eventually, sign_up, wait_until_signups_knows
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +47,19 @@ def _server_span(otlp: OtlpReceiver, service: str, name: str, marker: Callable[[
 
     spans = otlp.wait_for(found, timeout=30)
     return [s for s in spans if s.service == service and s.kind == "server" and s.name == name and marker(s)][-1]
+
+
+def _first_span(
+    otlp: OtlpReceiver, wanted: Callable[[ReceivedSpan, list[ReceivedSpan]], bool], timeout: float = 30
+) -> ReceivedSpan:
+    """The first span received for which `wanted(span, every span received)` holds, once there is one."""
+
+    def found(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        return next((s for s in spans if wanted(s, spans)), None)
+
+    span = found(otlp.wait_for(lambda spans: found(spans) is not None, timeout=timeout))
+    assert span is not None
+    return span
 
 
 def _root_server(otlp: OtlpReceiver, trace_id: str) -> ReceivedSpan:
@@ -165,57 +176,29 @@ def _smtp_under(otlp: OtlpReceiver, trace_id: str, consumer: ReceivedSpan, timeo
             span = index[span.parent_span_id]
         return False
 
-    def found(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
-        mine = _trace(spans, trace_id)
-        index = {s.span_id: s for s in mine}
-        hits = [s for s in mine if s.kind == "client" and s.name == "smtp send" and descends(s, index)]
-        return hits[0] if hits else None
+    def sent_below(span: ReceivedSpan, spans: list[ReceivedSpan]) -> bool:
+        if span.trace_id != trace_id or span.kind != "client" or span.name != "smtp send":
+            return False
+        return descends(span, {s.span_id: s for s in _trace(spans, trace_id)})
 
-    smtp = found(otlp.wait_for(lambda spans: found(spans) is not None, timeout=timeout))
-    assert smtp is not None and smtp.service == "notifications"
+    smtp = _first_span(otlp, sent_below, timeout=timeout)
+    assert smtp.service == "notifications"
     return smtp
-
-
-def _event_body(title: str, starts_in: timedelta, reminders: list[dict[str, str]]) -> dict[str, Any]:
-    starts = (datetime.now(UTC) + starts_in).replace(microsecond=0)
-    return {
-        "kind": "training",
-        "title": title,
-        "starts_at": starts.isoformat(),
-        "ends_at": (starts + timedelta(hours=1)).isoformat(),
-        "time_zone": "Europe/London",
-        "venue_name": "Dudley CVS, 7 Albion Street",
-        "capacity": 30,
-        "free_places": True,
-        "organiser_email": f"trace-{uuid.uuid4().hex[:8]}@example.org",
-        "reminders": reminders,
-    }
 
 
 def test_a_signup_is_one_trace_from_the_request_to_the_welcome_email(
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
 ) -> None:
     email = f"trace-{uuid.uuid4().hex[:8]}@example.org"
-    answer = httpx.post(
-        f"{stack['signups'].url}/v1/donors",
-        json=donor_signup(name="Trace Donor", email=email),
-        headers=bearer(tenant.organiser_key),
-        timeout=15,
-    )
-    assert answer.status_code == 201, answer.text
+    answer = sign_up(stack, tenant.organiser_key, name="Trace Donor", email=email)
     mailbox.wait_for(lambda m: m["To"] == email, timeout=30)
 
     # Other tests post donors too: find this one's trace through the relay span's message key.
     donor_id = answer.json()["donor_id"]
 
-    def ours(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
-        for span in spans:
-            if span.kind == "producer" and span.attributes.get("messaging.kafka.message.key") == donor_id:
-                return span
-        return None
-
-    send_span = ours(otlp.wait_for(lambda spans: ours(spans) is not None, timeout=30))
-    assert send_span is not None
+    send_span = _first_span(
+        otlp, lambda s, _: s.kind == "producer" and s.attributes.get("messaging.kafka.message.key") == donor_id
+    )
     trace_id = send_span.trace_id
     server = _root_server(otlp, trace_id)
     assert (server.service, server.name) == ("signups", "POST /v1/donors")
@@ -238,26 +221,29 @@ def test_an_event_a_booking_and_its_reminder_are_each_one_connected_trace(
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
 ) -> None:
     # 1. An organiser creates an event whose reminder falls due a few seconds from now.
-    body = _event_body(f"Tracing the picket line {uuid.uuid4().hex[:6]}", timedelta(seconds=12), [{"before": "PT4S"}])
-    created = httpx.post(
-        f"{stack['scheduling'].url}/v1/events", json=body, headers=bearer(tenant.organiser_key), timeout=15
+    created = create_event(
+        stack,
+        tenant.organiser_key,
+        starts_in=timedelta(seconds=12),
+        kind="training",
+        title=f"Tracing the picket line {uuid.uuid4().hex[:6]}",
+        venue_name="Dudley CVS, 7 Albion Street",
+        capacity=30,
+        free_places=True,
+        organiser_email=f"trace-{uuid.uuid4().hex[:8]}@example.org",
+        reminders=[{"before": "PT4S"}],
     )
-    assert created.status_code == 201, created.text
     event_id = created.json()["event_id"]
 
-    def event_send(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
-        for span in spans:
-            if (
-                span.service == "scheduling"
-                and span.kind == "producer"
-                and span.attributes.get("messaging.kafka.message.key") == event_id
-                and any(p.span_id == span.parent_span_id and p.kind == "server" for p in spans)
-            ):
-                return span
-        return None
+    def event_send(span: ReceivedSpan, spans: list[ReceivedSpan]) -> bool:
+        return (
+            span.service == "scheduling"
+            and span.kind == "producer"
+            and span.attributes.get("messaging.kafka.message.key") == event_id
+            and any(p.span_id == span.parent_span_id and p.kind == "server" for p in spans)
+        )
 
-    first_send = event_send(otlp.wait_for(lambda spans: event_send(spans) is not None, timeout=30))
-    assert first_send is not None
+    first_send = _first_span(otlp, event_send)
     created_trace = first_send.trace_id
     setter = _root_server(otlp, created_trace)
     assert (setter.service, setter.name) == ("scheduling", "POST /v1/events")
@@ -266,18 +252,7 @@ def test_an_event_a_booking_and_its_reminder_are_each_one_connected_trace(
     _assert_connected(otlp, created_trace, setter)
 
     # 2. Someone books a place once signups has learned the event.
-    eventually(
-        lambda: (
-            httpx.get(
-                f"{stack['signups'].url}/v1/events/{event_id}/bookings",
-                headers=bearer(tenant.organiser_key),
-                timeout=5,
-            ).status_code
-            == 200
-        ),
-        timeout=30,
-        what="signups to learn the event",
-    )
+    wait_until_signups_knows(stack, tenant.organiser_key, event_id)
     attendee = f"attendee-{uuid.uuid4().hex[:8]}@example.org"
     booked = httpx.post(
         f"{stack['signups'].url}/v1/events/{event_id}/bookings",
@@ -301,14 +276,10 @@ def test_an_event_a_booking_and_its_reminder_are_each_one_connected_trace(
     ), booking_id
 
     # 3. The reminder fires: a new trace, linked to the request that scheduled it.
-    def fired(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
-        for span in spans:
-            if span.name == "reminder due" and span.attributes.get("pitchin.event.id") == event_id:
-                return span
-        return None
-
-    reminder = fired(otlp.wait_for(lambda spans: fired(spans) is not None, timeout=60))
-    assert reminder is not None and reminder.service == "scheduling"
+    reminder = _first_span(
+        otlp, lambda s, _: s.name == "reminder due" and s.attributes.get("pitchin.event.id") == event_id, timeout=60
+    )
+    assert reminder.service == "scheduling"
     assert reminder.trace_id not in {created_trace, booking_trace}, "a reminder starts its own trace"
     assert setter.span_id in reminder.links, "the reminder links back to the POST that scheduled it"
     _, reminder_consumers = _hop(otlp, reminder.trace_id, "scheduling", "pitchin.events.v1", reminder)
@@ -324,12 +295,7 @@ def test_an_offer_is_one_trace_from_the_organiser_s_request_to_the_donor_s_email
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
 ) -> None:
     email = f"offer-trace-{uuid.uuid4().hex[:8]}@example.org"
-    donor = httpx.post(
-        f"{stack['signups'].url}/v1/donors",
-        json=donor_signup(name="Offer Trace", email=email),
-        headers=bearer(tenant.organiser_key),
-        timeout=15,
-    ).json()
+    donor = sign_up(stack, tenant.organiser_key, name="Offer Trace", email=email).json()
     eventually(
         lambda: (
             httpx.get(
@@ -362,32 +328,29 @@ def test_an_offer_is_one_trace_from_the_organiser_s_request_to_the_donor_s_email
     need_id = fight.json()["needs"][0]["need_id"]
     mailbox.wait_for(lambda m: m["To"] == email and "Social media plan" in str(m["Subject"]), timeout=60)
 
-    def need_sent(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
-        for span in spans:
-            if (
-                span.kind == "producer"
-                and span.name == "send pitchin.needs.v1"
-                and span.attributes.get("messaging.kafka.message.key") == need_id
-            ):
-                return span
-        return None
-
-    first = need_sent(otlp.wait_for(lambda spans: need_sent(spans) is not None, timeout=30))
-    assert first is not None
+    first = _first_span(
+        otlp,
+        lambda s, _: (
+            s.kind == "producer"
+            and s.name == "send pitchin.needs.v1"
+            and s.attributes.get("messaging.kafka.message.key") == need_id
+        ),
+    )
     trace_id = first.trace_id
     server = _root_server(otlp, trace_id)
     assert (server.service, server.name) == ("signups", "POST /v1/fights")
     _hop(otlp, trace_id, "signups", "pitchin.needs.v1", server)
 
     # Matching's offer continues the trace of the need it answers (no orphans: checked below) …
-    def offer_sent(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
-        for span in _trace(spans, trace_id):
-            if span.service == "matching" and span.kind == "producer" and span.name == "send pitchin.matches.v1":
-                return span
-        return None
+    def offer_sent(span: ReceivedSpan, _: list[ReceivedSpan]) -> bool:
+        return (
+            span.trace_id == trace_id
+            and span.service == "matching"
+            and span.kind == "producer"
+            and span.name == "send pitchin.matches.v1"
+        )
 
-    offer = offer_sent(otlp.wait_for(lambda spans: offer_sent(spans) is not None, timeout=60))
-    assert offer is not None
+    offer = _first_span(otlp, offer_sent, timeout=60)
     _assert_producer(offer, "pitchin.matches.v1")
     offer_consumers = {
         s.service: s

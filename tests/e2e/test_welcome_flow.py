@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
-import asyncpg
 import httpx
 import pytest
 
@@ -13,8 +11,7 @@ from pitchin_testing.otlp import OtlpReceiver, ReceivedSpan
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually
-from tests.unit.factories import donor_signup
+from tests.e2e.helpers import bearer, create_event, eventually, fetch, sign_up
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +32,7 @@ def test_signup_reaches_matching_and_sends_a_welcome_email_in_one_trace(
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
 ) -> None:
     email = f"donor-{uuid.uuid4().hex[:8]}@example.org"
-    answer = httpx.post(
-        f"{stack['signups'].url}/v1/donors",
-        json=donor_signup(name="Elana Levin", email=email),
-        headers=bearer(tenant.organiser_key),
-        timeout=10,
-    )
-    assert answer.status_code == 201, answer.text
+    answer = sign_up(stack, tenant.organiser_key, name="Elana Levin", email=email)
     donor = answer.json()
     assert answer.headers["location"] == f"/v1/donors/{donor['donor_id']}"
     assert donor["organisation_id"] == tenant.organisation_id
@@ -112,24 +103,18 @@ def test_event_created_is_mailed_to_the_organiser_and_learned_by_signups(
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
 ) -> None:
     organiser = f"events-{uuid.uuid4().hex[:8]}@dudleycvs.example"
-    answer = httpx.post(
-        f"{stack['scheduling'].url}/v1/events",
-        json={
-            "kind": "training",
-            "title": "Anarchists in the Boardroom: a training afternoon",
-            "starts_at": "2027-10-04T13:30:00",
-            "ends_at": "2027-10-04T16:30:00",
-            "time_zone": "Europe/London",
-            "venue_name": "Dudley CVS, 7 Albion Street",
-            "capacity": 30,
-            "free_places": True,
-            "organiser_email": organiser,
-        },
-        headers=bearer(tenant.organiser_key),
-        timeout=10,
-    )
-    assert answer.status_code == 201, answer.text
-    event = answer.json()
+    event = create_event(
+        stack,
+        tenant.organiser_key,
+        kind="training",
+        title="Anarchists in the Boardroom: a training afternoon",
+        starts_at="2027-10-04T13:30:00",
+        ends_at="2027-10-04T16:30:00",
+        venue_name="Dudley CVS, 7 Albion Street",
+        capacity=30,
+        free_places=True,
+        organiser_email=organiser,
+    ).json()
     assert event["starts_at"].startswith("2027-10-04T13:30:00+01:00")
 
     mail = mailbox.wait_for(lambda m: m["To"] == organiser, timeout=30)
@@ -141,17 +126,12 @@ def test_event_created_is_mailed_to_the_organiser_and_learned_by_signups(
     assert calendar.status_code == 200
     assert "BEGIN:VEVENT" in calendar.text and "TZID=Europe/London" in calendar.text
 
-    async def known_event() -> str | None:
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            title: str | None = await conn.fetchval(
-                "SELECT title FROM signups.known_events WHERE event_id = $1", event["event_id"]
-            )
-            return title
-        finally:
-            await conn.close()
+    def known_event() -> str | None:
+        rows = fetch(stack, "SELECT title FROM signups.known_events WHERE event_id = $1", event["event_id"])
+        title: str | None = rows[0]["title"] if rows else None
+        return title
 
-    assert eventually(lambda: asyncio.run(known_event()), what="signups to learn the event") == event["title"]
+    assert eventually(known_event, what="signups to learn the event") == event["title"]
 
     server = _server_span(otlp, "scheduling", "POST /v1/events")
     # Notifications (which mails the organiser) and signups (which learns the event) both

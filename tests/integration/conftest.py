@@ -2,7 +2,8 @@
 
 No Kafka and no other process: events a use case emits are read back from its outbox
 table, and events it consumes are handed to it as CloudEvents. Each test gets a schema
-of its own, migrated like the service's, so tests never share rows.
+of its own, migrated like the service's, so tests never share rows. The ingest tests
+decide envelopes from one registered publisher (`ingest_envelope`, `decide_ingest`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from importlib.resources.abc import Traversable
 from typing import Any
 
@@ -19,8 +21,15 @@ import pytest
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of
 from pitchin_core.contracts.common import EventData
 from pitchin_core.db import create_pool, migrate
+from pitchin_core.ingest import Answer, Apply, Envelope, Pipeline, Registration, envelope_from_structured
+from pitchin_core.telemetry import Metrics
 from pitchin_core.uow import UnitOfWork
 from pitchin_testing.postgres import PostgresServer
+from tests.integration.tenancy import FED, ORG
+
+# The publisher the ingest tests hear from: a union's CRM, registered for one member organisation.
+INGEST_SOURCE = "/crm/unite"
+INGEST_REGISTRATION = Registration(INGEST_SOURCE, FED, (ORG,), False, None, 50.0, 200)
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +79,22 @@ async def open_service_database(service_database: str) -> AsyncIterator[Any]:
     yield open_
     for pool in opened:
         await pool.close()
+
+
+def ingest_envelope(ident: str, kind: str, data: dict[str, Any], *, now: datetime) -> Envelope:
+    """The publisher's `org.pitchin.ingest.<kind>` for ORG, last updated an hour before `now` unless `data` says."""
+    base = {"federation_id": FED, "organisation_id": ORG, "updated_at": (now - timedelta(hours=1)).isoformat()}
+    event_type = f"org.pitchin.ingest.{kind}"
+    return envelope_from_structured(
+        {"id": ident, "source": INGEST_SOURCE, "type": event_type, "specversion": "1.0", "data": {**base, **data}}
+    )
+
+
+async def decide_ingest(
+    db: ServiceDatabase, service: str, apply: Apply, envelope: Envelope, *, now: datetime
+) -> Answer:
+    """The ingest pipeline's answer to the publisher, with `service`'s own `apply`."""
+    return await Pipeline(service, Metrics(service)).decide(db.uow, envelope, INGEST_REGISTRATION, apply, now=now)
 
 
 def cloud_event(data: EventData, *, source: str = "/pitchin/test") -> CloudEvent:

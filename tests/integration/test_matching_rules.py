@@ -27,6 +27,7 @@ from pitchin_matching.index import DonorIndex
 from pitchin_matching.main import load_index
 from pitchin_matching.service import Matching, OfferClosed
 from tests.integration.conftest import ServiceDatabase, cloud_event
+from tests.integration.tenancy import FED, ORG, ORGANISER, STAFF, STRANGER
 from tests.unit.factories import donor_registered
 
 pytestmark = pytest.mark.integration
@@ -34,10 +35,6 @@ MIGRATIONS = files("pitchin_matching") / "migrations"
 SECRET = "a-test-secret-that-is-long-enough-for-hmac"
 BASE = "https://pitchin.example"
 NOW = datetime.now(UTC).replace(microsecond=0)
-FED, ORG = "fed-wm", "org-dudley-cvs"
-ORGANISER = Caller(FED, ORG, "organiser")
-STAFF = Caller(FED, None, "federation-staff")
-STRANGER = Caller("fed-elsewhere", None, "federation-staff")
 MADE, ACCEPTED, DECLINED = "org.pitchin.offer.made.v1", "org.pitchin.offer.accepted.v1", "org.pitchin.offer.declined.v1"
 EXPIRED, CANCELLED = "org.pitchin.offer.expired.v1", "org.pitchin.offer.cancelled.v1"
 CONFIRMED = "org.pitchin.assignment.confirmed.v1"

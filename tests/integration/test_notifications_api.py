@@ -24,11 +24,11 @@ from pitchin_notifications import api
 from pitchin_notifications.service.messages import Notifications, Policy
 from pitchin_notifications.templates import Renderer
 from tests.integration.conftest import ServiceDatabase, cloud_event
+from tests.integration.tenancy import FED, ORG
 from tests.unit.factories import donor_registered
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = files("pitchin_notifications") / "migrations"
-FED, ORG = "fed-wm", "org-dudley-cvs"
 DONOR = DonorRegisteredV1.model_validate(donor_registered(organisation_id=ORG))
 
 
@@ -74,33 +74,24 @@ def _problem(answer: httpx.Response) -> dict[str, Any]:
     return body
 
 
+def _assert_plain_problem(answer: httpx.Response, status: int, title: str, detail: str) -> None:
+    """An about:blank problem with exactly these members and no others."""
+    assert answer.status_code == status
+    assert _problem(answer) == {"type": "about:blank", "title": title, "status": status, "detail": detail}
+
+
 async def test_refusals_answer_as_they_always_did(door: Door) -> None:
     client = door.client
     missing = await client.get("/v1/deliveries/00000000-0000-0000-0000-000000000000", headers=door.organiser)
-    assert missing.status_code == 404 and _problem(missing) == {
-        "type": "about:blank",
-        "title": "Not found",
-        "status": 404,
-        "detail": "No such delivery for this organisation.",
-    }
+    _assert_plain_problem(missing, 404, "Not found", "No such delivery for this organisation.")
     forbidden = await client.post(
         "/v1/webhooks", json={"url": "https://x.example", "event_types": ["*"]}, headers=door.publisher
     )
-    assert forbidden.status_code == 403 and _problem(forbidden) == {
-        "type": "about:blank",
-        "title": "Forbidden",
-        "status": 403,
-        "detail": "A publisher key cannot change notification settings.",
-    }
+    _assert_plain_problem(forbidden, 403, "Forbidden", "A publisher key cannot change notification settings.")
     private = await client.post(
         "/v1/webhooks", json={"url": "http://10.0.0.8/hook", "event_types": ["*"]}, headers=door.organiser
     )
-    assert private.status_code == 422 and _problem(private) == {
-        "type": "about:blank",
-        "title": "Invalid request",
-        "status": 422,
-        "detail": "url: private addresses are not allowed",
-    }
+    _assert_plain_problem(private, 422, "Invalid request", "url: private addresses are not allowed")
     no_hook = await client.post("/v1/webhooks/00000000-0000-0000-0000-000000000000/enable", headers=door.organiser)
     assert no_hook.status_code == 404
     assert _problem(no_hook)["detail"] == "No such webhook subscription for this organisation."

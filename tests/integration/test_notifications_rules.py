@@ -31,18 +31,14 @@ from pitchin_notifications.service.configuration import TemplateDoesNotCompile
 from pitchin_notifications.service.messages import Notifications, Policy
 from pitchin_notifications.templates import Renderer
 from tests.integration.conftest import ServiceDatabase, cloud_event
+from tests.integration.tenancy import FED, NEIGHBOUR, ORG, ORGANISER, OTHER_ORG, STAFF, STRANGER
 from tests.unit.factories import donor_registered
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = files("pitchin_notifications") / "migrations"
 NOW = datetime.now(UTC).replace(microsecond=0)
 SOON = NOW + timedelta(days=30)
-FED, ORG, OTHER_ORG = "fed-wm", "org-dudley-cvs", "org-unite-wm"
-ORGANISER = Caller(FED, ORG, "organiser")
-NEIGHBOUR = Caller(FED, OTHER_ORG, "organiser")
-STAFF = Caller(FED, None, "federation-staff")
 PUBLISHER = Caller(FED, ORG, "publisher")
-STRANGER = Caller("fed-elsewhere", None, "federation-staff")
 BASE_URL = "http://127.0.0.1:8000"
 
 

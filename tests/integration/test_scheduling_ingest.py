@@ -13,29 +13,21 @@ from typing import Any
 
 import pytest
 
-from pitchin_core.auth import Caller
 from pitchin_core.contracts.publishers import PublisherRegisteredV1, PublisherRevokedV1
-from pitchin_core.ingest import Answer, Envelope, Pipeline, Registration, Registry, envelope_from_structured
+from pitchin_core.ingest import Answer, Envelope, Registry
 from pitchin_core.ingest import external_event_id as derived_id
-from pitchin_core.telemetry import Metrics
 from pitchin_scheduling import ingest, service
-from tests.integration.conftest import cloud_event
+from tests.integration.conftest import INGEST_SOURCE, cloud_event, decide_ingest, ingest_envelope
+from tests.integration.tenancy import FED, ORG, ORGANISER
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = files("pitchin_scheduling") / "migrations"
-SOURCE = "/crm/unite"
-FED, ORG = "fed-wm", "org-dudley-cvs"
-REG = Registration(SOURCE, FED, (ORG,), False, None, 50.0, 200)
-ORGANISER = Caller(FED, ORG, "organiser")
 NOW = datetime.now(UTC).replace(microsecond=0)
-P, E = "org.pitchin.ingest.", "org.pitchin."
+E = "org.pitchin."
 
 
 def _envelope(ident: str, kind: str, data: dict[str, Any]) -> Envelope:
-    base = {"federation_id": FED, "organisation_id": ORG, "updated_at": (NOW - timedelta(hours=1)).isoformat()}
-    return envelope_from_structured(
-        {"id": ident, "source": SOURCE, "type": P + kind, "specversion": "1.0", "data": {**base, **data}}
-    )
+    return ingest_envelope(ident, kind, data, now=NOW)
 
 
 def _created(ident: str, external_id: str, days: int = 20, **more: Any) -> Envelope:
@@ -58,7 +50,7 @@ def _created(ident: str, external_id: str, days: int = 20, **more: Any) -> Envel
 
 
 async def _decide(db: Any, envelope: Envelope) -> Answer:
-    return await Pipeline("scheduling", Metrics("scheduling")).decide(db.uow, envelope, REG, ingest.apply, now=NOW)
+    return await decide_ingest(db, "scheduling", ingest.apply, envelope, now=NOW)
 
 
 async def test_an_event_is_created_changed_and_cancelled_as_the_api_would(open_service_database: Any) -> None:
@@ -66,7 +58,7 @@ async def test_an_event_is_created_changed_and_cancelled_as_the_api_would(open_s
     created = await _decide(db, _created("e1", "ev-1"))
     assert (created.status, created.outcome) == (202, "applied"), created.body
     event_id = created.body["event_id"]
-    assert event_id == derived_id(SOURCE, "ev-1"), "signups can name it without asking scheduling"
+    assert event_id == derived_id(INGEST_SOURCE, "ev-1"), "signups can name it without asking scheduling"
     again = await _decide(db, _created("e2", "ev-1", updated_at=NOW.isoformat()))
     assert (again.status, again.reason) == (409, "conflict")
 
@@ -136,15 +128,15 @@ async def test_a_use_cases_refusal_is_the_publishers_rejection_and_rolls_back_on
 async def test_publishers_registered_in_signups_are_learnt_once(open_service_database: Any) -> None:
     db = await open_service_database("scheduling", MIGRATIONS)
     registered = PublisherRegisteredV1(
-        federation_id=FED, source=SOURCE, organisations=[ORG], rate_per_second=5.0, burst=10, registered_at=NOW
+        federation_id=FED, source=INGEST_SOURCE, organisations=[ORG], rate_per_second=5.0, burst=10, registered_at=NOW
     )
     delivered = cloud_event(registered, source="/pitchin/signups")
     assert await ingest.learn_registration(db.uow, delivered, registered)
     assert not await ingest.learn_registration(db.uow, delivered, registered)
     async with db.uow(readonly=True) as tx:
-        learnt = await Registry(ttl=0).by_source(tx.conn, SOURCE)
+        learnt = await Registry(ttl=0).by_source(tx.conn, INGEST_SOURCE)
     assert learnt is not None and learnt.organisations == (ORG,)
-    revoked = PublisherRevokedV1(federation_id=FED, source=SOURCE, revoked_at=NOW)
+    revoked = PublisherRevokedV1(federation_id=FED, source=INGEST_SOURCE, revoked_at=NOW)
     assert await ingest.learn_registration(db.uow, cloud_event(revoked), revoked)
     async with db.uow(readonly=True) as tx:
-        assert await Registry(ttl=0).by_source(tx.conn, SOURCE) is None
+        assert await Registry(ttl=0).by_source(tx.conn, INGEST_SOURCE) is None

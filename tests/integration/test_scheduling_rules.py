@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from pitchin_core.auth import Caller
 from pitchin_core.contracts.bookings import BookingCancelledV1, BookingConfirmedV1
 from pitchin_core.contracts.common import EventData
 from pitchin_core.errors import FieldError, NotFound
@@ -35,15 +34,11 @@ from pitchin_scheduling.domain.events import (
 from pitchin_scheduling.domain.series import SeriesDraft
 from pitchin_scheduling.timer import ReminderTimer
 from tests.integration.conftest import cloud_event
+from tests.integration.tenancy import FED, NEIGHBOUR, ORG, ORGANISER, STAFF, STRANGER
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = files("pitchin_scheduling") / "migrations"
 NOW = datetime.now(UTC).replace(microsecond=0)
-FED, ORG, OTHER_ORG = "fed-wm", "org-dudley-cvs", "org-unite-wm"
-ORGANISER = Caller(FED, ORG, "organiser")
-NEIGHBOUR = Caller(FED, OTHER_ORG, "organiser")
-STAFF = Caller(FED, None, "federation-staff")
-STRANGER = Caller("fed-elsewhere", None, "federation-staff")
 E = "org.pitchin."
 Change = tuple[Event, list[EventData]]
 CHAIR = {"person_id": "gloria-cruz", "name": "Gloria Cruz", "role": "chair"}

@@ -14,26 +14,19 @@ from typing import Any
 import pytest
 
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventKind
-from pitchin_core.ingest import Answer, Envelope, NotYet, Pipeline, Registration, envelope_from_structured
-from pitchin_core.telemetry import Metrics
+from pitchin_core.ingest import Answer, Envelope, NotYet
 from pitchin_signups.ingest.apply import apply
 from pitchin_signups.service import bookings
-from tests.integration.conftest import cloud_event
+from tests.integration.conftest import cloud_event, decide_ingest, ingest_envelope
+from tests.integration.tenancy import FED, ORG
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = files("pitchin_signups") / "migrations"
-SOURCE = "/crm/unite"
-FED, ORG = "fed-wm", "org-dudley-cvs"
-REG = Registration(SOURCE, FED, (ORG,), False, None, 50.0, 200)
 NOW = datetime.now(UTC).replace(microsecond=0)
-P = "org.pitchin.ingest."
 
 
 def _envelope(ident: str, kind: str, data: dict[str, Any]) -> Envelope:
-    base = {"federation_id": FED, "organisation_id": ORG, "updated_at": (NOW - timedelta(hours=1)).isoformat()}
-    return envelope_from_structured(
-        {"id": ident, "source": SOURCE, "type": P + kind, "specversion": "1.0", "data": {**base, **data}}
-    )
+    return ingest_envelope(ident, kind, data, now=NOW)
 
 
 def _person(ident: str, external_id: str, email: str, **more: Any) -> Envelope:
@@ -53,8 +46,7 @@ def _person(ident: str, external_id: str, email: str, **more: Any) -> Envelope:
 
 
 async def _decide(db: Any, envelope: Envelope) -> Answer:
-    pipeline = Pipeline("signups", Metrics("signups"))
-    return await pipeline.decide(db.uow, envelope, REG, apply, now=NOW)
+    return await decide_ingest(db, "signups", apply, envelope, now=NOW)
 
 
 async def test_a_person_signs_up_then_a_newer_sign_up_updates_and_an_older_one_is_stale(

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from pitchin_core.auth import Caller
 from pitchin_core.contracts.bookings import BookingPromotedV1
 from pitchin_core.contracts.matching import AssignmentConfirmedV1, AssignmentReleasedV1
 from pitchin_core.contracts.scheduling import EventCancelledV1, EventCreatedV1, EventKind
@@ -23,16 +22,12 @@ from pitchin_signups.domain.fights import FightDraft, NeedChanges, NeedNotLive
 from pitchin_signups.domain.taxonomy import UnknownSkill
 from pitchin_signups.service import bookings, donors, fights, taxonomy
 from tests.integration.conftest import cloud_event
+from tests.integration.tenancy import FED, NEIGHBOUR, ORG, ORGANISER, OTHER_ORG, STAFF, STRANGER
 from tests.unit.factories import donor_signup
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = files("pitchin_signups") / "migrations"
 NOW = datetime.now(UTC).replace(microsecond=0)
-FED, ORG, OTHER_ORG = "fed-wm", "org-dudley-cvs", "org-unite-wm"
-ORGANISER = Caller(FED, ORG, "organiser")
-NEIGHBOUR = Caller(FED, OTHER_ORG, "organiser")
-STAFF = Caller(FED, None, "federation-staff")
-STRANGER = Caller("fed-elsewhere", None, "federation-staff")
 
 
 def _signup(**overrides: Any) -> DonorSignup:
