@@ -307,7 +307,8 @@ async def reminders_of_event(uow: Transactions, caller: Caller, event_id: str) -
 
 # -- bookings read model --------------------------------------------------------------------
 
-_BOOKING_STATUS: dict[type[BookingFacts], tuple[str, str]] = {
+# Each booking fact scheduling records: the attendee's status after it, and the field saying when.
+BOOKING_STATUS: dict[type[BookingFacts], tuple[str, str]] = {
     BookingConfirmedV1: ("confirmed", "confirmed_at"),
     BookingPromotedV1: ("confirmed", "promoted_at"),
     BookingWaitlistedV1: ("waitlisted", "waitlisted_at"),
@@ -317,7 +318,7 @@ _BOOKING_STATUS: dict[type[BookingFacts], tuple[str, str]] = {
 
 async def record_booking(uow: Transactions, event: CloudEvent, data: BookingFacts) -> bool:
     """Keep who booked what; False for a redelivery (the inbox already has it)."""
-    status, at_field = _BOOKING_STATUS[type(data)]
+    status, at_field = BOOKING_STATUS[type(data)]
     async with uow(Tenant(data.federation_id)) as tx:
         if not await tx.first_delivery(event):
             return False

@@ -166,24 +166,22 @@ async def list_events(db: Db, query: EventQuery) -> list[Event]:
         args.append(value)
         return f"${len(args)}"
 
-    if query.federation_id is not None:
-        where.append(f"e.federation_id = {arg(query.federation_id)}")
-    if query.organisation_id is not None:
-        where.append(f"e.organisation_id = {arg(query.organisation_id)}")
-    if query.kind is not None:
-        where.append(f"e.kind = {arg(query.kind)}")
+    # A comparison with each value the query gives; a value left None does not narrow the listing.
+    compared = (
+        ("e.federation_id =", query.federation_id),
+        ("e.organisation_id =", query.organisation_id),
+        ("e.kind =", query.kind),
+        ("e.ends_at >", query.ending_after),
+        ("e.starts_at >=", query.starts_from),
+        ("e.starts_at <", query.starts_before),
+    )
+    where += [f"{comparison} {arg(value)}" for comparison, value in compared if value is not None]
     if query.online is True:
         where.append("e.online_url IS NOT NULL")
     elif query.online is False:
         where.append("e.online_url IS NULL")
     if query.hashtag is not None:
         where.append(f"lower(e.hashtag) = lower({arg('#' + query.hashtag.lstrip('#'))})")
-    if query.ending_after is not None:
-        where.append(f"e.ends_at > {arg(query.ending_after)}")
-    if query.starts_from is not None:
-        where.append(f"e.starts_at >= {arg(query.starts_from)}")
-    if query.starts_before is not None:
-        where.append(f"e.starts_at < {arg(query.starts_before)}")
     if query.near is not None:
         lat, lon = arg(query.near[0]), arg(query.near[1])
         # Haversine on a sphere of 6371 km: a few kilometres of error do not matter for "near me".

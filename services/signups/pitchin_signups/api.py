@@ -8,20 +8,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from pitchin_core.auth import CallerDep, StaffDep
 from pitchin_core.contracts.bookings import BookingConfirmedV1, BookingWaitlistedV1
-from pitchin_core.contracts.common import Identifier
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import FightOpenedV1, NeedOpenedV1, NeedStatus, NeedUpdatedV1, Urgency
-from pitchin_core.contracts.publishers import Source
 from pitchin_core.http import Problem
 from pitchin_core.ingest import PublisherSummary
 from pitchin_core.uow import UnitOfWork
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.domain.donors import DonorChanges, DonorSignup
 from pitchin_signups.domain.fights import FightDraft, NeedChanges, NeedDraft
+from pitchin_signups.domain.publishers import PublisherRegistration
 from pitchin_signups.domain.suggestions import suggest
 from pitchin_signups.service import bookings, donors, fights, publishers
 from pitchin_signups.service import taxonomy as skills_taxonomy
@@ -339,29 +338,6 @@ class RegisteredPublisher(PublisherItem):
     signing_secret: str = Field(description="The Standard Webhooks secret (`whsec_…`): shown once")
 
 
-class PublisherRegistration(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source: Source = Field(description="Its CloudEvents source, a URI-reference: /<system>/<name> or an absolute URI")
-    label: str = Field(min_length=1, max_length=200, description="What staff call it, e.g. 'Unite West Midlands CRM'")
-    any_organisation: bool = Field(default=False, description="May publish for every member organisation")
-    organisations: list[Identifier] = Field(
-        default_factory=list,
-        max_length=500,
-        validate_default=True,
-        description="The member organisations it publishes for (unless any_organisation)",
-    )
-    rate_per_second: float = Field(default=50.0, gt=0, le=1_000_000, allow_inf_nan=False)
-    burst: int = Field(default=200, ge=1, le=1_000_000, description="Events at once; also the largest batch")
-
-    @field_validator("organisations")
-    @classmethod
-    def _some_organisation(cls, organisations: list[str], info: ValidationInfo) -> list[str]:
-        if not organisations and not info.data.get("any_organisation", False):
-            raise ValueError("name at least one member organisation, or set any_organisation")
-        return list(dict.fromkeys(organisations))
-
-
 class PublisherRevocation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -391,8 +367,7 @@ async def register_publisher(
     registers again and returns fresh credentials, the earlier ones no longer working.
     """
     response.headers["Cache-Control"] = "no-store"
-    scope = publishers.PublisherScope(**registration.model_dump())
-    summary, credentials = await publishers.register(_uow(request), caller, scope, _now())
+    summary, credentials = await publishers.register(_uow(request), caller, registration, _now())
     return RegisteredPublisher(
         **PublisherItem.of(summary).model_dump(), key=credentials.key, signing_secret=credentials.signing_secret
     )

@@ -8,6 +8,7 @@ import asyncpg
 
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1
 from pitchin_core.contracts.fights import FightOpenedV1, NeedUpdatedV1
+from pitchin_core.contracts.scheduling import EventCreatedV1, EventFacts
 from pitchin_core.db import Conn
 
 _PROFILE = {"skills", "availability", "place", "languages", "causes", "union_member", "contact", "consent"}
@@ -237,18 +238,9 @@ async def list_needs(
 
 
 async def apply_event_facts(
-    conn: Conn,
-    *,
-    event_id: str,
-    federation_id: str,
-    organisation_id: str | None,
-    version: int,
-    title: str,
-    starts_at: datetime,
-    status: str | None,
-    details: dict[str, object] | None,
+    conn: Conn, fact: EventCreatedV1 | EventFacts, *, status: str | None, details: dict[str, object] | None
 ) -> bool:
-    """Upsert what bookings need to know of an event; an older version arriving late changes nothing.
+    """Upsert what bookings need to know of an event from a fact about it; a late, older version changes nothing.
 
     `details` (capacity, booking_deadline, waitlist) is given by facts that carry the whole
     description; other facts leave those columns as they were.
@@ -263,16 +255,16 @@ async def apply_event_facts(
         " waitlist = CASE WHEN $11 THEN EXCLUDED.waitlist ELSE known_events.waitlist END,"
         " status = coalesce($9, known_events.status), version = EXCLUDED.version"
         " WHERE known_events.version < EXCLUDED.version",
-        event_id,
-        federation_id,
-        organisation_id,
-        title,
-        starts_at,
+        fact.event_id,
+        fact.federation_id,
+        fact.organisation_id,
+        fact.title,
+        fact.starts_at,
         (details or {}).get("capacity"),
         (details or {}).get("booking_deadline"),
         (details or {}).get("waitlist"),
         status,
-        version,
+        fact.version,
         details is not None,
     )
     return result != "INSERT 0 0"

@@ -174,21 +174,19 @@ class Event(Contract):
 
     def facts(self) -> dict[str, Any]:
         """The fields every later fact repeats (`EventFacts`)."""
-        return {
-            "federation_id": self.federation_id,
-            "organisation_id": self.organisation_id,
-            "event_id": self.event_id,
-            "version": self.version,
-            "kind": self.kind,
-            "title": self.title,
-            "starts_at": self.starts_at,
-            "ends_at": self.ends_at,
-            "time_zone": self.time_zone,
-        }
+        return self._values_for(EventFacts)
 
     def snapshot(self) -> dict[str, Any]:
-        names = set(EventSnapshot.model_fields) - set(EventFacts.model_fields)
-        return {**self.facts(), **{name: getattr(self, name) for name in names}}
+        """The whole public description (`EventSnapshot`)."""
+        return self._values_for(EventSnapshot)
+
+    def created(self) -> EventCreatedV1:
+        """The fact that the event was created, telling it as it is now."""
+        return EventCreatedV1(**self._values_for(EventCreatedV1))
+
+    def _values_for(self, contract: type[EventData]) -> dict[str, Any]:
+        # Each field of these contracts is a field of the event, under the same name.
+        return {name: getattr(self, name) for name in contract.model_fields}
 
 
 class EventRefused(Refused):
@@ -304,28 +302,7 @@ def create_event(
         version=1,
         reminder_offsets=_offsets(draft.reminders, online),
     )
-    created = EventCreatedV1(
-        federation_id=federation_id,
-        organisation_id=organisation_id,
-        event_id=event.event_id,
-        kind=event.kind,
-        title=event.title,
-        starts_at=event.starts_at,
-        ends_at=event.ends_at,
-        time_zone=event.time_zone,
-        venue_name=event.venue_name,
-        online_url=event.online_url,
-        capacity=event.capacity,
-        free_places=event.free_places,
-        organiser_email=event.organiser_email,
-        status=event.status,
-        version=event.version,
-        booking_deadline=event.booking_deadline,
-        waitlist=event.waitlist,
-        hashtag=event.hashtag,
-        series_id=series_id,
-    )
-    facts: list[EventData] = [created]
+    facts: list[EventData] = [event.created()]
     if event.status is EventStatus.published:
         facts.append(EventPublishedV1(**event.snapshot(), published_at=now))
     return event, facts

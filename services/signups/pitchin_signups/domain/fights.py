@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -169,9 +170,21 @@ def updated_need(
     patch = changes.model_dump(exclude_none=True) if changes else {}
     if "deadline" in patch and patch["deadline"] <= now:
         raise NeedChangeRefused("deadline", "the deadline has already passed")
-    return current.model_copy(
-        update={**patch, "status": status or current.status, "version": current.version + 1, "updated_at": now}
-    )
+    return _next_version(current, {**patch, "status": status or current.status}, now)
+
+
+def _next_version(need: NeedUpdatedV1, changes: dict[str, Any], now: datetime) -> NeedUpdatedV1:
+    return need.model_copy(update={**changes, "version": need.version + 1, "updated_at": now})
+
+
+def _about(need: NeedUpdatedV1) -> dict[str, Any]:
+    """Whose need it is, as every fact about a need repeats it."""
+    return {
+        "federation_id": need.federation_id,
+        "organisation_id": need.organisation_id,
+        "need_id": need.need_id,
+        "fight_id": need.fight_id,
+    }
 
 
 def as_state(need: NeedOpenedV1) -> NeedUpdatedV1:
@@ -184,16 +197,8 @@ def closed_need(current: NeedUpdatedV1, status: NeedStatus, *, now: datetime) ->
     """A live need closed (by its organisation) or cancelled (with its fight): its last version and the fact."""
     if not is_live(current.status):
         raise Conflict(f"Need {current.need_id} is {current.status.value}.", title="Already closed")
-    state = current.model_copy(update={"status": status, "version": current.version + 1, "updated_at": now})
-    fact = NeedClosedV1(
-        federation_id=current.federation_id,
-        organisation_id=current.organisation_id,
-        need_id=current.need_id,
-        fight_id=current.fight_id,
-        status=status,
-        closed_at=now,
-    )
-    return state, fact
+    state = _next_version(current, {"status": status}, now)
+    return state, NeedClosedV1(**_about(current), status=status, closed_at=now)
 
 
 @dataclass(frozen=True)
@@ -234,15 +239,6 @@ def reassigned(
     status = status_for(len(donors), current.donors_wanted)
     if status == current.status:
         return Reassigned(donors)
-    need = current.model_copy(update={"status": status, "version": current.version + 1, "updated_at": now})
-    filled = None
-    if status == NeedStatus.filled:
-        filled = NeedFilledV1(
-            federation_id=need.federation_id,
-            organisation_id=need.organisation_id,
-            need_id=need.need_id,
-            fight_id=need.fight_id,
-            donor_ids=donors,
-            filled_at=now,
-        )
+    need = _next_version(current, {"status": status}, now)
+    filled = NeedFilledV1(**_about(need), donor_ids=donors, filled_at=now) if status == NeedStatus.filled else None
     return Reassigned(donors, need, filled)

@@ -81,6 +81,14 @@ async def _known(tx: Transaction, accepted: Accepted, kind: str) -> Subject | No
     return known
 
 
+async def _must_know(tx: Transaction, accepted: Accepted, kind: str, what: str, first: str) -> Subject:
+    """What the publisher's external id names here; when nothing, refused as unknown, saying what to publish `first`."""
+    known = await _known(tx, accepted, kind)
+    if known is None:
+        raise unknown(what, accepted.data.external_id, first)
+    return known
+
+
 # People -----------------------------------------------------------------------------------
 
 
@@ -95,19 +103,21 @@ async def person_signed_up(
         await save_subject(tx.conn, accepted, PERSON, donor.donor_id)
         return {"donor_id": donor.donor_id}
     # A sign-up again for a person we know, and newer: the person as they are now.
-    updated = await donors.change(tx, _caller(accepted), known.internal_id, DonorChanges(**fields), now)
-    await save_subject(tx.conn, accepted, PERSON, known.internal_id)
-    return {"donor_id": known.internal_id, "version": updated.version}
+    return await _change_person(tx, accepted, known, DonorChanges(**fields), now)
 
 
 async def person_updated(
     tx: Transaction, accepted: Accepted, data: IngestPersonUpdatedV1, now: datetime
 ) -> dict[str, Any]:
-    known = await _known(tx, accepted, PERSON)
-    if known is None:
-        raise unknown("person", data.external_id, "publish person-signed-up first")
+    known = await _must_know(tx, accepted, PERSON, "person", "publish person-signed-up first")
     given = data.model_fields_set & set(_PERSON_FIELDS)
     changes = DonorChanges.model_validate(data.model_dump(include=given))
+    return await _change_person(tx, accepted, known, changes, now)
+
+
+async def _change_person(
+    tx: Transaction, accepted: Accepted, known: Subject, changes: DonorChanges, now: datetime
+) -> dict[str, Any]:
     updated = await donors.change(tx, _caller(accepted), known.internal_id, changes, now)
     await save_subject(tx.conn, accepted, PERSON, known.internal_id)
     return {"donor_id": known.internal_id, "version": updated.version}
@@ -116,9 +126,7 @@ async def person_updated(
 async def person_withdrawn(
     tx: Transaction, accepted: Accepted, data: IngestPersonWithdrawnV1, now: datetime
 ) -> dict[str, Any]:
-    known = await _known(tx, accepted, PERSON)
-    if known is None:
-        raise unknown("person", data.external_id, "publish person-signed-up first")
+    known = await _must_know(tx, accepted, PERSON, "person", "publish person-signed-up first")
     await donors.withdraw(tx, _caller(accepted), known.internal_id, data.erase, now)
     await save_subject(tx.conn, accepted, PERSON, known.internal_id, state="withdrawn")
     return {"donor_id": known.internal_id}
@@ -176,9 +184,7 @@ async def rsvp_made(tx: Transaction, accepted: Accepted, data: IngestRsvpMadeV1,
 async def rsvp_cancelled(
     tx: Transaction, accepted: Accepted, data: IngestRsvpCancelledV1, now: datetime
 ) -> dict[str, Any]:
-    known = await _known(tx, accepted, RSVP)
-    if known is None:
-        raise unknown("RSVP", data.external_id, "publish rsvp-made first")
+    known = await _must_know(tx, accepted, RSVP, "RSVP", "publish rsvp-made first")
     if known.state == "cancelled":
         await save_subject(tx.conn, accepted, RSVP, known.internal_id, state="cancelled")
         return {"booking_id": known.internal_id, "unchanged": True}

@@ -31,39 +31,30 @@ async def learn_event(uow: Transactions, event: CloudEvent, data: EventCreatedV1
 
     Created and the snapshots (published, updated) carry the whole registration.
     """
-    async with uow(Tenant(data.federation_id, data.organisation_id)) as tx:
-        if not await tx.first_delivery(event):
-            return False
-        await storage.apply_event_facts(
-            tx.conn,
-            event_id=data.event_id,
-            federation_id=data.federation_id,
-            organisation_id=data.organisation_id,
-            version=data.version,
-            title=data.title,
-            starts_at=data.starts_at,
-            status=data.status.value,
-            details={"capacity": data.capacity, "booking_deadline": data.booking_deadline, "waitlist": data.waitlist},
-        )
-        return True
+    details: dict[str, object] = {
+        "capacity": data.capacity,
+        "booking_deadline": data.booking_deadline,
+        "waitlist": data.waitlist,
+    }
+    return await _learn(uow, event, data, data.status.value, details)
 
 
 async def learn_event_fact(uow: Transactions, event: CloudEvent, data: EventFacts) -> bool:
     """Keep an event's times and title from any other fact about it, and its status when the fact moves it."""
+    return await _learn(uow, event, data, status_after(data), None)
+
+
+async def _learn(
+    uow: Transactions,
+    event: CloudEvent,
+    data: EventCreatedV1 | EventFacts,
+    status: str | None,
+    details: dict[str, object] | None,
+) -> bool:
     async with uow(Tenant(data.federation_id, data.organisation_id)) as tx:
         if not await tx.first_delivery(event):
             return False
-        await storage.apply_event_facts(
-            tx.conn,
-            event_id=data.event_id,
-            federation_id=data.federation_id,
-            organisation_id=data.organisation_id,
-            version=data.version,
-            title=data.title,
-            starts_at=data.starts_at,
-            status=status_after(data),
-            details=None,
-        )
+        await storage.apply_event_facts(tx.conn, data, status=status, details=details)
         return True
 
 

@@ -18,18 +18,23 @@ from pitchin_signups import storage
 from pitchin_signups.domain import csv_import
 from pitchin_signups.domain.donors import DonorChanges, DonorSignup, SignupRefused, register, updated
 from pitchin_signups.domain.taxonomy import UnknownSkill, check_known
-from pitchin_signups.service import new_id
+from pitchin_signups.service import new_id, visible_to
 from pitchin_signups.service.taxonomy import check_skills, known_skills
 
 
-async def sign_up(uow: Transactions, caller: Caller, signup: DonorSignup, now: datetime) -> DonorRegisteredV1:
-    donor = register(
+def _registered(caller: Caller, signup: DonorSignup, now: datetime) -> DonorRegisteredV1:
+    """The sign-up as the caller's: their federation, and their organisation when they act for one."""
+    return register(
         signup,
         donor_id=new_id("don"),
         federation_id=caller.federation_id,
         caller_organisation=caller.organisation_id,
         now=now,
     )
+
+
+async def sign_up(uow: Transactions, caller: Caller, signup: DonorSignup, now: datetime) -> DonorRegisteredV1:
+    donor = _registered(caller, signup, now)
     async with uow(caller.tenant) as tx:
         await check_skills(tx.conn, caller.federation_id, [s.skill for s in donor.skills], "skills")
         if not await storage.insert_donor(tx.conn, donor):
@@ -69,16 +74,7 @@ async def find(
     limit: int,
 ) -> list[dict[str, Any]]:
     """A page of the donors the caller may see (an organisation's own, or the whole federation's)."""
-    async with uow(caller.tenant, readonly=True) as tx:
-        rows = await storage.list_donors(
-            tx.conn,
-            caller.federation_id,
-            caller.organisation_id,
-            skill=skill,
-            status=status,
-            after=after,
-            limit=limit,
-        )
+    rows = await visible_to(uow, caller, storage.list_donors, skill=skill, status=status, after=after, limit=limit)
     return [{**dict(r), "skills": json.loads(r["skills"] or "[]")} for r in rows]
 
 
@@ -139,13 +135,7 @@ async def import_csv(uow: Transactions, caller: Caller, text: str, now: datetime
         known = await known_skills(tx.conn, caller.federation_id)
     for row_number, signup in signups:
         try:
-            donor = register(
-                signup,
-                donor_id=new_id("don"),
-                federation_id=caller.federation_id,
-                caller_organisation=caller.organisation_id,
-                now=now,
-            )
+            donor = _registered(caller, signup, now)
             check_known([s.skill for s in donor.skills], known, "skills")
         except SignupRefused as exc:
             report.errors.append({"row": row_number, "field": exc.field, "message": str(exc)})

@@ -35,7 +35,7 @@ from pitchin_signups.domain.fights import (
     status_for,
     updated_need,
 )
-from pitchin_signups.service import new_id
+from pitchin_signups.service import new_id, visible_to
 from pitchin_signups.service.taxonomy import check_skills
 
 
@@ -69,23 +69,24 @@ async def start(
 async def find(
     uow: Transactions, caller: Caller, after: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:
-    async with uow(caller.tenant, readonly=True) as tx:
-        rows = await storage.list_fights(tx.conn, caller.federation_id, caller.organisation_id, after, limit)
-    return [dict(r) for r in rows]
+    return [dict(r) for r in await visible_to(uow, caller, storage.list_fights, after, limit)]
 
 
-async def _own_fight(conn: Conn, caller: Caller, fight_id: str) -> asyncpg.Record:
+async def _own_open_fight(conn: Conn, caller: Caller, fight_id: str, if_closed: str, title: str) -> asyncpg.Record:
+    """The caller's fight, refused as a conflict (`if_closed`, `title`) once it is closed."""
     row = await storage.get_fight(conn, caller.federation_id, fight_id)
     if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
         raise NotFound("fight", fight_id)
+    if row["status"] != "open":
+        raise Conflict(if_closed, title=title)
     return row
 
 
 async def add_need(uow: Transactions, caller: Caller, fight_id: str, draft: NeedDraft, now: datetime) -> NeedOpenedV1:
     async with uow(caller.tenant) as tx:
-        row = await _own_fight(tx.conn, caller, fight_id)
-        if row["status"] != "open":
-            raise Conflict(f"Fight {fight_id} is closed; open a new one.", title="Fight closed")
+        row = await _own_open_fight(
+            tx.conn, caller, fight_id, f"Fight {fight_id} is closed; open a new one.", title="Fight closed"
+        )
         fight = FightOpenedV1(
             federation_id=row["federation_id"],
             organisation_id=row["organisation_id"],
@@ -129,16 +130,7 @@ async def find_needs(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    async with uow(caller.tenant, readonly=True) as tx:
-        rows = await storage.list_needs(
-            tx.conn,
-            caller.federation_id,
-            caller.organisation_id,
-            status=status,
-            urgency=urgency,
-            after=after,
-            limit=limit,
-        )
+    rows = await visible_to(uow, caller, storage.list_needs, status=status, urgency=urgency, after=after, limit=limit)
     return [
         {**json.loads(r["state"]), "assigned_donors": r["assigned_donors"], "opened_at": r["opened_at"]} for r in rows
     ]
@@ -178,9 +170,7 @@ async def _close_need(
 async def close(uow: Transactions, caller: Caller, fight_id: str, outcome: str, now: datetime) -> FightClosedV1:
     """Close a fight; its live needs are cancelled with it, in the same transaction."""
     async with uow(caller.tenant) as tx:
-        row = await _own_fight(tx.conn, caller, fight_id)
-        if row["status"] != "open":
-            raise Conflict(f"Fight {fight_id} is closed.", title="Already closed")
+        row = await _own_open_fight(tx.conn, caller, fight_id, f"Fight {fight_id} is closed.", title="Already closed")
         for need in await storage.live_needs_of_fight(tx.conn, fight_id):
             current = NeedUpdatedV1.model_validate_json(need["state"])
             await _close_need(tx, need["opened_at"], current, NeedStatus.cancelled, now)

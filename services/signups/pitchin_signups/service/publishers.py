@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pitchin_core.auth import Caller
@@ -12,18 +11,9 @@ from pitchin_core.ingest import Credentials, PublisherSummary, SourceTaken, publ
 from pitchin_core.ingest import register_publisher as register_source
 from pitchin_core.ingest import revoke_publisher as revoke_source
 from pitchin_core.uow import Transactions
+from pitchin_signups.domain.publishers import PublisherRegistration
 
 WINDOW = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class PublisherScope:
-    source: str
-    label: str
-    organisations: list[str]
-    any_organisation: bool
-    rate_per_second: float
-    burst: int
 
 
 class NoSuchPublisher(NotFound):
@@ -41,7 +31,7 @@ async def summaries(uow: Transactions, caller: Caller, now: datetime) -> list[Pu
 
 
 async def register(
-    uow: Transactions, caller: Caller, scope: PublisherScope, now: datetime
+    uow: Transactions, caller: Caller, registration: PublisherRegistration, now: datetime
 ) -> tuple[PublisherSummary, Credentials]:
     """Register a publishing system for the federation, or rotate its credentials and replace its scope.
 
@@ -49,38 +39,22 @@ async def register(
     pitchin.publishers.v1; only signups holds the key hash and the signing secret.
     """
     federation_id = caller.federation_id
+    source = registration.source
+    # The registration's fields are the scope both the registry and the fact carry, by the same names.
+    scope = registration.model_dump()
     async with uow(caller.tenant) as tx:
         try:
-            credentials = await register_source(
-                tx.conn,
-                source=scope.source,
-                federation_id=federation_id,
-                organisations=scope.organisations,
-                any_organisation=scope.any_organisation,
-                rate_per_second=scope.rate_per_second,
-                burst=scope.burst,
-                label=scope.label,
-                own_federation_only=True,
-            )
+            credentials = await register_source(tx.conn, federation_id=federation_id, own_federation_only=True, **scope)
         except SourceTaken as exc:
             raise Conflict(
-                f"source: {scope.source} is registered to another federation; choose another source",
+                f"source: {source} is registered to another federation; choose another source",
                 title="Source taken",
                 kind="/problems/conflict",
                 errors=[FieldError("source", "registered to another federation")],
             ) from exc
-        fact = PublisherRegisteredV1(
-            federation_id=federation_id,
-            source=scope.source,
-            label=scope.label,
-            organisations=scope.organisations,
-            any_organisation=scope.any_organisation,
-            rate_per_second=scope.rate_per_second,
-            burst=scope.burst,
-            registered_at=now,
-        )
-        await tx.emit(fact, key=scope.source, subject=scope.source)
-        [summary] = await publisher_summaries(tx.conn, federation_id, now - WINDOW, scope.source)
+        fact = PublisherRegisteredV1(federation_id=federation_id, **scope, registered_at=now)
+        await tx.emit(fact, key=source, subject=source)
+        [summary] = await publisher_summaries(tx.conn, federation_id, now - WINDOW, source)
     return summary, credentials
 
 
