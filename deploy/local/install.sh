@@ -8,32 +8,11 @@ set -euo pipefail
 
 KAFKA_VERSION="4.1.1"
 SCALA_VERSION="2.13"
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "${HERE}/../.." && pwd)"
-CACHE_ROOT="${PITCHIN_CACHE:-${HOME}/.cache/pitchin}"
+# shellcheck source=../install-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../install-common.sh" install
 KAFKA_HOME="${CACHE_ROOT}/kafka-${KAFKA_VERSION}"
 KAFKA_LIBS="${KAFKA_HOME}/libs"
 KAFKA_MARKER_JAR="kafka_${SCALA_VERSION}-${KAFKA_VERSION}.jar"
-
-log() { printf '[install] %s\n' "$*" >&2; }
-
-SUDO=""
-if [[ "$(id -u)" -ne 0 ]]; then
-  SUDO="sudo"
-fi
-
-APT_UPDATED=0
-apt_install() {
-  if ! command -v apt-get >/dev/null 2>&1; then
-    log "apt-get not available; please install: $*"
-    exit 1
-  fi
-  if [[ "${APT_UPDATED}" -eq 0 ]]; then
-    ${SUDO} apt-get update
-    APT_UPDATED=1
-  fi
-  ${SUDO} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
-}
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 have_initdb() {

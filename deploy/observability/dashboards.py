@@ -75,81 +75,129 @@ class Dashboard:
     tags: tuple[str, ...] = ("pitchin",)
 
 
-# --- queries shared by several dashboards -------------------------------------------------------
+# --- queries and panels shared by several dashboards -------------------------------------------
 
 
-def sel(service: str | None, extra: str = "") -> str:
-    parts = [f'service="{service}"'] if service else []
+def _selector(label: str, service: str | None, extra: str) -> str:
+    parts = [f'{label}="{service}"'] if service else []
     if extra:
         parts.append(extra)
     return "{" + ", ".join(parts) + "}" if parts else ""
+
+
+def sel(service: str | None, extra: str = "") -> str:
+    """The ``pitchin_*`` metrics name the service in `service` (None: every service)."""
+    return _selector("service", service, extra)
 
 
 def fs_sel(service: str | None, extra: str = "") -> str:
     """faststream's metrics name the service in `app_name`."""
-    parts = [f'app_name="{service}"'] if service else []
-    if extra:
-        parts.append(extra)
-    return "{" + ", ".join(parts) + "}" if parts else ""
+    return _selector("app_name", service, extra)
+
+
+def summed(expr: str, by: str = "") -> str:
+    return f"sum by ({by}) ({expr})" if by else f"sum({expr})"
+
+
+def per_second(metric: str, selector: str = "", by: str = "") -> str:
+    """A counter's rate, summed over everything or by the labels `by`."""
+    return summed(f"rate({metric}{selector}[{RATE}])", by)
+
+
+def share(metric: str, part: str, whole: str, by: str = "") -> str:
+    """The share of a counter's rate that the `part` selector picks out of the `whole` one."""
+    return f"{per_second(metric, part, by)} / {per_second(metric, whole, by)}"
+
+
+def http_share(service: str | None, status: str, by: str = "") -> str:
+    """The share of a service's requests (None: everyone's) answered with a status class."""
+    return share("pitchin_http_requests_total", sel(service, f'status="{status}"'), sel(service), by)
 
 
 def p_quantile(q: float, metric: str, selector: str, by: str) -> str:
     return f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{selector}[{RATE}])))"
 
 
+def graph(
+    title: str,
+    expr: str,
+    legend: str,
+    *,
+    unit: str = "short",
+    description: str = "",
+    width: int = 12,
+    stack: bool = False,
+    thresholds: Sequence[tuple[float, str]] = (),
+) -> Panel:
+    """One query over time."""
+    return Panel(
+        title,
+        [Query(expr, legend)],
+        unit=unit,
+        description=description,
+        width=width,
+        stack=stack,
+        thresholds=thresholds,
+    )
+
+
+def stat(
+    title: str, expr: str, legend: str, *, width: int, unit: str = "short", thresholds: Sequence[tuple[float, str]] = ()
+) -> Panel:
+    """One number, now: an instant query in a small panel."""
+    return Panel(
+        title, [Query(expr, legend, instant=True)], kind="stat", unit=unit, width=width, height=4, thresholds=thresholds
+    )
+
+
+def requests_stat(service: str | None, width: int) -> Panel:
+    return stat(
+        "Requests/s", per_second("pitchin_http_requests_total", sel(service)), "req/s", unit="reqps", width=width
+    )
+
+
+def lag_stat(service: str | None, width: int) -> Panel:
+    return stat(
+        "Consumer lag (records)",
+        f"sum(pitchin_consumer_lag{sel(service)})",
+        "lag",
+        width=width,
+        thresholds=((0, "green"), (1000, "orange"), (10000, "red")),
+    )
+
+
+# --- one service ---------------------------------------------------------------------------------
+
+
 def http_row(service: str) -> Row:
     s = sel(service)
-    s5xx = sel(service, 'status="5xx"')
-    s4xx = sel(service, 'status="4xx"')
+    route_latency = "pitchin_http_request_duration_seconds"
     return Row(
         "HTTP (rate, errors, duration)",
         [
-            Panel(
+            graph(
                 "Requests/s by route and status",
-                [
-                    Query(
-                        f"sum by (method, route, status) (rate(pitchin_http_requests_total{s}[{RATE}]))",
-                        "{{method}} {{route}} {{status}}",
-                    )
-                ],
+                per_second("pitchin_http_requests_total", s, "method, route, status"),
+                "{{method}} {{route}} {{status}}",
                 unit="reqps",
                 stack=True,
             ),
             Panel(
                 "5xx ratio",
-                [
-                    Query(
-                        f"sum(rate(pitchin_http_requests_total{s5xx}[{RATE}]))"
-                        f" / sum(rate(pitchin_http_requests_total{s}[{RATE}]))",
-                        "5xx",
-                    ),
-                    Query(
-                        f"sum(rate(pitchin_http_requests_total{s4xx}[{RATE}]))"
-                        f" / sum(rate(pitchin_http_requests_total{s}[{RATE}]))",
-                        "4xx",
-                    ),
-                ],
+                [Query(http_share(service, "5xx"), "5xx"), Query(http_share(service, "4xx"), "4xx")],
                 unit="percentunit",
                 description="Share of requests answered with an error; PitchInHighErrorRatio fires at 5% 5xx.",
             ),
-            Panel(
+            graph(
                 "Latency p99 by route",
-                [
-                    Query(
-                        p_quantile(0.99, "pitchin_http_request_duration_seconds", s, "method, route"),
-                        "{{method}} {{route}}",
-                    )
-                ],
+                p_quantile(0.99, route_latency, s, "method, route"),
+                "{{method}} {{route}}",
                 unit="s",
             ),
-            Panel(
+            graph(
                 "Latency p50 by route",
-                [
-                    Query(
-                        p_quantile(0.5, "pitchin_http_request_duration_seconds", s, "method, route"),
-                        "{{method}} {{route}}",
-                    )
-                ],
+                p_quantile(0.5, route_latency, s, "method, route"),
+                "{{method}} {{route}}",
                 unit="s",
             ),
         ],
@@ -158,83 +206,60 @@ def http_row(service: str) -> Row:
 
 def consumer_row(service: str) -> Row:
     f = fs_sel(service)
+    s = sel(service)
     return Row(
         "Kafka consumers (rate, errors, duration, lag)",
         [
-            Panel(
+            graph(
                 "Messages consumed/s by topic",
-                [Query(f"sum by (handler) (rate(faststream_received_messages_total{f}[{RATE}]))", "{{handler}}")],
+                per_second("faststream_received_messages_total", f, "handler"),
+                "{{handler}}",
                 unit="ops",
                 stack=True,
             ),
-            Panel(
+            graph(
                 "Processed by topic and status",
-                [
-                    Query(
-                        f"sum by (handler, status) (rate(faststream_received_processed_messages_total{f}[{RATE}]))",
-                        "{{handler}} {{status}}",
-                    )
-                ],
+                per_second("faststream_received_processed_messages_total", f, "handler, status"),
+                "{{handler}} {{status}}",
                 unit="ops",
                 description="status=error is a handler exception: the message is retried (transient) or dead-lettered.",
             ),
-            Panel(
+            graph(
                 "Processing duration p99 by topic",
-                [
-                    Query(
-                        p_quantile(0.99, "faststream_received_processed_messages_duration_seconds", f, "handler"),
-                        "{{handler}}",
-                    )
-                ],
+                p_quantile(0.99, "faststream_received_processed_messages_duration_seconds", f, "handler"),
+                "{{handler}}",
                 unit="s",
             ),
-            Panel(
+            graph(
                 "Events applied by type and outcome",
-                [
-                    Query(
-                        f"sum by (event_type, outcome) (rate(pitchin_events_applied_total{sel(service)}[{RATE}]))",
-                        "{{event_type}} {{outcome}}",
-                    )
-                ],
+                per_second("pitchin_events_applied_total", s, "event_type, outcome"),
+                "{{event_type}} {{outcome}}",
                 unit="ops",
                 description="outcome=duplicate is a redelivery the inbox recognised and skipped.",
             ),
-            Panel(
+            graph(
                 "Consumer lag by topic and partition",
-                [
-                    Query(
-                        f"sum by (topic, partition) (pitchin_consumer_lag{sel(service)})",
-                        "{{topic}} [{{partition}}]",
-                    )
-                ],
+                f"sum by (topic, partition) (pitchin_consumer_lag{s})",
+                "{{topic}} [{{partition}}]",
                 description="End offset minus the committed offset of this service's consumer group.",
             ),
-            Panel(
+            graph(
                 "Consumer lag age",
-                [Query(f"max by (topic) (pitchin_consumer_lag_seconds{sel(service)})", "{{topic}}")],
+                f"max by (topic) (pitchin_consumer_lag_seconds{s})",
+                "{{topic}}",
                 unit="s",
                 description="Estimated wait of the oldest unconsumed record (resolution: the lag monitor's interval).",
             ),
-            Panel(
+            graph(
                 "Dead letters by topic and reason",
-                [
-                    Query(
-                        f"sum by (topic, reason) (increase(pitchin_dead_letters_total{sel(service)}[{RATE}]))",
-                        "{{topic}} {{reason}}",
-                    )
-                ],
-                kind="timeseries",
+                summed(f"increase(pitchin_dead_letters_total{s}[{RATE}])", "topic, reason"),
+                "{{topic}} {{reason}}",
                 stack=True,
             ),
-            Panel(
+            graph(
                 "Handler exceptions by type",
-                [
-                    Query(
-                        "sum by (handler, exception_type) "
-                        f"(rate(faststream_received_processed_messages_exceptions_total{f}[{RATE}]))",
-                        "{{handler}} {{exception_type}}",
-                    )
-                ],
+                per_second("faststream_received_processed_messages_exceptions_total", f, "handler, exception_type"),
+                "{{handler}} {{exception_type}}",
                 unit="ops",
             ),
         ],
@@ -246,20 +271,18 @@ def outbox_row(service: str) -> Row:
     return Row(
         "Outbox relay (producer side)",
         [
-            Panel(
+            graph(
                 "Events relayed to Kafka/s",
-                [Query(f"sum(rate(pitchin_outbox_relayed_total{s}[{RATE}]))", "relayed")],
+                per_second("pitchin_outbox_relayed_total", s),
+                "relayed",
                 unit="ops",
                 width=8,
             ),
-            Panel(
-                "Outbox backlog",
-                [Query(f"max(pitchin_outbox_backlog{s})", "rows waiting")],
-                width=8,
-            ),
-            Panel(
+            graph("Outbox backlog", f"max(pitchin_outbox_backlog{s})", "rows waiting", width=8),
+            graph(
                 "Oldest unsent outbox row",
-                [Query(f"max(pitchin_outbox_oldest_age_seconds{s})", "age")],
+                f"max(pitchin_outbox_oldest_age_seconds{s})",
+                "age",
                 unit="s",
                 width=8,
                 thresholds=((0, "green"), (60, "red")),
@@ -270,37 +293,28 @@ def outbox_row(service: str) -> Row:
 
 def notifications_row() -> Row:
     s = sel("notifications")
-    failing = sel("notifications", 'outcome=~"retry|dead"')
+    deliveries = "pitchin_notification_deliveries_total"
     return Row(
         "Deliveries",
         [
-            Panel(
+            graph(
                 "Delivery attempts by channel and outcome",
-                [
-                    Query(
-                        f"sum by (channel, outcome) (rate(pitchin_notification_deliveries_total{s}[{RATE}]))",
-                        "{{channel}} {{outcome}}",
-                    )
-                ],
+                per_second(deliveries, s, "channel, outcome"),
+                "{{channel}} {{outcome}}",
                 unit="ops",
                 description="outcome: sent, retry (will be tried again), dead (given up).",
             ),
-            Panel(
+            graph(
                 "Failing share by channel",
-                [
-                    Query(
-                        "sum by (channel) (rate(pitchin_notification_deliveries_total"
-                        f"{failing}[{RATE}]))"
-                        f" / sum by (channel) (rate(pitchin_notification_deliveries_total{s}[{RATE}]))",
-                        "{{channel}}",
-                    )
-                ],
+                share(deliveries, sel("notifications", 'outcome=~"retry|dead"'), s, "channel"),
+                "{{channel}}",
                 unit="percentunit",
                 description="PitchInSmtpFailing fires above 20% for email.",
             ),
-            Panel(
+            graph(
                 "Send batch duration p99 by channel",
-                [Query(p_quantile(0.99, "pitchin_notification_batch_seconds", s, "channel"), "{{channel}}")],
+                p_quantile(0.99, "pitchin_notification_batch_seconds", s, "channel"),
+                "{{channel}}",
                 unit="s",
             ),
         ],
@@ -309,19 +323,16 @@ def notifications_row() -> Row:
 
 def scheduling_row() -> Row:
     s = sel("scheduling")
+    lateness = "pitchin_reminder_lateness_seconds"
     return Row(
         "Reminders",
         [
-            Panel(
-                "Reminders fired/s",
-                [Query(f"sum(rate(pitchin_reminders_fired_total{s}[{RATE}]))", "fired")],
-                unit="ops",
-            ),
+            graph("Reminders fired/s", per_second("pitchin_reminders_fired_total", s), "fired", unit="ops"),
             Panel(
                 "Reminder lateness p50 / p99",
                 [
-                    Query(p_quantile(0.5, "pitchin_reminder_lateness_seconds", s, "service"), "p50"),
-                    Query(p_quantile(0.99, "pitchin_reminder_lateness_seconds", s, "service"), "p99"),
+                    Query(p_quantile(0.5, lateness, s, "service"), "p50"),
+                    Query(p_quantile(0.99, lateness, s, "service"), "p99"),
                 ],
                 unit="s",
                 description="How long after its due time a reminder was fired.",
@@ -347,37 +358,16 @@ def service_dashboard(service: str) -> Dashboard:
     up = Row(
         "Health",
         [
-            Panel(
+            stat(
                 "Up",
-                [Query(f'sum(up{{job="pitchin", service="{service}"}})', "instances up", instant=True)],
-                kind="stat",
+                f'sum(up{{job="pitchin", service="{service}"}})',
+                "instances up",
                 width=6,
-                height=4,
                 thresholds=((0, "red"), (1, "green")),
             ),
-            Panel(
-                "Requests/s",
-                [Query(f"sum(rate(pitchin_http_requests_total{sel(service)}[{RATE}]))", "req/s", instant=True)],
-                kind="stat",
-                unit="reqps",
-                width=6,
-                height=4,
-            ),
-            Panel(
-                "Consumer lag (records)",
-                [Query(f"sum(pitchin_consumer_lag{sel(service)})", "lag", instant=True)],
-                kind="stat",
-                width=6,
-                height=4,
-                thresholds=((0, "green"), (1000, "orange"), (10000, "red")),
-            ),
-            Panel(
-                "Version",
-                [Query(f"max by (version) (pitchin_build_info{sel(service)})", "{{version}}", instant=True)],
-                kind="stat",
-                width=6,
-                height=4,
-            ),
+            requests_stat(service, width=6),
+            lag_stat(service, width=6),
+            stat("Version", f"max by (version) (pitchin_build_info{sel(service)})", "{{version}}", width=6),
         ],
     )
     return Dashboard(
@@ -389,65 +379,43 @@ def service_dashboard(service: str) -> Dashboard:
     )
 
 
+# --- every service -------------------------------------------------------------------------------
+
+
 def overview_dashboard() -> Dashboard:
     stats = Row(
         "Now",
         [
-            Panel(
+            stat(
                 "Services up",
-                [Query('sum(up{job="pitchin"})', "up", instant=True)],
-                kind="stat",
+                'sum(up{job="pitchin"})',
+                "up",
                 width=4,
-                height=4,
                 thresholds=((0, "red"), (len(SERVICES), "green")),
             ),
-            Panel(
-                "Requests/s",
-                [Query(f"sum(rate(pitchin_http_requests_total[{RATE}]))", "req/s", instant=True)],
-                kind="stat",
-                unit="reqps",
-                width=4,
-                height=4,
-            ),
-            Panel(
+            requests_stat(None, width=4),
+            stat(
                 "5xx ratio",
-                [
-                    Query(
-                        f'sum(rate(pitchin_http_requests_total{{status="5xx"}}[{RATE}]))'
-                        f" / sum(rate(pitchin_http_requests_total[{RATE}]))",
-                        "5xx",
-                        instant=True,
-                    )
-                ],
-                kind="stat",
+                http_share(None, "5xx"),
+                "5xx",
                 unit="percentunit",
                 width=4,
-                height=4,
                 thresholds=((0, "green"), (0.01, "orange"), (0.05, "red")),
             ),
-            Panel(
-                "Consumer lag (records)",
-                [Query("sum(pitchin_consumer_lag)", "lag", instant=True)],
-                kind="stat",
-                width=4,
-                height=4,
-                thresholds=((0, "green"), (1000, "orange"), (10000, "red")),
-            ),
-            Panel(
+            lag_stat(None, width=4),
+            stat(
                 "Dead letters (1h)",
-                [Query("sum(increase(pitchin_dead_letters_total[1h]))", "dead letters", instant=True)],
-                kind="stat",
+                "sum(increase(pitchin_dead_letters_total[1h]))",
+                "dead letters",
                 width=4,
-                height=4,
                 thresholds=((0, "green"), (1, "red")),
             ),
-            Panel(
+            stat(
                 "Oldest unsent outbox row",
-                [Query("max(pitchin_outbox_oldest_age_seconds)", "age", instant=True)],
-                kind="stat",
+                "max(pitchin_outbox_oldest_age_seconds)",
+                "age",
                 unit="s",
                 width=4,
-                height=4,
                 thresholds=((0, "green"), (10, "orange"), (60, "red")),
             ),
         ],
@@ -455,64 +423,48 @@ def overview_dashboard() -> Dashboard:
     flow = Row(
         "Per service",
         [
-            Panel(
+            graph(
                 "Requests/s by service",
-                [Query(f"sum by (service) (rate(pitchin_http_requests_total[{RATE}]))", "{{service}}")],
+                per_second("pitchin_http_requests_total", by="service"),
+                "{{service}}",
                 unit="reqps",
             ),
-            Panel(
-                "5xx ratio by service",
-                [
-                    Query(
-                        f'sum by (service) (rate(pitchin_http_requests_total{{status="5xx"}}[{RATE}]))'
-                        f" / sum by (service) (rate(pitchin_http_requests_total[{RATE}]))",
-                        "{{service}}",
-                    )
-                ],
-                unit="percentunit",
-            ),
-            Panel(
+            graph("5xx ratio by service", http_share(None, "5xx", "service"), "{{service}}", unit="percentunit"),
+            graph(
                 "HTTP p99 by service",
-                [Query(p_quantile(0.99, "pitchin_http_request_duration_seconds", "", "service"), "{{service}}")],
+                p_quantile(0.99, "pitchin_http_request_duration_seconds", "", "service"),
+                "{{service}}",
                 unit="s",
             ),
-            Panel(
+            graph(
                 "Messages consumed/s by service",
-                [Query(f"sum by (app_name) (rate(faststream_received_messages_total[{RATE}]))", "{{app_name}}")],
+                per_second("faststream_received_messages_total", by="app_name"),
+                "{{app_name}}",
                 unit="ops",
             ),
-            Panel(
-                "Consumer lag by service",
-                [Query("sum by (service) (pitchin_consumer_lag)", "{{service}}")],
-            ),
-            Panel(
+            graph("Consumer lag by service", "sum by (service) (pitchin_consumer_lag)", "{{service}}"),
+            graph(
                 "Events relayed to Kafka/s by service",
-                [Query(f"sum by (service) (rate(pitchin_outbox_relayed_total[{RATE}]))", "{{service}}")],
+                per_second("pitchin_outbox_relayed_total", by="service"),
+                "{{service}}",
                 unit="ops",
             ),
-            Panel(
+            graph(
                 "Oldest unsent outbox row by service",
-                [Query("max by (service) (pitchin_outbox_oldest_age_seconds)", "{{service}}")],
+                "max by (service) (pitchin_outbox_oldest_age_seconds)",
+                "{{service}}",
                 unit="s",
             ),
-            Panel(
+            graph(
                 "Dead letters by service and reason",
-                [
-                    Query(
-                        f"sum by (service, reason) (increase(pitchin_dead_letters_total[{RATE}]))",
-                        "{{service}} {{reason}}",
-                    )
-                ],
+                summed(f"increase(pitchin_dead_letters_total[{RATE}])", "service, reason"),
+                "{{service}} {{reason}}",
                 stack=True,
             ),
-            Panel(
+            graph(
                 "Notification deliveries by channel and outcome",
-                [
-                    Query(
-                        f"sum by (channel, outcome) (rate(pitchin_notification_deliveries_total[{RATE}]))",
-                        "{{channel}} {{outcome}}",
-                    )
-                ],
+                per_second("pitchin_notification_deliveries_total", by="channel, outcome"),
+                "{{channel}} {{outcome}}",
                 unit="ops",
             ),
             Panel(
@@ -534,102 +486,75 @@ def kafka_dashboard() -> Dashboard:
     lag = Row(
         "Consumer lag",
         [
-            Panel(
+            graph(
                 "Lag by consumer group and topic",
-                [Query("sum by (service, topic) (pitchin_consumer_lag)", "{{service}} ← {{topic}}")],
+                "sum by (service, topic) (pitchin_consumer_lag)",
+                "{{service}} ← {{topic}}",
                 description="The consumer group is the service's name.",
             ),
-            Panel(
+            graph(
                 "Lag age by consumer group and topic",
-                [Query("max by (service, topic) (pitchin_consumer_lag_seconds)", "{{service}} ← {{topic}}")],
+                "max by (service, topic) (pitchin_consumer_lag_seconds)",
+                "{{service}} ← {{topic}}",
                 unit="s",
             ),
-            Panel(
+            graph(
                 "Lag by partition",
-                [
-                    Query(
-                        "sum by (service, topic, partition) (pitchin_consumer_lag)",
-                        "{{service}} ← {{topic}} [{{partition}}]",
-                    )
-                ],
+                "sum by (service, topic, partition) (pitchin_consumer_lag)",
+                "{{service}} ← {{topic}} [{{partition}}]",
                 width=24,
             ),
-            Panel(
+            graph(
                 "Lag measurement age",
-                [
-                    Query(
-                        "time() - max by (service) (pitchin_consumer_lag_last_success_timestamp_seconds)",
-                        "{{service}}",
-                    )
-                ],
+                "time() - max by (service) (pitchin_consumer_lag_last_success_timestamp_seconds)",
+                "{{service}}",
                 unit="s",
                 description="Seconds since each service last measured its lag (alert past 2 min).",
             ),
-            Panel(
+            graph(
                 "Messages in process",
-                [
-                    Query(
-                        "sum by (app_name, handler) (faststream_received_messages_in_process)",
-                        "{{app_name}} {{handler}}",
-                    )
-                ],
+                "sum by (app_name, handler) (faststream_received_messages_in_process)",
+                "{{app_name}} {{handler}}",
             ),
         ],
     )
     throughput = Row(
         "Throughput",
         [
-            Panel(
+            graph(
                 "Produced/s by service (outbox relay)",
-                [Query(f"sum by (service) (rate(pitchin_outbox_relayed_total[{RATE}]))", "{{service}}")],
+                per_second("pitchin_outbox_relayed_total", by="service"),
+                "{{service}}",
                 unit="ops",
             ),
-            Panel(
+            graph(
                 "Consumed/s by service and topic",
-                [
-                    Query(
-                        f"sum by (app_name, handler) (rate(faststream_received_messages_total[{RATE}]))",
-                        "{{app_name}} ← {{handler}}",
-                    )
-                ],
+                per_second("faststream_received_messages_total", by="app_name, handler"),
+                "{{app_name}} ← {{handler}}",
                 unit="ops",
             ),
-            Panel(
+            graph(
                 "Processing p99 by service and topic",
-                [
-                    Query(
-                        p_quantile(
-                            0.99, "faststream_received_processed_messages_duration_seconds", "", "app_name, handler"
-                        ),
-                        "{{app_name}} ← {{handler}}",
-                    )
-                ],
+                p_quantile(0.99, "faststream_received_processed_messages_duration_seconds", "", "app_name, handler"),
+                "{{app_name}} ← {{handler}}",
                 unit="s",
             ),
-            Panel(
+            graph(
                 "Message size p99 by topic",
-                [Query(p_quantile(0.99, "faststream_received_messages_size_bytes", "", "handler"), "{{handler}}")],
+                p_quantile(0.99, "faststream_received_messages_size_bytes", "", "handler"),
+                "{{handler}}",
                 unit="bytes",
             ),
-            Panel(
+            graph(
                 "Processing errors by service and topic",
-                [
-                    Query(
-                        "sum by (app_name, handler) (rate(faststream_received_processed_messages_total"
-                        f'{{status="error"}}[{RATE}]))',
-                        "{{app_name}} ← {{handler}}",
-                    )
-                ],
+                per_second("faststream_received_processed_messages_total", '{status="error"}', "app_name, handler"),
+                "{{app_name}} ← {{handler}}",
                 unit="ops",
             ),
-            Panel(
+            graph(
                 "Dead letters by topic and consumer group",
-                [
-                    Query(
-                        f"sum by (topic, service, reason) (increase(pitchin_dead_letters_total[{RATE}]))",
-                        "{{topic}}.{{service}}.dlq {{reason}}",
-                    )
-                ],
+                summed(f"increase(pitchin_dead_letters_total[{RATE}])", "topic, service, reason"),
+                "{{topic}}.{{service}}.dlq {{reason}}",
                 stack=True,
             ),
         ],

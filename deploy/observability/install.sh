@@ -7,11 +7,8 @@ set -euo pipefail
 if command -v promtool >/dev/null 2>&1; then
     exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
-else
-    SUDO=""
-fi
+# shellcheck source=../install-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../install-common.sh" prometheus-install
 export DEBIAN_FRONTEND=noninteractive
 if ! apt-cache show prometheus >/dev/null 2>&1; then
     $SUDO apt-get update

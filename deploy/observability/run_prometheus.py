@@ -19,13 +19,14 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pitchin_testing.lifecycle import stop_process, wait_until_serving
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -105,29 +106,18 @@ class LocalPrometheus:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.process.returncode}; see {self.log_file}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"prometheus not ready on {self.url} after {timeout}s; see {self.log_file}")
+        try:
+            wait_until_serving(self.process, f"{self.url}/-/ready", timeout, "prometheus", self._see_log)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def _see_log(self) -> str:
+        return f"see {self.log_file}"
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, timeout, kill_wait=5)
 
     def query(self, expr: str) -> dict[str, Any]:
         """The JSON answer of /api/v1/query (status, data or errorType/error)."""

@@ -23,9 +23,8 @@ K8S_SCHEMA_VERSIONS="${PITCHIN_K8S_SCHEMA_VERSIONS:-1.30.0 1.37.0}"
 HELM_K8S_MAJOR=1
 HELM_K8S_MINOR=37
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "${HERE}/../.." && pwd)"
-CACHE_ROOT="${PITCHIN_CACHE:-${HOME}/.cache/pitchin}"
+# shellcheck source=../install-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../install-common.sh" ops-tools
 VENV_DIR="${VENV:-${REPO_ROOT}/.venv}"
 case "${VENV_DIR}" in /*) ;; *) VENV_DIR="${REPO_ROOT}/${VENV_DIR}" ;; esac
 
@@ -33,8 +32,6 @@ HELM_DIR="${CACHE_ROOT}/bin/helm-${HELM_VERSION}"
 KUBECONFORM_DIR="${CACHE_ROOT}/bin/kubeconform-${KUBECONFORM_VERSION}"
 SCHEMA_DIR="${CACHE_ROOT}/kubernetes-schemas/kubernetes-validate-${KUBERNETES_VALIDATE_VERSION}"
 CHECKOV_VENV="${CACHE_ROOT}/venvs/checkov-${CHECKOV_VERSION}"
-
-log() { printf '[ops-tools] %s\n' "$*" >&2; }
 
 if [[ ! -x "${VENV_DIR}/bin/python" ]]; then
   log "no Python venv at ${VENV_DIR} (set VENV=...); create it first (python3.11 -m venv .venv && .venv/bin/pip install -e '.[dev]')"

@@ -12,26 +12,17 @@ AXE_CORE_VERSION="4.11.0"
 PLAYWRIGHT_VERSION="1.65.2"
 ITSDANGEROUS_VERSION="2.2.0"
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "${HERE}/../.." && pwd)"
-CACHE_ROOT="${PITCHIN_CACHE:-${HOME}/.cache/pitchin}"
+# shellcheck source=../install-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../install-common.sh" web-install
 NPM_DIR="${CACHE_ROOT}/npm/axe-core-${AXE_CORE_VERSION}"
 VENV="${PITCHIN_VENV:-${REPO_ROOT}/.venv}"
-
-log() { printf '[web-install] %s\n' "$*" >&2; }
-
-SUDO=""
-if [[ "$(id -u)" -ne 0 ]]; then
-  SUDO="sudo"
-fi
 
 # --- Chromium -----------------------------------------------------------------------------
 if [[ -x /usr/bin/chromium ]]; then
   log "Chromium present: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
 else
   log "installing Chromium from Debian"
-  ${SUDO} apt-get update
-  ${SUDO} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+  apt_install chromium
 fi
 
 # --- axe-core -----------------------------------------------------------------------------

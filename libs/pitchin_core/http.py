@@ -1,14 +1,20 @@
-"""HTTP plumbing shared by every service: problem+json errors, RED metrics, health."""
+"""HTTP plumbing shared by every service: problem+json errors, RED metrics, health, request
+traces, and workers that run for as long as the app serves."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -115,3 +121,51 @@ class RedMetricsMiddleware:
             service = self.metrics.service
             self.metrics.http_requests.labels(service, method, template, f"{status // 100}xx").inc()
             self.metrics.http_duration.labels(service, method, template).observe(time.perf_counter() - started)
+
+
+# Probes and scrapes: answered, but neither traced nor in the OpenAPI document.
+HEALTH_PATHS = ("healthz", "readyz", "metrics")
+
+
+def install_health(app: FastAPI, ready: Callable[[], Awaitable[dict[str, str]]], metrics: Metrics) -> None:
+    """``/healthz`` (the process answers), ``/readyz`` (so do its dependencies: `ready` names each
+    with "ok" or why not; 503 unless all are ok) and ``/metrics`` (Prometheus)."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await ready()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "not ready", **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_route() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def trace_requests(app: FastAPI, tracer_provider: TracerProvider) -> None:
+    """A server span per request, but none for probes and scrapes (they would drown the traces)."""
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider,
+        exclude_spans=["receive", "send"],
+        excluded_urls=",".join(HEALTH_PATHS),
+    )
+
+
+def run_beside(app: FastAPI, start: Callable[[AsyncExitStack], Awaitable[None]]) -> None:
+    """Run workers for as long as the app serves: once the app's own start-up is done, `start`
+    starts them and puts what stops them on the exit stack, which unwinds before the app's own
+    shutdown (so a worker never outlives the pool or producer it uses)."""
+    own_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        async with own_lifespan(app_), AsyncExitStack() as workers:
+            await start(workers)
+            yield
+
+    app.router.lifespan_context = lifespan

@@ -12,17 +12,14 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
-from pitchin_core.http import RedMetricsMiddleware, install_error_handlers
+from pitchin_core.http import RedMetricsMiddleware, install_error_handlers, install_health, trace_requests
 from pitchin_core.idempotency import IdempotencyMiddleware
 from pitchin_core.kafka_admin import ensure_topics
 from pitchin_core.lag import start_lag_monitor, stop_lag_monitor
@@ -184,28 +181,10 @@ class Runtime:
         app.add_middleware(RedMetricsMiddleware, metrics=self.metrics)
         app.add_middleware(IdempotencyMiddleware, pool=lambda: self.pool)
 
-        @app.get("/healthz", include_in_schema=False)
-        async def healthz() -> dict[str, str]:
-            return {"status": "ok"}
-
-        @app.get("/readyz", include_in_schema=False)
-        async def readyz() -> JSONResponse:
-            checks = await self.ready()
-            ok = all(v == "ok" for v in checks.values())
-            return JSONResponse({"status": "ok" if ok else "not ready", **checks}, status_code=200 if ok else 503)
-
-        @app.get("/metrics", include_in_schema=False)
-        async def metrics() -> Response:
-            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+        install_health(app, self.ready, self.metrics)
         for router in routers:
             app.include_router(router)
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=self.tracer_provider,
-            exclude_spans=["receive", "send"],
-            excluded_urls="healthz,readyz,metrics",
-        )
+        trace_requests(app, self.tracer_provider)
         if self.settings.trace_database:
             AsyncPGInstrumentor().instrument(  # type: ignore[no-untyped-call]
                 tracer_provider=self.tracer_provider

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from pitchin_testing.install import kafka_installed, kafka_libs, repo_root
-from pitchin_testing.lifecycle import POLL_INTERVAL, ServerError, run_async, running_servers, tail
+from pitchin_testing.lifecycle import (
+    POLL_INTERVAL,
+    LocalServer,
+    ServerError,
+    run_async,
+    running_servers,
+    signal_process,
+    stop_process,
+    tail,
+)
 from pitchin_testing.ports import port_open
 
 
@@ -48,7 +57,7 @@ async def _kafka_metadata(bootstrap: str, limit: float) -> dict[str, Any]:
         await admin.close()
 
 
-class KafkaServer:
+class KafkaServer(LocalServer):
     """A single-node Kafka (KRaft broker + controller) on 127.0.0.1, run from the cached jars.
 
     Everything lives in ``state_dir``: ``server.properties``, ``data/`` (log.dirs; kept across
@@ -65,32 +74,17 @@ class KafkaServer:
         self.state_dir = Path(state_dir).resolve()
         self.port = port
         self.controller_port = controller_port
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.data_dir = self.state_dir / "data"
+        self.logs_dir = self.state_dir / "logs"
+        self.properties_file = self.state_dir / "server.properties"
+        self.server_log = self.logs_dir / "server.log"
         # Appended after the defaults (a later key wins in Java .properties), e.g.
         # {"broker.session.timeout.ms": "3000"} for faster restarts after kill().
         self.extra_properties = dict(extra_properties or {})
         self._proc: subprocess.Popen[bytes] | None = None
 
-    # -- paths and properties ----------------------------------------------------------------
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.state_dir / "data"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.state_dir / "logs"
-
-    @property
-    def properties_file(self) -> Path:
-        return self.state_dir / "server.properties"
-
-    @property
-    def server_log(self) -> Path:
-        return self.logs_dir / "server.log"
-
+    # -- state and properties ----------------------------------------------------------------
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
@@ -168,13 +162,9 @@ class KafkaServer:
 
     def start(self, timeout: float = 120) -> None:
         """Write the config, format storage if new, launch the JVM and wait until it serves."""
-        if self.is_running():
-            raise ServerError(f"{self!r} is already running (pid {self.pid})")
         if not kafka_installed():
             raise ServerError(f"Kafka jars missing in {kafka_libs()}; run ensure_installed()")
-        for port in (self.port, self.controller_port):
-            if port_open(port):
-                raise ServerError(f"port {port} is already in use; cannot start {self!r}")
+        self._refuse_second_start(self.port, self.controller_port)
         deadline = time.monotonic() + timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -205,12 +195,7 @@ class KafkaServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        running_servers.add(self)
-        try:
-            self._wait_ready(deadline)
-        except BaseException:
-            self.stop(timeout=10)
-            raise
+        self._ready_or_stopped(deadline)
 
     def _wait_ready(self, deadline: float) -> None:
         proc = self._proc
@@ -240,17 +225,6 @@ class KafkaServer:
                     last_error = f"metadata without brokers: {cluster!r}"
             time.sleep(POLL_INTERVAL)
 
-    def _signal(self, sig: signal.Signals) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            proc.send_signal(sig)
-
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM (controlled shutdown), then SIGKILL after ``timeout``. Returns the exit code.
 
@@ -259,21 +233,15 @@ class KafkaServer:
         proc = self._proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                proc.wait(timeout=30)
+        code = stop_process(proc, timeout)
         running_servers.discard(self)
-        return proc.returncode
+        return code
 
     def kill(self) -> None:
         """SIGKILL the broker (crash tests); data stays for the next ``start()``."""
         proc = self._proc
         if proc is None:
             return
-        self._signal(signal.SIGKILL)
+        signal_process(proc, signal.SIGKILL)
         proc.wait(timeout=30)
         running_servers.discard(self)

@@ -1,5 +1,6 @@
-"""What the local servers (Kafka, PostgreSQL) share: their error, waiting on processes, and a
-registry that stops whatever still runs when the interpreter exits.
+"""What the local servers (Kafka, PostgreSQL) and other child processes (the services,
+Prometheus) share: their error, starting and stopping processes and waiting on them, and a
+registry that stops whatever server still runs when the interpreter exits.
 
 Every function here is synchronous. From async code, call the slow server methods (``start``,
 ``stop``, ``create_database`` ...) through ``asyncio.to_thread`` so the event loop keeps running.
@@ -12,11 +13,18 @@ import atexit
 import concurrent.futures
 import contextlib
 import os
+import signal
+import subprocess
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
+
+import httpx
+
+from pitchin_testing.ports import port_open
 
 POLL_INTERVAL = 0.1
 
@@ -84,6 +92,52 @@ def children_of(pid: int) -> list[int]:
     return children
 
 
+def signal_process(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Send `sig` to the process group of a child started with ``start_new_session`` (its own
+    children too), or to the child alone where the group may not be signalled."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        process.send_signal(sig)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float, kill_wait: float = 30) -> int | None:
+    """SIGTERM, then SIGKILL if it has not exited after ``timeout``; returns the exit code."""
+    if process.poll() is None:
+        signal_process(process, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            signal_process(process, signal.SIGKILL)
+            process.wait(kill_wait)
+    return process.returncode
+
+
+def wait_until_serving(
+    process: subprocess.Popen[bytes], url: str, timeout: float, name: str, details: Callable[[], str]
+) -> None:
+    """Poll ``url`` until it answers 200. RuntimeError if the process exits first, TimeoutError
+    after ``timeout`` seconds; both end with ``details()`` (a log tail, or where the log is)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{details()}")
+        try:
+            answer = httpx.get(url, timeout=2)
+            if answer.status_code == 200:
+                return
+            last = answer.text
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"{name} not ready after {timeout}s ({last}):\n{details()}")
+
+
 def wait_pids_gone(pids: list[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     alive = [p for p in pids if pid_alive(p)]
@@ -91,6 +145,43 @@ def wait_pids_gone(pids: list[int], timeout: float) -> list[int]:
         time.sleep(0.05)
         alive = [p for p in alive if pid_alive(p)]
     return alive
+
+
+class LocalServer(ABC):
+    """A server run as a local process on 127.0.0.1 (KafkaServer, PostgresServer): what starting
+    one takes besides its own commands."""
+
+    @property
+    @abstractmethod
+    def pid(self) -> int | None: ...
+
+    @abstractmethod
+    def is_running(self) -> bool: ...
+
+    @abstractmethod
+    def start(self, timeout: float = ...) -> None: ...
+
+    @abstractmethod
+    def stop(self, timeout: float = ...) -> object: ...
+
+    @abstractmethod
+    def _wait_ready(self, deadline: float) -> None: ...
+
+    def _refuse_second_start(self, *ports: int) -> None:
+        if self.is_running():
+            raise ServerError(f"{self!r} is already running (pid {self.pid})")
+        for port in ports:
+            if port_open(port):
+                raise ServerError(f"port {port} is already in use; cannot start {self!r}")
+
+    def _ready_or_stopped(self, deadline: float) -> None:
+        """Wait until it serves; one that does not by ``deadline`` is stopped, not left half up."""
+        running_servers.add(self)
+        try:
+            self._wait_ready(deadline)
+        except BaseException:
+            self.stop(timeout=10)
+            raise
 
 
 # Servers still running when the interpreter exits are stopped (best effort), so an aborted

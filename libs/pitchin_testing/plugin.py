@@ -14,13 +14,15 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from pitchin_testing.install import ensure_installed, repo_root
 from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.lifecycle import LocalServer
 from pitchin_testing.ports import free_port, free_ports
 from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.smtp_sink import SmtpSink
@@ -37,6 +39,20 @@ def _report(config: pytest.Config, text: str) -> None:
             reporter.write_line(f"[pitchin] {text}")
     else:
         reporter.write_line(f"[pitchin] {text}")
+
+
+Server = TypeVar("Server", bound=LocalServer)
+
+
+def _serving(config: pytest.Config, server: Server, where: str, end: Callable[[], object]) -> Iterator[Server]:
+    """Start ``server`` for the session (saying how long it took), and ``end`` it afterwards."""
+    began = time.monotonic()
+    server.start()
+    _report(config, f"{where} ready in {time.monotonic() - began:.1f} s")
+    try:
+        yield server
+    finally:
+        end()
 
 
 @pytest.fixture(scope="session")
@@ -60,26 +76,14 @@ def kafka_server(state_root: Path, pitchin_installed: None, pytestconfig: pytest
     """A single-node Kafka broker for the session; ``kafka_server.bootstrap`` to connect."""
     port, controller_port = free_ports(2)
     server = KafkaServer(state_root / "kafka", port=port, controller_port=controller_port)
-    began = time.monotonic()
-    server.start()
-    _report(pytestconfig, f"kafka on {server.bootstrap} ready in {time.monotonic() - began:.1f} s")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(pytestconfig, server, f"kafka on {server.bootstrap}", server.stop)
 
 
 @pytest.fixture(scope="session")
 def postgres_server(state_root: Path, pitchin_installed: None, pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
     """A private PostgreSQL cluster for the session; ``postgres_server.dsn`` to connect."""
     server = PostgresServer(state_root / "postgres", port=free_port())
-    began = time.monotonic()
-    server.start()
-    _report(pytestconfig, f"postgresql on 127.0.0.1:{server.port} ready in {time.monotonic() - began:.1f} s")
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from _serving(pytestconfig, server, f"postgresql on 127.0.0.1:{server.port}", server.cleanup)
 
 
 @pytest.fixture(scope="session")

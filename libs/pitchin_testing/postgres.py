@@ -20,6 +20,7 @@ import asyncpg
 from pitchin_testing.install import pg_bin_dir
 from pitchin_testing.lifecycle import (
     POLL_INTERVAL,
+    LocalServer,
     ServerError,
     children_of,
     pid_alive,
@@ -28,7 +29,6 @@ from pitchin_testing.lifecycle import (
     tail,
     wait_pids_gone,
 )
-from pitchin_testing.ports import port_open
 
 
 def _quote_ident(name: str) -> str:
@@ -37,7 +37,7 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """A private PostgreSQL cluster on 127.0.0.1, run as the ``postgres`` user when root.
 
     PostgreSQL refuses to run as root, and the ``postgres`` user cannot enter 0700 directories
@@ -52,23 +52,11 @@ class PostgresServer:
         self.port = port
         digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]
         self.base_dir = Path("/var/tmp") / f"pitchin-pg-{digest}"
+        self.data_dir = self.base_dir / "data"
+        self.socket_dir = self.base_dir / "sock"
+        self.log_file = self.base_dir / "server.log"
+        self.dsn = self.dsn_for("postgres")
         self._as_root = os.geteuid() == 0
-
-    @property
-    def data_dir(self) -> Path:
-        return self.base_dir / "data"
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.base_dir / "sock"
-
-    @property
-    def log_file(self) -> Path:
-        return self.base_dir / "server.log"
-
-    @property
-    def dsn(self) -> str:
-        return self.dsn_for("postgres")
 
     def dsn_for(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -155,10 +143,7 @@ class PostgresServer:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 90) -> None:
         """initdb if needed, ``pg_ctl start`` and wait until asyncpg can connect."""
-        if self.is_running():
-            raise ServerError(f"{self!r} is already running (pid {self.pid})")
-        if port_open(self.port):
-            raise ServerError(f"port {self.port} is already in use; cannot start {self!r}")
+        self._refuse_second_start(self.port)
         deadline = time.monotonic() + timeout
         bindir = pg_bin_dir()
         self._prepare_dirs()
@@ -186,11 +171,7 @@ class PostgresServer:
                 f"pg_ctl start failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}\n"
                 f"--- server.log ---\n{tail(self.log_file)}"
             )
-        try:
-            self._wait_ready(deadline)
-        except BaseException:
-            self.stop(timeout=10)
-            raise
+        self._ready_or_stopped(deadline)
 
     def _wait_ready(self, deadline: float) -> None:
         last_error = ""

@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
+from pitchin_testing.lifecycle import signal_process, stop_process, wait_until_serving
 
 # Started in this order; the web front last, as it calls the other four.
 SERVICES = ("signups", "matching", "notifications", "scheduling", "web")
@@ -55,34 +54,17 @@ class ServiceProcess:
         log.close()
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                answer = httpx.get(f"{self.url}/readyz", timeout=2)
-                if answer.status_code == 200:
-                    return
-                last = answer.text
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.name} not ready after {timeout}s ({last}):\n{self.tail()}")
+        assert self.process is not None, f"{self.name} was not started"
+        wait_until_serving(self.process, f"{self.url}/readyz", timeout, self.name, self.tail)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None:
+            stop_process(self.process, timeout, kill_wait=10)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no shutdown hooks, no final commits."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            signal_process(self.process, signal.SIGKILL)
             self.process.wait(10)
 
     def tail(self, lines: int = 60) -> str:

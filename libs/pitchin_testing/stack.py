@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -86,19 +87,11 @@ class Stack:
     def issue_key(self, federation_id: str, organisation_id: str | None, role: str, key: str | None = None) -> str:
         """One key, known to every service (each keeps its own copy of the hashes)."""
         key = key or new_key()
-
-        async def issue() -> None:
-            conn = await asyncpg.connect(self.database_url)
-            try:
-                for schema in BACKENDS:
-                    await conn.execute(f'SET search_path TO "{schema}"')
-                    await issue_key(
-                        conn, federation_id=federation_id, organisation_id=organisation_id, role=role, key=key
-                    )
-            finally:
-                await conn.close()
-
-        asyncio.run(issue())
+        self._in_every_backend(
+            lambda conn: issue_key(
+                conn, federation_id=federation_id, organisation_id=organisation_id, role=role, key=key
+            )
+        )
         return key
 
     def register_publisher(
@@ -113,25 +106,31 @@ class Stack:
     ) -> Credentials:
         """A publishing system (docs/ingest.md), known to every service; its key and secret are returned once."""
         key, secret = new_publisher_key(), new_webhook_secret()
+        self._in_every_backend(
+            lambda conn: register_publisher(
+                conn,
+                source=source,
+                federation_id=federation_id,
+                organisations=organisations,
+                any_organisation=any_organisation,
+                key=key,
+                signing_secret=secret,
+                rate_per_second=rate_per_second,
+                burst=burst,
+            )
+        )
+        return Credentials(source, key, secret)
 
-        async def register() -> None:
+    def _in_every_backend(self, write: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
+        """Make the same write in each backend's schema: every service keeps its own copy."""
+
+        async def run() -> None:
             conn = await asyncpg.connect(self.database_url)
             try:
                 for schema in BACKENDS:
                     await conn.execute(f'SET search_path TO "{schema}"')
-                    await register_publisher(
-                        conn,
-                        source=source,
-                        federation_id=federation_id,
-                        organisations=organisations,
-                        any_organisation=any_organisation,
-                        key=key,
-                        signing_secret=secret,
-                        rate_per_second=rate_per_second,
-                        burst=burst,
-                    )
+                    await write(conn)
             finally:
                 await conn.close()
 
-        asyncio.run(register())
-        return Credentials(source, key, secret)
+        asyncio.run(run())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import asyncpg
@@ -196,37 +196,16 @@ async def publisher_summaries(
         list(ACCEPTED_OUTCOMES),
         REJECTED_OUTCOME,
     )
-    return [
-        PublisherSummary(
-            source=row["source"],
-            label=row["label"],
-            organisations=list(row["organisations"]),
-            any_organisation=row["any_organisation"],
-            rate_per_second=row["rate_per_second"],
-            burst=row["burst"],
-            created_at=row["created_at"],
-            revoked_at=row["revoked_at"],
-            accepted_24h=row["accepted_24h"],
-            rejected_24h=row["rejected_24h"],
-            last_seen_at=row["last_seen_at"],
-        )
-        for row in rows
-    ]
+    # The columns are the summary's fields, by name.
+    return [PublisherSummary(**{**dict(row), "organisations": list(row["organisations"])}) for row in rows]
 
 
-_COLUMNS = "source, federation_id, organisations, any_organisation, signing_secret, rate_per_second, burst"
+# A registration's fields, by name.
+_COLUMNS = ", ".join(f.name for f in fields(Registration))
 
 
 def _registration(row: asyncpg.Record) -> Registration:
-    return Registration(
-        source=row["source"],
-        federation_id=row["federation_id"],
-        organisations=tuple(row["organisations"]),
-        any_organisation=row["any_organisation"],
-        signing_secret=row["signing_secret"],
-        rate_per_second=row["rate_per_second"],
-        burst=row["burst"],
-    )
+    return Registration(**{**dict(row), "organisations": tuple(row["organisations"])})
 
 
 class Registry:

@@ -62,6 +62,25 @@ def _claims(matching: Matching, *candidates: str | None) -> TokenClaims:
         raise Unauthorised(f"This link does not work: {exc}.") from exc
 
 
+async def _offer_tokens(
+    token: Annotated[str | None, Query(max_length=500)] = None,
+    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+) -> tuple[str | None, str | None]:
+    """The donor's token as sent outside a body: ``?token=`` or an ``X-Offer-Token`` header."""
+    return token, x_offer_token
+
+
+OfferTokens = Annotated[tuple[str | None, str | None], Depends(_offer_tokens)]
+OptionalBearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)]
+
+
+def _answer_claims(
+    matching: Matching, answer: OfferAnswer | None, tokens: tuple[str | None, str | None]
+) -> TokenClaims:
+    """The claims of the token an answer comes with: in its body first, else the query or header."""
+    return _claims(matching, answer.token if answer else None, *tokens)
+
+
 def _is_organiser_or_staff(caller: Caller) -> None:
     if caller.role not in {STAFF, "organiser"}:
         raise Forbidden("Only organisers and federation staff may do this.")
@@ -109,69 +128,46 @@ async def _for_donor(
 
 @router.get("/donors/{donor_id}/offers")
 async def donor_offers(
-    donor_id: str,
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
-    token: Annotated[str | None, Query(max_length=500)] = None,
-    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+    donor_id: str, request: Request, credentials: OptionalBearer, tokens: OfferTokens
 ) -> dict[str, Any]:
     """A donor's offers: for the donor (a donor token) or their federation (an API key)."""
-    caller = await _for_donor(request, donor_id, credentials, token, x_offer_token)
+    caller = await _for_donor(request, donor_id, credentials, *tokens)
     offers = await service.donor_offers(_matching(request), donor_id, caller)
     return {"donor_id": donor_id, "offers": [_offer_view(o) for o in offers]}
 
 
 @router.get("/donors/{donor_id}/record")
 async def donor_record(
-    donor_id: str,
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
-    token: Annotated[str | None, Query(max_length=500)] = None,
-    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+    donor_id: str, request: Request, credentials: OptionalBearer, tokens: OfferTokens
 ) -> dict[str, Any]:
     """What a donor gave: hours, work done and thanks received — for the donor (a donor token)
     or their federation's organisers and staff (an API key): it is what the donor shows them."""
-    caller = await _for_donor(request, donor_id, credentials, token, x_offer_token)
+    caller = await _for_donor(request, donor_id, credentials, *tokens)
     return await service.donor_record(_matching(request), donor_id, caller)
 
 
 @router.get("/offers/{offer_id}")
-async def get_offer(
-    offer_id: str,
-    request: Request,
-    token: Annotated[str | None, Query(max_length=500)] = None,
-    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
-) -> dict[str, Any]:
+async def get_offer(offer_id: str, request: Request, tokens: OfferTokens) -> dict[str, Any]:
     """One offer, for the donor holding its token: what a landing page shows before the donor POSTs
     accept or decline (a GET never answers an offer: mail scanners follow links)."""
     matching = _matching(request)
-    claims = _claims(matching, token, x_offer_token)
-    return _offer_view(await service.offer_for_token(matching, offer_id, claims))
+    return _offer_view(await service.offer_for_token(matching, offer_id, _claims(matching, *tokens)))
 
 
 @router.post("/offers/{offer_id}/accept")
 async def accept_offer(
-    offer_id: str,
-    request: Request,
-    answer: OfferAnswer | None = None,
-    token: Annotated[str | None, Query(max_length=500)] = None,
-    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+    offer_id: str, request: Request, tokens: OfferTokens, answer: OfferAnswer | None = None
 ) -> dict[str, Any]:
     matching = _matching(request)
-    claims = _claims(matching, answer.token if answer else None, token, x_offer_token)
-    return await service.accept_offer(matching, offer_id, claims, datetime.now(UTC))
+    return await service.accept_offer(matching, offer_id, _answer_claims(matching, answer, tokens), datetime.now(UTC))
 
 
 @router.post("/offers/{offer_id}/decline")
 async def decline_offer(
-    offer_id: str,
-    request: Request,
-    answer: OfferAnswer | None = None,
-    token: Annotated[str | None, Query(max_length=500)] = None,
-    x_offer_token: Annotated[str | None, Header(max_length=500)] = None,
+    offer_id: str, request: Request, tokens: OfferTokens, answer: OfferAnswer | None = None
 ) -> dict[str, Any]:
     matching = _matching(request)
-    claims = _claims(matching, answer.token if answer else None, token, x_offer_token)
+    claims = _answer_claims(matching, answer, tokens)
     reason = answer.reason if answer else ""
     return await service.decline_offer(matching, offer_id, claims, reason, datetime.now(UTC))
 

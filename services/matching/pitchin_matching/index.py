@@ -34,6 +34,29 @@ from pitchin_matching.domain.ranking import (
 # costs a few points, never a hard filter).
 _SHARED_BIT = 63
 
+# Each column of `DonorColumns` but the skills: its type, and what a row holds until a donor
+# fills it (a NaN or -1 means unknown; see `DonorColumns`).
+_LAYOUT: dict[str, tuple[type[np.generic], float | int | bool]] = {
+    "federation": (np.int32, -1),
+    "active": (np.bool_, False),
+    "hours_per_week": (np.float32, 0.0),
+    "slots": (np.uint64, 0),
+    "has_windows": (np.bool_, False),
+    "remote": (np.bool_, False),
+    "latitude": (np.float32, math.nan),
+    "longitude": (np.float32, math.nan),
+    "country": (np.int16, -1),
+    "languages": (np.uint64, 0),
+    "causes": (np.uint64, 0),
+    "load": (np.int16, 0),
+    "last_asked": (np.float64, math.nan),
+    "registered": (np.float64, 0.0),
+    "completed": (np.int32, 0),
+    "declined": (np.int32, 0),
+}
+# Columns with more than one value per row.
+_WIDTH = {"slots": (SLOT_WORDS,)}
+
 
 class _Bits:
     def __init__(self) -> None:
@@ -73,26 +96,10 @@ class DonorIndex:
         self._languages = _Bits()
         self._causes = _Bits()
         self._capacity = 0
-        self.columns = DonorColumns(
-            size=0,
-            federation=np.empty(0, np.int32),
-            active=np.empty(0, np.bool_),
-            skills={},
-            hours_per_week=np.empty(0, np.float32),
-            slots=np.empty((0, SLOT_WORDS), np.uint64),
-            has_windows=np.empty(0, np.bool_),
-            remote=np.empty(0, np.bool_),
-            latitude=np.empty(0, np.float32),
-            longitude=np.empty(0, np.float32),
-            country=np.empty(0, np.int16),
-            languages=np.empty(0, np.uint64),
-            causes=np.empty(0, np.uint64),
-            load=np.empty(0, np.int16),
-            last_asked=np.empty(0, np.float64),
-            registered=np.empty(0, np.float64),
-            completed=np.empty(0, np.int32),
-            declined=np.empty(0, np.int32),
-        )
+        empty: dict[str, Any] = {
+            name: np.empty((0, *_WIDTH.get(name, ())), dtype) for name, (dtype, _) in _LAYOUT.items()
+        }
+        self.columns = DonorColumns(size=0, skills={}, **empty)
         self._grow(capacity)
 
     def __len__(self) -> int:
@@ -250,21 +257,7 @@ class DonorIndex:
             bigger[: array.shape[0]] = array
             return bigger
 
-        c.federation = grown(c.federation, -1)
-        c.active = grown(c.active, False)
+        for name, (_, fill) in _LAYOUT.items():
+            setattr(c, name, grown(getattr(c, name), fill))
         c.skills = {slug: grown(column, NO_SKILL) for slug, column in c.skills.items()}
-        c.hours_per_week = grown(c.hours_per_week, 0.0)
-        c.slots = grown(c.slots, 0)
-        c.has_windows = grown(c.has_windows, False)
-        c.remote = grown(c.remote, False)
-        c.latitude = grown(c.latitude, math.nan)
-        c.longitude = grown(c.longitude, math.nan)
-        c.country = grown(c.country, -1)
-        c.languages = grown(c.languages, 0)
-        c.causes = grown(c.causes, 0)
-        c.load = grown(c.load, 0)
-        c.last_asked = grown(c.last_asked, math.nan)
-        c.registered = grown(c.registered, 0.0)
-        c.completed = grown(c.completed, 0)
-        c.declined = grown(c.declined, 0)
         self._capacity = capacity

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack
 from importlib.resources import files
 
 from fastapi import FastAPI
 from pydantic import Field
 
+from pitchin_core.http import run_beside
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings, local_secret
 from pitchin_matching import api, handlers, storage
@@ -46,22 +46,16 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
     handlers.register(runtime, matching)
     app = runtime.http_app([api.router], title="Pitch In matching")
     app.state.matching = matching
-    service_lifespan = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with service_lifespan(app_):
-            await load_index(matching)
-            clock = OfferClock(
-                matching, poll_seconds=settings.offer_clock_seconds, sweep_seconds=settings.waiting_sweep_seconds
-            )
-            await clock.start()
-            try:
-                yield
-            finally:
-                await clock.stop()
+    async def start_clock(workers: AsyncExitStack) -> None:
+        await load_index(matching)
+        clock = OfferClock(
+            matching, poll_seconds=settings.offer_clock_seconds, sweep_seconds=settings.waiting_sweep_seconds
+        )
+        await clock.start()
+        workers.push_async_callback(clock.stop)
 
-    app.router.lifespan_context = lifespan
+    run_beside(app, start_clock)
     return app
 
 

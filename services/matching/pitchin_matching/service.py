@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +41,7 @@ from pitchin_core.errors import Conflict, NotFound
 from pitchin_core.uow import Tenant, Transaction, UnitOfWork
 from pitchin_matching import storage
 from pitchin_matching.domain.assignment import Demand, assign
-from pitchin_matching.domain.donors import WITHDRAWN_VERSION, profile_of, supersedes
+from pitchin_matching.domain.donors import WITHDRAWN_VERSION, DonorProfile, profile_of, supersedes
 from pitchin_matching.domain.needs import NeedState, need_of, need_supersedes, offers_wanted
 from pitchin_matching.domain.policy import PolicyDocument
 from pitchin_matching.domain.ranking import Policy, explain, rank, slots_of
@@ -76,84 +76,109 @@ async def policy_of(conn: Conn, federation_id: str, now: datetime) -> Policy:
     return PolicyDocument.model_validate(stored or {}).to_policy(now)
 
 
-# --- donors ------------------------------------------------------------------------------
+# --- donors and needs: the read model, and what a change of it causes -------------------------
+
+
+async def _once(
+    m: Matching, event: CloudEvent, federation_id: str, apply: Callable[[Transaction], Awaitable[None]]
+) -> bool:
+    """Apply a consumed event once, under its federation's lock; False for a redelivery."""
+    async with m.uow(Tenant(federation_id)) as tx:
+        if not await tx.first_delivery(event):
+            return False
+        await storage.lock_federation(tx.conn, federation_id)
+        await apply(tx)
+        return True
+
+
+async def _store_donor(conn: Conn, data: DonorRegisteredV1 | DonorUpdatedV1) -> tuple[DonorProfile, datetime] | None:
+    """Store a registration or a newer update: the profile and the registration time kept, or
+    None for an update older than the stored one (it changes nothing)."""
+    profile = profile_of(data)
+    if not supersedes(profile.version, await storage.donor_version(conn, data.donor_id)):
+        return None
+    registered = data.registered_at if isinstance(data, DonorRegisteredV1) else data.updated_at
+    return profile, await storage.upsert_donor(conn, profile, registered)
+
+
+async def _store_withdrawal(conn: Conn, data: DonorWithdrawnV1) -> None:
+    await storage.donor_version(conn, data.donor_id)  # the donor's row lock, as for any other change
+    await storage.withdraw_donor(
+        conn, data.donor_id, data.federation_id, WITHDRAWN_VERSION, data.erase, data.withdrawn_at
+    )
+
+
+async def _store_need(conn: Conn, data: NeedOpenedV1 | NeedUpdatedV1) -> NeedState | None:
+    """Store a need or a newer version of it; None for an older one (it changes nothing)."""
+    need = need_of(data)
+    if not need_supersedes(need.version, await storage.need_version(conn, need.need_id)):
+        return None
+    await storage.upsert_need(conn, need)
+    return need
+
+
+async def _store_need_end(conn: Conn, data: NeedFilledV1 | NeedClosedV1) -> str:
+    """Store that a need was filled or closed; returns its status now."""
+    status = NeedStatus.filled.value if isinstance(data, NeedFilledV1) else data.status.value
+    await storage.need_version(conn, data.need_id)  # the need's row lock, as for any other change
+    await storage.set_need_status(conn, data.need_id, status)
+    return status
 
 
 async def learn_donor(m: Matching, event: CloudEvent, data: DonorRegisteredV1 | DonorUpdatedV1, now: datetime) -> bool:
     """Apply a registration or a newer update once; an older or repeated one changes nothing."""
-    profile = profile_of(data)
-    async with m.uow(Tenant(data.federation_id)) as tx:
-        if not await tx.first_delivery(event):
-            return False
-        conn = tx.conn
-        await storage.lock_federation(conn, data.federation_id)
-        if not supersedes(profile.version, await storage.donor_version(conn, data.donor_id)):
-            return True
-        registered = data.registered_at if isinstance(data, DonorRegisteredV1) else data.updated_at
-        kept = await storage.upsert_donor(conn, profile, registered)
+
+    async def apply(tx: Transaction) -> None:
+        stored = await _store_donor(tx.conn, data)
+        if stored is None:
+            return
+        profile, kept = stored
         tx.after_commit(lambda: m.index.upsert(profile, kept))
         if profile.status != "active":
-            offers = await storage.pending_offers_of_donor(conn, data.donor_id)
+            offers = await storage.pending_offers_of_donor(tx.conn, data.donor_id)
             await _cancel_offers(tx, m, offers, f"the donor is {profile.status}", now)
             if profile.status == "withdrawn":
                 await _release_all(tx, m, data.donor_id, "the donor withdrew", now)
         else:
-            await storage.retry_needs_of(conn, data.federation_id)
+            await storage.retry_needs_of(tx.conn, data.federation_id)
         await _match(tx, m, data.federation_id, now)
-        return True
+
+    return await _once(m, event, data.federation_id, apply)
 
 
 async def withdraw_donor(m: Matching, event: CloudEvent, data: DonorWithdrawnV1, now: datetime) -> bool:
-    async with m.uow(Tenant(data.federation_id)) as tx:
-        if not await tx.first_delivery(event):
-            return False
-        conn = tx.conn
-        await storage.lock_federation(conn, data.federation_id)
-        await storage.donor_version(conn, data.donor_id)
-        await storage.withdraw_donor(
-            conn, data.donor_id, data.federation_id, WITHDRAWN_VERSION, data.erase, data.withdrawn_at
-        )
+    async def apply(tx: Transaction) -> None:
+        await _store_withdrawal(tx.conn, data)
         tx.after_commit(lambda: m.index.deactivate(data.donor_id))
-        offers = await storage.pending_offers_of_donor(conn, data.donor_id)
+        offers = await storage.pending_offers_of_donor(tx.conn, data.donor_id)
         await _cancel_offers(tx, m, offers, "the donor withdrew", now)
         await _release_all(tx, m, data.donor_id, "the donor withdrew", now)
         await _match(tx, m, data.federation_id, now)
-        return True
 
-
-# --- needs -------------------------------------------------------------------------------
+    return await _once(m, event, data.federation_id, apply)
 
 
 async def learn_need(m: Matching, event: CloudEvent, data: NeedOpenedV1 | NeedUpdatedV1, now: datetime) -> bool:
-    need = need_of(data)
-    async with m.uow(Tenant(data.federation_id)) as tx:
-        if not await tx.first_delivery(event):
-            return False
-        conn = tx.conn
-        await storage.lock_federation(conn, data.federation_id)
-        if not need_supersedes(need.version, await storage.need_version(conn, need.need_id)):
-            return True
-        await storage.upsert_need(conn, need)
+    async def apply(tx: Transaction) -> None:
+        need = await _store_need(tx.conn, data)
+        if need is None:
+            return
         if need.is_open:
             await _match(tx, m, need.federation_id, now, force=[need.need_id])
         else:
-            offers = await storage.pending_offers_of_need(conn, need.need_id)
+            offers = await storage.pending_offers_of_need(tx.conn, need.need_id)
             await _cancel_offers(tx, m, offers, f"the need is {need.status}", now)
-        return True
+
+    return await _once(m, event, data.federation_id, apply)
 
 
 async def end_need(m: Matching, event: CloudEvent, data: NeedFilledV1 | NeedClosedV1, now: datetime) -> bool:
-    status = NeedStatus.filled.value if isinstance(data, NeedFilledV1) else data.status.value
-    async with m.uow(Tenant(data.federation_id)) as tx:
-        if not await tx.first_delivery(event):
-            return False
-        conn = tx.conn
-        await storage.lock_federation(conn, data.federation_id)
-        await storage.need_version(conn, data.need_id)
-        await storage.set_need_status(conn, data.need_id, status)
-        offers = await storage.pending_offers_of_need(conn, data.need_id)
+    async def apply(tx: Transaction) -> None:
+        status = await _store_need_end(tx.conn, data)
+        offers = await storage.pending_offers_of_need(tx.conn, data.need_id)
         await _cancel_offers(tx, m, offers, f"the need is {status}", now)
-        return True
+
+    return await _once(m, event, data.federation_id, apply)
 
 
 # --- offers ------------------------------------------------------------------------------
@@ -632,6 +657,17 @@ async def _make_offer(
 
 # --- rebuild -----------------------------------------------------------------------------
 
+# Per input event type, its change to the read model, the same as when it is first consumed.
+_READ_MODEL: dict[type[EventData], Callable[[Conn, Any], Awaitable[object]]] = {
+    DonorRegisteredV1: _store_donor,
+    DonorUpdatedV1: _store_donor,
+    DonorWithdrawnV1: _store_withdrawal,
+    NeedOpenedV1: _store_need,
+    NeedUpdatedV1: _store_need,
+    NeedFilledV1: _store_need_end,
+    NeedClosedV1: _store_need_end,
+}
+
 
 async def replay(tx: Transaction, event: CloudEvent, data: EventData) -> None:
     """Apply an input event to the read model only: no offers, no cancellations, no events.
@@ -639,22 +675,6 @@ async def replay(tx: Transaction, event: CloudEvent, data: EventData) -> None:
     Used by the rebuild, which replays the topics from the start: what those events caused
     back then (offers, assignments) is already in matching's own tables.
     """
-    if not await tx.first_delivery(event):
-        return
-    conn = tx.conn
-    if isinstance(data, DonorRegisteredV1 | DonorUpdatedV1):
-        profile = profile_of(data)
-        if supersedes(profile.version, await storage.donor_version(conn, data.donor_id)):
-            registered = data.registered_at if isinstance(data, DonorRegisteredV1) else data.updated_at
-            await storage.upsert_donor(conn, profile, registered)
-    elif isinstance(data, DonorWithdrawnV1):
-        await storage.withdraw_donor(
-            conn, data.donor_id, data.federation_id, WITHDRAWN_VERSION, data.erase, data.withdrawn_at
-        )
-    elif isinstance(data, NeedOpenedV1 | NeedUpdatedV1):
-        need = need_of(data)
-        if need_supersedes(need.version, await storage.need_version(conn, need.need_id)):
-            await storage.upsert_need(conn, need)
-    elif isinstance(data, NeedFilledV1 | NeedClosedV1):
-        status = NeedStatus.filled.value if isinstance(data, NeedFilledV1) else data.status.value
-        await storage.set_need_status(conn, data.need_id, status)
+    store = _READ_MODEL.get(type(data))
+    if await tx.first_delivery(event) and store is not None:
+        await store(tx.conn, data)

@@ -23,6 +23,7 @@ from pitchin_notifications.domain.messages import RULES
 from pitchin_notifications.domain.quiet_hours import QuietHours
 from pitchin_notifications.service import configuration, deliveries, subscriptions
 from pitchin_notifications.service.messages import Notifications
+from pitchin_notifications.storage import LogFilter
 from pitchin_notifications.templates import PARTS
 
 router = APIRouter(prefix="/v1")
@@ -60,9 +61,8 @@ async def delivery_log(
     event_type: str | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    items = await deliveries.log(
-        _uow(request), caller, limit, before, status=status, channel=channel, event_type=event_type, event_id=event_id
-    )
+    only = LogFilter(status=status, channel=channel, event_type=event_type, event_id=event_id)
+    items = await deliveries.log(_uow(request), caller, limit, before, only)
     next_cursor = items[-1]["created_at"].isoformat() if len(items) == limit else None
     return {"items": items, "next": next_cursor}
 

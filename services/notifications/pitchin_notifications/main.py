@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack
 from importlib.resources import files
 
 import httpx
 from fastapi import FastAPI
 from pydantic import Field, field_validator
 
+from pitchin_core.http import run_beside
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings, local_secret
@@ -81,48 +81,42 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     handlers.register(runtime, notifications)
     app = runtime.http_app([api.router], title="Pitch In notifications")
     app.state.notifications = notifications
-    service_lifespan = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with (
-            service_lifespan(app_),
-            httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as http,
-        ):
-            adapters: dict[str, ChannelAdapter] = {
-                "email": EmailChannel(
-                    settings.smtp_host, settings.smtp_port, settings.mail_from, keep=settings.email_concurrency
-                ),
-                "sms": SmsChannel(
-                    http, settings.sms_base_url, settings.sms_account_sid, settings.sms_auth_token, settings.sms_from
-                ),
-                "webhook": WebhookChannel(http),
-            }
-            batch = settings.sender_batch_size
-            sender = Sender(
-                runtime.pool,
-                runtime.metrics,
-                schema=settings.db_schema,
-                adapters=adapters,
-                policies={
-                    "email": ChannelPolicy(settings.email_max_attempts, settings.email_concurrency, batch),
-                    "sms": ChannelPolicy(settings.sms_max_attempts, settings.sms_concurrency, batch),
-                    "webhook": ChannelPolicy(settings.webhook_max_attempts, settings.webhook_concurrency, batch),
-                },
-                retry_base=settings.retry_base_seconds,
-                retry_cap=settings.retry_cap_seconds,
-                jobs=(
-                    lambda: notifications.expand_next_job(runtime.uow),
-                    lambda: notifications.make_digests(runtime.uow),
-                ),
-            )
-            await sender.start()
-            try:
-                yield
-            finally:
-                await sender.stop()
+    async def start_sender(workers: AsyncExitStack) -> None:
+        http = await workers.enter_async_context(
+            httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+        )
+        adapters: dict[str, ChannelAdapter] = {
+            "email": EmailChannel(
+                settings.smtp_host, settings.smtp_port, settings.mail_from, keep=settings.email_concurrency
+            ),
+            "sms": SmsChannel(
+                http, settings.sms_base_url, settings.sms_account_sid, settings.sms_auth_token, settings.sms_from
+            ),
+            "webhook": WebhookChannel(http),
+        }
+        batch = settings.sender_batch_size
+        sender = Sender(
+            runtime.pool,
+            runtime.metrics,
+            schema=settings.db_schema,
+            adapters=adapters,
+            policies={
+                "email": ChannelPolicy(settings.email_max_attempts, settings.email_concurrency, batch),
+                "sms": ChannelPolicy(settings.sms_max_attempts, settings.sms_concurrency, batch),
+                "webhook": ChannelPolicy(settings.webhook_max_attempts, settings.webhook_concurrency, batch),
+            },
+            retry_base=settings.retry_base_seconds,
+            retry_cap=settings.retry_cap_seconds,
+            jobs=(
+                lambda: notifications.expand_next_job(runtime.uow),
+                lambda: notifications.make_digests(runtime.uow),
+            ),
+        )
+        await sender.start()
+        workers.push_async_callback(sender.stop)
 
-    app.router.lifespan_context = lifespan
+    run_beside(app, start_sender)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -152,17 +153,26 @@ _LOG_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class LogFilter:
+    """Which deliveries of the log to list; None: any."""
+
+    status: str | None = None
+    channel: str | None = None
+    event_type: str | None = None
+    event_id: str | None = None
+
+
+EVERY_DELIVERY = LogFilter()
+
+
 async def list_deliveries(
     conn: Conn,
     federation_id: str,
     organisation_id: str | None,
     limit: int,
     before: datetime | None,
-    *,
-    status: str | None = None,
-    channel: str | None = None,
-    event_type: str | None = None,
-    event_id: str | None = None,
+    only: LogFilter = EVERY_DELIVERY,
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {_LOG_COLUMNS} FROM deliveries WHERE federation_id = $1"
@@ -174,10 +184,10 @@ async def list_deliveries(
         organisation_id,
         limit,
         before,
-        status,
-        channel,
-        event_type,
-        event_id,
+        only.status,
+        only.channel,
+        only.event_type,
+        only.event_id,
     )
 
 

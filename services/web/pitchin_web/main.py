@@ -12,15 +12,12 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field, model_validator
 from starlette.middleware.sessions import SessionMiddleware
 
-from pitchin_core.http import RedMetricsMiddleware, install_error_handlers
+from pitchin_core.http import RedMetricsMiddleware, install_error_handlers, install_health, trace_requests
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import serve
 from pitchin_core.settings import ServiceSettings, local_secret
@@ -103,26 +100,10 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     )
     app.add_middleware(SecurityHeadersMiddleware, https=https)
     app.add_middleware(RedMetricsMiddleware, metrics=metrics)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        checks = await services.readiness()
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "not ready", **checks}, status_code=200 if ok else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_route() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    install_health(app, services.readiness, metrics)
     app.mount("/static", StaticFiles(directory=str(Path(str(files("pitchin_web") / "static")))), name="static")
     pages.install(app, settings, services)  # after install_error_handlers: the pages keep its answers for /v1/
-    FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=tracer_provider, exclude_spans=["receive", "send"], excluded_urls="healthz,readyz,metrics"
-    )
+    trace_requests(app, tracer_provider)
     return app
 
 

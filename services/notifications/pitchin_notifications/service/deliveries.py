@@ -11,32 +11,15 @@ from pitchin_core.errors import Conflict, NotFound
 from pitchin_core.uow import Transactions
 from pitchin_notifications import storage
 from pitchin_notifications.service import require_manager
+from pitchin_notifications.storage import EVERY_DELIVERY, LogFilter
 
 
 async def log(
-    uow: Transactions,
-    caller: Caller,
-    limit: int,
-    before: datetime | None,
-    *,
-    status: str | None = None,
-    channel: str | None = None,
-    event_type: str | None = None,
-    event_id: str | None = None,
+    uow: Transactions, caller: Caller, limit: int, before: datetime | None, only: LogFilter = EVERY_DELIVERY
 ) -> list[dict[str, Any]]:
     """The caller's deliveries, newest first, from before `before`."""
     async with uow(caller.tenant, readonly=True) as tx:
-        rows = await storage.list_deliveries(
-            tx.conn,
-            caller.federation_id,
-            caller.organisation_id,
-            limit,
-            before,
-            status=status,
-            channel=channel,
-            event_type=event_type,
-            event_id=event_id,
-        )
+        rows = await storage.list_deliveries(tx.conn, caller.federation_id, caller.organisation_id, limit, before, only)
     return [dict(r) for r in rows]
 
 

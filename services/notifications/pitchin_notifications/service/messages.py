@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -207,40 +207,31 @@ class Notifications:
             tenant = await self._tenant_policy(conn, data.federation_id)
             for rule in rules_for(event.type, dumped):
                 if rule.audience in EVENT_WIDE:
+                    # Everyone booked on the event: a job that expands to them in batches.
+                    target = str(dumped["event_id"])
                     statuses = ["confirmed"] if rule.audience is Audience.attendees else ["confirmed", "waitlisted"]
-                    await storage.create_fanout(
-                        conn,
-                        event_id=event.id,
-                        event_type=event.type,
-                        rule_key=rule.key(),
-                        federation_id=data.federation_id,
-                        organisation_id=data.organisation_id,
-                        audience=rule.audience.value,
-                        target=str(dumped["event_id"]),
-                        statuses=statuses,
-                        data=dumped,
-                        traceparent=traceparent,
-                    )
-                    continue
-                person = await self._recipient(conn, rule.audience, dumped)
-                if person is None:
-                    # The donor's sign-up travels on another topic and may not be here yet.
-                    await storage.create_fanout(
-                        conn,
-                        event_id=event.id,
-                        event_type=event.type,
-                        rule_key=rule.key(),
-                        federation_id=data.federation_id,
-                        organisation_id=data.organisation_id,
-                        audience=rule.audience.value,
-                        target=str(dumped.get("donor_id", "")),
-                        statuses=[],
-                        data=dumped,
-                        traceparent=traceparent,
-                    )
-                    continue
-                await self._stage(
-                    conn, rule, person, event.id, event.type, dumped, tenant, now, traceparent, bulk=False
+                else:
+                    person = await self._recipient(conn, rule.audience, dumped)
+                    if person is not None:
+                        await self._stage(
+                            conn, rule, person, event.id, event.type, dumped, tenant, now, traceparent, bulk=False
+                        )
+                        continue
+                    # The donor's sign-up travels on another topic and may not be here yet: a job
+                    # that waits for it.
+                    target, statuses = str(dumped.get("donor_id", "")), []
+                await storage.create_fanout(
+                    conn,
+                    event_id=event.id,
+                    event_type=event.type,
+                    rule_key=rule.key(),
+                    federation_id=data.federation_id,
+                    organisation_id=data.organisation_id,
+                    audience=rule.audience.value,
+                    target=target,
+                    statuses=statuses,
+                    data=dumped,
+                    traceparent=traceparent,
                 )
             await self._stage_webhooks(conn, event, data, dumped, traceparent, now)
             return True
@@ -558,18 +549,8 @@ class Notifications:
 
 
 def _person(row: asyncpg.Record) -> Recipient:
-    return Recipient(
-        name=row["name"],
-        email=row["email"],
-        phone=row["phone"],
-        language=row["language"],
-        time_zone=row["time_zone"],
-        email_ok=row["email_ok"],
-        sms_ok=row["sms_ok"],
-        purposes=frozenset(row["purposes"]),
-        active=row["status"] != DonorStatus.withdrawn.value,
-        ref=row["donor_id"],
-    )
+    """A donor as this service knows them, with the purposes they consented to."""
+    return replace(_booker(row["name"], row["email"], row["language"], row), purposes=frozenset(row["purposes"]))
 
 
 def _booker(name: str, email: str, language: str, donor: asyncpg.Record | None) -> Recipient:

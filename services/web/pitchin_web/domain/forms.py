@@ -231,6 +231,11 @@ SIGNUP_FIELDS = {
 }
 
 
+def same_names(*names: str) -> dict[str, str]:
+    """API fields that have the name of the form field they come from."""
+    return {name: name for name in names}
+
+
 def map_api_field(api_field: str, table: Mapping[str, Any]) -> Any:
     """The form field (and whatever else the table says) for an API's error path, longest prefix first."""
     path = api_field.removeprefix("body.")
@@ -249,6 +254,9 @@ def rsvp(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]
     return payload, errors
 
 
+RSVP_FIELDS = same_names("name", "email")
+
+
 # -- organisers ---------------------------------------------------------------------------------
 
 
@@ -258,6 +266,9 @@ def completion(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], E
     hours = _number(form, "hours_given", 0.1, 1000, errors)
     thanks = _text(form, "thanks", labels["thanks"], errors, required=False, max_len=2000)
     return {"hours_given": None if hours is None else round(hours, 1), "thanks": thanks}, errors
+
+
+COMPLETION_FIELDS = same_names("hours_given", "thanks")
 
 
 def fight(
@@ -299,9 +310,7 @@ def fight(
 
 
 FIGHT_FIELDS = {
-    "kind": "kind",
-    "title": "title",
-    "description": "description",
+    **same_names("kind", "title", "description"),
     "needs.0.title": "need_title",
     "needs.0.required_skills": "skill",
     "needs.0.estimated_hours": "hours",
@@ -397,18 +406,11 @@ def event(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors
 
 
 EVENT_FIELDS = {
-    "kind": "kind",
-    "title": "title",
-    "description": "description",
+    **same_names("kind", "title", "description", "time_zone", "online_url", "hashtag", "capacity", "organiser_email"),
     "starts_at": "starts",
     "ends_at": "ends",
-    "time_zone": "time_zone",
     "venue_name": "venue",
     "venue_address": "address",
-    "online_url": "online_url",
-    "hashtag": "hashtag",
-    "capacity": "capacity",
-    "organiser_email": "organiser_email",
 }
 
 
@@ -426,7 +428,7 @@ def session(form: Form, labels: Mapping[str, str], zone: str) -> tuple[dict[str,
     return payload, errors
 
 
-SESSION_FIELDS = {"title": "title", "starts_at": "starts", "ends_at": "ends", "room": "room", "": "title"}
+SESSION_FIELDS = {**same_names("title", "room"), "starts_at": "starts", "ends_at": "ends", "": "title"}
 
 
 # -- federation staff ---------------------------------------------------------------------------
@@ -455,3 +457,6 @@ def publisher(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Er
     if rate is not None:
         payload["rate_per_second"] = rate
     return payload, errors
+
+
+PUBLISHER_FIELDS = same_names("source", "label", "organisations", "rate_per_second")

@@ -27,6 +27,10 @@ class Translator:
             text = CATALOGUES[DEFAULT].get(key, key)
         return text.format(**values) if values else text
 
+    def labels(self, **keys: str) -> dict[str, str]:
+        """A form's field labels, by field: ``t.labels(title="event.name")``."""
+        return {field: self(key) for field, key in keys.items()}
+
 
 def preferred_language(accept_language: str, available: Mapping[str, str]) -> str:
     """The first of the browser's languages (RFC 9110 Accept-Language, by q) that we have, else English.

@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pitchin_web.clients import ServiceError, Services
+from pitchin_web.clients import ServiceClient, ServiceError, Services
 from pitchin_web.domain import forms
 from pitchin_web.domain.forms import Errors, FieldError, Form
 from pitchin_web.domain.timefmt import COMMON_ZONES, format_span, reader_zone
@@ -165,6 +165,24 @@ async def submit(
         if exc.unavailable or exc.status in passes:
             raise
         return None, api_errors(exc, table, fallback)
+
+
+async def post_form(
+    client: ServiceClient,
+    path: str,
+    key: str,
+    checked: tuple[dict[str, Any], Errors],
+    table: Mapping[str, str],
+    fallback: str,
+    *,
+    passes: tuple[int, ...] = (),
+) -> tuple[Any, Errors]:
+    """A form checked here (`checked`: its payload and the errors found), then, when it passed,
+    POSTed to `path` with `key`: the service's answer, or the errors of either step, as `submit`."""
+    payload, errors = checked
+    if errors:
+        return None, errors
+    return await submit(client.call("POST", path, key=key, json=payload), table, fallback, passes=passes)
 
 
 async def posted_form(request: Request) -> Form:

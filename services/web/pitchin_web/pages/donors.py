@@ -80,7 +80,7 @@ async def signup(request: Request) -> Response:
     if form.get("go") == "back":
         return redirect(f"/donors/signup?step={max(step - 1, 1)}")
     if step == 1:
-        values, errors = forms.signup_step1(form, {"name": t("signup.name"), "city": t("signup.city")})
+        values, errors = forms.signup_step1(form, t.labels(name="signup.name", city="signup.city"))
     elif step == 2:
         values, errors = forms.signup_step2(form, list(labels))
     else:
@@ -147,11 +147,15 @@ async def signup_done(request: Request) -> Response:
 # -- a donor's own page, and the record they share, by signed link ---------------------------------------
 
 
-def _donor_claims(request: Request, link: str, read: Callable[[str, str, float], DonorLink], title: str) -> DonorLink:
+def _linked_donor(
+    request: Request, link: str, read: Callable[[str, str, float], DonorLink], title: str
+) -> tuple[str, str]:
+    """The donor a signed link is for, and their path on signups and matching (403 for a bad link)."""
     try:
-        return read(web_of(request).settings.donor_link_secret, link, time.time())
+        donor_id = read(web_of(request).settings.donor_link_secret, link, time.time()).donor_id
     except BadLink as exc:
         raise LinkRefused(403, title) from exc
+    return donor_id, f"/v1/donors/{quote(donor_id)}"
 
 
 def _donor_zone(donor: dict[str, Any]) -> str:
@@ -162,9 +166,8 @@ def _donor_zone(donor: dict[str, Any]) -> str:
 @router.get("/me/{link}", response_class=HTMLResponse)
 async def donor_page(request: Request, link: str) -> HTMLResponse:
     web = web_of(request)
-    claims = _donor_claims(request, link, read_donor_link, "me.title")
+    donor_id, donor_path = _linked_donor(request, link, read_donor_link, "me.title")
     key = web.settings.federation_key
-    donor_path = f"/v1/donors/{quote(claims.donor_id)}"
     donor = await web.services.signups.call("GET", donor_path, key=key)
     zone = _donor_zone(donor)
     offered, record, (bookings, feed_url) = await asyncio.gather(
@@ -181,7 +184,7 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
         bookings=bookings,
         feed_url=feed_url,
         record=views.donor_record(record, zone, language(request)) if record is not None else None,
-        share_url=f"/record/{sign_record_link(web.settings.donor_link_secret, claims.donor_id, time.time())}",
+        share_url=f"/record/{sign_record_link(web.settings.donor_link_secret, donor_id, time.time())}",
         link=link,
     )
 
@@ -190,9 +193,8 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
 async def record_page(request: Request, link: str) -> HTMLResponse:
     """The record a donor chose to show: hours given and thanks received, nothing else about them."""
     web = web_of(request)
-    claims = _donor_claims(request, link, read_record_link, "record.title")
+    _, donor_path = _linked_donor(request, link, read_record_link, "record.title")
     key = web.settings.federation_key
-    donor_path = f"/v1/donors/{quote(claims.donor_id)}"
     donor, record, labels = await asyncio.gather(
         web.services.signups.call("GET", donor_path, key=key),
         web.services.matching.call("GET", f"{donor_path}/record", key=key),

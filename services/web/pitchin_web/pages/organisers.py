@@ -17,13 +17,13 @@ from pitchin_web.clients import ServiceError
 from pitchin_web.domain import forms, views
 from pitchin_web.domain.forms import Errors, FieldError, Form
 from pitchin_web.domain.timefmt import format_when
-from pitchin_web.messages import Translator
 from pitchin_web.pages.common import (
     api_errors,
     flash,
     language,
     login_key,
     now,
+    post_form,
     posted_form,
     redirect,
     render,
@@ -53,15 +53,6 @@ async def organiser_home(request: Request) -> HTMLResponse:
 # -- fights and needs ---------------------------------------------------------------------------------------
 
 
-def _fight_labels(t: Translator) -> dict[str, str]:
-    return {
-        "title": t("fight.name"),
-        "description": t("fight.description"),
-        "need_title": t("fight.need.title"),
-        "city": t("fight.need.city"),
-    }
-
-
 def _fight_opened(request: Request, opened: dict[str, Any]) -> Response:
     """On to the fight's first need, where the organiser finds its candidates."""
     flash(request, "fight.opened")
@@ -85,15 +76,15 @@ async def fight_create(request: Request) -> Response:
     key = login_key(request)
     form = await posted_form(request)
     labels = await skills(request, key)
-    payload, errors = forms.fight(form, list(labels), _fight_labels(translator(request)), zone_of(request), now())
+    field_labels = translator(request).labels(
+        title="fight.name", description="fight.description", need_title="fight.need.title", city="fight.need.city"
+    )
+    checked = forms.fight(form, list(labels), field_labels, zone_of(request), now())
+    opened, errors = await post_form(
+        web_of(request).services.signups, "/v1/fights", key, checked, forms.FIGHT_FIELDS, "title"
+    )
     if not errors:
-        opened, errors = await submit(
-            web_of(request).services.signups.call("POST", "/v1/fights", key=key, json=payload),
-            forms.FIGHT_FIELDS,
-            "title",
-        )
-        if not errors:
-            return _fight_opened(request, opened)
+        return _fight_opened(request, opened)
     return render(request, "fight.html", status=422, skills=labels, errors=errors, values=form.fields)
 
 
@@ -109,7 +100,7 @@ async def suggest(request: Request) -> Response:
     form = await posted_form(request)
     t = translator(request)
     web = web_of(request)
-    payload, errors = forms.situation(form, {"situation": t("suggest.situation")}, zone_of(request))
+    payload, errors = forms.situation(form, t.labels(situation="suggest.situation"), zone_of(request))
     if errors:
         return _suggest_again(request, form, None, errors)
     found = await web.services.signups.call("POST", "/v1/needs/suggestions", key=key, json=payload)
@@ -191,9 +182,8 @@ async def complete_page(request: Request, assignment_id: str, need_id: str = "")
 async def complete(request: Request, assignment_id: str) -> Response:
     key = login_key(request)
     form = await posted_form(request)
-    t = translator(request)
     web = web_of(request)
-    payload, errors = forms.completion(form, {"thanks": t("complete.thanks")})
+    payload, errors = forms.completion(form, translator(request).labels(thanks="complete.thanks"))
     need_id = form.get("need_id")
     if not errors:
         try:
@@ -208,7 +198,7 @@ async def complete(request: Request, assignment_id: str) -> Response:
             if exc.status == 409:
                 errors = {"hours_given": FieldError("complete.conflict")}
             else:
-                errors = api_errors(exc, {"hours_given": "hours_given", "thanks": "thanks"}, "hours_given")
+                errors = api_errors(exc, forms.COMPLETION_FIELDS, "hours_given")
     need = await web.services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
     return render(
         request,
@@ -238,15 +228,6 @@ async def assignment(request: Request, assignment_id: str, action: str) -> Respo
 # -- events -----------------------------------------------------------------------------------------------
 
 
-def _event_labels(t: Translator) -> dict[str, str]:
-    return {
-        "title": t("event.name"),
-        "description": t("event.description"),
-        "venue": t("event.venue"),
-        "address": t("event.address"),
-    }
-
-
 @router.get("/organiser/events/new", response_class=HTMLResponse)
 async def event_new_page(request: Request) -> HTMLResponse:
     login_key(request)
@@ -259,16 +240,16 @@ async def event_new_page(request: Request) -> HTMLResponse:
 async def event_create(request: Request) -> Response:
     key = login_key(request)
     form = await posted_form(request)
-    payload, errors = forms.event(form, _event_labels(translator(request)))
+    field_labels = translator(request).labels(
+        title="event.name", description="event.description", venue="event.venue", address="event.address"
+    )
+    checked = forms.event(form, field_labels)
+    event, errors = await post_form(
+        web_of(request).services.scheduling, "/v1/events", key, checked, forms.EVENT_FIELDS, "title"
+    )
     if not errors:
-        event, errors = await submit(
-            web_of(request).services.scheduling.call("POST", "/v1/events", key=key, json=payload),
-            forms.EVENT_FIELDS,
-            "title",
-        )
-        if not errors:
-            flash(request, "event.created")
-            return redirect(f"/organiser/events/{quote(event['event_id'])}")
+        flash(request, "event.created")
+        return redirect(f"/organiser/events/{quote(event['event_id'])}")
     return render(request, "event_new.html", status=422, kinds=forms.EVENT_KINDS, errors=errors, values=form.fields)
 
 
@@ -317,21 +298,15 @@ async def check_in(request: Request, booking_id: str) -> Response:
 async def add_session(request: Request, event_id: str) -> Response:
     key = login_key(request)
     form = await posted_form(request)
-    t = translator(request)
     web = web_of(request)
     event = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key)
-    payload, errors = forms.session(
-        form, {"title": t("event.session.title"), "room": t("event.session.room")}, event["time_zone"]
-    )
+    field_labels = translator(request).labels(title="event.session.title", room="event.session.room")
+    checked = forms.session(form, field_labels, event["time_zone"])
+    path = f"/v1/events/{quote(event_id)}/sessions"
+    _, errors = await post_form(web.services.scheduling, path, key, checked, forms.SESSION_FIELDS, "title")
     if not errors:
-        _, errors = await submit(
-            web.services.scheduling.call("POST", f"/v1/events/{quote(event_id)}/sessions", key=key, json=payload),
-            forms.SESSION_FIELDS,
-            "title",
-        )
-        if not errors:
-            flash(request, "event.session.added")
-            return redirect(f"/organiser/events/{quote(event_id)}#sessions")
+        flash(request, "event.session.added")
+        return redirect(f"/organiser/events/{quote(event_id)}#sessions")
     return await _manage(request, event_id, status=422, errors=errors, values=form.fields)
 
 

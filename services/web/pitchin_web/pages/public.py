@@ -19,11 +19,11 @@ from pitchin_web.pages.common import (
     flash,
     language,
     now,
+    post_form,
     posted_form,
     redirect,
     redirect_back,
     render,
-    submit,
     translator,
     web_of,
     when,
@@ -103,18 +103,14 @@ async def event_page(request: Request, event_id: str) -> HTMLResponse:
 async def rsvp(request: Request, event_id: str) -> Response:
     form = await posted_form(request)
     web = web_of(request)
-    payload, errors = forms.rsvp(form, {"name": translator(request)("event.rsvp.name")})
+    checked = forms.rsvp(form, translator(request).labels(name="event.rsvp.name"))
+    path = f"/v1/events/{quote(event_id)}/bookings"
+    booking, errors = await post_form(
+        web.services.signups, path, web.settings.federation_key, checked, forms.RSVP_FIELDS, "email"
+    )
     if not errors:
-        booking, errors = await submit(
-            web.services.signups.call(
-                "POST", f"/v1/events/{quote(event_id)}/bookings", key=web.settings.federation_key, json=payload
-            ),
-            {"name": "name", "email": "email"},
-            "email",
-        )
-        if not errors:
-            request.session["last_email"] = payload["email"]
-            return redirect(f"/bookings/{quote(booking['booking_id'])}")
+        request.session["last_email"] = form.get("email")
+        return redirect(f"/bookings/{quote(booking['booking_id'])}")
     _, view, _ = await _public_event(request, event_id)
     return render(
         request,

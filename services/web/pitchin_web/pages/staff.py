@@ -12,18 +12,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from pitchin_web.domain import forms, views
-from pitchin_web.messages import Translator
 from pitchin_web.pages.common import (
     flash,
     language,
     login_key,
     now,
     optional,
+    post_form,
     posted_form,
     redirect,
     render,
     skills,
-    submit,
     translator,
     web_of,
     zone_of,
@@ -70,27 +69,25 @@ async def _staff_page(request: Request, *, status: int = 200, **context: Any) ->
     return render(request, "staff.html", status=status, totals=totals, skills=labels, publishers=listed, **context)
 
 
-def _publisher_labels(t: Translator) -> dict[str, str]:
-    return {"source": t("publisher.source"), "label": t("publisher.label")}
-
-
 @router.post("/staff/publishers", response_class=HTMLResponse)
 async def register_publisher(request: Request) -> Response:
     """Register a publishing system; its key and signing secret are shown on this answer only."""
     key = login_key(request)
     form = await posted_form(request)
-    payload, errors = forms.publisher(form, _publisher_labels(translator(request)))
+    checked = forms.publisher(form, translator(request).labels(source="publisher.source", label="publisher.label"))
+    registered, errors = await post_form(
+        web_of(request).services.signups,
+        "/v1/publishers",
+        key,
+        checked,
+        forms.PUBLISHER_FIELDS,
+        "source",
+        passes=(401, 403),
+    )
     if not errors:
-        registered, errors = await submit(
-            web_of(request).services.signups.call("POST", "/v1/publishers", key=key, json=payload),
-            {k: k for k in ("source", "label", "organisations", "rate_per_second")},
-            "source",
-            passes=(401, 403),
-        )
-        if not errors:
-            page = render(request, "publisher_registered.html", registered=registered)
-            page.headers["Cache-Control"] = "no-store"  # the credentials are in this page only
-            return page
+        page = render(request, "publisher_registered.html", registered=registered)
+        page.headers["Cache-Control"] = "no-store"  # the credentials are in this page only
+        return page
     return await _staff_page(request, status=422, errors=errors, values=form.fields)
 
 
