@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -18,25 +19,34 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.db import Conn
 from pitchin_core.telemetry import Metrics, context_from, current_traceparent
-from pitchin_core.worker import NotifiedWorker
+from pitchin_core.worker import BatchWorker
 
 tracer = trace.get_tracer("pitchin.outbox")
 
 
-async def add_to_outbox(
-    conn: Conn,
-    data: EventData,
-    *,
-    source: str,
-    key: str,
-    subject: str | None = None,
-) -> uuid.UUID:
-    """Stage an event in the caller's transaction; the event id becomes the CloudEvent `id`."""
+OUTBOX_COLUMNS = "event_id, topic, message_key, event_type, source, subject, tenant, payload, traceparent, tracestate"
+
+
+@dataclass(frozen=True)
+class StagedEvent:
+    """One outbox row's values, for a statement that writes it together with the change."""
+
+    event_id: uuid.UUID
+    values: tuple[object, ...]
+
+    def select(self, first: int) -> str:
+        """`SELECT $first, ...` of this row's values, numbered from parameter `first`."""
+        n = [f"${first + i}" for i in range(len(self.values))]
+        n[0] += "::uuid"
+        n[7] += "::jsonb"
+        return "SELECT " + ", ".join(n)
+
+
+def stage_event(data: EventData, *, source: str, key: str, subject: str | None = None) -> StagedEvent:
+    """The outbox row of `data`; the event id becomes the CloudEvent `id`."""
     event_id = uuid.uuid4()
     traceparent, tracestate = current_traceparent()
-    await conn.execute(
-        "INSERT INTO outbox (event_id, topic, message_key, event_type, source, subject, tenant,"
-        " payload, traceparent, tracestate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)",
+    values = (
         event_id,
         topic_for(type(data)).name,
         key,
@@ -48,10 +58,24 @@ async def add_to_outbox(
         traceparent,
         tracestate,
     )
-    return event_id
+    return StagedEvent(event_id, values)
 
 
-class OutboxRelay(NotifiedWorker):
+async def add_to_outbox(
+    conn: Conn,
+    data: EventData,
+    *,
+    source: str,
+    key: str,
+    subject: str | None = None,
+) -> uuid.UUID:
+    """Stage an event in the caller's transaction; the event id becomes the CloudEvent `id`."""
+    staged = stage_event(data, source=source, key=key, subject=subject)
+    await conn.execute(f"INSERT INTO outbox ({OUTBOX_COLUMNS}) {staged.select(1)}", *staged.values)
+    return staged.event_id
+
+
+class OutboxRelay(BatchWorker):
     """Drains one service's outbox to Kafka in order.
 
     One drainer at a time per schema (a transaction-scoped advisory lock), so replicas
@@ -76,10 +100,6 @@ class OutboxRelay(NotifiedWorker):
         self.producer = producer
         self.schema = schema
         self.metrics = metrics
-
-    @property
-    def channel(self) -> str:
-        return f"pitchin_outbox_{self.schema}"
 
     async def work_once(self) -> int:
         return await self.drain_once()

@@ -118,7 +118,8 @@ class Runtime:
             await ensure_topics(s.kafka_bootstrap, all_topic_names())
         if s.migrate_on_start:
             await migrate(s.database_url, s.db_schema, self.migrations)
-        self._pool = await create_pool(s.database_url, s.db_schema, s.database_pool_size)
+        # PITCHIN_DATABASE_POOL_SIZE is the service's budget of connections, shared by its workers.
+        self._pool = await create_pool(s.database_url, s.db_schema, max(2, s.database_pool_size // s.workers))
         # aiokafka binds its clients to the running event loop: made here, not in __init__.
         self._producer = new_producer(s.kafka_bootstrap, f"{s.service_name}-outbox")
         await self._producer.start()
@@ -129,7 +130,9 @@ class Runtime:
             schema=s.db_schema,
             metrics=self.metrics,
             batch_size=s.outbox_batch_size,
+            idle_poll_seconds=s.outbox_poll_seconds,
         )
+        self.uow.on_committed_events(self.relay.wake)
         await self.relay.start()
         await self.broker.start()
         self._lag_monitor = start_lag_monitor(self)
@@ -195,9 +198,17 @@ class Runtime:
 KEEP_ALIVE_SECONDS = 75
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+def serve(factory: str, settings: ServiceSettings) -> None:
+    """Serve the app that `factory` ("module:function") builds, in `settings.workers` processes.
+
+    An import string rather than an app object, because uvicorn can only start several
+    workers from one: each worker builds its own app, pool, consumers and relay (the pool
+    size is divided among them; relays take an advisory lock, consumers share a group).
+    """
     uvicorn.run(
-        app,
+        factory,
+        factory=True,
+        workers=settings.workers,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,

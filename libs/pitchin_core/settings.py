@@ -50,10 +50,16 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=1, le=65535)
     public_base_url: str = "http://127.0.0.1:8000"
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL, e.g. http://collector:4318")
+    # Head sampling: this share of traces is exported whole; of the others only the spans
+    # that failed (pitchin_core.telemetry.KeepErrors). Production runs e.g. 0.1, tests 1.0.
     trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
-    # A span per SQL statement is what finds a slow query, and about a fifth of a
-    # request's CPU: on by default, off where every millisecond counts.
-    trace_database: bool = True
+    # A span per SQL statement finds a slow query but costs about a fifth of a request's
+    # CPU, and makes a root span of every background poll: off unless asked for.
+    trace_database: bool = False
+    # Processes serving one service's HTTP (uvicorn workers); the pool is divided among them.
+    workers: int = Field(default=1, ge=1, le=64)
+    # How often a relay looks for rows other processes committed (its own wake it at once).
+    outbox_poll_seconds: float = Field(default=0.2, gt=0, le=60)
     log_level: str = "INFO"
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     consumer_heartbeat_ms: int = Field(default=3000, ge=100)

@@ -12,12 +12,55 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pitchin_core.settings import ServiceSettings
+
+
+class RecordUnsampled(Sampler):
+    """Head sampling that still records the traces it does not sample, so errors can be kept.
+
+    A trace is sampled (exported whole) for `ratio` of trace ids; the others are recorded
+    but not exported, except the spans that end in error (`KeepErrors`). Without an
+    exporter nothing is recorded at all: spans then cost only their trace ids, which logs
+    and outbox rows still carry.
+    """
+
+    def __init__(self, ratio: float) -> None:
+        self._ratio = TraceIdRatioBased(ratio)
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        result = self._ratio.should_sample(*args, **kwargs)
+        if result.decision is Decision.DROP:
+            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+        return result
+
+    def get_description(self) -> str:
+        return f"RecordUnsampled({self._ratio.get_description()})"
+
+
+class KeepErrors(BatchSpanProcessor):
+    """Exports every span of a sampled trace, and of the others only the spans that failed.
+
+    The batch processor's queue and export thread, with its sampled-only filter widened.
+    """
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is None:
+            return
+        if span.context.trace_flags.sampled or span.status.status_code is StatusCode.ERROR:
+            self._batch_processor.emit(span)
 
 
 def setup_tracing(settings: ServiceSettings) -> TracerProvider:
@@ -29,10 +72,19 @@ def setup_tracing(settings: ServiceSettings) -> TracerProvider:
             "deployment.environment.name": settings.environment,
         }
     )
-    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)))
-    if settings.otlp_endpoint:
-        endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    if not settings.otlp_endpoint:
+        # Nowhere to send spans: make none (about a tenth of a request's CPU), keep the ids.
+        return _installed(TracerProvider(resource=resource, sampler=ALWAYS_OFF))
+    root: Sampler = RecordUnsampled(settings.trace_sample_ratio)
+    if settings.trace_sample_ratio >= 1.0:
+        root = TraceIdRatioBased(1.0)
+    provider = TracerProvider(resource=resource, sampler=ParentBased(root))
+    endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(KeepErrors(OTLPSpanExporter(endpoint=endpoint)))
+    return _installed(provider)
+
+
+def _installed(provider: TracerProvider) -> TracerProvider:
     trace.set_tracer_provider(provider)
     return provider
 

@@ -27,6 +27,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,7 +37,7 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.db import Conn
 from pitchin_core.inbox import first_delivery
-from pitchin_core.outbox import add_to_outbox
+from pitchin_core.outbox import StagedEvent, add_to_outbox, stage_event
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,15 @@ class Transaction:
         self.emitted.append(event_id)
         return event_id
 
+    def stage(self, data: EventData, *, key: str, subject: str | None = None) -> StagedEvent:
+        """An outbox row for a statement that writes it with the change itself (one round trip);
+        call `emitted_by_sql` with its id once that statement wrote it."""
+        return stage_event(data, source=self.source, key=key, subject=subject)
+
+    def emitted_by_sql(self, *event_ids: uuid.UUID) -> None:
+        """Outbox rows a statement or SQL function wrote: the relay is woken for them after commit."""
+        self.emitted.extend(event_ids)
+
     async def first_delivery(self, event: CloudEvent) -> bool:
         """Record that this consumer applied the event; False when it already had (a redelivery)."""
         return await first_delivery(self.conn, self.consumer, event.id, event.type)
@@ -100,6 +110,116 @@ class Transaction:
         self.after.extend(inner.after)
 
 
+@dataclass
+class RequestClaim:
+    """An HTTP request's `Idempotency-Key`, claimed in the first transaction the request opens.
+
+    The claim, the use case's work and the stored answer commit together (the middleware in
+    `pitchin_core.idempotency` commits once the answer is known): a request killed midway
+    leaves nothing behind, and its retry runs again. A use case that writes on a connection
+    of its own (the booking batch) takes the claim over and stores the answer with its work.
+    """
+
+    caller_key_hash: str
+    key: str
+    fingerprint: str
+    taken_by_use_case: bool = False
+    _uow: UnitOfWork | None = None
+    _conn: Any = None
+    _db_tx: Any = None
+    tx: Transaction | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.tx is not None
+
+    async def open(self, uow: UnitOfWork, tenant: Tenant | None) -> Transaction:
+        conn = await uow.pool.acquire()
+        try:
+            db_tx = conn.transaction()
+            await db_tx.start()
+            # A twin request still in flight holds this key's row: the INSERT waits for it and
+            # then either claims (the twin rolled back) or finds its answer.
+            claimed = await conn.fetchval(
+                "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.caller_key_hash,
+                self.key,
+                self.fingerprint,
+            )
+            if not claimed:
+                row = await conn.fetchrow(
+                    "SELECT fingerprint, status_code, response_body, content_type, location FROM idempotency_keys"
+                    " WHERE caller_key_hash = $1 AND idempotency_key = $2",
+                    self.caller_key_hash,
+                    self.key,
+                )
+                await db_tx.rollback()
+                raise AlreadyAnswered(row)
+            if tenant is not None:
+                await conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
+        except BaseException:
+            await uow.pool.release(conn)
+            raise
+        self._uow, self._conn, self._db_tx = uow, conn, db_tx
+        self.tx = Transaction(conn, uow.source, uow.consumer, tenant)
+        return self.tx
+
+    async def commit(self, answer: tuple[int, bytes, str, str | None] | None) -> None:
+        """Store `answer` (status, body, content type, location) with the work and commit;
+        None commits the work without keeping the key (an answer that must not be replayed)."""
+        assert self._conn is not None and self.tx is not None and self._uow is not None
+        try:
+            if answer is None:
+                await self._conn.execute(
+                    "DELETE FROM idempotency_keys WHERE caller_key_hash = $1 AND idempotency_key = $2",
+                    self.caller_key_hash,
+                    self.key,
+                )
+            else:
+                await self._conn.execute(
+                    "UPDATE idempotency_keys SET status_code = $3, response_body = $4, content_type = $5,"
+                    " location = $6 WHERE caller_key_hash = $1 AND idempotency_key = $2",
+                    self.caller_key_hash,
+                    self.key,
+                    *answer,
+                )
+            await self._db_tx.commit()
+        except BaseException:
+            await self.abandon()
+            raise
+        tx, uow = self.tx, self._uow
+        await self._release()
+        await uow.committed(tx)
+
+    async def abandon(self) -> None:
+        """Roll back the claim and the work done under it (the request failed)."""
+        if self._db_tx is not None and self._conn is not None and not self._conn.is_closed():
+            try:
+                await self._db_tx.rollback()
+            except Exception:  # the connection broke: PostgreSQL rolled back already
+                log.warning("rolling back a request's transaction failed", exc_info=True)
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._conn is not None and self._uow is not None:
+            await self._uow.pool.release(self._conn)
+        self._conn = self._db_tx = self._uow = None
+        self.tx = None
+
+
+class AlreadyAnswered(Exception):
+    """A twin request with the same Idempotency-Key committed first: answer with what it stored."""
+
+    def __init__(self, stored: asyncpg.Record | None) -> None:
+        super().__init__("this Idempotency-Key was answered by an earlier request")
+        self.stored = stored
+
+
+# The claim of the HTTP request being served, if it sent an Idempotency-Key (set by the middleware).
+REQUEST_CLAIM: ContextVar[RequestClaim | None] = ContextVar("pitchin_request_claim", default=None)
+
+
 class Transactions(Protocol):
     """What a use case takes: something that opens a transaction (`UnitOfWork`) or a savepoint (`Transaction`)."""
 
@@ -123,6 +243,7 @@ class UnitOfWork:
         self.source = source
         self.consumer = consumer
         self._on_events: list[Callable[[], None]] = []
+        self._on_writes: list[Callable[[], None]] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -135,6 +256,14 @@ class UnitOfWork:
         """Call `callback` after every commit that staged outbox events (wakes this process's relay)."""
         self._on_events.append(callback)
 
+    def on_committed_writes(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every commit of a transaction that was not read-only (wakes a sender).
+
+        This replaces NOTIFY from triggers: a worker of this process starts at once, the
+        workers of other processes find the work on their next poll.
+        """
+        self._on_writes.append(callback)
+
     def __call__(
         self, tenant: Tenant | None = None, *, readonly: bool = False
     ) -> AbstractAsyncContextManager[Transaction]:
@@ -142,13 +271,40 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def _transaction(self, tenant: Tenant | None, readonly: bool) -> AsyncIterator[Transaction]:
+        claim = REQUEST_CLAIM.get()
+        if claim is not None and not claim.taken_by_use_case:
+            async with self._under_claim(claim, tenant) as tx:
+                yield tx
+            return
         async with self.pool.acquire() as conn:
             tx = Transaction(conn, self.source, self.consumer, tenant)
             async with conn.transaction(readonly=readonly):
                 if tenant is not None:
                     await conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
                 yield tx
-        await self.committed(tx)
+        await self.committed(tx, wrote=not readonly)
+
+    @asynccontextmanager
+    async def _under_claim(self, claim: RequestClaim, tenant: Tenant | None) -> AsyncIterator[Transaction]:
+        """The request's one transaction: opened (with the claim) by its first use case, joined
+        as a savepoint by any later one; committed by the idempotency middleware."""
+        if claim.tx is None:
+            tx = await claim.open(self, tenant)
+            try:
+                yield tx
+            except BaseException:
+                # The use case failed: its work and the claim go; a later use case may claim again.
+                await claim.abandon()
+                raise
+            return
+        outer = claim.tx
+        async with outer.conn.transaction():
+            if tenant is not None and tenant != outer.tenant:
+                await outer.conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
+            inner = Transaction(outer.conn, self.source, self.consumer, tenant or outer.tenant)
+            yield inner
+        outer.emitted.extend(inner.emitted)
+        outer.after.extend(inner.after)
 
     def around(self, conn: Conn, tenant: Tenant | None = None) -> Transaction:
         """A `Transaction` over a connection whose transaction the caller opened and will commit.
@@ -159,11 +315,14 @@ class UnitOfWork:
         """
         return Transaction(conn, self.source, self.consumer, tenant)
 
-    async def committed(self, tx: Transaction) -> None:
-        """What follows a commit: the transaction's after-commit callbacks, then the relay's wake-up."""
+    async def committed(self, tx: Transaction, *, wrote: bool = True) -> None:
+        """What follows a commit: the transaction's after-commit callbacks, then the workers' wake-ups."""
         await run_after_commit(tx.after)
         if tx.emitted:
             for wake in self._on_events:
+                wake()
+        if wrote:
+            for wake in self._on_writes:
                 wake()
 
 

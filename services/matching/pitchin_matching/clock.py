@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from pitchin_core.worker import NotifiedWorker
+from pitchin_core.worker import BatchWorker
 from pitchin_matching import service, storage
 from pitchin_matching.service import Matching
 
 BATCH = 200
 
 
-class OfferClock(NotifiedWorker):
+class OfferClock(BatchWorker):
     """A periodic worker: one tick every `poll_seconds`, once the donor index is loaded."""
 
     def __init__(self, matching: Matching, *, poll_seconds: float, sweep_seconds: float) -> None:
@@ -29,11 +29,6 @@ class OfferClock(NotifiedWorker):
         self.matching = matching
         self.sweep_seconds = sweep_seconds
         self._last_sweep = 0.0
-
-    @property
-    def channel(self) -> str | None:
-        # No commit announces that an offer fell due: time does, so the clock looks every poll.
-        return None
 
     async def before_first_run(self) -> None:
         # Expiring offers asks the next candidates: ranking needs the whole index.

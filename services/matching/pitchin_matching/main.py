@@ -70,8 +70,7 @@ async def load_index(matching: Matching) -> None:
 
 
 def main() -> None:
-    settings = MatchingSettings()
-    serve(create_app(settings), settings)
+    serve("pitchin_matching.main:create_app", MatchingSettings())
 
 
 if __name__ == "__main__":

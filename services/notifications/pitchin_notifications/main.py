@@ -113,6 +113,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 lambda: notifications.make_digests(runtime.uow),
             ),
         )
+        runtime.uow.on_committed_writes(sender.wake)
         await sender.start()
         workers.push_async_callback(sender.stop)
 
@@ -121,8 +122,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = NotificationsSettings()
-    serve(create_app(settings), settings)
+    serve("pitchin_notifications.main:create_app", NotificationsSettings())
 
 
 if __name__ == "__main__":

@@ -23,14 +23,14 @@ import asyncpg
 from prometheus_client import Counter, Histogram
 
 from pitchin_core.telemetry import Metrics
-from pitchin_core.worker import NotifiedWorker
+from pitchin_core.worker import BatchWorker
 from pitchin_notifications import storage
 from pitchin_notifications.channels import ChannelAdapter, Outcome
 from pitchin_notifications.domain.messages import next_attempt
 
 log = logging.getLogger(__name__)
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-# No worker sleeps longer than this: a NOTIFY lost while PostgreSQL restarted delays work by this much at most.
+# No worker sleeps longer than this: work committed by another process waits this long at most.
 LONGEST_SLEEP = 5.0
 STOP_GRACE_SECONDS = 8.0
 
@@ -44,7 +44,7 @@ class ChannelPolicy:
     batch_size: int = 100
 
 
-class _GracefulWorker(NotifiedWorker):
+class _GracefulWorker(BatchWorker):
     """A periodic worker (the `Sender` wakes it) whose stop waits for the batch in hand.
 
     Cancelling a batch mid-send would roll back outcomes already delivered, and they would
@@ -55,10 +55,6 @@ class _GracefulWorker(NotifiedWorker):
         super().__init__(pool, name=name, batch_size=batch_size)
         self._stopping = False
         self._in_hand = asyncio.Lock()
-
-    @property
-    def channel(self) -> None:
-        return None
 
     async def work_once(self) -> int:
         async with self._in_hand:
@@ -185,12 +181,12 @@ class NotificationJobs(_GracefulWorker):
         return 1 if busy else 0
 
 
-class Sender(NotifiedWorker):
-    """Every channel's worker and the jobs, woken by one LISTEN on `pitchin_deliveries_<schema>`.
+class Sender:
+    """Every channel's worker and the jobs, woken together.
 
-    One listening connection for all of them rather than one each (each would hold a pooled
-    connection for the service's life): a NOTIFY (a delivery or fan-out committed, a re-send)
-    wakes every worker; each then keeps its own time until the next row falls due.
+    `wake()` is called after each commit of this process (a delivery or fan-out staged, a
+    re-send); rows committed by other processes are found by each worker's own poll, which
+    sleeps only until the next row falls due (LONGEST_SLEEP at most).
     """
 
     def __init__(
@@ -205,8 +201,6 @@ class Sender(NotifiedWorker):
         retry_cap: float = 900.0,
         jobs: tuple[Job, ...] = (),
     ) -> None:
-        # Its one task is passing each NOTIFY on; the workers keep their own time, so its idle wake-ups are rare.
-        super().__init__(pool, name=f"sender-{schema}", batch_size=1, idle_poll_seconds=60.0)
         self.schema = schema
         self.adapters = adapters
         deliveries = Counter(
@@ -238,23 +232,15 @@ class Sender(NotifiedWorker):
         if jobs:
             self.workers.append(NotificationJobs(pool, jobs))
 
-    @property
-    def channel(self) -> str:
-        return f"pitchin_deliveries_{self.schema}"
-
-    async def work_once(self) -> int:
-        """Wake every worker; nothing of its own to do, so it waits for the next NOTIFY."""
+    def wake(self) -> None:
         for worker in self.workers:
             worker.wake()
-        return 0
 
     async def start(self) -> None:
         for worker in self.workers:
             await worker.start()
-        await super().start()
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        await super().stop()
         await asyncio.gather(*(worker.stop(grace) for worker in self.workers))
         for adapter in self.adapters.values():
             with contextlib.suppress(Exception):

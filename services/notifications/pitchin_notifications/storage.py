@@ -216,7 +216,6 @@ async def resend(conn: Conn, federation_id: str, organisation_id: str | None, de
     )
     if previous is not None:
         await conn.execute("UPDATE dead_letters SET resent_at = now() WHERE delivery_id = $1", delivery_id)
-        await conn.execute("SELECT pg_notify('pitchin_deliveries_' || current_schema(), '')")
     return previous
 
 
@@ -231,7 +230,6 @@ async def resend_dead_of_subscription(conn: Conn, subscription_id: uuid.UUID, si
     await conn.execute(
         "UPDATE dead_letters SET resent_at = now() WHERE delivery_id = any($1::uuid[])", [r[0] for r in ids]
     )
-    await conn.execute("SELECT pg_notify('pitchin_deliveries_' || current_schema(), '')")
     return len(ids)
 
 

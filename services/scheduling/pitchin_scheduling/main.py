@@ -34,6 +34,8 @@ def create_app(settings: SchedulingSettings | None = None) -> FastAPI:
             timer = ReminderTimer(
                 runtime.uow, runtime.metrics, schema=settings.db_schema, batch_size=settings.reminder_batch_size
             )
+            # A reminder is set with an event's facts, which always emit: a sooner one is seen at once.
+            runtime.uow.on_committed_events(timer.wake)
             await timer.start()
             try:
                 yield
@@ -45,8 +47,7 @@ def create_app(settings: SchedulingSettings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = SchedulingSettings()
-    serve(create_app(settings), settings)
+    serve("pitchin_scheduling.main:create_app", SchedulingSettings())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 from pitchin_core.contracts.scheduling import ReminderDueV1, ReminderKind
 from pitchin_core.telemetry import Metrics, context_from
 from pitchin_core.uow import Transaction, UnitOfWork
-from pitchin_core.worker import NotifiedWorker
+from pitchin_core.worker import BatchWorker
 from pitchin_scheduling import storage
 
 tracer = trace.get_tracer("pitchin.scheduling.reminders")
@@ -48,7 +48,7 @@ def reminder_due(row: asyncpg.Record) -> ReminderDueV1:
     )
 
 
-class ReminderTimer(NotifiedWorker):
+class ReminderTimer(BatchWorker):
     def __init__(self, uow: UnitOfWork, metrics: Metrics, *, schema: str, batch_size: int = 200) -> None:
         # The pool only holds the LISTEN connection; reminders are read and fired through the unit of work.
         super().__init__(uow.pool, name="reminder-timer", batch_size=batch_size)
@@ -65,10 +65,6 @@ class ReminderTimer(NotifiedWorker):
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
             registry=metrics.registry,
         )
-
-    @property
-    def channel(self) -> str:
-        return f"pitchin_reminders_{self.schema}"
 
     async def work_once(self) -> int:
         return await self.fire_due(datetime.now(UTC))

@@ -108,8 +108,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = WebSettings()
-    serve(create_app(settings), settings)
+    serve("pitchin_web.main:create_app", WebSettings())
 
 
 if __name__ == "__main__":
