@@ -1,9 +1,13 @@
 """`Idempotency-Key` on every POST: the first answer is stored and replayed for a retry.
 
 An ASGI middleware rather than per-route code, so no POST can forget it. The key is
-scoped to the caller's API key; the same key with another body is refused (422), and a
-retry that arrives while the first request is still running gets 409. An answer sent with
-`Cache-Control: no-store` (one carrying credentials) is never stored: its retry runs again.
+scoped to the caller's API key; the same key with another body is refused (422). The key
+is claimed inside the request's own transaction (`pitchin_core.uow.RequestClaim`): the
+claim, the work and the stored answer commit together, and the answer is sent only once
+they have. A request killed midway leaves no claim behind, so its retry simply runs; a
+retry that arrives while the first is still running waits for it and gets its answer.
+An answer sent with `Cache-Control: no-store` (one carrying credentials) is never stored:
+its retry runs again. Answers of 500 and above roll the work back and are not stored.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pitchin_core.auth import hash_key
+from pitchin_core.uow import REQUEST_CLAIM, AlreadyAnswered, RequestClaim
 
 MAX_KEY_LENGTH = 255
 
@@ -40,67 +45,84 @@ class IdempotencyMiddleware:
             await _problem(send, 422, "Idempotency-Key is longer than 255 characters", "Idempotency-Key")
             return
         body = await _read_body(receive)
-        caller = hash_key(authorization[7:].strip())
-        fingerprint = hashlib.sha256(scope["path"].encode() + b"\n" + body).hexdigest()
-        pool: asyncpg.Pool = self.pool()
-        claimed = await pool.fetchval(
-            "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING RETURNING true",
-            caller,
-            key,
-            fingerprint,
+        claim = RequestClaim(
+            caller_key_hash=hash_key(authorization[7:].strip()),
+            key=key,
+            fingerprint=hashlib.sha256(scope["path"].encode() + b"\n" + body).hexdigest(),
         )
-        if not claimed:
-            row = await pool.fetchrow(
-                "SELECT fingerprint, status_code, response_body, content_type, location FROM idempotency_keys"
-                " WHERE caller_key_hash = $1 AND idempotency_key = $2",
-                caller,
-                key,
-            )
-            if row is None or row["fingerprint"] != fingerprint:
-                await _problem(send, 422, "This Idempotency-Key was used for a different request", "Idempotency-Key")
-            elif row["status_code"] is None:
-                await _problem(send, 409, "A request with this Idempotency-Key is still being processed", None)
-            else:
-                extra = [(b"location", row["location"].encode())] if row["location"] else []
-                await _respond(send, row["status_code"], row["response_body"], row["content_type"], extra)
+        pool: asyncpg.Pool = self.pool()
+        # An answer already committed is replayed without a transaction (a read, no flush).
+        stored = await pool.fetchrow(
+            "SELECT fingerprint, status_code, response_body, content_type, location FROM idempotency_keys"
+            " WHERE caller_key_hash = $1 AND idempotency_key = $2",
+            claim.caller_key_hash,
+            key,
+        )
+        if stored is not None:
+            await _replay(send, stored, claim.fingerprint)
             return
-
-        captured: dict[str, Any] = {"status": 500, "body": b"", "headers": []}
 
         async def replay_body() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                captured["body"] += message.get("body", b"")
-            await send(message)
+        # The answer is held back until the work it reports has committed.
+        held: list[Message] = []
 
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        token = REQUEST_CLAIM.set(claim)
         try:
-            await self.app(scope, replay_body, capture)
+            await self.app(scope, replay_body, hold)
+        except AlreadyAnswered as twin:
+            await _replay(send, twin.stored, claim.fingerprint)
+            return
+        except BaseException:
+            await claim.abandon()
+            raise
         finally:
-            status = captured["status"]
-            response_headers = {k.decode().lower(): v.decode() for k, v in captured["headers"]}
-            if status >= 500 or "no-store" in response_headers.get("cache-control", ""):
-                # A failure we caused is not an answer to replay: let the client retry. An answer
-                # marked no-store (it carries credentials) is not kept either: a retry runs again.
-                await pool.execute(
-                    "DELETE FROM idempotency_keys WHERE caller_key_hash = $1 AND idempotency_key = $2", caller, key
-                )
+            REQUEST_CLAIM.reset(token)
+        if claim.is_open:
+            status, response_body, response_headers = _answer(held)
+            if status >= 500:
+                # A failure we caused is not an answer to replay: roll back and let the client retry.
+                await claim.abandon()
             else:
-                await pool.execute(
-                    "UPDATE idempotency_keys SET status_code = $3, response_body = $4, content_type = $5, location = $6"
-                    " WHERE caller_key_hash = $1 AND idempotency_key = $2",
-                    caller,
-                    key,
+                keep = "no-store" not in response_headers.get("cache-control", "")
+                answer = (
                     status,
-                    captured["body"],
+                    response_body,
                     response_headers.get("content-type", "application/json"),
                     response_headers.get("location"),
                 )
+                try:
+                    await claim.commit(answer if keep else None)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await _problem(send, 503, "The request could not be committed; retry it with the same key", None)
+                    return
+        for message in held:
+            await send(message)
+
+
+def _answer(held: list[Message]) -> tuple[int, bytes, dict[str, str]]:
+    status, headers, body = 500, {}, b""
+    for message in held:
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
+        elif message["type"] == "http.response.body":
+            body += message.get("body", b"")
+    return status, body, headers
+
+
+async def _replay(send: Send, stored: asyncpg.Record | None, fingerprint: str) -> None:
+    if stored is None or stored["fingerprint"] != fingerprint:
+        await _problem(send, 422, "This Idempotency-Key was used for a different request", "Idempotency-Key")
+    elif stored["status_code"] is None:  # a claim of the schema before claims were transactional
+        await _problem(send, 409, "A request with this Idempotency-Key is still being processed", None)
+    else:
+        extra = [(b"location", stored["location"].encode())] if stored["location"] else []
+        await _respond(send, stored["status_code"], stored["response_body"], stored["content_type"], extra)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -260,9 +260,15 @@ async def test_places_go_up_to_capacity_then_the_waitlist_in_order(open_service_
     db = await open_service_database("signups", MIGRATIONS)
     event = _event(capacity=2)
     await _known_event(db, event)
-    answers = [await bookings.book(db.uow, STAFF, event.event_id, _person(i), NOW) for i in range(5)]
+    booked = [await bookings.book(db.uow, STAFF, event.event_id, _person(i), NOW) for i in range(5)]
+    answers = [b.event() for b in booked]
     assert [type(a).__name__ for a in answers] == ["BookingConfirmedV1"] * 2 + ["BookingWaitlistedV1"] * 3
     assert [getattr(a, "position", None) for a in answers] == [None, None, 1, 2, 3]
+    assert [b.position for b in booked] == [None, None, 1, 2, 3]
+    # The events the booking call built in SQL are the contract's, field for field.
+    staged = await db.outbox()
+    assert [set(e["data"]) for e in staged] == [set(type(a).model_fields) for a in answers]
+    assert [type(a).model_validate(e["data"]) for a, e in zip(answers, staged, strict=True)] == answers
 
     # Booking again while holding a place (any case of the address) is a conflict and keeps no place.
     with pytest.raises(Conflict) as again:
@@ -275,6 +281,7 @@ async def test_places_go_up_to_capacity_then_the_waitlist_in_order(open_service_
 
     # A cancelled place goes to the first in line; the rest move up.
     cancelled = await bookings.cancel(db.uow, STAFF, answers[0].booking_id, NOW)
+    assert [set(e["data"]) for e in (await db.outbox())[-2:]] == [set(type(e).model_fields) for e in cancelled]
     assert [e.event_type for e in cancelled] == ["org.pitchin.booking.cancelled.v1", "org.pitchin.booking.promoted.v1"]
     promoted = cancelled[1]
     assert isinstance(promoted, BookingPromotedV1) and promoted.booking_id == answers[2].booking_id

@@ -273,11 +273,21 @@ async def suggestions(situation: Situation, caller: CallerDep) -> dict[str, Any]
     response_model=BookingConfirmedV1 | BookingWaitlistedV1,
     tags=["bookings"],
 )
-async def book(event_id: str, booking: BookingRequest, caller: CallerDep, request: Request, response: Response) -> Any:
-    """A place if one is free, else a waitlist position; capacity is enforced in PostgreSQL."""
-    result = await bookings.book(_uow(request), caller, event_id, booking, _now())
-    response.headers["Location"] = f"/v1/bookings/{result.booking_id}"
-    return result
+async def book(event_id: str, booking: BookingRequest, caller: CallerDep, request: Request) -> Any:
+    """A place if one is free, else a waitlist position; capacity is enforced in PostgreSQL.
+
+    Attempts for one event that arrive together are booked in one call, in arrival order.
+    Honours `Idempotency-Key` (the answer commits with the booking).
+    """
+    desk: bookings.BookingDesk = request.app.state.booking_desk
+    booked = await desk.book(caller, event_id, booking)
+    # The stored event is the answer: sent as it is, not validated and serialised again.
+    return Response(
+        booked.payload,
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
+        headers={"Location": f"/v1/bookings/{booked.booking_id}"},
+    )
 
 
 @router.get("/events/{event_id}/bookings", tags=["bookings"])

@@ -10,6 +10,7 @@ from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_signups import api, handlers
 from pitchin_signups.ingest import osdi, routes
+from pitchin_signups.service.bookings import BookingDesk
 
 
 class SignupsSettings(ServiceSettings):
@@ -20,12 +21,13 @@ class SignupsSettings(ServiceSettings):
 def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     runtime = Runtime(settings or SignupsSettings(), files("pitchin_signups") / "migrations")
     handlers.register(runtime)
-    return runtime.http_app([api.router, routes.router, osdi.router], title="Pitch In signups")
+    app = runtime.http_app([api.router, routes.router, osdi.router], title="Pitch In signups")
+    app.state.booking_desk = BookingDesk(runtime.uow)
+    return app
 
 
 def main() -> None:
-    settings = SignupsSettings()
-    serve(create_app(settings), settings)
+    serve("pitchin_signups.main:create_app", SignupsSettings())
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -274,63 +275,20 @@ async def get_known_event(conn: Conn, event_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM known_events WHERE event_id = $1", event_id)
 
 
-async def lock_known_event(conn: Conn, event_id: str) -> None:
-    await conn.execute("SELECT 1 FROM known_events WHERE event_id = $1 FOR UPDATE", event_id)
-
-
-async def take_place(conn: Conn, event_id: str) -> bool:
-    """Take one confirmed place if one is free. The row lock serialises concurrent attempts."""
-    taken = await conn.fetchval(
-        "UPDATE known_events SET confirmed = confirmed + 1 WHERE event_id = $1"
-        " AND (capacity IS NULL OR confirmed < capacity) RETURNING confirmed",
-        event_id,
+async def book_many(
+    conn: Conn, event_id: str, federation_id: str, now: datetime, meta: str, items: Sequence[str]
+) -> list[asyncpg.Record]:
+    """Book a batch for one event in one call (migration 003): one row per item, in order."""
+    return await conn.fetch(
+        "SELECT * FROM book_many($1, $2, $3, $4::jsonb, $5::jsonb[])", event_id, federation_id, now, meta, list(items)
     )
-    return taken is not None
 
 
-async def next_waitlist_seq(conn: Conn, event_id: str) -> int:
-    seq: int = await conn.fetchval(
-        "UPDATE known_events SET waitlist_seq = waitlist_seq + 1 WHERE event_id = $1 RETURNING waitlist_seq",
-        event_id,
-    )
-    return seq
-
-
-async def release_place(conn: Conn, event_id: str) -> None:
-    await conn.execute("UPDATE known_events SET confirmed = confirmed - 1 WHERE event_id = $1", event_id)
-
-
-async def insert_booking(
-    conn: Conn,
-    *,
-    booking_id: str,
-    event: asyncpg.Record,
-    donor_id: str | None,
-    name: str,
-    email: str,
-    language: str,
-    status: str,
-    waitlist_seq: int | None,
-    now: datetime,
-) -> bool:
-    """False when this person already holds a live booking for the event."""
-    result: str = await conn.execute(
-        "INSERT INTO bookings (booking_id, event_id, federation_id, organisation_id, donor_id, name, email, language,"
-        " status, waitlist_seq, created_at, confirmed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-        " CASE WHEN $9::text = 'confirmed' THEN $11::timestamptz END) ON CONFLICT DO NOTHING",
-        booking_id,
-        event["event_id"],
-        event["federation_id"],
-        event["organisation_id"],
-        donor_id,
-        name,
-        email,
-        language,
-        status,
-        waitlist_seq,
-        now,
-    )
-    return result == "INSERT 0 1"
+async def cancel_booking(
+    conn: Conn, booking_id: str, federation_id: str, now: datetime, meta: str
+) -> list[asyncpg.Record]:
+    """Cancel and promote the next in one call (migration 003): the events staged, in order."""
+    return await conn.fetch("SELECT * FROM cancel_booking($1, $2, $3, $4::jsonb)", booking_id, federation_id, now, meta)
 
 
 async def get_booking(conn: Conn, booking_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
@@ -346,27 +304,6 @@ async def waitlist_position(conn: Conn, event_id: str, seq: int) -> int:
         seq,
     )
     return position
-
-
-async def cancel_booking(conn: Conn, booking_id: str, now: datetime) -> None:
-    await conn.execute(
-        "UPDATE bookings SET status = 'cancelled', cancelled_at = $2 WHERE booking_id = $1", booking_id, now
-    )
-
-
-async def first_waitlisted(conn: Conn, event_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM bookings WHERE event_id = $1 AND status = 'waitlisted' ORDER BY waitlist_seq LIMIT 1 FOR UPDATE",
-        event_id,
-    )
-
-
-async def promote(conn: Conn, booking_id: str, now: datetime) -> None:
-    await conn.execute(
-        "UPDATE bookings SET status = 'confirmed', confirmed_at = $2, waitlist_seq = NULL WHERE booking_id = $1",
-        booking_id,
-        now,
-    )
 
 
 async def check_in(conn: Conn, booking_id: str, now: datetime) -> asyncpg.Record | None:

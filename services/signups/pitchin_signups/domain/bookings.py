@@ -1,7 +1,7 @@
 """Places at events: who may book, and what a booking attempt turns into.
 
-Capacity itself is enforced in PostgreSQL under a row lock (storage.take_place), never in
-Python: two requests cannot both see the last free place.
+Capacity itself is enforced in PostgreSQL under the event's row lock (`book_many`, migration
+003), never in Python: two requests cannot both see the last free place.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pitchin_core.errors import Refused
 
 
 class BookingRequest(Contract):
-    name: str = Field(min_length=1, max_length=200)
+    # No NUL: PostgreSQL cannot store it, and one in a rush's batch would fail the whole batch.
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
     email: EmailStr
     donor_id: Identifier | None = None
     language: LanguageTag = "en"
@@ -45,10 +46,15 @@ class BookingRefused(Refused):
     default_title = "Booking refused"
 
 
+# The statuses in which an event takes no bookings; the booking call in PostgreSQL is given
+# this list, so the rule checked under the event's lock is this one.
+NOT_BOOKABLE = ("draft", "cancelled", "ended", "archived")
+
+
 def check_can_book(event: EventForBooking, now: datetime) -> None:
     if event.status == "draft":
         raise BookingRefused("event_id", "the event is not open for booking yet")
-    if event.status in ("cancelled", "ended", "archived"):
+    if event.status in NOT_BOOKABLE:
         raise BookingRefused("event_id", f"the event is {event.status}")
     closes = event.booking_deadline or event.starts_at
     if now >= closes:

@@ -177,8 +177,7 @@ async def rsvp_made(tx: Transaction, accepted: Accepted, data: IngestRsvpMadeV1,
     request = BookingRequest(name=data.name, email=data.email, language=data.language)
     booking = await bookings.book(tx, _caller(accepted), event_id, request, now)
     await save_subject(tx.conn, accepted, RSVP, booking.booking_id)
-    status = "waitlisted" if hasattr(booking, "position") else "confirmed"
-    return {"booking_id": booking.booking_id, "event_id": event_id, "booking_status": status}
+    return {"booking_id": booking.booking_id, "event_id": event_id, "booking_status": booking.status}
 
 
 async def rsvp_cancelled(

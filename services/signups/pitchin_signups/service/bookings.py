@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,10 +21,20 @@ from pitchin_core.contracts.bookings import (
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventFacts, EventSnapshot
+from pitchin_core.contracts.topics import topic_for
 from pitchin_core.errors import Conflict, FieldError, NotFound
-from pitchin_core.uow import Tenant, Transactions
+from pitchin_core.group_commit import GroupCommit
+from pitchin_core.telemetry import current_traceparent
+from pitchin_core.uow import REQUEST_CLAIM, RequestClaim, Tenant, Transactions, UnitOfWork
 from pitchin_signups import storage
-from pitchin_signups.domain.bookings import BookingRequest, EventForBooking, check_can_book, status_after
+from pitchin_signups.domain.bookings import (
+    NOT_BOOKABLE,
+    BookingRefused,
+    BookingRequest,
+    EventForBooking,
+    check_can_book,
+    status_after,
+)
 from pitchin_signups.service import new_id
 
 # Events ---------------------------------------------------------------------------------------
@@ -73,72 +87,131 @@ async def of_event(uow: Transactions, caller: Caller, event_id: str, status: str
     }
 
 
-# Bookings -------------------------------------------------------------------------------------
+# Bookings ----------------------------------------------------------------------------------------
+
+_TOPIC = topic_for(BookingConfirmedV1).name
 
 
-async def book(
-    uow: Transactions, caller: Caller, event_id: str, request: BookingRequest, now: datetime
-) -> BookingConfirmedV1 | BookingWaitlistedV1:
-    """A place if one is free, else a waitlist position; capacity is enforced in PostgreSQL."""
-    async with uow(caller.tenant) as tx:
-        event = await storage.get_known_event(tx.conn, event_id)
-        if event is None or event["federation_id"] != caller.federation_id:
-            raise NotFound("event", event_id)
-        check_can_book(
-            EventForBooking(
-                event_id, event["starts_at"], event["booking_deadline"], event["status"], event["waitlist"]
-            ),
-            now,
-        )
-        booking_id = new_id("bkg")
-        facts = {
-            "federation_id": event["federation_id"],
-            "organisation_id": event["organisation_id"],
-            "booking_id": booking_id,
-            "event_id": event_id,
-            "donor_id": request.donor_id,
-            "name": request.name,
-            "email": request.email.lower(),
-            "language": request.language,
+@dataclass(frozen=True)
+class Booked:
+    """A booking as its event stored it: `payload` is the event's JSON, also the HTTP answer."""
+
+    booking_id: str
+    status: str
+    position: int | None
+    payload: str
+
+    def event(self) -> BookingConfirmedV1 | BookingWaitlistedV1:
+        if self.status == "confirmed":
+            return BookingConfirmedV1.model_validate_json(self.payload)
+        return BookingWaitlistedV1.model_validate_json(self.payload)
+
+
+# An attempt: the id its event will have in the outbox, and the JSON the booking call takes.
+Attempt = tuple[uuid.UUID, str]
+
+
+def _booking_item(request: BookingRequest, claim: RequestClaim | None) -> Attempt:
+    """One attempt as the booking call takes it; checked (by `BookingRequest`) before it joins a batch."""
+    traceparent, tracestate = current_traceparent()
+    outbox_id = uuid.uuid4()
+    item: dict[str, Any] = {
+        "booking_id": new_id("bkg"),
+        "outbox_id": str(outbox_id),
+        "name": request.name,
+        "email": request.email.lower(),
+        "donor_id": request.donor_id,
+        "language": request.language,
+        "traceparent": traceparent,
+        "tracestate": tracestate,
+        "claim": None,
+    }
+    if claim is not None:
+        item["claim"] = {"caller": claim.caller_key_hash, "key": claim.key, "fingerprint": claim.fingerprint}
+    return outbox_id, json.dumps(item)
+
+
+def _booking_meta(source: str) -> str:
+    return json.dumps(
+        {
+            "topic": _TOPIC,
+            "source": source,
+            "confirmed_type": BookingConfirmedV1.event_type,
+            "waitlisted_type": BookingWaitlistedV1.event_type,
+            "refused_statuses": list(NOT_BOOKABLE),
         }
-        if await storage.take_place(tx.conn, event_id):
-            status, seq = "confirmed", None
-        elif event["waitlist"]:
-            status, seq = "waitlisted", await storage.next_waitlist_seq(tx.conn, event_id)
-        else:
-            raise Conflict(
-                "Every place is taken and this event keeps no waitlist.",
-                title="Event full",
-                errors=[FieldError("event_id", "full")],
-            )
-        inserted = await storage.insert_booking(
-            tx.conn,
-            booking_id=booking_id,
-            event=event,
-            donor_id=request.donor_id,
-            name=request.name,
-            email=facts["email"],
-            language=request.language,
-            status=status,
-            waitlist_seq=seq,
-            now=now,
+    )
+
+
+def _outcome(row: asyncpg.Record, event_id: str, now: datetime) -> Booked:
+    """What one attempt came to; every outcome but a booking is the domain error it means."""
+    outcome = row["outcome"]
+    if outcome == "booked":
+        return Booked(row["booking_id"], row["status"], row["waitlist_position"], row["payload"])
+    if outcome == "duplicate":
+        raise Conflict(
+            "This person already has a place or a waitlist spot.",
+            title="Already booked",
+            errors=[FieldError("email", "already booked")],
         )
-        if not inserted:
-            # Raised inside the transaction: the place (or waitlist number) taken above goes back with it.
-            raise Conflict(
-                "This person already has a place or a waitlist spot.",
-                title="Already booked",
-                errors=[FieldError("email", "already booked")],
-            )
-        result: BookingConfirmedV1 | BookingWaitlistedV1
-        if status == "confirmed":
-            result = BookingConfirmedV1(**facts, confirmed_at=now)
-        else:
-            assert seq is not None
-            position = await storage.waitlist_position(tx.conn, event_id, seq)
-            result = BookingWaitlistedV1(**facts, position=position, waitlisted_at=now)
-        await tx.emit(result, key=event_id, subject=f"bookings/{booking_id}")
-    return result
+    if outcome == "full":
+        raise Conflict(
+            "Every place is taken and this event keeps no waitlist.",
+            title="Event full",
+            errors=[FieldError("event_id", "full")],
+        )
+    if outcome == "refused":
+        check_can_book(
+            EventForBooking(event_id, row["starts_at"], row["booking_deadline"], row["event_status"], True), now
+        )
+        raise BookingRefused("event_id", "the event does not take bookings now")  # the rules disagree: still no
+    raise NotFound("event", event_id)
+
+
+async def book(uow: Transactions, caller: Caller, event_id: str, request: BookingRequest, now: datetime) -> Booked:
+    """A place if one is free, else a waitlist position, in the caller's transaction (ingest's).
+
+    The same call as a rush's batches (`BookingDesk`), with one attempt in it.
+    """
+    outbox_id, item = _booking_item(request, None)
+    async with uow(caller.tenant) as tx:
+        [row] = await storage.book_many(tx.conn, event_id, caller.federation_id, now, _booking_meta(tx.source), [item])
+        booked = _outcome(row, event_id, now)
+        tx.emitted_by_sql(outbox_id)
+    return booked
+
+
+class BookingDesk:
+    """Bookings over HTTP: the attempts for one event that arrive together are booked together.
+
+    One call per batch (group commit, `pitchin_core.group_commit`): one lock of the event row,
+    one commit flush and one outbox insert for up to `max_batch` attempts, in arrival order,
+    so positions stay exact. An attempt that sent an `Idempotency-Key` has its answer stored
+    in the same call.
+    """
+
+    def __init__(self, uow: UnitOfWork, *, max_batch: int = 2000, clock: Callable[[], datetime] | None = None) -> None:
+        self.uow = uow
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.batches: GroupCommit[tuple[str, str], Attempt, asyncpg.Record] = GroupCommit(
+            self._call, max_batch=max_batch
+        )
+        self._meta = _booking_meta(uow.source)
+
+    async def book(self, caller: Caller, event_id: str, request: BookingRequest) -> Booked:
+        claim = REQUEST_CLAIM.get()
+        if claim is not None:
+            claim.taken_by_use_case = True  # stored by the batch, with the booking
+        row = await self.batches.submit((caller.federation_id, event_id), _booking_item(request, claim))
+        return _outcome(row, event_id, self.clock())
+
+    async def _call(self, key: tuple[str, str], attempts: Sequence[Attempt]) -> list[asyncpg.Record]:
+        federation_id, event_id = key
+        items = [item for _, item in attempts]
+        async with self.uow(Tenant(federation_id)) as tx:
+            rows = await storage.book_many(tx.conn, event_id, federation_id, self.clock(), self._meta, items)
+            tx.emitted_by_sql(*(oid for (oid, _), r in zip(attempts, rows, strict=True) if r["outcome"] == "booked"))
+        return rows
 
 
 async def get(uow: Transactions, caller: Caller, booking_id: str) -> dict[str, Any]:
@@ -153,41 +226,32 @@ async def get(uow: Transactions, caller: Caller, booking_id: str) -> dict[str, A
     return body
 
 
-def _facts(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        k: row[k]
-        for k in ("federation_id", "organisation_id", "booking_id", "event_id", "donor_id", "name", "email", "language")
-    }
-
-
 async def cancel(uow: Transactions, caller: Caller, booking_id: str, now: datetime) -> list[EventData]:
-    """Cancel a booking; a confirmed place goes to the first on the waitlist, in the same transaction."""
+    """Cancel a booking; a confirmed place goes to the first on the waitlist, in the same call."""
+    traceparent, tracestate = current_traceparent()
+    ids = (uuid.uuid4(), uuid.uuid4())
     async with uow(caller.tenant) as tx:
-        row = await storage.get_booking(tx.conn, booking_id)
-        if row is None or row["federation_id"] != caller.federation_id:
+        meta = {
+            "topic": _TOPIC,
+            "source": tx.source,
+            "cancelled_type": BookingCancelledV1.event_type,
+            "promoted_type": BookingPromotedV1.event_type,
+            "cancelled_id": str(ids[0]),
+            "promoted_id": str(ids[1]),
+            "by_organisation": caller.organisation_id,
+            "traceparent": traceparent,
+            "tracestate": tracestate,
+        }
+        rows = await storage.cancel_booking(tx.conn, booking_id, caller.federation_id, now, json.dumps(meta))
+        kinds = [r["kind"] for r in rows]
+        if kinds == ["not_found"]:
             raise NotFound("booking", booking_id)
-        # Lock the event before the booking, in the order book() takes them: no deadlock.
-        await storage.lock_known_event(tx.conn, row["event_id"])
-        row = await storage.get_booking(tx.conn, booking_id, for_update=True)
-        assert row is not None
-        if row["status"] == "cancelled":
+        if kinds == ["already_cancelled"]:
             raise Conflict(f"Booking {booking_id} was cancelled.", title="Already cancelled")
-        await storage.cancel_booking(tx.conn, booking_id, now)
-        events: list[EventData] = [
-            BookingCancelledV1(
-                **_facts(row), cancelled_at=now, by_organiser=caller.organisation_id == row["organisation_id"]
-            )
-        ]
-        if row["status"] == "confirmed":
-            nxt = await storage.first_waitlisted(tx.conn, row["event_id"])
-            if nxt is None:
-                await storage.release_place(tx.conn, row["event_id"])
-            else:
-                await storage.promote(tx.conn, nxt["booking_id"], now)
-                events.append(BookingPromotedV1(**_facts(nxt), promoted_at=now))
-        for event in events:
-            subject = f"bookings/{getattr(event, 'booking_id', booking_id)}"
-            await tx.emit(event, key=row["event_id"], subject=subject)
+        tx.emitted_by_sql(*ids[: len(rows)])
+    events: list[EventData] = [BookingCancelledV1.model_validate_json(rows[0]["payload"])]
+    if len(rows) > 1:
+        events.append(BookingPromotedV1.model_validate_json(rows[1]["payload"]))
     return events
 
 
