@@ -22,7 +22,7 @@ import asyncpg
 from pitchin_testing.install import ensure_installed, repo_root
 from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.postgres import PostgresServer
-from pitchin_testing.processes import SERVICES
+from pitchin_testing.processes import RUN_WORKERS, SERVICES
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 
@@ -79,6 +79,7 @@ def main() -> int:
             # Links in mail (offers, bookings, calendars) open the web front's pages.
             public_base_url=f"http://127.0.0.1:{SERVICE_PORTS['web']}",
             web_federation_id="fed-demo",
+            workers=RUN_WORKERS,
         )
         for name in SERVICES:
             say(f"starting {name} on :{SERVICE_PORTS[name]} …")

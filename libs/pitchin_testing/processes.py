@@ -14,6 +14,10 @@ from pitchin_testing.lifecycle import signal_process, stop_process, wait_until_s
 
 # Started in this order; the web front last, as it calls the other four.
 SERVICES = ("signups", "matching", "notifications", "scheduling", "web")
+# HTTP worker processes per service in `make run` and the benchmarks (PITCHIN_WORKERS).
+# Matching keeps one: its donor index lives in the process and learns from the events that
+# process consumes, so a second process would rank from half the donors.
+RUN_WORKERS = {"signups": 2, "matching": 1, "notifications": 2, "scheduling": 2, "web": 2}
 # The services with a PostgreSQL schema (and API keys in it) and Kafka clients: all but the web front.
 BACKENDS = ("signups", "matching", "notifications", "scheduling")
 

@@ -32,6 +32,7 @@ class Stack:
         environment: str = "test",
         public_base_url: str = "http://127.0.0.1:8000",
         web_federation_id: str = "fed-web",
+        workers: dict[str, int] | None = None,
     ) -> None:
         self.database_url = database_url
         # The web front serves one federation, calling the services with a staff key of it
@@ -50,6 +51,10 @@ class Stack:
         self.donor_link_secret = secrets.token_urlsafe(32)
         env["PITCHIN_DONOR_LINK_SECRET"] = self.donor_link_secret
         self.services = {name: ServiceProcess(name, ports[name], env, log_dir) for name in SERVICES if name in ports}
+        # HTTP worker processes per service (PITCHIN_WORKERS); one unless asked for.
+        for name, count in (workers or {}).items():
+            if name in self.services:
+                self.services[name].env["PITCHIN_WORKERS"] = str(count)
         if "web" in self.services:
             web = self.services["web"]
             web.env.update(
