@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
+from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -65,20 +66,46 @@ async def issue_key(
     return key
 
 
+# How long a process trusts an API key it found: a revoked key stops working within this long.
+KEY_TTL_SECONDS = 5.0
+
+
+class KnownKeys:
+    """The API keys this process found lately, so a request costs no database round trip for its key.
+
+    Only keys found are kept (a key issued a moment ago works at once); a revocation takes
+    effect in every process within `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = KEY_TTL_SECONDS) -> None:
+        self._found: TTLCache[str, Caller] = TTLCache(maxsize=100_000, ttl=ttl)
+
+    async def caller(self, pool: asyncpg.Pool, key: str) -> Caller | None:
+        digest = hash_key(key)
+        found = self._found.get(digest)
+        if found is None:
+            row = await pool.fetchrow(
+                "SELECT federation_id, organisation_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                digest,
+            )
+            if row is None:
+                return None
+            found = self._found[digest] = Caller(row["federation_id"], row["organisation_id"], row["role"])
+        return found
+
+
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None:
         raise Unauthorised("Send an API key as 'Authorization: Bearer <key>'.")
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    row = await pool.fetchrow(
-        "SELECT federation_id, organisation_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-        hash_key(credentials.credentials),
-    )
-    if row is None:
+    runtime = request.app.state.runtime
+    caller = await runtime.api_keys.caller(runtime.pool, credentials.credentials)
+    if caller is None:
         raise Unauthorised("This API key is not known or was revoked.")
-    return Caller(row["federation_id"], row["organisation_id"], row["role"])
+    assert isinstance(caller, Caller)
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
+from pitchin_core.auth import KnownKeys
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import TopicSpec, all_topic_names
@@ -57,6 +58,7 @@ class Runtime:
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self._lag_monitor: asyncio.Task[None] | None = None
+        self.api_keys = KnownKeys()
         # Every use case's transactions; the pool is read when a transaction opens.
         self.uow = UnitOfWork(lambda: self.pool, source=self.source, consumer=settings.service_name)
 

@@ -69,7 +69,7 @@ def _page(items: list[dict[str, Any]], limit: int, time_key: str, id_key: str) -
 @router.post("/donors", status_code=status.HTTP_201_CREATED, response_model=DonorRegisteredV1, tags=["donors"])
 async def sign_up_donor(signup: DonorSignup, caller: CallerDep, request: Request, response: Response) -> Any:
     """A knowledge donor offers what they know. Honours `Idempotency-Key`."""
-    donor = await donors.sign_up(_uow(request), caller, signup, _now())
+    donor = await donors.sign_up(_uow(request), caller, signup, _now(), request.app.state.taxonomies)
     response.headers["Location"] = f"/v1/donors/{donor.donor_id}"
     return donor
 
@@ -161,7 +161,7 @@ async def replace_skills(
         Body(min_length=1),
     ],
 ) -> dict[str, str]:
-    return await skills_taxonomy.replace(_uow(request), caller, taxonomy)
+    return await skills_taxonomy.replace(_uow(request), caller, taxonomy, request.app.state.taxonomies)
 
 
 # Fights and needs -----------------------------------------------------------------------------

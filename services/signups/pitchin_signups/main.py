@@ -11,6 +11,7 @@ from pitchin_core.settings import ServiceSettings
 from pitchin_signups import api, handlers
 from pitchin_signups.ingest import osdi, routes
 from pitchin_signups.service.bookings import BookingDesk
+from pitchin_signups.service.taxonomy import Taxonomies
 
 
 class SignupsSettings(ServiceSettings):
@@ -23,6 +24,7 @@ def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     handlers.register(runtime)
     app = runtime.http_app([api.router, routes.router, osdi.router], title="Pitch In signups")
     app.state.booking_desk = BookingDesk(runtime.uow)
+    app.state.taxonomies = Taxonomies()
     return app
 
 

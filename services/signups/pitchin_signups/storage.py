@@ -11,6 +11,7 @@ from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1
 from pitchin_core.contracts.fights import FightOpenedV1, NeedUpdatedV1
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventFacts
 from pitchin_core.db import Conn
+from pitchin_core.outbox import OUTBOX_COLUMNS, StagedEvent
 
 _PROFILE = {"skills", "availability", "place", "languages", "causes", "union_member", "contact", "consent"}
 
@@ -18,11 +19,15 @@ _PROFILE = {"skills", "availability", "place", "languages", "causes", "union_mem
 # Donors ---------------------------------------------------------------------------------
 
 
-async def insert_donor(conn: Conn, donor: DonorRegisteredV1) -> bool:
-    """False when the federation already has a donor with this email."""
+async def insert_donor(conn: Conn, donor: DonorRegisteredV1, registered: StagedEvent) -> bool:
+    """Insert the donor and, only if that happened, its outbox row: one statement, one round trip.
+
+    False when the federation already has a donor with this email (and nothing was written).
+    """
     status: str = await conn.execute(
-        "INSERT INTO donors (donor_id, federation_id, organisation_id, name, email, phone, profile, status,"
-        " registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) ON CONFLICT DO NOTHING",
+        "WITH donor AS (INSERT INTO donors (donor_id, federation_id, organisation_id, name, email, phone, profile,"
+        " status, registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) ON CONFLICT DO NOTHING"
+        f" RETURNING 1) INSERT INTO outbox ({OUTBOX_COLUMNS}) {registered.select(10)} FROM donor",
         donor.donor_id,
         donor.federation_id,
         donor.organisation_id,
@@ -32,6 +37,7 @@ async def insert_donor(conn: Conn, donor: DonorRegisteredV1) -> bool:
         donor.model_dump_json(include=_PROFILE),
         donor.status.value,
         donor.registered_at,
+        *registered.values,
     )
     return status == "INSERT 0 1"
 

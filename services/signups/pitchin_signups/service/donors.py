@@ -19,7 +19,7 @@ from pitchin_signups.domain import csv_import
 from pitchin_signups.domain.donors import DonorChanges, DonorSignup, SignupRefused, register, updated
 from pitchin_signups.domain.taxonomy import UnknownSkill, check_known
 from pitchin_signups.service import new_id, visible_to
-from pitchin_signups.service.taxonomy import check_skills, known_skills
+from pitchin_signups.service.taxonomy import Taxonomies, check_skills, known_skills
 
 
 def _registered(caller: Caller, signup: DonorSignup, now: datetime) -> DonorRegisteredV1:
@@ -33,18 +33,22 @@ def _registered(caller: Caller, signup: DonorSignup, now: datetime) -> DonorRegi
     )
 
 
-async def sign_up(uow: Transactions, caller: Caller, signup: DonorSignup, now: datetime) -> DonorRegisteredV1:
+async def sign_up(
+    uow: Transactions, caller: Caller, signup: DonorSignup, now: datetime, taxonomies: Taxonomies | None = None
+) -> DonorRegisteredV1:
+    """A knowledge donor signs up: the row and its outbox event are written in one statement."""
     donor = _registered(caller, signup, now)
     async with uow(caller.tenant) as tx:
-        await check_skills(tx.conn, caller.federation_id, [s.skill for s in donor.skills], "skills")
-        if not await storage.insert_donor(tx.conn, donor):
+        await check_skills(tx.conn, caller.federation_id, [s.skill for s in donor.skills], "skills", taxonomies)
+        registered = tx.stage(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")
+        if not await storage.insert_donor(tx.conn, donor, registered):
             raise Conflict(
                 "A donor with this email has already signed up in this federation.",
                 title="Already signed up",
                 kind="/problems/duplicate",
                 errors=[FieldError("email", "already signed up")],
             )
-        await tx.emit(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")
+        tx.emitted_by_sql(registered.event_id)
     return donor
 
 
@@ -144,8 +148,9 @@ async def import_csv(uow: Transactions, caller: Caller, text: str, now: datetime
             report.errors += [{"row": row_number, **e.as_dict()} for e in exc.errors]
             continue
         async with uow(caller.tenant) as tx:
-            if await storage.insert_donor(tx.conn, donor):
-                await tx.emit(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")
+            registered = tx.stage(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")
+            if await storage.insert_donor(tx.conn, donor, registered):
+                tx.emitted_by_sql(registered.event_id)
                 report.imported.append(donor.donor_id)
             else:
                 report.already_registered.append(row_number)
