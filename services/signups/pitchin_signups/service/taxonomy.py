@@ -11,7 +11,6 @@ from pitchin_core.uow import Transactions
 from pitchin_signups import storage
 from pitchin_signups.domain.taxonomy import DEFAULT_SKILLS, check_known
 
-
 # How long a process trusts the taxonomy it read: a change made through another process
 # is seen by sign-ups within this long; one made through this process at once.
 TAXONOMY_TTL_SECONDS = 5.0
