@@ -14,6 +14,7 @@ takes (dict "root" $ "svc" <a service from pitchin.services> "services" <all of 
   "PITCHIN_PUBLIC_BASE_URL" $root.Values.publicBaseUrl
   "PITCHIN_TRACE_SAMPLE_RATIO" (include "pitchin.str" $root.Values.otel.sampleRatio)
   "PITCHIN_LOG_LEVEL" $root.Values.logLevel
+  "PITCHIN_WORKERS" (include "pitchin.str" ($svc.workers | default 1))
 }}
 {{- if include "pitchin.hasKafka" $svc }}
 {{- $_ := set $env "PITCHIN_KAFKA_BOOTSTRAP" $root.Values.kafka.bootstrap }}
