@@ -20,7 +20,7 @@ import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pitchin_core.auth import hash_key
-from pitchin_core.uow import REQUEST_CLAIM, AlreadyAnswered, RequestClaim
+from pitchin_core.uow import AMBIENT, AlreadyAnswered, RequestClaim
 
 MAX_KEY_LENGTH = 255
 
@@ -71,7 +71,7 @@ class IdempotencyMiddleware:
         async def hold(message: Message) -> None:
             held.append(message)
 
-        token = REQUEST_CLAIM.set(claim)
+        token = AMBIENT.set(claim)
         try:
             await self.app(scope, replay_body, hold)
         except AlreadyAnswered as twin:
@@ -81,7 +81,7 @@ class IdempotencyMiddleware:
             await claim.abandon()
             raise
         finally:
-            REQUEST_CLAIM.reset(token)
+            AMBIENT.reset(token)
         if claim.is_open:
             status, response_body, response_headers = _answer(held)
             if status >= 500:
@@ -96,7 +96,8 @@ class IdempotencyMiddleware:
                     response_headers.get("location"),
                 )
                 try:
-                    await claim.commit(answer if keep else None)
+                    claim.answer = answer if keep else None
+                    await claim.commit()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     await _problem(send, 503, "The request could not be committed; retry it with the same key", None)
                     return

@@ -24,7 +24,7 @@ from pitchin_core.http import RedMetricsMiddleware, install_error_handlers, inst
 from pitchin_core.idempotency import IdempotencyMiddleware
 from pitchin_core.kafka_admin import ensure_topics
 from pitchin_core.lag import start_lag_monitor, stop_lag_monitor
-from pitchin_core.messaging import DeadLetters, EventHandler, create_broker, subscribe
+from pitchin_core.messaging import ConsumerSettings, DeadLetters, EventHandler, create_broker, subscribe
 from pitchin_core.outbox import OutboxRelay, new_producer
 from pitchin_core.settings import ServiceSettings
 from pitchin_core.telemetry import Metrics, setup_logging, setup_tracing
@@ -49,11 +49,7 @@ class Runtime:
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
         self.broker = create_broker(
-            bootstrap=settings.kafka_bootstrap,
-            service=settings.service_name,
-            tracer_provider=self.tracer_provider,
-            metrics=self.metrics,
-            dead_letters=lambda: self.dead_letters,
+            bootstrap=settings.kafka_bootstrap, service=settings.service_name, metrics=self.metrics
         )
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
@@ -111,8 +107,14 @@ class Runtime:
             spec,
             group=self.settings.service_name,
             handler=handler,
-            heartbeat_ms=self.settings.consumer_heartbeat_ms,
+            dead_letters=lambda: self.dead_letters,
+            settings=self.consumer_settings,
         )
+
+    @property
+    def consumer_settings(self) -> ConsumerSettings:
+        s = self.settings
+        return ConsumerSettings(s.consumer_heartbeat_ms, s.consumer_batch_size, s.consumer_batch_timeout_ms)
 
     async def start(self) -> None:
         s = self.settings

@@ -63,6 +63,10 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     consumer_heartbeat_ms: int = Field(default=3000, ge=100)
+    # Records a consumer takes at once (one transaction, one offset commit each batch), and
+    # how long it waits for a batch to fill: short, so a lone event is not held back.
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_batch_timeout_ms: int = Field(default=5, ge=0, le=10_000)
 
     @property
     def db_schema(self) -> str:

@@ -110,24 +110,29 @@ class Transaction:
         self.after.extend(inner.after)
 
 
-@dataclass
-class RequestClaim:
-    """An HTTP request's `Idempotency-Key`, claimed in the first transaction the request opens.
+class SharedTransaction:
+    """One transaction that several use cases join: an HTTP request's, or a consumed batch's.
 
-    The claim, the use case's work and the stored answer commit together (the middleware in
-    `pitchin_core.idempotency` commits once the answer is known): a request killed midway
-    leaves nothing behind, and its retry runs again. A use case that writes on a connection
-    of its own (the booking batch) takes the claim over and stores the answer with its work.
+    Set as `AMBIENT` around the work; `UnitOfWork` then opens it for the first use case and
+    lets later ones join it instead of opening their own. Whoever set it commits it.
     """
 
-    caller_key_hash: str
-    key: str
-    fingerprint: str
-    taken_by_use_case: bool = False
-    _uow: UnitOfWork | None = None
-    _conn: Any = None
-    _db_tx: Any = None
-    tx: Transaction | None = None
+    # A use case joining after the first gets a savepoint of its own (a request's use cases
+    # may each be refused alone), or shares the transaction (a batch's: a failure redoes the
+    # batch one record at a time, so no savepoint — hundreds per transaction would overflow
+    # PostgreSQL's per-backend subtransaction cache).
+    savepoint_per_use_case = True
+
+    def __init__(self) -> None:
+        self.tx: Transaction | None = None
+        self._uow: UnitOfWork | None = None
+        self._conn: Any = None
+        self._db_tx: Any = None
+
+    @property
+    def in_use(self) -> bool:
+        """Whether use cases should join this transaction (False: they open their own)."""
+        return True
 
     @property
     def is_open(self) -> bool:
@@ -138,24 +143,7 @@ class RequestClaim:
         try:
             db_tx = conn.transaction()
             await db_tx.start()
-            # A twin request still in flight holds this key's row: the INSERT waits for it and
-            # then either claims (the twin rolled back) or finds its answer.
-            claimed = await conn.fetchval(
-                "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                self.caller_key_hash,
-                self.key,
-                self.fingerprint,
-            )
-            if not claimed:
-                row = await conn.fetchrow(
-                    "SELECT fingerprint, status_code, response_body, content_type, location FROM idempotency_keys"
-                    " WHERE caller_key_hash = $1 AND idempotency_key = $2",
-                    self.caller_key_hash,
-                    self.key,
-                )
-                await db_tx.rollback()
-                raise AlreadyAnswered(row)
+            await self.opened(conn, db_tx)
             if tenant is not None:
                 await conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
         except BaseException:
@@ -165,25 +153,13 @@ class RequestClaim:
         self.tx = Transaction(conn, uow.source, uow.consumer, tenant)
         return self.tx
 
-    async def commit(self, answer: tuple[int, bytes, str, str | None] | None) -> None:
-        """Store `answer` (status, body, content type, location) with the work and commit;
-        None commits the work without keeping the key (an answer that must not be replayed)."""
+    async def opened(self, conn: Any, db_tx: Any) -> None:
+        """What else the transaction does first (a request claims its Idempotency-Key)."""
+
+    async def commit(self) -> None:
         assert self._conn is not None and self.tx is not None and self._uow is not None
         try:
-            if answer is None:
-                await self._conn.execute(
-                    "DELETE FROM idempotency_keys WHERE caller_key_hash = $1 AND idempotency_key = $2",
-                    self.caller_key_hash,
-                    self.key,
-                )
-            else:
-                await self._conn.execute(
-                    "UPDATE idempotency_keys SET status_code = $3, response_body = $4, content_type = $5,"
-                    " location = $6 WHERE caller_key_hash = $1 AND idempotency_key = $2",
-                    self.caller_key_hash,
-                    self.key,
-                    *answer,
-                )
+            await self.before_commit(self._conn)
             await self._db_tx.commit()
         except BaseException:
             await self.abandon()
@@ -192,13 +168,16 @@ class RequestClaim:
         await self._release()
         await uow.committed(tx)
 
+    async def before_commit(self, conn: Any) -> None:
+        """The last statement before the commit (a request stores its answer)."""
+
     async def abandon(self) -> None:
-        """Roll back the claim and the work done under it (the request failed)."""
+        """Roll back everything done in it (the request or batch failed)."""
         if self._db_tx is not None and self._conn is not None and not self._conn.is_closed():
             try:
                 await self._db_tx.rollback()
             except Exception:  # the connection broke: PostgreSQL rolled back already
-                log.warning("rolling back a request's transaction failed", exc_info=True)
+                log.warning("rolling back a shared transaction failed", exc_info=True)
         await self._release()
 
     async def _release(self) -> None:
@@ -206,6 +185,75 @@ class RequestClaim:
             await self._uow.pool.release(self._conn)
         self._conn = self._db_tx = self._uow = None
         self.tx = None
+
+
+class RequestClaim(SharedTransaction):
+    """An HTTP request's `Idempotency-Key`, claimed in the first transaction the request opens.
+
+    The claim, the use case's work and the stored answer commit together (the middleware in
+    `pitchin_core.idempotency` commits once the answer is known): a request killed midway
+    leaves nothing behind, and its retry runs again. A use case that writes on a connection
+    of its own (the booking batch) takes the claim over and stores the answer with its work.
+    """
+
+    def __init__(self, caller_key_hash: str, key: str, fingerprint: str) -> None:
+        super().__init__()
+        self.caller_key_hash = caller_key_hash
+        self.key = key
+        self.fingerprint = fingerprint
+        self.taken_by_use_case = False
+        # (status, body, content type, location) to store, or None: commit without keeping the key.
+        self.answer: tuple[int, bytes, str, str | None] | None = None
+
+    @property
+    def in_use(self) -> bool:
+        return not self.taken_by_use_case
+
+    async def opened(self, conn: Any, db_tx: Any) -> None:
+        # A twin request still in flight holds this key's row: the INSERT waits for it and
+        # then either claims (the twin rolled back) or finds its answer.
+        claimed = await conn.fetchval(
+            "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            self.caller_key_hash,
+            self.key,
+            self.fingerprint,
+        )
+        if not claimed:
+            row = await conn.fetchrow(
+                "SELECT fingerprint, status_code, response_body, content_type, location FROM idempotency_keys"
+                " WHERE caller_key_hash = $1 AND idempotency_key = $2",
+                self.caller_key_hash,
+                self.key,
+            )
+            await db_tx.rollback()
+            raise AlreadyAnswered(row)
+
+    async def before_commit(self, conn: Any) -> None:
+        if self.answer is None:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE caller_key_hash = $1 AND idempotency_key = $2",
+                self.caller_key_hash,
+                self.key,
+            )
+        else:
+            await conn.execute(
+                "UPDATE idempotency_keys SET status_code = $3, response_body = $4, content_type = $5,"
+                " location = $6 WHERE caller_key_hash = $1 AND idempotency_key = $2",
+                self.caller_key_hash,
+                self.key,
+                *self.answer,
+            )
+
+
+class BatchTransaction(SharedTransaction):
+    """The one transaction of a consumed batch: every record's use case writes in it, one commit."""
+
+    savepoint_per_use_case = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
 
 
 class AlreadyAnswered(Exception):
@@ -216,8 +264,9 @@ class AlreadyAnswered(Exception):
         self.stored = stored
 
 
-# The claim of the HTTP request being served, if it sent an Idempotency-Key (set by the middleware).
-REQUEST_CLAIM: ContextVar[RequestClaim | None] = ContextVar("pitchin_request_claim", default=None)
+# The shared transaction of the request or batch being served, if any (set by the
+# idempotency middleware and the batch consumers).
+AMBIENT: ContextVar[SharedTransaction | None] = ContextVar("pitchin_shared_transaction", default=None)
 
 
 class Transactions(Protocol):
@@ -271,9 +320,9 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def _transaction(self, tenant: Tenant | None, readonly: bool) -> AsyncIterator[Transaction]:
-        claim = REQUEST_CLAIM.get()
-        if claim is not None and not claim.taken_by_use_case:
-            async with self._under_claim(claim, tenant) as tx:
+        shared = AMBIENT.get()
+        if shared is not None and shared.in_use:
+            async with self._joined(shared, tenant) as tx:
                 yield tx
             return
         async with self.pool.acquire() as conn:
@@ -285,19 +334,34 @@ class UnitOfWork:
         await self.committed(tx, wrote=not readonly)
 
     @asynccontextmanager
-    async def _under_claim(self, claim: RequestClaim, tenant: Tenant | None) -> AsyncIterator[Transaction]:
-        """The request's one transaction: opened (with the claim) by its first use case, joined
-        as a savepoint by any later one; committed by the idempotency middleware."""
-        if claim.tx is None:
-            tx = await claim.open(self, tenant)
+    async def _joined(self, shared: SharedTransaction, tenant: Tenant | None) -> AsyncIterator[Transaction]:
+        """The shared transaction: opened by the first use case, joined by the later ones."""
+        if shared.tx is None:
+            tx = await shared.open(self, tenant)
             try:
                 yield tx
             except BaseException:
-                # The use case failed: its work and the claim go; a later use case may claim again.
-                await claim.abandon()
+                if isinstance(shared, BatchTransaction):
+                    shared.failed = True  # its consumer redoes the batch record by record
+                else:  # the request's use case failed: its work and the claim go; a later one may claim again
+                    await shared.abandon()
                 raise
             return
-        outer = claim.tx
+        outer = shared.tx
+        if not shared.savepoint_per_use_case:
+            if tenant is not None and tenant != outer.tenant:
+                await outer.conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
+            shared_tx = Transaction(outer.conn, self.source, self.consumer, tenant or outer.tenant)
+            try:
+                yield shared_tx
+            except BaseException:
+                assert isinstance(shared, BatchTransaction)
+                shared.failed = True
+                raise
+            outer.emitted.extend(shared_tx.emitted)
+            outer.after.extend(shared_tx.after)
+            outer.tenant = shared_tx.tenant
+            return
         async with outer.conn.transaction():
             if tenant is not None and tenant != outer.tenant:
                 await outer.conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")

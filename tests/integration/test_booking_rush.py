@@ -17,7 +17,7 @@ import pytest
 from pitchin_core.contracts.bookings import BookingPromotedV1
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventKind
 from pitchin_core.errors import Conflict
-from pitchin_core.uow import REQUEST_CLAIM, RequestClaim
+from pitchin_core.uow import AMBIENT, RequestClaim
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.service import bookings
 from tests.integration.conftest import cloud_event
@@ -109,12 +109,12 @@ async def test_an_idempotency_key_answer_commits_with_the_booking(open_service_d
     db = await open_service_database("signups", MIGRATIONS)
     event_id = await _rush_event(db)
     desk = bookings.BookingDesk(db.uow, clock=lambda: NOW)
-    claim = RequestClaim(caller_key_hash="caller-hash", key="retry-me", fingerprint="body-hash")
-    token = REQUEST_CLAIM.set(claim)
+    claim = RequestClaim("caller-hash", "retry-me", "body-hash")
+    token = AMBIENT.set(claim)
     try:
         booked = await desk.book(STAFF, event_id, _person(1))
     finally:
-        REQUEST_CLAIM.reset(token)
+        AMBIENT.reset(token)
     assert claim.taken_by_use_case and not claim.is_open
     stored = await db.pool.fetchrow("SELECT * FROM idempotency_keys WHERE idempotency_key = 'retry-me'")
     assert (stored["status_code"], stored["location"]) == (201, f"/v1/bookings/{booked.booking_id}")

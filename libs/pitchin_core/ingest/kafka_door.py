@@ -1,7 +1,7 @@
 """The Kafka door: `pitchin.ingest.v1`, consumed by every service that owns ingest types.
 
 Each record is read, attributed to its registered source and decided by the service's
-`Pipeline` in the service's unit of work (`runtime.uow`); refusals go to
+`Pipeline` in the service's unit of work (`runtime.uow`), a batch in one transaction; refusals go to
 `pitchin.ingest.rejections.v1` through the outbox, and records that cannot even be
 addressed go to the dead-letter topic.
 """
@@ -14,17 +14,14 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
-
 from pitchin_core.contracts import topics
 from pitchin_core.contracts.ingest import owner_of
 from pitchin_core.ingest.envelope import Envelope, envelope_from_kafka
 from pitchin_core.ingest.pipeline import Apply, NotYet, Pipeline
 from pitchin_core.ingest.publishers import Registration
 from pitchin_core.ingest.validation import Accepted, Rejection
-from pitchin_core.messaging import TRANSIENT_ERRORS, PoisonMessage, track_subscriber
-from pitchin_core.uow import Transaction
+from pitchin_core.messaging import TRANSIENT_ERRORS, PoisonMessage, consumer_span, subscribe_batches
+from pitchin_core.uow import AMBIENT, BatchTransaction, Transaction
 
 if TYPE_CHECKING:
     from pitchin_core.runtime import Runtime
@@ -35,72 +32,119 @@ NOT_YET_PATIENCE_SECONDS = 30.0
 
 
 def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None:
-    """Consume `pitchin.ingest.v1` in this service's group; decide the types this service owns.
+    """Consume `pitchin.ingest.v1` in this service's group, in batches; decide the types this service owns.
 
     Records another service owns are skipped (committed). Records that are not even a
-    CloudEvent we can address (no `ce_source`) and records faststream cannot parse (a header
-    that is not UTF-8) go to `pitchin.ingest.v1.<group>.dlq` with the raw bytes; everything
-    else is decided: applied, or refused on the rejections topic.
+    CloudEvent we can address (no `ce_source`) go to `pitchin.ingest.v1.<group>.dlq` with the
+    raw bytes; everything else is decided: applied, or refused on the rejections topic. A
+    batch's decisions share one transaction (`BatchTransaction`); if one fails, the batch is
+    decided again record by record, each in its own.
     """
     spec = topics.INGEST
     service = runtime.settings.service_name
     if service not in spec.consumers:
         raise ValueError(f"{service} is not a consumer of {spec.name} in the topic table")
-    first_seen: dict[tuple[str, str], float] = {}
-    retry_delay = 0.1
+    door = KafkaDoor(runtime, pipeline, apply)
+    subscribe_batches(
+        runtime.broker,
+        spec.name,
+        group=service,
+        handler=door,
+        dead_letters=lambda: runtime.dead_letters,
+        settings=runtime.consumer_settings,
+    )
 
-    async def consume(message: KafkaMessage) -> None:
-        nonlocal retry_delay
-        record: Any = message.raw_message
-        envelope = envelope_from_kafka(record.headers or (), record.value)
-        if owner_of(envelope.type) != service:
-            return
-        if envelope.source is None:
-            pipeline.count("kafka", "dead-lettered", "missing-attribute")
-            raise PoisonMessage("ce_source is missing: a rejection could not be addressed to anyone", "unaddressable")
+
+class KafkaDoor:
+    """One service's decisions on the batches of `pitchin.ingest.v1`."""
+
+    def __init__(self, runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None:
+        self.runtime = runtime
+        self.pipeline = pipeline
+        self.apply = apply
+        self.service = runtime.settings.service_name
+        self.first_seen: dict[tuple[str, str], float] = {}
+        self.retry_delay = 0.1
+
+    async def __call__(self, records: list[Any]) -> list[tuple[Any, PoisonMessage]]:
+        poisoned: list[tuple[Any, PoisonMessage]] = []
+        mine: list[tuple[Any, Envelope]] = []
+        for record in records:
+            envelope = envelope_from_kafka(record.headers or (), record.value)
+            if owner_of(envelope.type) != self.service:
+                continue
+            if envelope.source is None:
+                self.pipeline.count("kafka", "dead-lettered", "missing-attribute")
+                reason = "ce_source is missing: a rejection could not be addressed to anyone"
+                poisoned.append((record, PoisonMessage(reason, "unaddressable")))
+                continue
+            mine.append((record, envelope))
+        try:
+            await self._together(mine)
+        except TRANSIENT_ERRORS as exc:
+            await self._pause(exc)
+            raise
+        except Exception:
+            log.info("a batch of %s needs deciding record by record", topics.INGEST.name, exc_info=True)
+            poisoned += await self._one_by_one(mine)
+        self.retry_delay = 0.1
+        return poisoned
+
+    async def _decide(self, record: Any, envelope: Envelope, now: datetime) -> None:
+        assert envelope.source is not None
+        with consumer_span(record, self.service, None):
+            registration = await self.pipeline.registry.by_source(self.runtime.pool, envelope.source)
+            await self.pipeline.decide(
+                self.runtime.uow, envelope, registration, self.apply, now=now, stage_rejections=True
+            )
+        self.first_seen.pop((envelope.source, envelope.id or ""), None)
+
+    async def _together(self, mine: list[tuple[Any, Envelope]]) -> None:
+        batch = BatchTransaction()
+        token = AMBIENT.set(batch)
         now = datetime.now(UTC)
         try:
-            registration = await pipeline.registry.by_source(runtime.pool, envelope.source)
-            await pipeline.decide(runtime.uow, envelope, registration, apply, now=now, stage_rejections=True)
-            retry_delay = 0.1
-        except NotYet as exc:
-            key = (envelope.source, envelope.id or "")
-            started = first_seen.setdefault(key, time.monotonic())
-            if time.monotonic() - started > NOT_YET_PATIENCE_SECONDS:
-                first_seen.pop(key, None)
-                await _refuse_late(runtime, pipeline, envelope, registration, exc.rejection, now)
-                return
-            await asyncio.sleep(0.5)
-            raise  # not committed: redelivered, by then the event is usually known
-        except TRANSIENT_ERRORS as exc:
-            log.warning("transient failure on %s, will retry in %.1fs: %r", spec.name, retry_delay, exc)
-            await asyncio.sleep(retry_delay)
-            retry_delay = min(retry_delay * 2, 5.0)
+            for record, envelope in mine:
+                await self._decide(record, envelope, now)
+        except BaseException:
+            await batch.abandon()
             raise
-        except PoisonMessage:
-            raise
-        except Exception as exc:
-            log.exception("ingest failed on %s", spec.name)
-            raise PoisonMessage(f"{type(exc).__name__}: {exc}", "handler-error") from exc
-        first_seen.pop((envelope.source, envelope.id or ""), None)
+        finally:
+            AMBIENT.reset(token)
+        if batch.is_open:
+            await batch.commit()
 
-    async def raw_body(message: Any) -> bytes:
-        body: bytes = message.body
-        return body
+    async def _one_by_one(self, mine: list[tuple[Any, Envelope]]) -> list[tuple[Any, PoisonMessage]]:
+        poisoned: list[tuple[Any, PoisonMessage]] = []
+        for record, envelope in mine:
+            now = datetime.now(UTC)
+            try:
+                await self._decide(record, envelope, now)
+            except NotYet as exc:
+                assert envelope.source is not None
+                key = (envelope.source, envelope.id or "")
+                started = self.first_seen.setdefault(key, time.monotonic())
+                if time.monotonic() - started > NOT_YET_PATIENCE_SECONDS:
+                    self.first_seen.pop(key, None)
+                    registration = await self.pipeline.registry.by_source(self.runtime.pool, envelope.source)
+                    await _refuse_late(self.runtime, self.pipeline, envelope, registration, exc.rejection, now)
+                    continue
+                await asyncio.sleep(0.5)
+                raise  # not committed: redelivered, by then the event is usually known
+            except TRANSIENT_ERRORS as exc:
+                await self._pause(exc)
+                raise
+            except PoisonMessage as exc:
+                poisoned.append((record, exc))
+            except Exception as exc:
+                log.exception("ingest failed on %s", topics.INGEST.name)
+                poisoned.append((record, PoisonMessage(f"{type(exc).__name__}: {exc}", "handler-error")))
+        return poisoned
 
-    consume.__name__ = f"on_{spec.name.replace('.', '_')}"
-    subscriber = runtime.broker.subscriber(
-        spec.name,
-        group_id=service,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        heartbeat_interval_ms=runtime.settings.consumer_heartbeat_ms,
-        session_timeout_ms=max(10_000, runtime.settings.consumer_heartbeat_ms * 3),
-        title=f"{service}:{spec.name}",
-        decoder=raw_body,
-    )
-    subscriber(consume)
-    track_subscriber(spec.name, subscriber)
+    async def _pause(self, exc: BaseException) -> None:
+        log.warning("transient failure on %s, will retry in %.1fs: %r", topics.INGEST.name, self.retry_delay, exc)
+        await asyncio.sleep(self.retry_delay)
+        self.retry_delay = min(self.retry_delay * 2, 5.0)
 
 
 async def _refuse_late(

@@ -25,7 +25,7 @@ from pitchin_core.contracts.topics import topic_for
 from pitchin_core.errors import Conflict, FieldError, NotFound
 from pitchin_core.group_commit import GroupCommit
 from pitchin_core.telemetry import current_traceparent
-from pitchin_core.uow import REQUEST_CLAIM, RequestClaim, Tenant, Transactions, UnitOfWork
+from pitchin_core.uow import AMBIENT, RequestClaim, Tenant, Transactions, UnitOfWork
 from pitchin_signups import storage
 from pitchin_signups.domain.bookings import (
     NOT_BOOKABLE,
@@ -199,7 +199,8 @@ class BookingDesk:
         self._meta = _booking_meta(uow.source)
 
     async def book(self, caller: Caller, event_id: str, request: BookingRequest) -> Booked:
-        claim = REQUEST_CLAIM.get()
+        shared = AMBIENT.get()
+        claim = shared if isinstance(shared, RequestClaim) else None
         if claim is not None:
             claim.taken_by_use_case = True  # stored by the batch, with the booking
         row = await self.batches.submit((caller.federation_id, event_id), _booking_item(request, claim))
