@@ -60,6 +60,7 @@ test: setup lint typecheck  ## everything CI runs: lint, types, unit, integratio
 	$(PYTEST) -q tests/unit services tests/integration tests/e2e tests/browser tests/chart
 
 bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/PostgreSQL limits
+	bash deploy/tools/install-bench-tools.sh
 	$(PY) -m tests.bench
 
 contracts: $(STAMP)  ## regenerate every generated file: docs/contracts, the topic tables, the chart's dashboards

@@ -30,6 +30,7 @@ class BatchWorker:
         self.idle_poll_seconds = idle_poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.passes = 0  # batches tried so far (tests wait on it instead of sleeping)
 
     async def before_first_run(self) -> None:
         """Wait for whatever must be ready before the first batch (e.g. an index loaded)."""
@@ -63,6 +64,7 @@ class BatchWorker:
             self._wake.clear()
             try:
                 done = await self.work_once()
+                self.passes += 1
                 backoff = 0.1
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("%s paused: %s", self.name, exc)

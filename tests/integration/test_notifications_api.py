@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from pitchin_core.auth import issue_key
+from pitchin_core.auth import KnownKeys, issue_key
 from pitchin_core.contracts.donors import DonorRegisteredV1
 from pitchin_core.http import install_error_handlers
 from pitchin_notifications import api
@@ -54,7 +54,9 @@ async def door(open_service_database: Any) -> AsyncIterator[Door]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(api.router)
-    app.state.runtime = SimpleNamespace(pool=db.pool, uow=db.uow, settings=SimpleNamespace(environment="production"))
+    app.state.runtime = SimpleNamespace(
+        pool=db.pool, uow=db.uow, api_keys=KnownKeys(), settings=SimpleNamespace(environment="production")
+    )
     app.state.notifications = notifications
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as client:
         opened = Door(client, db, notifications)

@@ -112,13 +112,21 @@ async def test_every_due_delivery_is_sent_once_in_batches(open_service_database:
     assert adapter.closed
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def test_a_committed_delivery_wakes_an_idle_sender_at_once(open_service_database: Any) -> None:
     db = await open_service_database("notifications", MIGRATIONS)
     adapter = RecordingEmail()
     sender = _sender(db, adapter)
+    db.uow.on_committed_writes(sender.wake)  # as notifications' main wires it
     await sender.start()
     try:
-        await asyncio.sleep(0.3)  # idle: nothing due, so each worker sleeps up to 5 s unless woken
+        # Idle: each worker has looked once, found nothing due, and sleeps up to 5 s unless woken.
+        await eventually_async(
+            lambda: _true(all(w.passes >= 1 for w in sender.workers)), timeout=5, interval=0.01, what="idle"
+        )
         [delivery_id] = await _stage(db, 1)
 
         async def sent() -> bool:
@@ -159,8 +167,8 @@ async def test_a_stop_lets_the_batch_in_hand_commit_and_starts_no_other(open_ser
     await sender.start()
     await asyncio.wait_for(adapter.entered.wait(), timeout=5)
     stopping = asyncio.create_task(sender.stop())
-    await asyncio.sleep(0.2)
-    assert not stopping.done()  # waiting for the batch, not cancelling it
+    finished, _ = await asyncio.wait({stopping}, timeout=0.2)
+    assert not finished  # waiting for the batch, not cancelling it
     await _stage(db, 2)  # committed during the stop: left for the next start
     adapter.release.set()
     await asyncio.wait_for(stopping, timeout=5)
