@@ -4,6 +4,12 @@ Tests read the messages from ``SmtpSink``; ``make run`` runs one until SIGTERM/S
 writing every message received to the mail directory as an ``.eml`` file:
 
     python -m pitchin_testing.smtp_sink --port 2525 --maildir .state/run/mail
+
+Benchmarks run one in a process of its own that only notes who got a mail and when, one
+line per recipient (``SmtpSinkProcess``): parsing thousands of mails in the benchmark's own
+process would take the CPU the system under test needs, and delay the arrival times.
+
+    python -m pitchin_testing.smtp_sink --port 2525 --log mail.log
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import email
 import email.policy
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -21,10 +29,11 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
-from pitchin_testing.lifecycle import ServerError
+from pitchin_testing.lifecycle import ServerError, stop_process
 from pitchin_testing.ports import free_port
+from pitchin_testing.processes import _die_with_parent as die_with_parent
 
 
 class _SinkHandler:
@@ -185,13 +194,130 @@ class SmtpSink:
         return iter(self.messages)
 
 
+class _ArrivalLogHandler:
+    """Accepts every mail and writes `<arrival wall time>\t<recipient>` per recipient, nothing else."""
+
+    def __init__(self, log: IO[str]) -> None:
+        self._log = log
+        self.received = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        arrived = time.time()
+        self._log.write("".join(f"{arrived:.6f}\t{str(r).lower()}\n" for r in envelope.rcpt_tos))
+        # Flushed per mail: the benchmark reads the file while mail is still arriving.
+        self._log.flush()
+        self.received += 1
+        return "250 Message accepted for delivery"
+
+
+class SmtpSinkProcess:
+    """The sink in a process of its own, logging (recipient, arrival time) per mail to `log`.
+
+    For benchmarks: the arrival time is taken in the sink's process as the mail comes in, not
+    when a busy benchmark process gets round to it.
+    """
+
+    def __init__(self, log: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port if port is not None else free_port()
+        self.log = Path(log)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"SmtpSinkProcess(host={self.host!r}, port={self.port}, log={str(self.log)!r})"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.process is not None:
+            raise ServerError(f"{self!r} is already running")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pitchin_testing.smtp_sink", "--host", self.host, "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "--log", str(self.log)],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: `stop_process` signals the group
+            preexec_fn=die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise ServerError(f"{self!r} exited with {self.process.returncode}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerError(f"{self!r} did not listen within {timeout} s") from None
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            stop_process(process, timeout)
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def arrivals(self) -> list[tuple[str, float]]:
+        """(recipient, arrival wall time) of every mail so far, oldest first."""
+        try:
+            text = self.log.read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            arrived, _, recipient = line.partition("\t")
+            if recipient:  # a line still being written has no tab yet
+                out.append((recipient, float(arrived)))
+        return out
+
+    def count(self) -> int:
+        """How many recipients got a mail so far (cheap: counts lines)."""
+        try:
+            with self.log.open("rb") as f:
+                return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        except FileNotFoundError:
+            return 0
+
+    def __enter__(self) -> SmtpSinkProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve_arrival_log(host: str, port: int, log_path: Path, stop: threading.Event) -> int:
+    from aiosmtpd.controller import Controller
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as log:
+        handler = _ArrivalLogHandler(log)
+        controller = Controller(handler, hostname=host, port=port, ready_timeout=30)
+        controller.start()
+        print(f"smtp sink listening on {host}:{port}, arrivals in {log_path}", file=sys.stderr, flush=True)
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            controller.stop()
+    print(f"smtp sink stopped; {handler.received} message(s) received", file=sys.stderr, flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pitchin_testing.smtp_sink", description="SMTP sink that keeps every mail."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
-    parser.add_argument("--maildir", type=Path, required=True, help="directory for the .eml files")
+    kept = parser.add_mutually_exclusive_group(required=True)
+    kept.add_argument("--maildir", type=Path, help="directory for the .eml files")
+    kept.add_argument("--log", type=Path, help="file for one line per recipient: arrival time, tab, address")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -202,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    if args.log is not None:
+        return _serve_arrival_log(args.host, args.port, args.log, stop)
     sink = SmtpSink(port=args.port, maildir=args.maildir, host=args.host)
     sink.start()
     print(f"smtp sink listening on {args.host}:{args.port}, mail in {args.maildir}", file=sys.stderr, flush=True)
