@@ -23,7 +23,8 @@ class _NoResetConnection(asyncpg.Connection):
     The default (`RESET ALL; UNLISTEN *; pg_advisory_unlock_all(); CLOSE ALL`) is one more
     round trip on every request, 14% of signups' CPU in a profile. Our code keeps no
     session state: settings are per transaction (`SET LOCAL`), advisory locks are
-    transaction-scoped, and the only LISTENs are on connections held for a service's life.
+    transaction-scoped (except the outbox relay's session lock, which it releases itself before the
+    connection goes back, or closes the connection), and nothing LISTENs.
     An open transaction is still rolled back by asyncpg itself.
     """
 

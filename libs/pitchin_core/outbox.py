@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
+import math
+import re
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
+from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.db import Conn
 from pitchin_core.telemetry import Metrics, context_from, current_traceparent
 from pitchin_core.worker import BatchWorker
 
+log = logging.getLogger(__name__)
 tracer = trace.get_tracer("pitchin.outbox")
 
 
@@ -75,13 +87,65 @@ async def add_to_outbox(
     return staged.event_id
 
 
+class Unpublishable(Exception):
+    """A row Kafka will never take as it is. `category` labels the metric; the text is the reason kept."""
+
+    def __init__(self, reason: str, category: str) -> None:
+        super().__init__(reason)
+        self.category = category
+
+
+class KafkaUnavailable(ConnectionError):
+    """Kafka did not take rows for a reason that passes (broker away, a timeout, a topic not created yet).
+
+    An OSError, so the worker pauses with its backoff and logs a warning rather than a trace.
+    """
+
+
+# Broker or client errors that the same record will meet again however often it is sent.
+# Everything else (connections, timeouts, leaders moving, unknown topics) is retried.
+_REFUSED_FOR_GOOD: dict[type[Exception], str] = {
+    MessageSizeTooLargeError: "too-large",
+    RecordListTooLargeError: "too-large",
+    RecordTooLargeError: "too-large",
+    InvalidTopicError: "invalid-topic",
+}
+# Kafka's own rule for topic names; checked here because a name the broker cannot have is
+# otherwise only a metadata timeout, retried for ever.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# Non-leaders keep their gauges current too (no replica shows a stale backlog), but at most
+# this often: they are woken by every commit in their process.
+_FOLLOWER_MEASURE_SECONDS = 1.0
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The reason class if Kafka refused a record for good, None if trying again may work."""
+    for kind, category in _REFUSED_FOR_GOOD.items():
+        if isinstance(exc, kind):
+            return category
+    return None
+
+
+@dataclass
+class _Settlement:
+    """What one pass learnt: rows Kafka acknowledged, rows it refused for good, and why it stopped."""
+
+    published: list[asyncpg.Record] = field(default_factory=list)
+    refused: list[tuple[asyncpg.Record, str, str]] = field(default_factory=list)
+    transient: BaseException | None = None
+
+
 class OutboxRelay(BatchWorker):
     """Drains one service's outbox to Kafka in order.
 
-    One drainer at a time per schema (a transaction-scoped advisory lock), so replicas
-    cannot reorder events of one key; rows are deleted only after every send in the
-    batch was acknowledged, so a crash re-sends rather than loses (consumers de-duplicate
-    on the event id).
+    One drainer at a time per schema: a session-level advisory lock, held on the connection
+    the pass uses while its short statements (read, settle, measure) come and go, so no
+    transaction and no row lock is open while Kafka acknowledges. A replica that does not
+    get the lock only measures. Rows are deleted only once Kafka acknowledged them, so a
+    crash between the send and the delete re-sends rather than loses (consumers de-duplicate
+    on the event id). A row Kafka refuses for good moves to `outbox_dead_letters` with the
+    reason and the rows after it flow on; a passing failure keeps every row not acknowledged
+    and pauses the worker with its backoff.
     """
 
     def __init__(
@@ -93,6 +157,7 @@ class OutboxRelay(BatchWorker):
         metrics: Metrics,
         batch_size: int = 500,
         idle_poll_seconds: float = 1.0,
+        publish_timeout_seconds: float = 60.0,
     ) -> None:
         super().__init__(
             pool, name=f"outbox-relay-{schema}", batch_size=batch_size, idle_poll_seconds=idle_poll_seconds
@@ -100,86 +165,239 @@ class OutboxRelay(BatchWorker):
         self.producer = producer
         self.schema = schema
         self.metrics = metrics
+        # A bound on one pass's sends and acks, so the gauges keep being measured when a send
+        # never returns; longer than the producer's own request timeout (40 s by default), so
+        # normally aiokafka's failure is what ends a wait.
+        self.publish_timeout_seconds = publish_timeout_seconds
+        self._lock_name = f"pitchin-outbox-{schema}"
+        self._measured_at = -math.inf
 
     async def work_once(self) -> int:
         return await self.drain_once()
 
     async def drain_once(self) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtext($1))", f"pitchin-outbox-{self.schema}"
-            )
+        """One pass: publish up to a batch if this process holds the schema's lock; always measure."""
+        async with self.pool.acquire() as conn:
+            # The same key as the transaction-scoped lock relays took before: session and
+            # transaction advisory locks conflict, so old and new replicas exclude each other.
+            locked = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_name)
             if not locked:
+                if time.monotonic() - self._measured_at >= _FOLLOWER_MEASURE_SECONDS:
+                    await self._measure(conn)
                 return 0
-            rows = await conn.fetch(
-                "SELECT seq, event_id, topic, message_key, event_type, source, subject, tenant, occurred_at,"
-                " payload::text AS payload, traceparent, tracestate"
-                " FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE",
-                self.batch_size,
-            )
-            if rows:
-                await self._publish(rows)
-                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
-                self.metrics.outbox_relayed.labels(self.metrics.service).inc(len(rows))
+            try:
+                return await self._drain(conn)
+            finally:
+                try:
+                    await self._measure(conn)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    # PostgreSQL away: the drain's own error (if any) is the one to report.
+                    log.debug("outbox gauges of %s not measured: %s", self.schema, exc)
+                finally:
+                    await self._unlock(conn)
+
+    async def _drain(self, conn: Conn) -> int:
+        rows = await conn.fetch(
+            "SELECT seq, event_id, topic, message_key, event_type, source, subject, tenant, occurred_at,"
+            " payload::text AS payload, traceparent, tracestate"
+            " FROM outbox ORDER BY seq LIMIT $1",
+            self.batch_size,
+        )
+        if not rows:
+            return 0
+        outcome = await self._publish(rows)
+        settled = await self._settle(conn, outcome)
+        if outcome.transient is not None:
+            reason = outcome.transient
+            raise KafkaUnavailable(
+                f"Kafka did not take outbox rows of {self.schema} ({settled} settled, the rest kept):"
+                f" {type(reason).__name__}: {reason}"
+            ) from reason
+        return settled
+
+    async def _publish(self, rows: Sequence[asyncpg.Record]) -> _Settlement:
+        """Send the rows in order and wait for the acks, within `publish_timeout_seconds`."""
+        outcome = _Settlement()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout_seconds
+        sent: list[tuple[asyncpg.Record, asyncio.Future[Any]]] = []
+        try:
+            async with asyncio.timeout_at(deadline):
                 for row in rows:
-                    self.metrics.events_published.labels(self.metrics.service, row["event_type"]).inc()
-            backlog = await conn.fetchrow("SELECT count(*) AS n, min(occurred_at) AS oldest FROM outbox")
+                    try:
+                        sent.append((row, await self._send(row)))
+                    except Unpublishable as exc:
+                        outcome.refused.append((row, str(exc), exc.category))
+                    except KafkaError as exc:
+                        category = _refusal(exc)
+                        if category is None:
+                            # Later rows wait behind this one: sending them now could reorder a key.
+                            outcome.transient = exc
+                            break
+                        outcome.refused.append((row, f"{type(exc).__name__}: {exc}", category))
+        except TimeoutError as exc:
+            outcome.transient = exc
+        futures = [future for _, future in sent]
+        if futures:
+            # wait(), not gather(): a future still open at the deadline must not be cancelled,
+            # since cancelling it does not stop the record (its outcome is just unknown).
+            await asyncio.wait(futures, timeout=max(deadline - loop.time(), 0.0))
+        refused_in_flight: list[asyncpg.Record] = []
+        for row, future in sent:
+            if not future.done():
+                future.add_done_callback(_retrieve)
+                outcome.transient = outcome.transient or TimeoutError("no ack within the relay's publish timeout")
+            elif (error := future.exception()) is None:
+                outcome.published.append(row)
+            elif _refusal(error) is not None:
+                refused_in_flight.append(row)
+            else:
+                outcome.transient = outcome.transient or error
+        if refused_in_flight and outcome.transient is None:
+            await self._send_alone(refused_in_flight, outcome, deadline)
+        outcome.refused.sort(key=lambda refused: int(refused[0]["seq"]))
+        return outcome
+
+    async def _send_alone(self, rows: list[asyncpg.Record], outcome: _Settlement, deadline: float) -> None:
+        """Send again, one at a time, rows the broker refused for good: a refusal answers a whole
+        batch, and a small row that shared one with an oversized row must not be set aside."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                for row in rows:
+                    try:
+                        await (await self._send(row))
+                    except KafkaError as exc:
+                        category = _refusal(exc)
+                        if category is None:
+                            outcome.transient = exc
+                            return
+                        outcome.refused.append((row, f"{type(exc).__name__}: {exc}", category))
+                    else:
+                        outcome.published.append(row)
+        except TimeoutError as exc:
+            outcome.transient = exc
+
+    async def _send(self, row: asyncpg.Record) -> asyncio.Future[Any]:
+        """Enqueue one row as a record (binary-mode CloudEvent, the stored payload bytes as the value)."""
+        topic: str = row["topic"]
+        if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
+            raise Unpublishable(f"{topic!r} is not a name Kafka allows for a topic", "invalid-topic")
+        # The attributes only: the data goes as the stored bytes, never parsed here.
+        event = CloudEvent(
+            id=str(row["event_id"]),
+            source=row["source"],
+            type=row["event_type"],
+            data={},
+            time=row["occurred_at"],
+            subject=row["subject"],
+            tenant=row["tenant"],
+        )
+        parent = context_from(row["traceparent"], row["tracestate"])
+        with tracer.start_as_current_span(
+            f"send {topic}",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "send",
+                "messaging.destination.name": topic,
+                "messaging.message.id": event.id,
+                "messaging.kafka.message.key": row["message_key"],
+                "cloudevents.event_type": event.type,
+                "cloudevents.event_id": event.id,
+            },
+        ):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            try:
+                headers = to_kafka_headers(event, extra=carrier.items())
+                key = row["message_key"].encode("utf-8")
+                value = row["payload"].encode("utf-8")
+            except (ValueError, TypeError) as exc:
+                raise Unpublishable(f"the row cannot be made a Kafka record: {exc}", "unserialisable") from exc
+            # send() only enqueues (or refuses a record larger than max_request_size at once);
+            # the returned future is settled by the ack.
+            future: asyncio.Future[Any] = await self.producer.send(topic, value=value, key=key, headers=headers)
+            return future
+
+    async def _settle(self, conn: Conn, outcome: _Settlement) -> int:
+        """Delete what was published and move what was refused, in one statement (one transaction)."""
+        done = [r["seq"] for r in outcome.published] + [r["seq"] for r, _, _ in outcome.refused]
+        if not done:
+            return 0
+        await conn.execute(
+            "WITH gone AS ("
+            " DELETE FROM outbox WHERE seq = ANY($1::bigint[])"
+            " RETURNING seq, event_id, topic, message_key, event_type, source, subject, tenant, occurred_at,"
+            " payload, traceparent, tracestate"
+            ") INSERT INTO outbox_dead_letters (seq, event_id, topic, message_key, event_type, source, subject,"
+            " tenant, occurred_at, payload, traceparent, tracestate, reason)"
+            " SELECT g.seq, g.event_id, g.topic, g.message_key, g.event_type, g.source, g.subject, g.tenant,"
+            " g.occurred_at, g.payload, g.traceparent, g.tracestate, r.reason"
+            " FROM gone g JOIN unnest($2::bigint[], $3::text[]) AS r(seq, reason) ON r.seq = g.seq",
+            done,
+            [r["seq"] for r, _, _ in outcome.refused],
+            [reason for _, reason, _ in outcome.refused],
+        )
+        service = self.metrics.service
+        if outcome.published:
+            self.metrics.outbox_relayed.labels(service).inc(len(outcome.published))
+            for row in outcome.published:
+                self.metrics.events_published.labels(service, row["event_type"]).inc()
+        for row, reason, category in outcome.refused:
+            self.metrics.outbox_dead_letters.labels(service, row["topic"], category).inc()
+            log.error(
+                "outbox row set aside in outbox_dead_letters: %s",
+                reason,
+                extra={"event_id": str(row["event_id"]), "event_type": row["event_type"], "topic": row["topic"]},
+            )
+        return len(done)
+
+    async def _measure(self, conn: Conn) -> None:
+        backlog = await conn.fetchrow("SELECT count(*) AS n, min(occurred_at) AS oldest FROM outbox")
         assert backlog is not None
+        self._measured_at = time.monotonic()
         self.metrics.outbox_backlog.labels(self.metrics.service).set(backlog["n"])
         oldest: datetime | None = backlog["oldest"]
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         self.metrics.outbox_oldest_age.labels(self.metrics.service).set(max(age, 0.0))
-        return len(rows)
 
-    async def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
-        acks = []
-        for row in rows:
-            event = CloudEvent(
-                id=str(row["event_id"]),
-                source=row["source"],
-                type=row["event_type"],
-                data=json.loads(row["payload"]),
-                time=row["occurred_at"],
-                subject=row["subject"],
-                tenant=row["tenant"],
-            )
-            parent = context_from(row["traceparent"], row["tracestate"])
-            with tracer.start_as_current_span(
-                f"send {row['topic']}",
-                context=parent,
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "send",
-                    "messaging.operation.name": "send",
-                    "messaging.destination.name": row["topic"],
-                    "messaging.message.id": event.id,
-                    "messaging.kafka.message.key": row["message_key"],
-                    "cloudevents.event_type": event.type,
-                    "cloudevents.event_id": event.id,
-                },
-            ):
-                carrier: dict[str, str] = {}
-                propagate.inject(carrier)
-                headers = to_kafka_headers(event, extra=carrier.items())
-                # send() only enqueues; awaiting the futures below waits for the acks.
-                acks.append(
-                    await self.producer.send(
-                        row["topic"],
-                        value=to_kafka_value(event),
-                        key=row["message_key"].encode("utf-8"),
-                        headers=headers,
-                    )
-                )
-        await asyncio.gather(*acks)
+    async def _unlock(self, conn: Conn) -> None:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_name)
+        except BaseException:
+            # Pooled connections are not reset on release (pitchin_core.db), so a lock left on
+            # one would stop this schema's relays for good: closing the session drops it.
+            conn.terminate()
+            raise
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Read a late future's outcome so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    """The producer of a service's relay and dead letters.
+
+    Not idempotent: aiokafka's idempotent producer never re-synchronises its sequence numbers
+    after a batch fails for good (a broker refusing a record too large for the topic, or a
+    batch expired while the broker was away), so every later send to that partition fails
+    with OutOfOrderSequenceNumber until the process restarts (aiokafka issue 1017; seen here
+    with a topic's max.message.bytes). Order per key does not need it: aiokafka keeps one
+    batch per partition in flight and puts a retried batch back first. A record written twice
+    by a retry is a duplicate the consumers drop by event id, as they do after a relay crash.
+    """
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=False,
         linger_ms=5,
         max_batch_size=256 * 1024,
+        # Kafka's default message.max.bytes (1 MiB + 12): a record the producer lets through
+        # fits the broker, and a larger one is refused here, at send(), with a clear error.
+        max_request_size=1024 * 1024,
     )

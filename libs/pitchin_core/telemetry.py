@@ -190,3 +190,9 @@ class Metrics:
         self.outbox_relayed = Counter(
             "pitchin_outbox_relayed", "Outbox rows published to Kafka.", ["service"], registry=self.registry
         )
+        self.outbox_dead_letters = Counter(
+            "pitchin_outbox_dead_letters",
+            "Outbox rows Kafka refused for good, set aside in outbox_dead_letters, by topic and reason class.",
+            ["service", "topic", "reason"],
+            registry=self.registry,
+        )

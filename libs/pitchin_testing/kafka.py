@@ -148,8 +148,8 @@ class KafkaServer(LocalServer):
             f"{kafka_libs()}/*",
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            _kafka_cluster_id(),
+            # One argument: an id may start with "-", which the tool would take for an option.
+            f"--cluster-id={_kafka_cluster_id()}",
             "-c",
             str(self.properties_file),
             "--standalone",
