@@ -20,7 +20,13 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
-from pitchin_core.http import RedMetricsMiddleware, install_error_handlers, install_health, trace_requests
+from pitchin_core.http import (
+    NATIVE_TELEMETRY_OFF,
+    RedMetricsMiddleware,
+    install_error_handlers,
+    install_health,
+    trace_requests,
+)
 from pitchin_core.idempotency import IdempotencyMiddleware
 from pitchin_core.kafka_admin import ensure_topics
 from pitchin_core.lag import start_lag_monitor, stop_lag_monitor
@@ -179,6 +185,7 @@ class Runtime:
                 await self.stop()
 
         app = FastAPI(
+            telemetry=NATIVE_TELEMETRY_OFF,
             title=title or f"Pitch In {self.settings.service_name}",
             version=self.settings.service_version,
             lifespan=lifespan,
@@ -191,7 +198,7 @@ class Runtime:
         install_health(app, self.ready, self.metrics)
         for router in routers:
             app.include_router(router)
-        trace_requests(app, self.tracer_provider)
+        trace_requests(app, self.tracer_provider, exporting=bool(self.settings.otlp_endpoint))
         if self.settings.trace_database:
             AsyncPGInstrumentor().instrument(  # type: ignore[no-untyped-call]
                 tracer_provider=self.tracer_provider

@@ -17,7 +17,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field, model_validator
 from starlette.middleware.sessions import SessionMiddleware
 
-from pitchin_core.http import RedMetricsMiddleware, install_error_handlers, install_health, trace_requests
+from pitchin_core.http import (
+    NATIVE_TELEMETRY_OFF,
+    RedMetricsMiddleware,
+    install_error_handlers,
+    install_health,
+    trace_requests,
+)
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import serve
 from pitchin_core.settings import ServiceSettings, local_secret
@@ -81,6 +87,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
             tracer_provider.shutdown()
 
     app = FastAPI(
+        telemetry=NATIVE_TELEMETRY_OFF,
         title="Pitch In web",
         version=settings.service_version,
         lifespan=lifespan,
@@ -103,7 +110,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     install_health(app, services.readiness, metrics)
     app.mount("/static", StaticFiles(directory=str(Path(str(files("pitchin_web") / "static")))), name="static")
     pages.install(app, settings, services)  # after install_error_handlers: the pages keep its answers for /v1/
-    trace_requests(app, tracer_provider)
+    trace_requests(app, tracer_provider, exporting=bool(settings.otlp_endpoint))
     return app
 
 
