@@ -86,7 +86,7 @@ def _render_micros() -> dict[str, float]:
         "capacity": 60,
         "status": "published",
     }
-    view = views.public_event(event, {"capacity": 60, "confirmed": 12, "items": []}, "America/New_York", start)
+    view = views.public_event(event, {"capacity": 60, "confirmed": 12, "waitlisted": 0}, "America/New_York", start)
     common = {"t": t, "csrf": "x" * 43, "flashes": [], "user": None, "errors": {}, "values": {}, "path": "/"}
     pages = {
         "home.html": {},

@@ -86,6 +86,8 @@ async def test_a_rush_books_exactly_the_capacity_then_the_waitlist_in_arrival_or
     assert {r["status"]: r["n"] for r in rows} == {"confirmed": CAPACITY, "waitlisted": PEOPLE - CAPACITY}
     counters = await db.pool.fetchrow("SELECT confirmed, waitlisted FROM known_events WHERE event_id = $1", event_id)
     assert (counters["confirmed"], counters["waitlisted"]) == (CAPACITY, PEOPLE - CAPACITY)
+    places = await bookings.places(db.uow, STAFF, event_id)  # what the public page shows, O(1)
+    assert (places["capacity"], places["confirmed"], places["waitlisted"]) == (CAPACITY, CAPACITY, PEOPLE - CAPACITY)
     staged = await db.outbox()
     assert len(staged) == PEOPLE and len({e["data"]["booking_id"] for e in staged}) == PEOPLE
 

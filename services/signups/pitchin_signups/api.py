@@ -300,6 +300,12 @@ async def event_bookings(
     return await bookings.of_event(_uow(request), caller, event_id, booking_status)
 
 
+@router.get("/events/{event_id}/places", tags=["bookings"])
+async def event_places(event_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    """Places and waitlist as counts, for public pages: O(1), whatever the waitlist's length."""
+    return await bookings.places(_uow(request), caller, event_id)
+
+
 @router.get("/bookings/{booking_id}", tags=["bookings"])
 async def get_booking(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
     return await bookings.get(_uow(request), caller, booking_id)

@@ -142,8 +142,8 @@ def test_public_event_view_live_closed_and_zones() -> None:
         "livestream_status": "live",
         "capacity": 1,
     }
-    view = views.public_event(event, {"capacity": 1, "confirmed": 1, "items": []}, "America/New_York", NOW)
-    assert view.live and view.hashtag == "#Org20" and view.waitlist_position == 1 and view.can_book
+    view = views.public_event(event, {"capacity": 1, "confirmed": 1, "waitlisted": 4}, "America/New_York", NOW)
+    assert view.live and view.hashtag == "#Org20" and view.waitlist_position == 5 and view.can_book
     assert view.when_event is not None and "BST" in view.when_event
     closed = views.public_event(event, None, "Europe/London", start + timedelta(minutes=1))
     assert closed.closed and not closed.can_book and closed.when_event is None

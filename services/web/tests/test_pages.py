@@ -53,6 +53,8 @@ def fake_services(request: httpx.Request) -> httpx.Response:
             {"booking_id": "bkg_2", "name": "Sam", "email": "s@x.org", "status": "waitlisted", "waitlist_seq": 4},
         ]
         return httpx.Response(200, json={"event_id": "evt_1", "capacity": 2, "confirmed": 2, "items": items})
+    if path == "/v1/events/evt_1/places":
+        return httpx.Response(200, json={"event_id": "evt_1", "capacity": 2, "confirmed": 2, "waitlisted": 1})
     if path == "/v1/events/evt_1/sessions":
         return httpx.Response(200, json=[])
     if path == "/v1/public/events":

@@ -83,7 +83,25 @@ async def of_event(uow: Transactions, caller: Caller, event_id: str, status: str
         "event_id": event_id,
         "capacity": event["capacity"],
         "confirmed": event["confirmed"],
+        "waitlisted": event["waitlisted"],
         "items": [dict(r) for r in rows],
+    }
+
+
+async def places(uow: Transactions, caller: Caller, event_id: str) -> dict[str, Any]:
+    """An event's places and waitlist as counts (kept with every booking): what a public page shows.
+
+    Any key of the event's federation may read them; the people behind them stay with `of_event`.
+    """
+    async with uow(caller.tenant, readonly=True) as tx:
+        event = await storage.get_known_event(tx.conn, event_id)
+    if event is None or event["federation_id"] != caller.federation_id:
+        raise NotFound("event", event_id)
+    return {
+        "event_id": event_id,
+        "capacity": event["capacity"],
+        "confirmed": event["confirmed"],
+        "waitlisted": event["waitlisted"],
     }
 
 

@@ -58,10 +58,13 @@ class PublicEventView:
 
 
 def places_of(event: Mapping[str, Any], bookings: Mapping[str, Any] | None) -> Places:
-    """Signups' live count when it has one; else scheduling's copy of it (learned from events)."""
+    """Signups' live counts when it has them (`/places`); else scheduling's copy (learned from events)."""
     if bookings is not None:
-        waitlisted = sum(1 for b in bookings.get("items", []) if b.get("status") == "waitlisted")
-        return Places(bookings.get("capacity", event.get("capacity")), int(bookings.get("confirmed") or 0), waitlisted)
+        return Places(
+            bookings.get("capacity", event.get("capacity")),
+            int(bookings.get("confirmed") or 0),
+            int(bookings.get("waitlisted") or 0),
+        )
     counts = event.get("attendees") or {}
     return Places(event.get("capacity"), int(counts.get("confirmed", 0)), int(counts.get("waitlisted", 0)))
 

@@ -66,7 +66,7 @@ async def _public_event(
     key = web.settings.federation_key
     path = f"/v1/events/{quote(event_id)}"
     event_call = web.services.scheduling.call("GET", path, key=key)
-    bookings_call = web.services.signups.call("GET", f"{path}/bookings", key=key, params={"status": "waitlisted"})
+    bookings_call = web.services.signups.call("GET", f"{path}/places", key=key)
     sessions_call = web.services.scheduling.call("GET", f"{path}/sessions", key=key) if with_sessions else _nothing()
     answers: list[Any] = list(await asyncio.gather(event_call, bookings_call, sessions_call, return_exceptions=True))
     event, bookings, raw_sessions = answers
