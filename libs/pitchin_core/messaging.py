@@ -307,6 +307,7 @@ class BatchApplier:
                     assert d.event is not None and d.data is not None
                     with consumer_span(d.record, self.group, d.event):
                         await self.handler(d.event, d.data)
+            batch.check()
         except BaseException:
             await batch.abandon()
             raise

@@ -247,13 +247,26 @@ class RequestClaim(SharedTransaction):
 
 
 class BatchTransaction(SharedTransaction):
-    """The one transaction of a consumed batch: every record's use case writes in it, one commit."""
+    """The one transaction of a consumed batch: every record's use case writes in it, one commit.
+
+    A use case that failed inside it (even one whose caller caught the error) leaves its
+    partial writes in the transaction: `failed` is then set and the batch must not commit.
+    """
 
     savepoint_per_use_case = False
 
     def __init__(self) -> None:
         super().__init__()
         self.failed = False
+
+    def check(self) -> None:
+        """Raise if a use case failed inside the batch (its writes must not commit)."""
+        if self.failed:
+            raise BatchFailed("a use case failed inside the batch's transaction")
+
+
+class BatchFailed(Exception):
+    """A batch's transaction holds a failed use case's writes: redo the batch one by one."""
 
 
 class AlreadyAnswered(Exception):

@@ -11,7 +11,7 @@ import pytest
 
 from pitchin_core.contracts.donors import DonorWithdrawnV1
 from pitchin_core.errors import Conflict
-from pitchin_core.uow import Tenant
+from pitchin_core.uow import AMBIENT, BatchFailed, BatchTransaction, Tenant
 from tests.integration.conftest import cloud_event
 
 pytestmark = pytest.mark.integration
@@ -85,3 +85,48 @@ async def test_a_failed_transaction_leaves_nothing(open_service_database: Any) -
     assert await db.outbox() == []
     async with db.uow(Tenant("fed-1")) as tx:
         assert await tx.first_delivery(event)
+
+
+async def _use_case(db: Any, donor_id: str, *, refuse: bool = False, ran: list[str] | None = None) -> None:
+    async with db.uow(Tenant("fed-1")) as tx:
+        await tx.emit(_withdrawn(donor_id), key=donor_id)
+        if ran is not None:
+            tx.after_commit(lambda: ran.append(donor_id))
+        if refuse:
+            raise Conflict("refused after writing")
+
+
+async def test_a_batch_shares_one_transaction_and_commits_once(open_service_database: Any) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    ran: list[str] = []
+    batch = BatchTransaction()
+    token = AMBIENT.set(batch)
+    try:
+        for n in range(3):
+            await _use_case(db, f"don_{n}", ran=ran)
+            assert ran == []  # nothing runs before the batch commits...
+        # ...nor is anything visible to anyone else: it is one open transaction.
+        assert await db.pool.fetchval("SELECT count(*) FROM outbox") == 0
+        backend = await batch.tx.conn.fetchval("SELECT pg_backend_pid()") if batch.tx else None
+    finally:
+        AMBIENT.reset(token)
+    batch.check()
+    await batch.commit()
+    assert ran == ["don_0", "don_1", "don_2"] and backend is not None
+    assert await db.pool.fetchval("SELECT count(*) FROM outbox") == 3
+
+
+async def test_a_use_case_failing_inside_a_batch_stops_its_commit(open_service_database: Any) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    batch = BatchTransaction()
+    token = AMBIENT.set(batch)
+    try:
+        await _use_case(db, "don_ok")
+        with pytest.raises(Conflict):  # a caller that catches the refusal cannot save the batch
+            await _use_case(db, "don_refused", refuse=True)
+        with pytest.raises(BatchFailed):
+            batch.check()
+    finally:
+        AMBIENT.reset(token)
+    await batch.abandon()
+    assert await db.pool.fetchval("SELECT count(*) FROM outbox") == 0

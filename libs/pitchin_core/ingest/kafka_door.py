@@ -106,6 +106,7 @@ class KafkaDoor:
         try:
             for record, envelope in mine:
                 await self._decide(record, envelope, now)
+            batch.check()
         except BaseException:
             await batch.abandon()
             raise

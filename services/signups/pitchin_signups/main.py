@@ -5,10 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_signups import api, handlers
+from pitchin_signups.booking_door import BookingDoor
 from pitchin_signups.ingest import osdi, routes
 from pitchin_signups.service.bookings import BookingDesk
 from pitchin_signups.service.taxonomy import Taxonomies
@@ -23,7 +25,9 @@ def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     runtime = Runtime(settings or SignupsSettings(), files("pitchin_signups") / "migrations")
     handlers.register(runtime)
     app = runtime.http_app([api.router, routes.router, osdi.router], title="Pitch In signups")
-    app.state.booking_desk = BookingDesk(runtime.uow)
+    app.state.booking_desk = desk = BookingDesk(runtime.uow, metrics=runtime.metrics)
+    # The rush's route as plain ASGI, innermost, so every middleware still applies (booking_door.py).
+    app.user_middleware.append(Middleware(BookingDoor, desk=desk, keys=runtime.api_keys, pool=lambda: runtime.pool))
     app.state.taxonomies = Taxonomies()
     return app
 

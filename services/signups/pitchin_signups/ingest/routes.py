@@ -11,6 +11,7 @@ at once, scheduling's are relayed to scheduling on `pitchin.ingest.v1` through t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from datetime import UTC, datetime
@@ -34,9 +35,12 @@ from pitchin_core.ingest import (
     envelope_from_http_binary,
     envelope_from_structured,
 )
+from pitchin_core.messaging import TRANSIENT_ERRORS
 from pitchin_core.signing import verify_webhook
-from pitchin_core.uow import UnitOfWork
+from pitchin_core.uow import AMBIENT, BatchTransaction, UnitOfWork
 from pitchin_signups.ingest.apply import apply
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 BATCH = "application/cloudevents-batch+json"
@@ -190,6 +194,34 @@ async def decide(request: Request, pipeline: Pipeline, envelope: Envelope, regis
         return pipeline.reject(envelope, exc.rejection)
 
 
+async def decide_all(
+    request: Request, pipeline: Pipeline, envelopes: list[Envelope], registration: Registration
+) -> list[Answer]:
+    """A batch's events decided in one transaction (one commit flush for the batch), each with
+    its own answer; if a decision fails unexpectedly, they are decided again one by one, each
+    in its own. Inside a request's Idempotency-Key transaction they join that one instead."""
+    if len(envelopes) == 1 or AMBIENT.get() is not None:
+        return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
+    shared = BatchTransaction()
+    token = AMBIENT.set(shared)
+    try:
+        answers = [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
+        shared.check()  # a decision that failed and was answered (not yet known) left writes behind
+    except BaseException as exc:
+        await shared.abandon()
+        if not isinstance(exc, Exception) or isinstance(exc, TRANSIENT_ERRORS):
+            raise
+        log.warning("an ingest batch failed as a whole; deciding it event by event", exc_info=True)
+        answers = []
+    finally:
+        AMBIENT.reset(token)
+    if not answers:
+        return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
+    if shared.is_open:
+        await shared.commit()
+    return answers
+
+
 def respond(answer: Answer) -> Response:
     headers: dict[str, str] = {}
     if answer.replayed:
@@ -224,7 +256,7 @@ async def publish(request: Request) -> Response:
         message = f"more than {registration.rate_per_second:g} events/s from {registration.source}: retry later"
         rejection = Rejection.one(429, "rate-limited", "source", message, retry_after=wait)
         return respond(Answer(429, "rejected", "rate-limited", rejection.problem_body(), retry_after=wait))
-    answers = [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
+    answers = await decide_all(request, pipeline, envelopes, registration)
     if not batch:
         return respond(answers[0])
     results = [_result(i, a) for i, a in enumerate(answers)]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from prometheus_client import CollectorRegistry, Histogram
 
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.bookings import (
@@ -24,7 +25,7 @@ from pitchin_core.contracts.scheduling import EventCreatedV1, EventFacts, EventS
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.errors import Conflict, FieldError, NotFound
 from pitchin_core.group_commit import GroupCommit
-from pitchin_core.telemetry import current_traceparent
+from pitchin_core.telemetry import Metrics, current_traceparent
 from pitchin_core.uow import AMBIENT, RequestClaim, Tenant, Transactions, UnitOfWork
 from pitchin_signups import storage
 from pitchin_signups.domain.bookings import (
@@ -208,9 +209,33 @@ class BookingDesk:
     in the same call.
     """
 
-    def __init__(self, uow: UnitOfWork, *, max_batch: int = 2000, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        max_batch: int = 2000,
+        clock: Callable[[], datetime] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.uow = uow
         self.clock = clock or (lambda: datetime.now(UTC))
+        registry = metrics.registry if metrics else CollectorRegistry()
+        self.service = metrics.service if metrics else "signups"
+        # What group commit does under load: how many attempts share a call, and how long a call takes.
+        self.batch_size = Histogram(
+            "pitchin_booking_batch_size",
+            "Booking attempts answered by one call (group commit per event).",
+            ["service"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+            registry=registry,
+        )
+        self.call_seconds = Histogram(
+            "pitchin_booking_call_seconds",
+            "Duration of one booking call: lock, book the batch, commit.",
+            ["service"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
         self.batches: GroupCommit[tuple[str, str], Attempt, asyncpg.Record] = GroupCommit(
             self._call, max_batch=max_batch
         )
@@ -227,9 +252,12 @@ class BookingDesk:
     async def _call(self, key: tuple[str, str], attempts: Sequence[Attempt]) -> list[asyncpg.Record]:
         federation_id, event_id = key
         items = [item for _, item in attempts]
-        async with self.uow(Tenant(federation_id)) as tx:
-            rows = await storage.book_many(tx.conn, event_id, federation_id, self.clock(), self._meta, items)
-            tx.emitted_by_sql(*(oid for (oid, _), r in zip(attempts, rows, strict=True) if r["outcome"] == "booked"))
+        self.batch_size.labels(self.service).observe(len(items))
+        with self.call_seconds.labels(self.service).time():
+            async with self.uow(Tenant(federation_id)) as tx:
+                rows = await storage.book_many(tx.conn, event_id, federation_id, self.clock(), self._meta, items)
+                booked = (oid for (oid, _), r in zip(attempts, rows, strict=True) if r["outcome"] == "booked")
+                tx.emitted_by_sql(*booked)
         return rows
 
 
