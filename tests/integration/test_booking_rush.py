@@ -136,3 +136,40 @@ async def test_a_batch_the_database_refuses_fails_only_its_own_attempts(open_ser
         BookingRequest.model_validate({"name": "bad\x00name", "email": "p1@rush.example"})
     assert (await desk.book(STAFF, event_id, _person(2))).status == "confirmed"
     assert await db.pool.fetchval("SELECT count(*) FROM bookings") == 1
+
+
+async def _with_key(desk: bookings.BookingDesk, event_id: str, request: BookingRequest, key: str, body: str) -> Any:
+    """One HTTP attempt as the idempotency middleware hands it on: its claim in the task's context."""
+    token = AMBIENT.set(RequestClaim("caller-hash", key, body))
+    try:
+        return await desk.book(STAFF, event_id, request)
+    except Exception as refused:
+        return refused
+    finally:
+        AMBIENT.reset(token)
+
+
+async def test_a_retry_with_the_same_key_gets_the_first_answer_in_or_after_its_batch(
+    open_service_database: Any,
+) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    event_id = await _rush_event(db)
+    desk = bookings.BookingDesk(db.uow, clock=lambda: NOW)
+    # The first attempt and its retry arrive together: one batch, one booking, the same answer.
+    first, retry = await asyncio.gather(
+        _with_key(desk, event_id, _person(1), "k1", "body-1"), _with_key(desk, event_id, _person(1), "k1", "body-1")
+    )
+    assert isinstance(first, bookings.Booked) and isinstance(retry, bookings.Booked)
+    assert (first.replayed, retry.replayed) == (False, True)
+    assert (retry.booking_id, retry.payload) == (first.booking_id, first.payload)
+    # A retry after the batch committed (the middleware's own check raced it) is answered the same.
+    later = await _with_key(desk, event_id, _person(1), "k1", "body-1")
+    assert isinstance(later, bookings.Booked) and later.replayed and later.booking_id == first.booking_id
+    # The key again with another body is refused, naming the header; so is the twin of that in a batch.
+    reused = await _with_key(desk, event_id, _person(2), "k1", "body-2")
+    assert getattr(reused, "status", None) == 422 and "Idempotency-Key" in str(getattr(reused, "errors", ""))
+    twins = await asyncio.gather(
+        _with_key(desk, event_id, _person(3), "k3", "body-3"), _with_key(desk, event_id, _person(4), "k3", "body-4")
+    )
+    assert isinstance(twins[0], bookings.Booked) and getattr(twins[1], "status", None) == 422
+    assert await db.pool.fetchval("SELECT count(*) FROM bookings") == 2

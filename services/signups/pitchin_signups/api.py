@@ -286,7 +286,8 @@ async def book(event_id: str, booking: BookingRequest, caller: CallerDep, reques
         booked.payload,
         status_code=status.HTTP_201_CREATED,
         media_type="application/json",
-        headers={"Location": f"/v1/bookings/{booked.booking_id}"},
+        headers={"Location": f"/v1/bookings/{booked.booking_id}"}
+        | ({"Idempotent-Replayed": "true"} if booked.replayed else {}),
     )
 
 

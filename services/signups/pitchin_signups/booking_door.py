@@ -75,7 +75,10 @@ class BookingDoor:
             return 422, _invalid(exc), [PROBLEM]
         booked = await self.desk.book(caller, event_id, request)
         location = f"/v1/bookings/{booked.booking_id}".encode()
-        return 201, booked.payload.encode(), [(b"content-type", b"application/json"), (b"location", location)]
+        headers = [(b"content-type", b"application/json"), (b"location", location)]
+        if booked.replayed:
+            headers.append((b"idempotent-replayed", b"true"))
+        return 201, booked.payload.encode(), headers
 
 
 PROBLEM = (b"content-type", PROBLEM_JSON.encode())

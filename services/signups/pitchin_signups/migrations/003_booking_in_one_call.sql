@@ -61,12 +61,23 @@ BEGIN
     SELECT t.i::integer AS idx, t.x->>'booking_id' AS booking_id, (t.x->>'outbox_id')::uuid AS outbox_id,
            t.x->>'name' AS name, t.x->>'email' AS email, t.x->>'donor_id' AS donor_id,
            coalesce(t.x->>'language', 'en') AS language, t.x->>'traceparent' AS traceparent,
-           t.x->>'tracestate' AS tracestate, t.x->'claim' AS claim
+           t.x->>'tracestate' AS tracestate, t.x->'claim' AS claim,
+           CASE WHEN jsonb_typeof(t.x->'claim') = 'object' THEN t.x->'claim'->>'caller' END AS claim_caller,
+           t.x->'claim'->>'key' AS claim_key, t.x->'claim'->>'fingerprint' AS claim_print
       FROM unnest(p_items) WITH ORDINALITY AS t(x, i)
+  ), answered AS (           -- a retry of a request whose booking committed: its stored answer
+    SELECT i.idx, k.fingerprint, convert_from(k.response_body, 'UTF8')::jsonb AS payload
+      FROM items i JOIN idempotency_keys k ON k.caller_key_hash = i.claim_caller AND k.idempotency_key = i.claim_key
+  ), retried AS (            -- a retry in the same batch as its first attempt: that attempt's answer
+    SELECT i.idx, min(j.idx) AS first_idx FROM items i
+      JOIN items j ON j.claim_caller = i.claim_caller AND j.claim_key = i.claim_key AND j.idx < i.idx
+     GROUP BY i.idx
   ), fresh AS (              -- the first attempt of each person who holds no live booking yet
     SELECT DISTINCT ON (i.email) i.* FROM items i
      WHERE NOT EXISTS (SELECT 1 FROM bookings b WHERE b.event_id = p_event AND lower(b.email) = i.email
                                                   AND b.status <> 'cancelled')
+       AND NOT EXISTS (SELECT 1 FROM answered a WHERE a.idx = i.idx)
+       AND NOT EXISTS (SELECT 1 FROM retried r WHERE r.idx = i.idx)
      ORDER BY i.email, i.idx
   ), ranked AS (
     SELECT f.*, row_number() OVER (ORDER BY f.idx)::integer AS rn FROM fresh f
@@ -113,16 +124,29 @@ BEGIN
     RETURNING k.event_id
   )
   -- (Every data-modifying CTE above runs once, whether or not this SELECT reads it.)
+  -- A retry (the same Idempotency-Key) is answered as its first attempt was, or refused as
+  -- 'key_reused' when its body differs; a second attempt of the same person is 'duplicate'.
   SELECT i.idx,
          CASE WHEN v.idx IS NOT NULL THEN 'booked'
+              WHEN a.idx IS NOT NULL THEN CASE WHEN a.fingerprint = i.claim_print THEN 'replay' ELSE 'key_reused' END
+              WHEN r.idx IS NOT NULL THEN CASE WHEN rv.idx IS NULL THEN 'full'
+                                               WHEN first_try.claim_print = i.claim_print THEN 'replay'
+                                               ELSE 'key_reused' END
               WHEN held.booking_id IS NOT NULL OR fv.idx IS NOT NULL THEN 'duplicate' ELSE 'full' END,
-         coalesce(v.booking_id, held.booking_id, fv.booking_id),
-         coalesce(v.status, held.status, fv.status),
-         v.position, v.payload, NULL::text, NULL::timestamptz, NULL::timestamptz
+         coalesce(v.booking_id, a.payload->>'booking_id', rv.booking_id, held.booking_id, fv.booking_id),
+         coalesce(v.status, CASE WHEN a.payload ? 'position' THEN 'waitlisted' WHEN a.idx IS NOT NULL THEN 'confirmed' END,
+                  rv.status, held.status, fv.status),
+         coalesce(v.position, (a.payload->>'position')::integer, rv.position),
+         coalesce(v.payload, a.payload, rv.payload), NULL::text, NULL::timestamptz, NULL::timestamptz
     FROM items i
     LEFT JOIN events v ON v.idx = i.idx
+    LEFT JOIN answered a ON a.idx = i.idx
+    LEFT JOIN retried r ON r.idx = i.idx
+    LEFT JOIN items first_try ON first_try.idx = r.first_idx
+    LEFT JOIN events rv ON rv.idx = r.first_idx
     LEFT JOIN bookings held ON held.event_id = p_event AND lower(held.email) = i.email AND held.status <> 'cancelled'
-    LEFT JOIN fresh twin ON twin.email = i.email AND twin.idx <> i.idx
+                            AND a.idx IS NULL AND r.idx IS NULL
+    LEFT JOIN fresh twin ON twin.email = i.email AND twin.idx <> i.idx AND a.idx IS NULL AND r.idx IS NULL
     LEFT JOIN events fv ON fv.idx = twin.idx
    ORDER BY i.idx;
 END $$;

@@ -23,7 +23,7 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventFacts, EventSnapshot
 from pitchin_core.contracts.topics import topic_for
-from pitchin_core.errors import Conflict, FieldError, NotFound
+from pitchin_core.errors import Conflict, FieldError, Invalid, NotFound
 from pitchin_core.group_commit import GroupCommit
 from pitchin_core.telemetry import Metrics, current_traceparent
 from pitchin_core.uow import AMBIENT, RequestClaim, Tenant, Transactions, UnitOfWork
@@ -119,6 +119,7 @@ class Booked:
     status: str
     position: int | None
     payload: str
+    replayed: bool = False  # the answer to an earlier attempt with the same Idempotency-Key
 
     def event(self) -> BookingConfirmedV1 | BookingWaitlistedV1:
         if self.status == "confirmed":
@@ -165,8 +166,15 @@ def _booking_meta(source: str) -> str:
 def _outcome(row: asyncpg.Record, event_id: str, now: datetime) -> Booked:
     """What one attempt came to; every outcome but a booking is the domain error it means."""
     outcome = row["outcome"]
-    if outcome == "booked":
-        return Booked(row["booking_id"], row["status"], row["waitlist_position"], row["payload"])
+    if outcome in ("booked", "replay"):
+        replayed = outcome == "replay"
+        return Booked(row["booking_id"], row["status"], row["waitlist_position"], row["payload"], replayed)
+    if outcome == "key_reused":
+        raise Invalid(
+            [FieldError("Idempotency-Key", "used for a different request")],
+            title="Idempotency-Key",
+            detail="This Idempotency-Key was used for a different request",
+        )
     if outcome == "duplicate":
         raise Conflict(
             "This person already has a place or a waitlist spot.",
