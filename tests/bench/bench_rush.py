@@ -514,6 +514,33 @@ def _measure(system: System) -> None:
         print("    CPU:")
         print(rush_cpu.table(RUSH_PEOPLE, "RSVPs"))
 
+        # 1b. The same rush with the services downstream of bookings stopped -------------------
+        # (as where they run on other nodes): what the booking path itself does on these cores.
+        # They start again afterwards and work off the 10,000 events; that drain is timed too.
+        alone_id = bookable_event("Rush, front alone")
+        _wait_quiet(system, "the rush with the front alone")
+        downstream = ("notifications", "scheduling", "matching")
+        for name in downstream:
+            stack[name].stop()
+        meter.start()
+        alone, alone_log = _rush(f"{signups}/v1/events/{alone_id}/bookings", key, RUSH_PEOPLE, RUSH_CONNECTIONS)
+        alone_cpu = meter.stop(extra={"wrk": alone.cpu_seconds})
+        alone_exact, alone_lines = _check_rush(system, alone_id, alone_log)
+        restarted = time.perf_counter()
+        for name in downstream:
+            stack[name].start()
+            stack[name].wait_ready()
+        print(
+            f"\n  1b. the same rush with {', '.join(downstream)} stopped: {alone_log.seconds:.2f} s"
+            f" ({RUSH_PEOPLE / alone_log.seconds:,.0f}/s), wrk p99 {alone.p99_ms:.0f} ms, non-2xx"
+            f" {alone.status_errors}, socket errors {alone.socket_errors}; exact: {alone_exact}"
+        )
+        print("\n".join(line for line in alone_lines if not line.lstrip().startswith("[ok]")) or "    every check ok")
+        print("    CPU:")
+        print(alone_cpu.table(RUSH_PEOPLE, "RSVPs"))
+        _wait_quiet(system, "the downstream drain after 1b")
+        print(f"    downstream restarted and worked off the rush in {time.perf_counter() - restarted:.1f} s")
+
         # 3. The public event page --------------------------------------------------------------
         _wait_quiet(system, "the event page")
         page_url = f"{stack['web'].url}/events/{rush_id}"
@@ -606,6 +633,22 @@ def _measure(system: System) -> None:
             _fmt_ratio(bare_rush.p99_ms, rush.p99_ms),
             "< 500 ms",
             rush.p99_ms < 500,
+        ),
+        Target(
+            "  … the booking path alone (downstream stopped): seconds",
+            f"{alone_log.seconds:.2f} s",
+            f"bare {bare_log.seconds:.2f} s",
+            _fmt_ratio(bare_log.seconds, alone_log.seconds),
+            "< 2.5 s, exact, 0 errors",
+            alone_log.seconds < 2.5 and alone_exact and alone.status_errors == 0 and alone.socket_errors == 0,
+        ),
+        Target(
+            "  … its p99",
+            f"{alone.p99_ms:.0f} ms",
+            f"bare {bare_rush.p99_ms:.0f} ms",
+            _fmt_ratio(bare_rush.p99_ms, alone.p99_ms),
+            "< 500 ms",
+            alone.p99_ms < 500,
         ),
         Target(
             f"sign-ups accepted/s, {SIGNUP_CONNECTIONS} conns",
