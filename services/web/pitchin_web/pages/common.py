@@ -11,7 +11,7 @@ Who calls the services with which key:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jinja2
+from cachetools import TTLCache
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,11 +37,19 @@ if TYPE_CHECKING:
 router = APIRouter()
 
 
+PUBLIC_EVENT_TTL_SECONDS = 1.0
+
+
 @dataclass
 class Web:
     settings: WebSettings
     services: Services
     templates: jinja2.Environment
+    # What the public event page shows of an event, kept for a second per process: a rush of
+    # readers of one page costs the services one set of calls a second, not one per view.
+    public_events: TTLCache[tuple[str, bool], tuple[Any, ...]] = field(
+        default_factory=lambda: TTLCache(maxsize=1024, ttl=PUBLIC_EVENT_TTL_SECONDS)
+    )
 
 
 def templates() -> jinja2.Environment:

@@ -63,13 +63,19 @@ async def _public_event(
 ) -> tuple[dict[str, Any], views.PublicEventView, list[dict[str, Any]]]:
     """The event, its places and (for the page) its agenda: the three calls go out together."""
     web = web_of(request)
-    key = web.settings.federation_key
-    path = f"/v1/events/{quote(event_id)}"
-    event_call = web.services.scheduling.call("GET", path, key=key)
-    bookings_call = web.services.signups.call("GET", f"{path}/places", key=key)
-    sessions_call = web.services.scheduling.call("GET", f"{path}/sessions", key=key) if with_sessions else _nothing()
-    answers: list[Any] = list(await asyncio.gather(event_call, bookings_call, sessions_call, return_exceptions=True))
-    event, bookings, raw_sessions = answers
+    cached = web.public_events.get((event_id, with_sessions))
+    if cached is None:
+        key = web.settings.federation_key
+        path = f"/v1/events/{quote(event_id)}"
+        event_call = web.services.scheduling.call("GET", path, key=key)
+        bookings_call = web.services.signups.call("GET", f"{path}/places", key=key)
+        sessions_call = (
+            web.services.scheduling.call("GET", f"{path}/sessions", key=key) if with_sessions else _nothing()
+        )
+        cached = tuple(await asyncio.gather(event_call, bookings_call, sessions_call, return_exceptions=True))
+        if not any(isinstance(a, BaseException) for a in cached):
+            web.public_events[(event_id, with_sessions)] = cached
+    event, bookings, raw_sessions = cached
     if isinstance(event, BaseException):
         raise event
     if event["status"] == "draft":
@@ -110,6 +116,8 @@ async def rsvp(request: Request, event_id: str) -> Response:
     )
     if not errors:
         request.session["last_email"] = form.get("email")
+        for with_sessions in (True, False):  # this reader's next view shows their own booking counted
+            web.public_events.pop((event_id, with_sessions), None)
         return redirect(f"/bookings/{quote(booking['booking_id'])}")
     _, view, _ = await _public_event(request, event_id)
     return render(
