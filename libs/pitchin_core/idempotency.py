@@ -26,10 +26,8 @@ MAX_KEY_LENGTH = 255
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, pool: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # A callable returning the pool: the pool exists only once the app has started.
-        self.pool = pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -50,17 +48,8 @@ class IdempotencyMiddleware:
             key=key,
             fingerprint=hashlib.sha256(scope["path"].encode() + b"\n" + body).hexdigest(),
         )
-        pool: asyncpg.Pool = self.pool()
-        # An answer already committed is replayed without a transaction (a read, no flush).
-        stored = await pool.fetchrow(
-            "SELECT fingerprint, status_code, response_body, content_type, location FROM idempotency_keys"
-            " WHERE caller_key_hash = $1 AND idempotency_key = $2",
-            claim.caller_key_hash,
-            key,
-        )
-        if stored is not None:
-            await _replay(send, stored, claim.fingerprint)
-            return
+        # No lookup first: the claim itself finds an answer already committed (and the booking
+        # call finds its own), so a first attempt costs no round trip more than its work.
 
         async def replay_body() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}

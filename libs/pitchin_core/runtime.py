@@ -193,7 +193,7 @@ class Runtime:
         app.state.runtime = self
         install_error_handlers(app)
         app.add_middleware(RedMetricsMiddleware, metrics=self.metrics)
-        app.add_middleware(IdempotencyMiddleware, pool=lambda: self.pool)
+        app.add_middleware(IdempotencyMiddleware)
 
         install_health(app, self.ready, self.metrics)
         for router in routers:

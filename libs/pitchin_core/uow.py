@@ -143,9 +143,7 @@ class SharedTransaction:
         try:
             db_tx = conn.transaction()
             await db_tx.start()
-            await self.opened(conn, db_tx)
-            if tenant is not None:
-                await conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
+            await self.opened(conn, db_tx, tenant)
         except BaseException:
             await uow.pool.release(conn)
             raise
@@ -153,8 +151,10 @@ class SharedTransaction:
         self.tx = Transaction(conn, uow.source, uow.consumer, tenant)
         return self.tx
 
-    async def opened(self, conn: Any, db_tx: Any) -> None:
-        """What else the transaction does first (a request claims its Idempotency-Key)."""
+    async def opened(self, conn: Any, db_tx: Any, tenant: Tenant | None) -> None:
+        """The transaction's first statement: the tenant, and for a request its Idempotency-Key claim."""
+        if tenant is not None:
+            await conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
 
     async def commit(self) -> None:
         assert self._conn is not None and self.tx is not None and self._uow is not None
@@ -209,15 +209,21 @@ class RequestClaim(SharedTransaction):
     def in_use(self) -> bool:
         return not self.taken_by_use_case
 
-    async def opened(self, conn: Any, db_tx: Any) -> None:
+    async def opened(self, conn: Any, db_tx: Any, tenant: Tenant | None) -> None:
         # A twin request still in flight holds this key's row: the INSERT waits for it and
-        # then either claims (the twin rolled back) or finds its answer.
+        # then either claims (the twin rolled back) or finds its answer (a retry of a request
+        # that committed). The tenant is set by the same statement: one round trip. (Its
+        # subquery runs once, before the row is written; the setting lasts the transaction.)
         claimed = await conn.fetchval(
-            "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint) VALUES ($1, $2, $3)"
+            "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint)"
+            " SELECT $1, $2, $3 FROM (SELECT set_config('pitchin.federation_id', $4, true),"
+            " set_config('pitchin.organisation_id', $5, true)) AS tenant"
             " ON CONFLICT DO NOTHING RETURNING true",
             self.caller_key_hash,
             self.key,
             self.fingerprint,
+            tenant.federation_id if tenant else "",
+            (tenant.organisation_id or "") if tenant else "",
         )
         if not claimed:
             row = await conn.fetchrow(

@@ -37,10 +37,13 @@ class OfferClock(BatchWorker):
     async def work_once(self) -> int:
         return await self.tick()
 
-    async def tick(self) -> int:
-        """One pass: every due offer expired (and replaced); waiting needs swept now and then."""
+    async def tick(self, now: datetime | None = None) -> int:
+        """One pass: every due offer expired (and replaced); waiting needs swept now and then.
+
+        `now` is the clock's time unless a test gives another.
+        """
         m = self.matching
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         expired = 0
         async with m.uow(readonly=True) as tx:  # across federations: each is then expired as its own tenant
             due_in = await storage.federations_with_due_offers(tx.conn, now)
