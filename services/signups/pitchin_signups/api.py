@@ -67,11 +67,16 @@ def _page(items: list[dict[str, Any]], limit: int, time_key: str, id_key: str) -
 
 
 @router.post("/donors", status_code=status.HTTP_201_CREATED, response_model=DonorRegisteredV1, tags=["donors"])
-async def sign_up_donor(signup: DonorSignup, caller: CallerDep, request: Request, response: Response) -> Any:
+async def sign_up_donor(signup: DonorSignup, caller: CallerDep, request: Request) -> Any:
     """A knowledge donor offers what they know. Honours `Idempotency-Key`."""
     donor = await donors.sign_up(_uow(request), caller, signup, _now(), request.app.state.taxonomies)
-    response.headers["Location"] = f"/v1/donors/{donor.donor_id}"
-    return donor
+    # The event as built (and validated) by the use case: serialised once, not validated again.
+    return Response(
+        donor.model_dump_json(),
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
+        headers={"Location": f"/v1/donors/{donor.donor_id}"},
+    )
 
 
 @router.get("/donors", tags=["donors"])
