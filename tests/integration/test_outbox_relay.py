@@ -26,6 +26,7 @@ from pitchin_core.outbox import OUTBOX_COLUMNS, OutboxRelay, new_producer
 from pitchin_core.telemetry import Metrics
 from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.ports import free_port
+from tests.e2e.helpers import eventually_async
 from tests.integration.conftest import ServiceDatabase
 
 pytestmark = pytest.mark.integration
@@ -129,13 +130,6 @@ async def drain_until_empty(relay: OutboxRelay, db: ServiceDatabase, within: flo
     while await db.pool.fetchval("SELECT count(*) FROM outbox"):
         assert time.monotonic() < deadline, "the relay did not empty the outbox"
         await relay.drain_once()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -309,7 +303,9 @@ async def test_kafka_away_keeps_every_row_dead_letters_nothing_and_the_age_grows
             return len(ages) >= 3 and ages[-1] - ages[0] >= 1.0
 
         # The worker's backoff grows to seconds between passes: the gauge is measured on each.
-        await eventually(age_grew, "the oldest-age gauge growing while Kafka is away", within=40)
+        await eventually_async(
+            age_grew, timeout=40, interval=0.05, what="the oldest-age gauge growing while Kafka is away"
+        )
         assert sample(metrics, "pitchin_outbox_backlog") == 3
     finally:
         await relay.stop()
@@ -351,7 +347,9 @@ async def test_no_transaction_is_open_while_a_send_waits_and_one_relay_drains_at
             holder = await lock_holder(observer, outbox_db.schema)
             return holder is not None and "FROM outbox ORDER BY seq" in holder["query"] and holder["state"] != "active"
 
-        await eventually(read_then_waiting, "the relay reading a batch, then waiting for Kafka")
+        await eventually_async(
+            read_then_waiting, interval=0.05, what="the relay reading a batch, then waiting for Kafka"
+        )
         holder = await lock_holder(observer, outbox_db.schema)
         assert holder is not None
         assert holder["state"] == "idle", holder  # not 'idle in transaction'

@@ -130,3 +130,23 @@ async def test_a_use_case_failing_inside_a_batch_stops_its_commit(open_service_d
         AMBIENT.reset(token)
     await batch.abandon()
     assert await db.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+@pytest.mark.parametrize("service", ["signups", "matching", "notifications", "scheduling"])
+async def test_no_write_transaction_sends_notify_once_migrated(open_service_database: Any, service: str) -> None:
+    """The first migrations created NOTIFY triggers; later ones drop them (a transaction that
+    notified takes a cluster-wide lock through its commit flush). None may survive."""
+    db = await open_service_database(service, files(f"pitchin_{service}") / "migrations")
+    notifying = await db.pool.fetch(
+        "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE n.nspname = $1 AND NOT t.tgisinternal AND p.prosrc ILIKE '%pg_notify%'",
+        db.schema,
+    )
+    assert [r["tgname"] for r in notifying] == []
+    functions = await db.pool.fetch(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = $1 AND p.prosrc ILIKE '%pg_notify%'",
+        db.schema,
+    )
+    assert [r["proname"] for r in functions] == []
