@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,7 +47,7 @@ def problem_response(status: int, title: str, detail: str, kind: str = "about:bl
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+def field_errors(exc: RequestValidationError | ValidationError) -> list[dict[str, str]]:
     errors = []
     for err in exc.errors():
         location = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
@@ -54,18 +55,23 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+def validation_problem(exc: RequestValidationError | ValidationError) -> dict[str, Any]:
+    """The 422 body for a request that failed validation, naming each field."""
+    errors = field_errors(exc)
+    names = ", ".join(e["field"] for e in errors)
+    return {
+        "type": "/problems/validation",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": f"These fields are not valid: {names}",
+        "errors": errors,
+    }
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = field_errors(exc)
-        names = ", ".join(e["field"] for e in errors)
-        return problem_response(
-            422,
-            "Invalid request",
-            f"These fields are not valid: {names}",
-            "/problems/validation",
-            errors=errors,
-        )
+        return JSONResponse(validation_problem(exc), status_code=422, media_type=PROBLEM_JSON)
 
     @app.exception_handler(DomainError)
     async def _refused(request: Request, exc: DomainError) -> JSONResponse:

@@ -45,7 +45,7 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import TopicSpec, dead_letter_topic
 from pitchin_core.telemetry import Metrics
-from pitchin_core.uow import AMBIENT, BatchTransaction
+from pitchin_core.uow import one_transaction
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("pitchin.messaging")
@@ -299,22 +299,12 @@ class BatchApplier:
         return [(d.record, d.poison) for d in deliveries if d.poison is not None]
 
     async def _together(self, deliveries: list[Delivery]) -> None:
-        batch = BatchTransaction()
-        token = AMBIENT.set(batch)
-        try:
+        async with one_transaction():
             for d in deliveries:
                 if d.poison is None:
                     assert d.event is not None and d.data is not None
                     with consumer_span(d.record, self.group, d.event):
                         await self.handler(d.event, d.data)
-            batch.check()
-        except BaseException:
-            await batch.abandon()
-            raise
-        finally:
-            AMBIENT.reset(token)
-        if batch.is_open:
-            await batch.commit()
 
     async def _one_by_one(self, deliveries: list[Delivery]) -> None:
         for d in deliveries:

@@ -275,6 +275,24 @@ class BatchFailed(Exception):
     """A batch's transaction holds a failed use case's writes: redo the batch one by one."""
 
 
+@asynccontextmanager
+async def one_transaction() -> AsyncIterator[BatchTransaction]:
+    """Every use case started in the block writes in one `BatchTransaction`, committed when
+    the block ends (not if it raised, nor if a use case failed inside it: `BatchFailed`)."""
+    batch = BatchTransaction()
+    token = AMBIENT.set(batch)
+    try:
+        yield batch
+        batch.check()
+    except BaseException:
+        await batch.abandon()
+        raise
+    finally:
+        AMBIENT.reset(token)
+    if batch.is_open:
+        await batch.commit()
+
+
 class AlreadyAnswered(Exception):
     """A twin request with the same Idempotency-Key committed first: answer with what it stored."""
 

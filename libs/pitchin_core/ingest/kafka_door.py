@@ -21,7 +21,7 @@ from pitchin_core.ingest.pipeline import Apply, NotYet, Pipeline
 from pitchin_core.ingest.publishers import Registration
 from pitchin_core.ingest.validation import Accepted, Rejection
 from pitchin_core.messaging import TRANSIENT_ERRORS, PoisonMessage, consumer_span, subscribe_batches
-from pitchin_core.uow import AMBIENT, BatchTransaction, Transaction
+from pitchin_core.uow import Transaction, one_transaction
 
 if TYPE_CHECKING:
     from pitchin_core.runtime import Runtime
@@ -100,20 +100,10 @@ class KafkaDoor:
         self.first_seen.pop((envelope.source, envelope.id or ""), None)
 
     async def _together(self, mine: list[tuple[Any, Envelope]]) -> None:
-        batch = BatchTransaction()
-        token = AMBIENT.set(batch)
         now = datetime.now(UTC)
-        try:
+        async with one_transaction():
             for record, envelope in mine:
                 await self._decide(record, envelope, now)
-            batch.check()
-        except BaseException:
-            await batch.abandon()
-            raise
-        finally:
-            AMBIENT.reset(token)
-        if batch.is_open:
-            await batch.commit()
 
     async def _one_by_one(self, mine: list[tuple[Any, Envelope]]) -> list[tuple[Any, PoisonMessage]]:
         poisoned: list[tuple[Any, PoisonMessage]] = []

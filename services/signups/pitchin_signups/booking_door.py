@@ -4,8 +4,9 @@ The route a rush hits. Profiled under a rush of 10,000 (py-spy, two workers), Fa
 route matching and dependency solving took about 40% of signups' CPU per booking, more
 than the booking itself; this door answers that one request as plain ASGI instead, inside
 the same middleware (Idempotency-Key claims, RED metrics, request spans), with the same
-authentication, validation, booking desk and problem+json answers as the FastAPI route in
-`api.py`, which stays for the OpenAPI document and answers if the door is not installed.
+authentication, validation, booking desk and problem+json answers (`validation_problem`)
+as the FastAPI route in `api.py`, which stays for the OpenAPI document and answers if the
+door is not installed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pitchin_core.auth import KnownKeys
 from pitchin_core.errors import DomainError, Unauthorised
-from pitchin_core.http import PROBLEM_JSON
+from pitchin_core.http import PROBLEM_JSON, validation_problem
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.service.bookings import BookingDesk
 
@@ -72,7 +73,7 @@ class BookingDoor:
         try:
             request = BookingRequest.model_validate_json(raw)
         except ValidationError as exc:
-            return 422, _invalid(exc), [PROBLEM]
+            return 422, json.dumps(validation_problem(exc)).encode(), [PROBLEM]
         booked = await self.desk.book(caller, event_id, request)
         location = f"/v1/bookings/{booked.booking_id}".encode()
         headers = [(b"content-type", b"application/json"), (b"location", location)]
@@ -104,20 +105,3 @@ class _TooLarge(DomainError):
 
     def __init__(self) -> None:
         super().__init__(f"A booking is at most {MAX_BODY_BYTES} bytes.")
-
-
-def _invalid(exc: ValidationError) -> bytes:
-    """The answer FastAPI's validation handler gives (`pitchin_core.http`), field by field."""
-    errors = [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": str(err.get("msg", "invalid"))}
-        for err in exc.errors()
-    ]
-    names = ", ".join(e["field"] for e in errors)
-    body = {
-        "type": "/problems/validation",
-        "title": "Invalid request",
-        "status": 422,
-        "detail": f"These fields are not valid: {names}",
-        "errors": errors,
-    }
-    return json.dumps(body).encode()

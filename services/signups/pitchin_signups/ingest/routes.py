@@ -37,7 +37,7 @@ from pitchin_core.ingest import (
 )
 from pitchin_core.messaging import TRANSIENT_ERRORS
 from pitchin_core.signing import verify_webhook
-from pitchin_core.uow import AMBIENT, BatchTransaction, UnitOfWork
+from pitchin_core.uow import AMBIENT, UnitOfWork, one_transaction
 from pitchin_signups.ingest.apply import apply
 
 log = logging.getLogger(__name__)
@@ -202,24 +202,16 @@ async def decide_all(
     in its own. Inside a request's Idempotency-Key transaction they join that one instead."""
     if len(envelopes) == 1 or AMBIENT.get() is not None:
         return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
-    shared = BatchTransaction()
-    token = AMBIENT.set(shared)
     try:
-        answers = [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
-        shared.check()  # a decision that failed and was answered (not yet known) left writes behind
-    except BaseException as exc:
-        await shared.abandon()
-        if not isinstance(exc, Exception) or isinstance(exc, TRANSIENT_ERRORS):
-            raise
+        # A decision that failed and was still answered (say, not yet known) left writes
+        # behind: `one_transaction` then commits nothing, and the batch goes event by event.
+        async with one_transaction():
+            return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception:
         log.warning("an ingest batch failed as a whole; deciding it event by event", exc_info=True)
-        answers = []
-    finally:
-        AMBIENT.reset(token)
-    if not answers:
-        return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
-    if shared.is_open:
-        await shared.commit()
-    return answers
+    return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
 
 
 def respond(answer: Answer) -> Response:
