@@ -10,6 +10,7 @@ import time
 import traceback
 
 import tests.bench
+from tests.bench import targets
 
 
 def _stop_on_sigterm() -> None:
@@ -40,6 +41,9 @@ def main() -> int:
             print(f"  FAILED: {type(exc).__name__}: {exc}", flush=True)
             traceback.print_exc(limit=-6)  # where it broke, without the library's whole stack
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    summary = targets.table()
+    if summary:
+        print("\n=== targets\n" + summary, flush=True)
     return 1 if failed else 0
 
 
