@@ -21,7 +21,15 @@ def _check_time_zone(name: str) -> str:
     return name
 
 
-TimeZoneName = Annotated[str, Field(examples=["Europe/London"]), AfterValidator(_check_time_zone)]
+TimeZoneName = Annotated[str, Field(max_length=64, examples=["Europe/London"]), AfterValidator(_check_time_zone)]
+# Every string and list in a contract has a maximum, so no request can make an event larger
+# than Kafka takes (1 MB) or than a consumer should hold: tests/unit/test_bounded_inputs.py walks them all.
+Label = Annotated[str, Field(max_length=200)]  # a name, title, room, platform or short reason
+Url = Annotated[str, Field(max_length=2048)]
+MAX_CAUSES = 30
+MAX_LANGUAGES = 20
+MAX_PURPOSES = 20
+
 PhoneNumber = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")]
 LanguageTag = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", examples=["en", "cy", "es"])]
 
@@ -92,7 +100,7 @@ class ContactPreferences(Contract):
 
 class Consent(Contract):
     wording_version: str = Field(min_length=1, max_length=40)
-    purposes: list[Slug] = Field(min_length=1)
+    purposes: list[Slug] = Field(min_length=1, max_length=MAX_PURPOSES)
     agreed_at: datetime
 
 

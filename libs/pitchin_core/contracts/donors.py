@@ -9,6 +9,8 @@ from typing import ClassVar
 from pydantic import EmailStr, Field
 
 from pitchin_core.contracts.common import (
+    MAX_CAUSES,
+    MAX_LANGUAGES,
     Availability,
     Consent,
     ContactPreferences,
@@ -37,8 +39,8 @@ class DonorRegisteredV1(EventData):
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability
     place: Place
-    languages: list[LanguageTag] = Field(min_length=1)
-    causes: list[Slug] = Field(default_factory=list)
+    languages: list[LanguageTag] = Field(min_length=1, max_length=MAX_LANGUAGES)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     union_member: bool = False
     contact: ContactPreferences
     consent: Consent
@@ -58,8 +60,8 @@ class DonorUpdatedV1(EventData):
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability
     place: Place
-    languages: list[LanguageTag] = Field(min_length=1)
-    causes: list[Slug] = Field(default_factory=list)
+    languages: list[LanguageTag] = Field(min_length=1, max_length=MAX_LANGUAGES)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     union_member: bool = False
     contact: ContactPreferences
     consent: Consent

@@ -9,7 +9,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from pitchin_core.contracts.common import Contract, EventData, Identifier, LanguageTag, SkillLevel, Slug
+from pitchin_core.contracts.common import (
+    MAX_CAUSES,
+    Contract,
+    EventData,
+    Identifier,
+    LanguageTag,
+    SkillLevel,
+    Slug,
+)
 
 
 class FightKind(StrEnum):
@@ -52,7 +60,7 @@ class FightOpenedV1(EventData):
     kind: FightKind
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
-    causes: list[Slug] = Field(default_factory=list)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     opened_at: datetime
 
 
@@ -76,7 +84,7 @@ class NeedOpenedV1(EventData):
     urgency: Urgency = Urgency.normal
     place: NeedPlace = NeedPlace()
     language: LanguageTag = "en"
-    causes: list[Slug] = Field(default_factory=list)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     donors_wanted: int = Field(default=1, ge=1, le=100)
     version: int = Field(default=1, ge=1)
     opened_at: datetime
@@ -97,7 +105,7 @@ class NeedUpdatedV1(EventData):
     urgency: Urgency
     place: NeedPlace
     language: LanguageTag
-    causes: list[Slug] = Field(default_factory=list)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     donors_wanted: int = Field(ge=1, le=100)
     status: NeedStatus
     version: int = Field(ge=1)
@@ -108,7 +116,7 @@ class NeedFilledV1(EventData):
     event_type: ClassVar[str] = "org.pitchin.need.filled.v1"
     need_id: Identifier
     fight_id: Identifier
-    donor_ids: list[Identifier]
+    donor_ids: list[Identifier] = Field(max_length=100)  # donors_wanted is at most 100
     filled_at: datetime
 
 

@@ -24,6 +24,8 @@ from typing import ClassVar
 from pydantic import EmailStr, Field, HttpUrl, model_validator
 
 from pitchin_core.contracts.common import (
+    MAX_CAUSES,
+    MAX_LANGUAGES,
     Availability,
     Consent,
     ContactPreferences,
@@ -68,8 +70,8 @@ class IngestPersonSignedUpV1(Published):
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability
     place: Place = Place()
-    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"], min_length=1)
-    causes: list[Slug] = Field(default_factory=list)
+    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"], min_length=1, max_length=MAX_LANGUAGES)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     union_member: bool = False
     contact: ContactPreferences = ContactPreferences()
     consent: Consent
@@ -85,8 +87,8 @@ class IngestPersonUpdatedV1(Published):
     skills: list[DonorSkill] | None = Field(default=None, min_length=1, max_length=30)
     availability: Availability | None = None
     place: Place | None = None
-    languages: list[LanguageTag] | None = Field(default=None, min_length=1)
-    causes: list[Slug] | None = None
+    languages: list[LanguageTag] | None = Field(default=None, min_length=1, max_length=MAX_LANGUAGES)
+    causes: list[Slug] | None = Field(default=None, max_length=MAX_CAUSES)
     union_member: bool | None = None
     contact: ContactPreferences | None = None
     consent: Consent | None = None
@@ -121,7 +123,7 @@ class IngestFightOpenedV1(Published):
     kind: FightKind
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
-    causes: list[Slug] = Field(default_factory=list)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     needs: list[IngestNeed] = Field(default_factory=list, max_length=30)
 
 

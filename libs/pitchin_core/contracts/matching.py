@@ -8,13 +8,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from pitchin_core.contracts.common import Contract, EventData, Identifier
+from pitchin_core.contracts.common import Contract, EventData, Identifier, Label, Url
 
 
 class ScoreComponent(Contract):
-    name: str
+    name: Label
     points: float
-    why: str
+    why: str = Field(max_length=1000)
 
 
 class OfferFacts(EventData):
@@ -29,18 +29,18 @@ class OfferMadeV1(OfferFacts):
     scoped to this offer (accept/decline) or to the donor (their offers): email them, never log them."""
 
     event_type: ClassVar[str] = "org.pitchin.offer.made.v1"
-    need_title: str
+    need_title: Label
     score: float
-    explanation: list[ScoreComponent] = Field(default_factory=list)
+    explanation: list[ScoreComponent] = Field(default_factory=list, max_length=30)
     expires_at: datetime
     made_at: datetime
     deadline: datetime | None = None
     estimated_hours: float | None = None
-    urgency: str | None = None
-    offer_token: str | None = None
-    accept_url: str | None = None
-    decline_url: str | None = None
-    offers_url: str | None = None
+    urgency: Label | None = None
+    offer_token: str | None = Field(default=None, max_length=1000)
+    accept_url: Url | None = None
+    decline_url: Url | None = None
+    offers_url: Url | None = None
 
 
 class OfferAcceptedV1(OfferFacts):
@@ -63,7 +63,7 @@ class OfferCancelledV1(OfferFacts):
     """Withdrawn by Pitch In: the need closed or filled, or the donor left."""
 
     event_type: ClassVar[str] = "org.pitchin.offer.cancelled.v1"
-    reason: str
+    reason: str = Field(max_length=1000)
     cancelled_at: datetime
 
 
@@ -78,7 +78,7 @@ class AssignmentCompletedV1(OfferFacts):
     """The organisation marked the work done: the hours the donor gave and its thanks to them."""
 
     event_type: ClassVar[str] = "org.pitchin.assignment.completed.v1"
-    need_title: str = ""
+    need_title: Label = ""
     hours_given: float = Field(ge=0, le=1000)
     thanks: str = Field(default="", max_length=2000)
     completed_at: datetime

@@ -51,7 +51,9 @@ class PublisherRegisteredV1(EventData):
     event_type: ClassVar[str] = "org.pitchin.publisher.registered.v1"
     source: str = Field(min_length=1, max_length=500, description="The publisher's CloudEvents source")
     label: str = Field(default="", max_length=200)
-    organisations: list[Identifier] = Field(default_factory=list, description="Member organisations it publishes for")
+    organisations: list[Identifier] = Field(
+        default_factory=list, max_length=10_000, description="Member organisations it publishes for"
+    )
     any_organisation: bool = False
     rate_per_second: float = Field(gt=0)
     burst: int = Field(ge=1)

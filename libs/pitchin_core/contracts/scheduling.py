@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import EmailStr, Field
 
-from pitchin_core.contracts.common import Contract, EventData, Identifier, TimeZoneName
+from pitchin_core.contracts.common import Contract, EventData, Identifier, Label, TimeZoneName, Url
 
 
 class EventKind(StrEnum):
@@ -68,8 +68,8 @@ class EventCreatedV1(EventData):
     starts_at: datetime
     ends_at: datetime
     time_zone: TimeZoneName
-    venue_name: str | None = None
-    online_url: str | None = None
+    venue_name: Label | None = None
+    online_url: Url | None = None
     capacity: int | None = Field(default=None, ge=1)
     free_places: bool = True
     organiser_email: EmailStr
@@ -77,7 +77,7 @@ class EventCreatedV1(EventData):
     version: int = Field(default=1, ge=1)
     booking_deadline: datetime | None = None
     waitlist: bool = True
-    hashtag: str | None = None
+    hashtag: Label | None = None
     series_id: Identifier | None = None
 
 
@@ -97,19 +97,19 @@ class EventSnapshot(EventFacts):
     """The whole public description of an event as of `version`."""
 
     status: EventStatus
-    description: str = ""
-    venue_name: str | None = None
-    venue_address: str | None = None
-    online_url: str | None = None
-    livestream_platform: str | None = None
-    hashtag: str | None = None
+    description: str = Field(default="", max_length=20_000)
+    venue_name: Label | None = None
+    venue_address: str | None = Field(default=None, max_length=500)
+    online_url: Url | None = None
+    livestream_platform: Label | None = None
+    hashtag: Label | None = None
     capacity: int | None = Field(default=None, ge=1)
     free_places: bool = True
     booking_deadline: datetime | None = None
     waitlist: bool = True
-    co_hosts: list[str] = Field(default_factory=list)
-    supporting_organisations: list[str] = Field(default_factory=list)
-    image_urls: list[str] = Field(default_factory=list)
+    co_hosts: list[Label] = Field(default_factory=list, max_length=20)
+    supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
+    image_urls: list[Url] = Field(default_factory=list, max_length=10)
     series_id: Identifier | None = None
     organiser_email: EmailStr
 
@@ -123,7 +123,7 @@ class EventUpdatedV1(EventSnapshot):
     """Details changed (not the time: that is `EventRescheduledV1`); `changed` names the fields."""
 
     event_type: ClassVar[str] = "org.pitchin.event.updated.v1"
-    changed: list[str] = Field(min_length=1)
+    changed: list[Label] = Field(min_length=1, max_length=50)
     updated_at: datetime
 
 
@@ -161,9 +161,9 @@ class EventArchivedV1(EventFacts):
 
 class LivestreamStartedV1(EventFacts):
     event_type: ClassVar[str] = "org.pitchin.livestream.started.v1"
-    online_url: str
-    livestream_platform: str | None = None
-    hashtag: str | None = None
+    online_url: Url
+    livestream_platform: Label | None = None
+    hashtag: Label | None = None
     started_at: datetime
 
 
@@ -174,7 +174,7 @@ class LivestreamEndedV1(EventFacts):
 
 class RecordingAvailableV1(EventFacts):
     event_type: ClassVar[str] = "org.pitchin.livestream.recording-available.v1"
-    recording_url: str
+    recording_url: Url
     available_at: datetime
 
 
@@ -191,9 +191,9 @@ class SessionFacts(EventData):
     starts_at: datetime
     ends_at: datetime
     time_zone: TimeZoneName
-    room: str | None = None
-    track: str | None = None
-    people: list[SessionPerson] = Field(default_factory=list)
+    room: Label | None = None
+    track: Label | None = None
+    people: list[SessionPerson] = Field(default_factory=list, max_length=100)
 
 
 class SessionScheduledV1(SessionFacts):
@@ -228,8 +228,8 @@ class ReminderDueV1(EventFacts):
     offset_seconds: int = Field(ge=0, description="How long before the start the reminder is due")
     due_at: datetime
     status: EventStatus
-    venue_name: str | None = None
-    venue_address: str | None = None
-    online_url: str | None = None
-    hashtag: str | None = None
+    venue_name: Label | None = None
+    venue_address: str | None = Field(default=None, max_length=500)
+    online_url: Url | None = None
+    hashtag: Label | None = None
     organiser_email: EmailStr

@@ -114,7 +114,9 @@ async def rules() -> dict[str, Any]:
 class NewSubscription(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(max_length=2000)
-    event_types: list[str] = Field(min_length=1, max_length=100, examples=[["org.pitchin.booking.*"]])
+    event_types: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=100, examples=[["org.pitchin.booking.*"]]
+    )
     description: str = Field(default="", max_length=500)
     disable_after: int | None = Field(
         default=None, ge=1, le=1000, description="Disable after this many deliveries in a row were given up on"
@@ -226,16 +228,18 @@ async def delete_template(caller: CallerDep, request: Request, template: str, la
 
 class ChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    smtp_host: str | None = None
+    smtp_host: str | None = Field(default=None, max_length=253)
     smtp_port: int | None = Field(default=None, ge=1, le=65535)
-    mail_from: str | None = None
-    sms_base_url: str | None = Field(default=None, description="The SMS provider's API base URL")
-    sms_account_sid: str | None = None
-    sms_auth_token: str | None = None
+    mail_from: str | None = Field(default=None, max_length=320)
+    sms_base_url: str | None = Field(default=None, max_length=2048, description="The SMS provider's API base URL")
+    sms_account_sid: str | None = Field(default=None, max_length=200)
+    sms_auth_token: str | None = Field(default=None, max_length=500)
     sms_from: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
     sms_max_segments: int | None = Field(default=None, ge=1, le=10)
     quiet_hours: str | None = Field(
-        default=None, description="'21:00-08:00' in each recipient's zone; '' for none; null for the default"
+        default=None,
+        max_length=20,
+        description="'21:00-08:00' in each recipient's zone; '' for none; null for the default",
     )
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     retry_base_seconds: float | None = Field(default=None, gt=0, le=3600)

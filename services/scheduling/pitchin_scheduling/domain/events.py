@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import EmailStr, Field, HttpUrl, field_validator, model_validator
 
-from pitchin_core.contracts.common import Contract, EventData, TimeZoneName
+from pitchin_core.contracts.common import Contract, EventData, Label, TimeZoneName
 from pitchin_core.contracts.scheduling import (
     EventArchivedV1,
     EventCancelledV1,
@@ -77,8 +77,8 @@ class EventDraft(Contract):
     free_places: bool = True
     booking_deadline: datetime | None = Field(default=None, description="Local time in `time_zone`, or an instant")
     waitlist: bool = True
-    co_hosts: list[str] = Field(default_factory=list, max_length=20)
-    supporting_organisations: list[str] = Field(default_factory=list, max_length=50)
+    co_hosts: list[Label] = Field(default_factory=list, max_length=20)
+    supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
     image_urls: list[HttpUrl] = Field(default_factory=list, max_length=10)
     organiser_email: EmailStr
     status: EventStatus = Field(default=EventStatus.published, description="draft or published")
@@ -118,8 +118,8 @@ class EventChanges(Contract):
     free_places: bool | None = None
     booking_deadline: datetime | None = None
     waitlist: bool | None = None
-    co_hosts: list[str] | None = Field(default=None, max_length=20)
-    supporting_organisations: list[str] | None = Field(default=None, max_length=50)
+    co_hosts: list[Label] | None = Field(default=None, max_length=20)
+    supporting_organisations: list[Label] | None = Field(default=None, max_length=50)
     image_urls: list[HttpUrl] | None = Field(default=None, max_length=10)
     organiser_email: EmailStr | None = None
     reminders: list[ReminderRule] | None = Field(default=None, max_length=10)
@@ -157,8 +157,8 @@ class Event(Contract):
     free_places: bool = True
     booking_deadline: datetime | None = None
     waitlist: bool = True
-    co_hosts: list[str] = Field(default_factory=list)
-    supporting_organisations: list[str] = Field(default_factory=list)
+    co_hosts: list[Label] = Field(default_factory=list, max_length=20)
+    supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
     image_urls: list[str] = Field(default_factory=list)
     organiser_email: str
     status: EventStatus

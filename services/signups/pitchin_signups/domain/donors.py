@@ -7,6 +7,8 @@ from datetime import datetime
 from pydantic import EmailStr, Field
 
 from pitchin_core.contracts.common import (
+    MAX_CAUSES,
+    MAX_LANGUAGES,
     Availability,
     Consent,
     ContactPreferences,
@@ -31,8 +33,8 @@ class DonorSignup(Contract):
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability
     place: Place = Place()
-    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"], min_length=1)
-    causes: list[Slug] = Field(default_factory=list)
+    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"], min_length=1, max_length=MAX_LANGUAGES)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     union_member: bool = False
     contact: ContactPreferences = ContactPreferences()
     consent: Consent
@@ -99,8 +101,8 @@ class DonorChanges(Contract):
     skills: list[DonorSkill] | None = Field(default=None, min_length=1, max_length=30)
     availability: Availability | None = None
     place: Place | None = None
-    languages: list[LanguageTag] | None = Field(default=None, min_length=1)
-    causes: list[Slug] | None = None
+    languages: list[LanguageTag] | None = Field(default=None, min_length=1, max_length=MAX_LANGUAGES)
+    causes: list[Slug] | None = Field(default=None, max_length=MAX_CAUSES)
     union_member: bool | None = None
     contact: ContactPreferences | None = None
     consent: Consent | None = None

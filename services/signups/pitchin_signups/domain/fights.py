@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from pitchin_core.contracts.common import Contract, EventData, LanguageTag, Slug
+from pitchin_core.contracts.common import MAX_CAUSES, Contract, EventData, LanguageTag, Slug
 from pitchin_core.contracts.fights import (
     FightKind,
     FightOpenedV1,
@@ -58,7 +58,7 @@ class FightDraft(Contract):
     kind: FightKind
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
-    causes: list[Slug] = Field(default_factory=list)
+    causes: list[Slug] = Field(default_factory=list, max_length=MAX_CAUSES)
     needs: list[NeedDraft] = Field(default_factory=list, max_length=30)
 
 
