@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pitchin_core.db import Conn
 from pitchin_core.errors import Forbidden, Unauthorised
+from pitchin_core.gate import CALLER
 from pitchin_core.uow import Tenant
 
 _bearer = HTTPBearer(auto_error=False, description="An API key issued to a federation or organisation")
@@ -98,6 +99,9 @@ async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    found = request.scope.get(CALLER)  # the request gate checked the key before the body was read
+    if isinstance(found, Caller):
+        return found
     if credentials is None:
         raise Unauthorised("Send an API key as 'Authorization: Bearer <key>'.")
     runtime = request.app.state.runtime

@@ -8,21 +8,30 @@ they have. A request killed midway leaves no claim behind, so its retry simply r
 retry that arrives while the first is still running waits for it and gets its answer.
 An answer sent with `Cache-Control: no-store` (one carrying credentials) is never stored:
 its retry runs again. Answers of 500 and above roll the work back and are not stored.
+Answers are stored only for callers the request gate found (a known API key), and kept
+for `KEEP_ANSWERS`: `ExpiredAnswers` deletes older ones.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pitchin_core.auth import hash_key
+from pitchin_core.gate import CALLER
 from pitchin_core.uow import AMBIENT, AlreadyAnswered, RequestClaim
+from pitchin_core.worker import BatchWorker
 
 MAX_KEY_LENGTH = 255
+# How long a retry gets the first answer (the IETF draft leaves it to the server; 24 hours is
+# what payment APIs keep). A key may be reused after that.
+KEEP_ANSWERS = timedelta(hours=24)
 
 
 class IdempotencyMiddleware:
@@ -36,7 +45,9 @@ class IdempotencyMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = headers.get("idempotency-key")
         authorization = headers.get("authorization", "")
-        if not key or not authorization.lower().startswith("bearer "):
+        # Only a caller the request gate found gets answers stored: a stranger's keys would
+        # be rows anyone could write.
+        if not key or scope.get(CALLER) is None or not authorization.lower().startswith("bearer "):
             await self.app(scope, receive, send)
             return
         if len(key) > MAX_KEY_LENGTH:
@@ -119,6 +130,9 @@ async def _read_body(receive: Receive) -> bytes:
     chunks: list[bytes] = []
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            # Gone (or refused by the request gate) before the body ended: no request to claim.
+            raise ClientDisconnect
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -141,3 +155,27 @@ async def _problem(send: Send, status: int, detail: str, field: str | None) -> N
     if field:
         problem["errors"] = [{"field": field, "message": detail}]
     await _respond(send, status, json.dumps(problem).encode(), "application/problem+json", [])
+
+
+class ExpiredAnswers(BatchWorker):
+    """Deletes idempotency records older than `KEEP_ANSWERS`, a batch at a time.
+
+    Every process of a service runs one; SKIP LOCKED lets them share the work without waiting
+    on each other, and a record is at most `every` seconds past its time when it goes.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, batch_size: int = 5000, every: float = 300.0) -> None:
+        super().__init__(pool, name="idempotency-expiry", batch_size=batch_size, idle_poll_seconds=every)
+        self.deleted = 0
+
+    async def work_once(self) -> int:
+        done = await self.pool.fetchval(
+            "WITH gone AS (DELETE FROM idempotency_keys WHERE (caller_key_hash, idempotency_key) IN"
+            " (SELECT caller_key_hash, idempotency_key FROM idempotency_keys WHERE created_at < now() - $1::interval"
+            " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)"
+            " SELECT count(*) FROM gone",
+            KEEP_ANSWERS,
+            self.batch_size,
+        )
+        self.deleted += int(done)
+        return int(done)

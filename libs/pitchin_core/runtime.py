@@ -20,6 +20,7 @@ from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
+from pitchin_core.gate import RequestGate
 from pitchin_core.http import (
     NATIVE_TELEMETRY_OFF,
     RedMetricsMiddleware,
@@ -27,7 +28,7 @@ from pitchin_core.http import (
     install_health,
     trace_requests,
 )
-from pitchin_core.idempotency import IdempotencyMiddleware
+from pitchin_core.idempotency import ExpiredAnswers, IdempotencyMiddleware
 from pitchin_core.kafka_admin import ensure_topics
 from pitchin_core.lag import start_lag_monitor, stop_lag_monitor
 from pitchin_core.messaging import ConsumerSettings, DeadLetters, EventHandler, create_broker, subscribe
@@ -59,6 +60,7 @@ class Runtime:
         )
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
+        self.expired_answers: ExpiredAnswers | None = None
         self._lag_monitor: asyncio.Task[None] | None = None
         self.api_keys = KnownKeys()
         # Every use case's transactions; the pool is read when a transaction opens.
@@ -144,6 +146,8 @@ class Runtime:
         )
         self.uow.on_committed_events(self.relay.wake)
         await self.relay.start()
+        self.expired_answers = ExpiredAnswers(self._pool)
+        await self.expired_answers.start()
         await self.broker.start()
         self._lag_monitor = start_lag_monitor(self)
         log.info("%s started", s.service_name)
@@ -153,6 +157,8 @@ class Runtime:
         await self.broker.stop()
         if self.relay is not None:
             await self.relay.stop()
+        if self.expired_answers is not None:
+            await self.expired_answers.stop()
         if self._producer is not None:
             await self._producer.stop()
         if self._pool is not None:
@@ -173,12 +179,16 @@ class Runtime:
             checks["kafka"] = f"failing: {type(exc).__name__}"
         return checks
 
-    def http_app(self, routers: Sequence[APIRouter] = (), title: str = "") -> FastAPI:
+    def http_app(
+        self, routers: Sequence[APIRouter] = (), title: str = "", larger_bodies: Mapping[str, int] | None = None
+    ) -> FastAPI:
+        """The service's FastAPI app; `larger_bodies`: path prefixes allowed more than `max_body_bytes`."""
         setup_logging(self.settings)
 
         @asynccontextmanager
-        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
             await self.start()
+            app_.openapi()  # built now, not on the first request: the request gate reads it
             try:
                 yield
             finally:
@@ -192,8 +202,11 @@ class Runtime:
         )
         app.state.runtime = self
         install_error_handlers(app)
-        app.add_middleware(RedMetricsMiddleware, metrics=self.metrics)
+        # Added innermost first: the gate runs before idempotency (which stores answers only
+        # for callers it found), and the RED metrics count what the gate refused too.
         app.add_middleware(IdempotencyMiddleware)
+        app.add_middleware(RequestGate, max_body=self.settings.max_body_bytes, larger_bodies=larger_bodies)
+        app.add_middleware(RedMetricsMiddleware, metrics=self.metrics)
 
         install_health(app, self.ready, self.metrics)
         for router in routers:

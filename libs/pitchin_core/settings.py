@@ -61,6 +61,8 @@ class ServiceSettings(BaseSettings):
     # How often a relay looks for rows other processes committed (its own wake it at once).
     outbox_poll_seconds: float = Field(default=0.2, gt=0, le=60)
     log_level: str = "INFO"
+    # The largest request body a route takes unless it says otherwise (pitchin_core.gate).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     consumer_heartbeat_ms: int = Field(default=3000, ge=100)
     # Records a consumer takes at once (one transaction, one offset commit each batch), and

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
@@ -150,3 +150,18 @@ async def test_no_write_transaction_sends_notify_once_migrated(open_service_data
         db.schema,
     )
     assert [r["proname"] for r in functions] == []
+
+
+async def test_idempotency_answers_expire_after_a_day(open_service_database: Any) -> None:
+    from pitchin_core.idempotency import KEEP_ANSWERS, ExpiredAnswers
+
+    db = await open_service_database("signups", MIGRATIONS)
+    await db.pool.executemany(
+        "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint, created_at)"
+        " VALUES ('caller', $1, 'f', now() - $2::interval)",
+        [("old-1", KEEP_ANSWERS * 2), ("old-2", KEEP_ANSWERS + timedelta(minutes=1)), ("fresh", timedelta(hours=23))],
+    )
+    janitor = ExpiredAnswers(db.pool, batch_size=1)
+    assert [await janitor.work_once() for _ in range(3)] == [1, 1, 0]  # a batch at a time, oldest first
+    kept = await db.pool.fetch("SELECT idempotency_key FROM idempotency_keys")
+    assert [r["idempotency_key"] for r in kept] == ["fresh"]

@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pitchin_core.auth import KnownKeys
+from pitchin_core.auth import Caller, KnownKeys
 from pitchin_core.errors import DomainError, Unauthorised
+from pitchin_core.gate import CALLER
 from pitchin_core.http import PROBLEM_JSON, validation_problem
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.service.bookings import BookingDesk
@@ -62,13 +63,15 @@ class BookingDoor:
     async def _book(
         self, scope: Scope, receive: Receive, event_id: str
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorised("Send an API key as 'Authorization: Bearer <key>'.")
-        caller = await self.keys.caller(self.pool(), key.strip())
-        if caller is None:
-            raise Unauthorised("This API key is not known or was revoked.")
+        caller = scope.get(CALLER)  # found by the request gate before the body was read
+        if not isinstance(caller, Caller):
+            authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
+            scheme, _, key = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                raise Unauthorised("Send an API key as 'Authorization: Bearer <key>'.")
+            caller = await self.keys.caller(self.pool(), key.strip())
+            if caller is None:
+                raise Unauthorised("This API key is not known or was revoked.")
         raw = await _body(receive)
         try:
             request = BookingRequest.model_validate_json(raw)

@@ -7,6 +7,7 @@ from importlib.resources import files
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
+from pitchin_core.ingest.http_door import MAX_BODY_BYTES
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_signups import api, handlers
@@ -24,7 +25,13 @@ class SignupsSettings(ServiceSettings):
 def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     runtime = Runtime(settings or SignupsSettings(), files("pitchin_signups") / "migrations")
     handlers.register(runtime)
-    app = runtime.http_app([api.router, routes.router, osdi.router], title="Pitch In signups")
+    app = runtime.http_app(
+        [api.router, routes.router, osdi.router],
+        title="Pitch In signups",
+        # A donors' CSV may be a federation's whole list; ingest answers its own 413 (in its
+        # problem format, counted) at MAX_BODY_BYTES, so the gate's bound there is only a backstop.
+        larger_bodies={"/v1/donors/import": api.MAX_CSV_BYTES, "/v1/ingest": 2 * MAX_BODY_BYTES},
+    )
     app.state.booking_desk = desk = BookingDesk(runtime.uow, metrics=runtime.metrics)
     # The rush's route as plain ASGI, innermost, so every middleware still applies (booking_door.py).
     app.user_middleware.append(Middleware(BookingDoor, desk=desk, keys=runtime.api_keys, pool=lambda: runtime.pool))
