@@ -29,6 +29,7 @@ from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_h
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.db import Conn
+from pitchin_core.errors import Refused
 from pitchin_core.telemetry import Metrics, context_from, current_traceparent
 from pitchin_core.worker import BatchWorker
 
@@ -54,8 +55,23 @@ class StagedEvent:
         return "SELECT " + ", ".join(n)
 
 
+# The largest event data an outbox row takes. Kafka refuses records over 1 MiB (broker and
+# producer defaults), headers included; the contracts bound every list and string well below
+# this, so reaching it means a bound is missing, and the write is refused rather than stalling
+# the relay (a row that got past it anyway goes to `outbox_dead_letters`).
+MAX_EVENT_BYTES = 512 * 1024
+
+
 def stage_event(data: EventData, *, source: str, key: str, subject: str | None = None) -> StagedEvent:
-    """The outbox row of `data`; the event id becomes the CloudEvent `id`."""
+    """The outbox row of `data`; the event id becomes the CloudEvent `id`. Refuses data over MAX_EVENT_BYTES."""
+    payload = data.model_dump_json()
+    if len(payload) > MAX_EVENT_BYTES // 4 and len(payload.encode("utf-8")) > MAX_EVENT_BYTES:
+        raise Refused(
+            "(body)",
+            f"the {data.event_type} this would publish is {len(payload.encode('utf-8'))} bytes;"
+            f" at most {MAX_EVENT_BYTES} are taken: send less",
+            title="Too large to publish",
+        )
     event_id = uuid.uuid4()
     traceparent, tracestate = current_traceparent()
     values = (
@@ -66,7 +82,7 @@ def stage_event(data: EventData, *, source: str, key: str, subject: str | None =
         source,
         subject,
         tenant_of(data.federation_id, data.organisation_id),
-        data.model_dump_json(),
+        payload,
         traceparent,
         tracestate,
     )

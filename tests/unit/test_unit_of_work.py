@@ -123,3 +123,28 @@ def test_every_secret_setting_follows_one_rule() -> None:
     with pytest.raises(ValueError, match="PITCHIN_OFFER_TOKEN_SECRET"):
         _WithASecret(environment="staging", offer_token_secret="short")
     assert _WithASecret(environment="production", offer_token_secret="x" * 40).offer_token_secret == "x" * 40
+
+
+def test_an_event_too_large_for_kafka_is_refused_before_it_enters_the_outbox() -> None:
+    from datetime import UTC, datetime
+    from typing import ClassVar
+
+    from pitchin_core.contracts.common import EventData
+    from pitchin_core.contracts.donors import DonorWithdrawnV1
+    from pitchin_core.outbox import MAX_EVENT_BYTES, stage_event
+
+    class Oversized(DonorWithdrawnV1):
+        # A subclass with a field no contract has: what a missing bound would let through.
+        event_type: ClassVar[str] = DonorWithdrawnV1.event_type
+        filler: str = ""
+
+    def of(size: int) -> EventData:
+        return Oversized(federation_id="fed-1", donor_id="d-1", withdrawn_at=datetime.now(UTC), filler="é" * size)
+
+    ordinary = DonorWithdrawnV1(federation_id="fed-1", donor_id="d-1", withdrawn_at=datetime.now(UTC))
+    assert stage_event(ordinary, source="/test", key="d-1").values[7] == ordinary.model_dump_json()
+    with pytest.raises(LookupError):  # under the limit, the oversized type gets as far as its topic
+        stage_event(of(1000), source="/test", key="d-1")
+    with pytest.raises(Refused) as refused:
+        stage_event(of(MAX_EVENT_BYTES // 2 + 1), source="/test", key="d-1")  # 2 bytes a character in UTF-8
+    assert refused.value.status == 422 and "at most" in str(refused.value.problem_body())
