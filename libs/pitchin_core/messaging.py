@@ -107,17 +107,19 @@ class DeadLetters:
             ("dlq_source_offset", str(record.offset).encode()),
             ("dlq_consumer_group", self.consumer_group.encode()),
         ]
-        await self.producer.send_and_wait(
-            dead_letter_topic(topic, self.consumer_group), value=record.value, key=record.key, headers=headers
-        )
+        parked = dead_letter_topic(topic, self.consumer_group)
+        await self.producer.send_and_wait(parked, value=record.value, key=record.key, headers=headers)
         self.metrics.dead_letters.labels(self.metrics.service, topic, category).inc()
+        # Handled, so a warning (not an error or worse): the record is kept and the stream flows on.
         log.warning(
-            "dead-lettered %s@%s/%s: %s",
+            "dead-lettered %s@%s/%s to %s (%s): %s",
             topic,
             record.partition,
             record.offset,
+            parked,
+            category,
             reason,
-            extra={"topic": topic, "reason": category},
+            extra={"topic": topic, "reason": category, "dead_letter_topic": parked},
         )
 
 

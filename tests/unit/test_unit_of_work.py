@@ -148,3 +148,29 @@ def test_an_event_too_large_for_kafka_is_refused_before_it_enters_the_outbox() -
     with pytest.raises(Refused) as refused:
         stage_event(of(MAX_EVENT_BYTES // 2 + 1), source="/test", key="d-1")  # 2 bytes a character in UTF-8
     assert refused.value.status == 422 and "at most" in str(refused.value.problem_body())
+
+
+async def test_a_dead_lettered_record_is_a_warning_naming_the_reason_and_where_it_went(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    from types import SimpleNamespace
+    from typing import Any
+
+    from pitchin_core.messaging import DeadLetters
+    from pitchin_core.telemetry import Metrics
+
+    sent: list[str] = []
+
+    class Producer:
+        async def send_and_wait(self, topic: str, **_: Any) -> None:
+            sent.append(topic)
+
+    record = SimpleNamespace(topic="pitchin.donors.v1", partition=2, offset=41, value=b"{", key=b"k", headers=[])
+    letters = DeadLetters(Producer(), "notifications", Metrics("notifications"))
+    with caplog.at_level(logging.DEBUG, logger="pitchin_core.messaging"):
+        await letters.send(record, "data.email: not an email", "schema")
+    [entry] = [r for r in caplog.records if r.name == "pitchin_core.messaging"]
+    assert entry.levelno == logging.WARNING
+    assert sent == [entry.dead_letter_topic]  # type: ignore[attr-defined]
+    assert "data.email: not an email" in entry.getMessage() and sent[0] in entry.getMessage()
