@@ -54,6 +54,13 @@ class WebSettings(ServiceSettings):
     # staff use their own keys, from their session.
     federation_key: str = ""
     federation_id: str = ""
+    # The anonymous doors' limits (pages/common.py `Doors`): per client address and per email.
+    # An address may be a whole union office behind one NAT, so its limits are the looser.
+    signups_per_address_per_hour: int = Field(default=30, ge=1)
+    signups_per_email_per_hour: int = Field(default=3, ge=1)
+    rsvps_per_address_per_hour: int = Field(default=120, ge=1)
+    rsvps_per_email_per_hour: int = Field(default=10, ge=1)
+    logins_per_address_per_minute: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _federation_key_outside_local_use(self) -> WebSettings:

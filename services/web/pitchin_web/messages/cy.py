@@ -38,6 +38,7 @@ MESSAGES: dict[str, str] = {
     "common.yes": "Ie",
     "common.no": "Na",
     "error.title": "Aeth rhywbeth o'i le",
+    "error.throttled": "Gormod o ymdrechion o'r fan hon. Arhoswch ychydig a rhowch gynnig arall arni.",
     "error.notfound.title": "Tudalen heb ei chanfod",
     # -- home -------------------------------------------------------------------------------
     "home.title": "Pitch In",

@@ -35,6 +35,7 @@ MESSAGES: dict[str, str] = {
     "common.yes": "Yes",
     "common.no": "No",
     "error.title": "Something went wrong",
+    "error.throttled": "Too many tries from here. Please wait a little and try again.",
     "error.notfound.title": "Not found",
     # -- home -------------------------------------------------------------------------------
     "home.title": "Pitch In",

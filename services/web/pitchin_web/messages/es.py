@@ -38,6 +38,7 @@ MESSAGES: dict[str, str] = {
     "common.yes": "Sí",
     "common.no": "No",
     "error.title": "Algo ha salido mal",
+    "error.throttled": "Demasiados intentos desde aquí. Espera un poco y vuelve a intentarlo.",
     "error.notfound.title": "Página no encontrada",
     # -- home -------------------------------------------------------------------------------
     "home.title": "Pitch In",

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from pitchin_web.clients import Services
 from pitchin_web.pages import common, donors, organisers, public, staff
-from pitchin_web.pages.common import Web, install_page_errors, templates
+from pitchin_web.pages.common import Doors, Web, install_page_errors, templates
 
 if TYPE_CHECKING:
     from pitchin_web.main import WebSettings
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def install(app: FastAPI, settings: WebSettings, services: Services) -> None:
     """The pages, their dependencies and their error pages on `app` (after pitchin_core's error handlers)."""
-    app.state.web = Web(settings=settings, services=services, templates=templates())
+    app.state.web = Web(settings=settings, services=services, templates=templates(), doors=Doors(settings))
     install_page_errors(app)
     for pages in (public, donors, common, organisers, staff):
         app.include_router(pages.router)

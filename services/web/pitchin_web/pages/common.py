@@ -24,6 +24,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pitchin_core.ratelimit import Limit, Throttle
 from pitchin_web.clients import ServiceClient, ServiceError, Services
 from pitchin_web.domain import forms
 from pitchin_web.domain.forms import Errors, FieldError, Form
@@ -45,6 +46,7 @@ class Web:
     settings: WebSettings
     services: Services
     templates: jinja2.Environment
+    doors: Doors
     # What the public event page shows of an event, kept for a second per process: a rush of
     # readers of one page costs the services one set of calls a second, not one per view.
     public_events: TTLCache[tuple[str, bool], tuple[Any, ...]] = field(
@@ -232,6 +234,42 @@ class LoginNeeded(Exception):
     pass
 
 
+class Throttled(Exception):
+    """Too many tries at one of the doors anyone may use: answered 429 with Retry-After."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class Doors:
+    """The doors anyone may knock on (sign-up, RSVP, login), each limited by client address and,
+    where one is given, by email: a script cannot fill an event or have the platform mail strangers.
+
+    Limits are per web process (`pitchin_core.ratelimit`); settings say how many an hour or minute.
+    """
+
+    def __init__(self, settings: WebSettings) -> None:
+        hour, minute = 3600.0, 60.0
+        self.by_address = {
+            "signup": Throttle(Limit(settings.signups_per_address_per_hour, hour)),
+            "rsvp": Throttle(Limit(settings.rsvps_per_address_per_hour, hour)),
+            "login": Throttle(Limit(settings.logins_per_address_per_minute, minute)),
+        }
+        self.by_email = {
+            "signup": Throttle(Limit(settings.signups_per_email_per_hour, hour)),
+            "rsvp": Throttle(Limit(settings.rsvps_per_email_per_hour, hour)),
+        }
+
+    def knock(self, request: Request, door: str, email: str | None = None) -> None:
+        address = request.client.host if request.client else "unknown"
+        wait = self.by_address[door].take(address)
+        if not wait and email and door in self.by_email:
+            wait = self.by_email[door].take(email.strip().lower())
+        if wait:
+            raise Throttled(wait)
+
+
 def install_page_errors(app: FastAPI) -> None:
     """Pages answer errors as pages (the JSON routes keep pitchin_core's problem+json)."""
 
@@ -263,6 +301,14 @@ def install_page_errors(app: FastAPI) -> None:
         if exc.status in (401, 403):
             return render(request, "error.html", status=exc.status, title=t("error.title"), message="common.forbidden")
         return render(request, "error.html", status=503, title=t("error.title"), message="common.unavailable")
+
+    @app.exception_handler(Throttled)
+    async def _throttled(request: Request, exc: Throttled) -> HTMLResponse:
+        page = render(
+            request, "error.html", status=429, title=translator(request)("error.title"), message="error.throttled"
+        )
+        page.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return page
 
     @app.exception_handler(LoginNeeded)
     async def _login(request: Request, exc: LoginNeeded) -> Response:
@@ -313,6 +359,7 @@ async def login_page(request: Request) -> HTMLResponse:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     form = await posted_form(request)
+    web_of(request).doors.knock(request, "login")
     key = form.get("api_key")
     role = "staff" if form.get("role") == "staff" else "organiser"
     errors: Errors = {}

@@ -94,6 +94,7 @@ async def signup(request: Request) -> Response:
         request.session["signup"] = draft
         return redirect(f"/donors/signup?step={step + 1}")
     payload = forms.signup_payload(draft, consent_version=CONSENT_VERSION, purposes=CONSENT_PURPOSES, now=now())
+    web.doors.knock(request, "signup", email=str(payload.get("email", "")))
     try:
         donor = await web.services.signups.call("POST", "/v1/donors", key=web.settings.federation_key, json=payload)
     except ServiceError as exc:

@@ -109,6 +109,7 @@ async def event_page(request: Request, event_id: str) -> HTMLResponse:
 async def rsvp(request: Request, event_id: str) -> Response:
     form = await posted_form(request)
     web = web_of(request)
+    web.doors.knock(request, "rsvp", email=form.get("email"))
     checked = forms.rsvp(form, translator(request).labels(name="event.rsvp.name"))
     path = f"/v1/events/{quote(event_id)}/bookings"
     booking, errors = await post_form(
