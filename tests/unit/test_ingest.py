@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pitchin_core.contracts.ingest import BY_TYPE, IngestRsvpMadeV1, owner_of
+from pitchin_core.contracts.ingest import BY_TYPE, IngestPersonSignedUpV1, IngestRsvpMadeV1, owner_of
 from pitchin_core.ingest import (
     RateLimiter,
     Registration,
@@ -20,9 +20,13 @@ from pitchin_core.ingest import (
     fingerprint,
     forwarded_id,
     original_id,
+    rounds,
     validate,
 )
+from pitchin_core.ingest.kafka_door import _type_of
 from pitchin_core.signing import verify_webhook, webhook_signature
+from pitchin_signups.domain.donors import DonorSignup
+from pitchin_signups.ingest.apply import _PERSON_FIELDS, signup_of
 from pitchin_signups.ingest.osdi import PersonSignupHelper, person_signup_data
 
 P = "org.pitchin.ingest."
@@ -174,3 +178,79 @@ def test_osdi_person_signup_maps_tags_onto_skills() -> None:
         {"id": "o1", "source": "/crm/a", "type": P + "person-signed-up.v1", "specversion": "1.0", "data": data}
     )
     assert validate(envelope, REG).data.federation_id == "fed-a"
+
+
+def _record(ident: str, external_id: str | None, source: str = "/crm/a") -> dict[str, object]:
+    data = {"external_id": external_id} if external_id is not None else {}
+    return {"id": ident, "source": source, "type": "org.pitchin.ingest.person-updated.v1", "data": data}
+
+
+def test_a_batch_is_cut_where_an_id_or_a_person_repeats_so_the_later_sees_the_earlier() -> None:
+    batch = [
+        _record("e1", "p-1"),
+        _record("e2", "p-2"),
+        _record("e3", "p-1"),  # the same person again: a new round
+        _record("e4", "p-3"),
+        _record("e4", "p-4"),  # the same id again: a new round
+        _record("e5", "p-1", source="/crm/b"),  # another source's p-1 is another person
+        _record("e6", None),  # no external id: only its id counts
+    ]
+    assert rounds([envelope_from_structured(r) for r in batch]) == [[0, 1], [2, 3], [4, 5, 6]]
+    assert rounds([]) == []
+    # Every position once, in order: nothing lost or repeated, the batch's order kept.
+    many = [envelope_from_structured(_record(f"e{i}", f"p-{i % 7}")) for i in range(50)]
+    assert [i for round_ in rounds(many) for i in round_] == list(range(50))
+    assert all(len(round_) == 7 for round_ in rounds(many)[:-1])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("ce_type", b"org.pitchin.ingest.event-created.v1")],
+        [("ce_type", b"org.pitchin.ingest.person-signed-up.v1"), ("CE_TYPE", b"org.pitchin.ingest.rsvp-made.v1")],
+        [("ce_type", b"org.pitchin.ingest.event-created.v1"), ("ce_type", b"\xff")],
+        [("ce_type", b"\xff")],
+        [("ce_type", None)],
+        [],
+    ],
+)
+def test_the_kafka_door_tells_whose_record_it_is_from_the_type_header_as_the_envelope_does(
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    assert _type_of(headers) == envelope_from_kafka(headers, b"{}").type
+
+
+def test_a_validated_person_signed_up_is_a_valid_sign_up_field_for_field() -> None:
+    # The set-based path builds the sign-up command without validating it again: only sound
+    # while the contract's person fields and config are the command's.
+    contract, command = IngestPersonSignedUpV1, DonorSignup
+    assert set(command.model_fields) == {*_PERSON_FIELDS, "organisation_id"}
+    for name in command.model_fields:
+        ours, theirs = contract.model_fields[name], command.model_fields[name]
+        # Everything that validates (type, constraints, default), not the documentation.
+        assert repr(ours.annotation) == repr(theirs.annotation), name
+        assert (repr(ours.metadata), repr(ours.default), ours.default_factory is None) == (
+            repr(theirs.metadata),
+            repr(theirs.default),
+            theirs.default_factory is None,
+        ), name
+        if ours.default_factory is not None and theirs.default_factory is not None:
+            assert ours.default_factory() == theirs.default_factory(), name  # type: ignore[call-arg]
+    assert contract.model_config == command.model_config
+    data = {
+        "name": "Ana",
+        "email": "Ana@Example.org",
+        "skills": [{"skill": "social-media", "level": "expert"}],
+        "availability": {"hours_per_week": 4, "time_zone": "Europe/London"},
+        "consent": {"wording_version": "1", "purposes": ["matching"], "agreed_at": "2026-01-01T00:00:00Z"},
+    }
+    person = contract.model_validate(
+        {
+            **data,
+            "federation_id": "fed-a",
+            "organisation_id": "org-a",
+            "external_id": "p-1",
+            "updated_at": "2026-01-02T00:00:00Z",
+        }
+    )
+    assert signup_of(person) == command.model_validate({**data, "organisation_id": "org-a"})

@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, SpanKind
 
 from pitchin_core.contracts import topics
 from pitchin_core.contracts.ingest import owner_of
 from pitchin_core.ingest.envelope import Envelope, envelope_from_kafka
-from pitchin_core.ingest.pipeline import Apply, NotYet, Pipeline
+from pitchin_core.ingest.pipeline import AppliesMany, Apply, ApplyMany, NotYet, Pipeline
 from pitchin_core.ingest.publishers import Registration
 from pitchin_core.ingest.validation import Accepted, Rejection
 from pitchin_core.messaging import TRANSIENT_ERRORS, PoisonMessage, consumer_span, subscribe_batches
@@ -27,24 +32,28 @@ if TYPE_CHECKING:
     from pitchin_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("pitchin.ingest")
 
 NOT_YET_PATIENCE_SECONDS = 30.0
 
 
-def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None:
+def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply, apply_many: ApplyMany | None = None) -> None:
     """Consume `pitchin.ingest.v1` in this service's group, in batches; decide the types this service owns.
 
     Records another service owns are skipped (committed). Records that are not even a
     CloudEvent we can address (no `ce_source`) go to `pitchin.ingest.v1.<group>.dlq` with the
     raw bytes; everything else is decided: applied, or refused on the rejections topic. A
-    batch's decisions share one transaction (`BatchTransaction`); if one fails, the batch is
-    decided again record by record, each in its own.
+    batch's decisions share one transaction (`BatchTransaction`) and are made set-based
+    (`Pipeline.decide_many` with `apply_many`, or the `many` of an `apply` that has one); if
+    one fails, the batch is decided again record by record, each in its own.
     """
     spec = topics.INGEST
     service = runtime.settings.service_name
     if service not in spec.consumers:
         raise ValueError(f"{service} is not a consumer of {spec.name} in the topic table")
-    door = KafkaDoor(runtime, pipeline, apply)
+    if apply_many is None and isinstance(apply, AppliesMany):
+        apply_many = apply.many
+    door = KafkaDoor(runtime, pipeline, apply, apply_many)
     subscribe_batches(
         runtime.broker,
         spec.name,
@@ -58,10 +67,11 @@ def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None
 class KafkaDoor:
     """One service's decisions on the batches of `pitchin.ingest.v1`."""
 
-    def __init__(self, runtime: Runtime, pipeline: Pipeline, apply: Apply) -> None:
+    def __init__(self, runtime: Runtime, pipeline: Pipeline, apply: Apply, apply_many: ApplyMany | None) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
         self.apply = apply
+        self.apply_many = apply_many
         self.service = runtime.settings.service_name
         self.first_seen: dict[tuple[str, str], float] = {}
         self.retry_delay = 0.1
@@ -70,9 +80,11 @@ class KafkaDoor:
         poisoned: list[tuple[Any, PoisonMessage]] = []
         mine: list[tuple[Any, Envelope]] = []
         for record in records:
-            envelope = envelope_from_kafka(record.headers or (), record.value)
-            if owner_of(envelope.type) != self.service:
+            # Whose record it is, from its type header alone: the other service's records
+            # (half the topic, say) are skipped without parsing their bodies.
+            if owner_of(_type_of(record.headers or ())) != self.service:
                 continue
+            envelope = envelope_from_kafka(record.headers or (), record.value)
             if envelope.source is None:
                 self.pipeline.count("kafka", "dead-lettered", "missing-attribute")
                 reason = "ce_source is missing: a rejection could not be addressed to anyone"
@@ -100,10 +112,22 @@ class KafkaDoor:
         self.first_seen.pop((envelope.source, envelope.id or ""), None)
 
     async def _together(self, mine: list[tuple[Any, Envelope]]) -> None:
+        """The batch decided set-based (`Pipeline.decide_many`) in one transaction, under one span
+        linked to each record's publisher span."""
+        if not mine:
+            return
         now = datetime.now(UTC)
-        async with one_transaction():
-            for record, envelope in mine:
-                await self._decide(record, envelope, now)
+        registrations: dict[str, Registration | None] = {}
+        for source in {envelope.source for _, envelope in mine if envelope.source is not None}:
+            registrations[source] = await self.pipeline.registry.by_source(self.runtime.pool, source)
+        batch = [(envelope, registrations[envelope.source or ""]) for _, envelope in mine]
+        with _batch_span([record for record, _ in mine], self.service):
+            async with one_transaction():
+                await self.pipeline.decide_many(
+                    self.runtime.uow, batch, self.apply, self.apply_many, now=now, stage_rejections=True
+                )
+        for _, envelope in mine:
+            self.first_seen.pop((envelope.source or "", envelope.id or ""), None)
 
     async def _one_by_one(self, mine: list[tuple[Any, Envelope]]) -> list[tuple[Any, PoisonMessage]]:
         poisoned: list[tuple[Any, PoisonMessage]] = []
@@ -150,3 +174,39 @@ async def _refuse_late(
         raise rejection
 
     await pipeline.decide(runtime.uow, envelope, registration, refuse, now=now, stage_rejections=True)
+
+
+def _type_of(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
+    """A record's `ce_type` as `envelope_from_kafka` reads it: the last one that is UTF-8, or None."""
+    found: str | None = None
+    for name, value in headers:
+        if value is not None and name.lower() == "ce_type":
+            try:
+                found = value.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+    return found
+
+
+@contextmanager
+def _batch_span(records: list[Any], group: str) -> Iterator[None]:
+    """One CONSUMER span for a batch, linked to the span that published each record (OpenTelemetry's
+    way for batch processing: a batch has many parents)."""
+    links = []
+    for record in records:
+        carrier = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}
+        context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+        if context.is_valid:
+            links.append(Link(context))
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": topics.INGEST.name,
+        "messaging.consumer.group.name": group,
+        "messaging.batch.message_count": len(records),
+    }
+    with tracer.start_as_current_span(
+        f"{topics.INGEST.name} process", kind=SpanKind.CONSUMER, links=links, attributes=attributes
+    ):
+        yield

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pitchin_core.contracts.cloudevents import tenant_of
 from pitchin_core.contracts.common import EventData
@@ -55,6 +55,47 @@ class NotYet(Exception):
 # passes the savepoint to its use cases as their unit of work. It refuses by raising a
 # `DomainError` or a `Rejection`, or `NotYet` to have the whole decision retried later.
 Apply = Callable[[Transaction, Accepted, datetime], Awaitable[dict[str, Any]]]
+
+# A service's set-based use of a round of accepted events (no two with the same source and id,
+# nor the same external id), in the round's transaction with no savepoint: for each event its
+# result, its refusal (a `DomainError` or `Rejection`, decided before anything of it was
+# written), or None to have it applied one by one through `Apply`.
+ApplyMany = Callable[
+    [Transaction, Sequence[Accepted], datetime], Awaitable[Sequence[dict[str, Any] | Exception | None]]
+]
+
+
+@runtime_checkable
+class AppliesMany(Protocol):
+    """An `Apply` that also has its set-based `ApplyMany`, for the doors that decide batches."""
+
+    async def __call__(self, tx: Transaction, accepted: Accepted, now: datetime) -> dict[str, Any]: ...
+
+    async def many(
+        self, tx: Transaction, batch: Sequence[Accepted], now: datetime
+    ) -> Sequence[dict[str, Any] | Exception | None]: ...
+
+
+def rounds(envelopes: Sequence[Envelope]) -> list[list[int]]:
+    """The batch's positions cut into consecutive rounds in which no (source, id) and no
+    (source, external id) repeats: a later event of the same id or person goes to a later
+    round, so it is decided after the earlier one, as one by one."""
+    cut: list[list[int]] = []
+    current: list[int] = []
+    keys: set[tuple[str, str, str]] = set()
+    for i, envelope in enumerate(envelopes):
+        source = envelope.source or ""
+        mine = {("id", source, original_id(envelope) or "")}
+        if isinstance(envelope.data, dict) and isinstance(envelope.data.get("external_id"), str):
+            mine.add(("external", source, envelope.data["external_id"]))
+        if keys & mine:
+            cut.append(current)
+            current, keys = [], set()
+        current.append(i)
+        keys |= mine
+    if current:
+        cut.append(current)
+    return cut
 
 
 @dataclass
@@ -100,30 +141,158 @@ class Pipeline:
         async with uow() as tx:
             prior = await _claim(tx.conn, envelope.source, ident, accepted.data.event_type, fingerprint(envelope))
             if prior is not None:
-                answer = prior
-                if prior.reason == "id-reused" and stage_rejections:
-                    reused = Rejection.one(409, "id-reused", "id", str(prior.body.get("detail", "")).partition(": ")[2])
-                    await self._stage_rejection(tx.conn, envelope, ident, registration, reused, door, now)
+                answer = await self._replay(tx.conn, envelope, ident, registration, prior, door, now, stage_rejections)
             else:
-                refused: Rejection | None = None
-                try:
-                    async with tx() as savepoint:
-                        result = await apply(savepoint, accepted, now)
-                except DomainError as error:
-                    refused = Rejection.from_error(error)
-                except Rejection as caught:
-                    refused = caught
-                if refused is None:
-                    outcome = "forwarded" if result.get("forwarded") else "applied"
-                    body = {"status": 202, "outcome": outcome, "id": ident, "source": envelope.source}
-                    answer = Answer(202, outcome, "", {**body, "type": envelope.type, **result})
-                else:
-                    answer = self.reject(envelope, refused)
-                    if stage_rejections:
-                        await self._stage_rejection(tx.conn, envelope, ident, registration, refused, door, now)
-                await _remember(tx.conn, envelope, ident, answer.outcome, answer)
+                answer = await self._apply_claimed(
+                    tx, envelope, ident, accepted, registration, apply, door, now, stage_rejections
+                )
         self._count(door, answer, envelope, registration)
         return answer
+
+    async def decide_many(
+        self,
+        uow: Transactions,
+        batch: Sequence[tuple[Envelope, Registration | None]],
+        apply: Apply,
+        apply_many: ApplyMany | None = None,
+        *,
+        now: datetime,
+        door: str | None = None,
+        stage_rejections: bool = False,
+    ) -> list[Answer]:
+        """A batch's decisions, set-based: one claim, one `apply_many` and one answer statement
+        per round, each event with its own answer, as `decide` would have given one by one.
+
+        The batch is cut into rounds where no (source, id) and no (source, external id) repeats
+        (`rounds`), so a later event of the same person sees what the earlier one did. Events
+        refused before any write, ids decided before (replays) and whatever `apply_many` leaves
+        (None) are decided one by one inside the round's transaction. Raises whatever `apply`
+        raises (NotYet, an unexpected error): the caller redoes the batch event by event.
+        """
+        answers: list[Answer | None] = [None] * len(batch)
+        for round_ in rounds([envelope for envelope, _ in batch]):
+            accepted: list[tuple[int, str, Accepted]] = []
+            for i in round_:
+                envelope, registration = batch[i]
+                try:
+                    accepted.append((i, original_id(envelope) or "", validate(envelope, registration)))
+                except Rejection:
+                    answers[i] = await self.decide(
+                        uow, envelope, registration, apply, now=now, door=door, stage_rejections=stage_rejections
+                    )
+            if not accepted:
+                continue
+            async with uow() as tx:
+                claims = [(batch[i][0], ident, a.data.event_type) for i, ident, a in accepted]
+                claimed = await _claim_many(tx.conn, claims)
+                fresh: list[tuple[int, str, Accepted]] = []
+                for i, ident, a in accepted:
+                    envelope, registration = batch[i]
+                    event_door = door or envelope.door
+                    assert envelope.source is not None
+                    if (envelope.source, ident) in claimed:
+                        fresh.append((i, ident, a))
+                        continue
+                    answer: Answer | None = await _prior(
+                        tx.conn, envelope.source, ident, a.data.event_type, fingerprint(envelope)
+                    )
+                    if answer is None:  # a corrected event under a refused one's id: afresh
+                        answer = await self._apply_claimed(
+                            tx, envelope, ident, a, registration, apply, event_door, now, stage_rejections
+                        )
+                    else:
+                        answer = await self._replay(
+                            tx.conn, envelope, ident, registration, answer, event_door, now, stage_rejections
+                        )
+                    answers[i] = answer
+                    self._count(event_door, answer, envelope, registration)
+                results: Sequence[dict[str, Any] | Exception | None] = [None] * len(fresh)
+                if apply_many is not None and fresh:
+                    results = await apply_many(tx, [a for _, _, a in fresh], now)
+                decided: list[tuple[Envelope, str, Answer]] = []
+                for (i, ident, a), result in zip(fresh, results, strict=True):
+                    envelope, registration = batch[i]
+                    event_door = door or envelope.door
+                    if result is None:
+                        answer = await self._apply_claimed(
+                            tx, envelope, ident, a, registration, apply, event_door, now, stage_rejections
+                        )
+                    else:
+                        answer = await self._answer(
+                            tx.conn, envelope, ident, registration, result, event_door, now, stage_rejections
+                        )
+                        decided.append((envelope, ident, answer))
+                    answers[i] = answer
+                    self._count(event_door, answer, envelope, registration)
+                await _remember_many(tx.conn, decided)
+        assert all(answer is not None for answer in answers)
+        return [answer for answer in answers if answer is not None]
+
+    async def _replay(
+        self,
+        conn: Conn,
+        envelope: Envelope,
+        ident: str,
+        registration: Registration | None,
+        prior: Answer,
+        door: str,
+        now: datetime,
+        stage_rejections: bool,
+    ) -> Answer:
+        """The answer an id got before; a reused id's refusal is staged for the publisher (Kafka)."""
+        if prior.reason == "id-reused" and stage_rejections:
+            reused = Rejection.one(409, "id-reused", "id", str(prior.body.get("detail", "")).partition(": ")[2])
+            await self._stage_rejection(conn, envelope, ident, registration, reused, door, now)
+        return prior
+
+    async def _apply_claimed(
+        self,
+        tx: Transaction,
+        envelope: Envelope,
+        ident: str,
+        accepted: Accepted,
+        registration: Registration | None,
+        apply: Apply,
+        door: str,
+        now: datetime,
+        stage_rejections: bool,
+    ) -> Answer:
+        """A claimed id's use case in a savepoint (a refusal rolls back only its part), and its answer kept."""
+        result: dict[str, Any] | Exception
+        try:
+            async with tx() as savepoint:
+                result = await apply(savepoint, accepted, now)
+        except (DomainError, Rejection) as refused:
+            result = refused
+        answer = await self._answer(tx.conn, envelope, ident, registration, result, door, now, stage_rejections)
+        await _remember(tx.conn, envelope, ident, answer.outcome, answer)
+        return answer
+
+    async def _answer(
+        self,
+        conn: Conn,
+        envelope: Envelope,
+        ident: str,
+        registration: Registration | None,
+        result: dict[str, Any] | Exception,
+        door: str,
+        now: datetime,
+        stage_rejections: bool,
+    ) -> Answer:
+        """The answer to a use case's result or refusal; a refusal is staged for the publisher (Kafka)."""
+        if isinstance(result, dict):
+            outcome = "forwarded" if result.get("forwarded") else "applied"
+            body = {"status": 202, "outcome": outcome, "id": ident, "source": envelope.source}
+            return Answer(202, outcome, "", {**body, "type": envelope.type, **result})
+        if isinstance(result, DomainError):
+            refused = Rejection.from_error(result)
+        elif isinstance(result, Rejection):
+            refused = result
+        else:
+            raise result
+        if stage_rejections:
+            await self._stage_rejection(conn, envelope, ident, registration, refused, door, now)
+        return self.reject(envelope, refused)
 
     def reject(self, envelope: Envelope, rejection: Rejection) -> Answer:
         body = rejection.problem_body()
@@ -198,6 +367,26 @@ async def _claim(conn: Conn, source: str, ident: str, event_type: str, print_: s
     )
     if claimed:
         return None
+    return await _prior(conn, source, ident, event_type, print_)
+
+
+async def _claim_many(conn: Conn, claims: Sequence[tuple[Envelope, str, str]]) -> set[tuple[str, str]]:
+    """Claim each (source, id) of a round (envelope, id, event type) in one statement: the ones claimed."""
+    rows = await conn.fetch(
+        "INSERT INTO ingest_seen (source, event_id, event_type, fingerprint, outcome)"
+        " SELECT source, event_id, event_type, fingerprint, 'pending'"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS c(source, event_id, event_type, fingerprint)"
+        " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id",
+        [envelope.source for envelope, _, _ in claims],
+        [ident for _, ident, _ in claims],
+        [event_type for _, _, event_type in claims],
+        [fingerprint(envelope) for envelope, _, _ in claims],
+    )
+    return {(row["source"], row["event_id"]) for row in rows}
+
+
+async def _prior(conn: Conn, source: str, ident: str, event_type: str, print_: str) -> Answer | None:
+    """The answer an id already claimed got (replayed), a refusal as reused, or None: decide it afresh."""
     row = await conn.fetchrow(
         "SELECT fingerprint, outcome, answer::text AS answer FROM ingest_seen WHERE source = $1 AND event_id = $2"
         " FOR UPDATE",
@@ -252,6 +441,22 @@ async def _remember(conn: Conn, envelope: Envelope, ident: str | None, outcome: 
         ident,
         outcome,
         json.dumps(stored, default=str),
+    )
+
+
+async def _remember_many(conn: Conn, decided: Sequence[tuple[Envelope, str, Answer]]) -> None:
+    """`_remember` for a round's answers (envelope, id, answer), in one statement."""
+    if not decided:
+        return
+    stored = [json.dumps({"status": a.status, "reason": a.reason, "body": a.body}, default=str) for _, _, a in decided]
+    await conn.execute(
+        "UPDATE ingest_seen AS s SET outcome = d.outcome, answer = d.answer::jsonb"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(source, event_id, outcome, answer)"
+        " WHERE s.source = d.source AND s.event_id = d.event_id",
+        [envelope.source for envelope, _, _ in decided],
+        [ident for _, ident, _ in decided],
+        [answer.outcome for _, _, answer in decided],
+        stored,
     )
 
 
@@ -326,6 +531,42 @@ async def save_subject(conn: Conn, accepted: Accepted, kind: str, internal_id: s
         data.organisation_id,
         state,
         data.updated_at,
+    )
+
+
+async def subjects_of(conn: Conn, source: str, kind: str, external_ids: Sequence[str]) -> dict[str, Subject]:
+    """What each of these external ids of one source names here, in one statement (locked, as `subject_of`)."""
+    rows = await conn.fetch(
+        "SELECT external_id, internal_id, state, updated_at, organisation_id FROM ingest_subjects"
+        " WHERE source = $1 AND kind = $2 AND external_id = ANY($3::text[]) ORDER BY external_id FOR UPDATE",
+        source,
+        kind,
+        list(external_ids),
+    )
+    return {
+        r["external_id"]: Subject(r["internal_id"], r["state"], r["updated_at"], r["organisation_id"]) for r in rows
+    }
+
+
+async def save_subjects(conn: Conn, saved: Sequence[tuple[Accepted, str]], kind: str, state: str = "active") -> None:
+    """`save_subject` for many (accepted event, internal id) of distinct external ids, in one statement."""
+    if not saved:
+        return
+    await conn.execute(
+        "INSERT INTO ingest_subjects (source, kind, external_id, internal_id, federation_id, organisation_id, state,"
+        " updated_at) SELECT source, $1, external_id, internal_id, federation_id, organisation_id, $2, updated_at"
+        " FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])"
+        " AS s(source, external_id, internal_id, federation_id, organisation_id, updated_at)"
+        " ON CONFLICT (source, kind, external_id) DO UPDATE SET internal_id = EXCLUDED.internal_id,"
+        " state = EXCLUDED.state, updated_at = EXCLUDED.updated_at",
+        kind,
+        state,
+        [a.source for a, _ in saved],
+        [a.data.external_id for a, _ in saved],
+        [internal_id for _, internal_id in saved],
+        [a.data.federation_id for a, _ in saved],
+        [a.data.organisation_id for a, _ in saved],
+        [a.data.updated_at for a, _ in saved],
     )
 
 

@@ -42,6 +42,42 @@ async def insert_donor(conn: Conn, donor: DonorRegisteredV1, registered: StagedE
     return status == "INSERT 0 1"
 
 
+async def insert_donors(conn: Conn, donors: Sequence[tuple[DonorRegisteredV1, StagedEvent]]) -> set[str]:
+    """`insert_donor` for many, in one statement: the ids of the donors inserted (with their outbox rows).
+
+    A donor whose email the federation already has, or an earlier one of the same list has,
+    is left out with its outbox row; rows go in the list's order (the outbox's too).
+    """
+    if not donors:
+        return set()
+    outbox = [registered.values for _, registered in donors]
+    rows = await conn.fetch(
+        "WITH batch AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::text[], $8::text[], $9::timestamptz[]) WITH ORDINALITY"
+        " AS b(donor_id, federation_id, organisation_id, name, email, phone, profile, status, registered_at, ord)),"
+        " donor AS (INSERT INTO donors (donor_id, federation_id, organisation_id, name, email, phone, profile,"
+        " status, registered_at) SELECT donor_id, federation_id, organisation_id, name, email, phone, profile::jsonb,"
+        " status, registered_at FROM batch ORDER BY ord ON CONFLICT DO NOTHING RETURNING donor_id),"
+        " event AS (SELECT * FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::text[],"
+        " $15::text[], $16::text[], $17::text[], $18::text[], $19::text[]) WITH ORDINALITY"
+        f" AS e({OUTBOX_COLUMNS}, ord))"
+        f" INSERT INTO outbox ({OUTBOX_COLUMNS}) SELECT e.event_id, e.topic, e.message_key, e.event_type, e.source,"
+        " e.subject, e.tenant, e.payload::jsonb, e.traceparent, e.tracestate"
+        " FROM event e JOIN donor d ON d.donor_id = e.message_key ORDER BY e.ord RETURNING message_key",
+        [d.donor_id for d, _ in donors],
+        [d.federation_id for d, _ in donors],
+        [d.organisation_id for d, _ in donors],
+        [d.name for d, _ in donors],
+        [d.email for d, _ in donors],
+        [d.phone for d, _ in donors],
+        [d.model_dump_json(include=_PROFILE) for d, _ in donors],
+        [d.status.value for d, _ in donors],
+        [d.registered_at for d, _ in donors],
+        *([row[column] for row in outbox] for column in range(len(OUTBOX_COLUMNS.split(", ")))),
+    )
+    return {row["message_key"] for row in rows}
+
+
 async def update_donor(conn: Conn, donor: DonorUpdatedV1) -> None:
     await conn.execute(
         "UPDATE donors SET name = $2, email = $3, phone = $4, profile = $5::jsonb, status = $6, version = $7,"

@@ -53,7 +53,7 @@ _BODY_DOC = {
         "content": {
             "application/json": {"schema": {"type": "object"}},
             STRUCTURED: {"schema": {"type": "object"}},
-            BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
+            BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH}},
         },
     }
 }
@@ -179,14 +179,21 @@ def envelopes_of(request: Request, body: bytes, pipeline: Pipeline) -> tuple[lis
     return [envelope_from_http_binary(request.headers, body)], False
 
 
+def _other_source(pipeline: Pipeline, envelope: Envelope, registration: Registration) -> Answer | None:
+    """The refusal of an event whose source is not the one these credentials publish as."""
+    if envelope.source is None or envelope.source == registration.source:
+        return None
+    rejection = Rejection.one(
+        403, "tenant", "source", f"these credentials publish as {registration.source!r}, not {envelope.source!r}"
+    )
+    pipeline.count("http", "rejected", "tenant")
+    return pipeline.reject(envelope, rejection)
+
+
 async def decide(request: Request, pipeline: Pipeline, envelope: Envelope, registration: Registration) -> Answer:
-    if envelope.source is not None and envelope.source != registration.source:
-        rejection = Rejection.one(
-            403, "tenant", "source", f"these credentials publish as {registration.source!r}, not {envelope.source!r}"
-        )
-        answer = pipeline.reject(envelope, rejection)
-        pipeline.count("http", "rejected", "tenant")
-        return answer
+    refused = _other_source(pipeline, envelope, registration)
+    if refused is not None:
+        return refused
     try:
         return await pipeline.decide(_uow(request), envelope, registration, apply, now=datetime.now(UTC))
     except NotYet as exc:
@@ -197,16 +204,25 @@ async def decide(request: Request, pipeline: Pipeline, envelope: Envelope, regis
 async def decide_all(
     request: Request, pipeline: Pipeline, envelopes: list[Envelope], registration: Registration
 ) -> list[Answer]:
-    """A batch's events decided in one transaction (one commit flush for the batch), each with
-    its own answer; if a decision fails unexpectedly, they are decided again one by one, each
-    in its own. Inside a request's Idempotency-Key transaction they join that one instead."""
+    """A batch's events decided set-based in one transaction (`Pipeline.decide_many`: one claim,
+    one insert of the new people with their outbox rows, one answer statement per round), each
+    with its own answer; if a decision fails unexpectedly (or an RSVP's event is not known yet),
+    they are decided again one by one, each in its own transaction. Inside a request's
+    Idempotency-Key transaction they join that one instead."""
     if len(envelopes) == 1 or AMBIENT.get() is not None:
         return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
+    answers: list[Answer | None] = [_other_source(pipeline, e, registration) for e in envelopes]
+    mine = [(i, e) for i, e in enumerate(envelopes) if answers[i] is None]
     try:
         # A decision that failed and was still answered (say, not yet known) left writes
         # behind: `one_transaction` then commits nothing, and the batch goes event by event.
         async with one_transaction():
-            return [await decide(request, pipeline, envelope, registration) for envelope in envelopes]
+            decided = await pipeline.decide_many(
+                _uow(request), [(e, registration) for _, e in mine], apply, apply.many, now=datetime.now(UTC)
+            )
+        for (i, _), answer in zip(mine, decided, strict=True):
+            answers[i] = answer
+        return [answer for answer in answers if answer is not None]
     except TRANSIENT_ERRORS:
         raise
     except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,8 @@ import asyncpg
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.db import Conn
-from pitchin_core.errors import Conflict, FieldError, NotFound
+from pitchin_core.errors import Conflict, DomainError, FieldError, NotFound
+from pitchin_core.outbox import StagedEvent
 from pitchin_core.uow import Transactions
 from pitchin_signups import storage
 from pitchin_signups.domain import csv_import
@@ -42,14 +44,47 @@ async def sign_up(
         await check_skills(tx.conn, caller.federation_id, [s.skill for s in donor.skills], "skills", taxonomies)
         registered = tx.stage(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")
         if not await storage.insert_donor(tx.conn, donor, registered):
-            raise Conflict(
-                "A donor with this email has already signed up in this federation.",
-                title="Already signed up",
-                kind="/problems/duplicate",
-                errors=[FieldError("email", "already signed up")],
-            )
+            raise _already_signed_up()
         tx.emitted_by_sql(registered.event_id)
     return donor
+
+
+def _already_signed_up() -> Conflict:
+    return Conflict(
+        "A donor with this email has already signed up in this federation.",
+        title="Already signed up",
+        kind="/problems/duplicate",
+        errors=[FieldError("email", "already signed up")],
+    )
+
+
+async def sign_up_many(
+    uow: Transactions, signups: Sequence[tuple[Caller, DonorSignup]], now: datetime
+) -> list[DonorRegisteredV1 | DomainError]:
+    """Many sign-ups in one transaction, set-based: every donor row and its outbox event in one
+    statement, each federation's taxonomy read once. Each is refused alone, with what `sign_up`
+    would raise (a rule, an unknown skill, an email already signed up, an earlier one of the
+    same batch included), and nothing of a refused one is written."""
+    results: list[DonorRegisteredV1 | DomainError] = []
+    async with uow() as tx:
+        taxonomies: dict[str, dict[str, str]] = {}
+        staged: list[tuple[DonorRegisteredV1, StagedEvent]] = []
+        for caller, signup in signups:
+            try:
+                donor = _registered(caller, signup, now)
+                if caller.federation_id not in taxonomies:
+                    taxonomies[caller.federation_id] = await known_skills(tx.conn, caller.federation_id)
+                check_known([s.skill for s in donor.skills], taxonomies[caller.federation_id], "skills")
+            except DomainError as refused:
+                results.append(refused)
+                continue
+            results.append(donor)
+            staged.append((donor, tx.stage(donor, key=donor.donor_id, subject=f"donors/{donor.donor_id}")))
+        inserted = await storage.insert_donors(tx.conn, staged)
+        tx.emitted_by_sql(*(registered.event_id for donor, registered in staged if donor.donor_id in inserted))
+    return [
+        _already_signed_up() if isinstance(r, DonorRegisteredV1) and r.donor_id not in inserted else r for r in results
+    ]
 
 
 def donor_view(row: asyncpg.Record) -> dict[str, Any]:
