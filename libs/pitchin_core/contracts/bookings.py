@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
-from pitchin_core.contracts.common import EventData, Identifier, LanguageTag
+from pitchin_core.contracts.common import Email, EventData, Identifier, LanguageTag
 
 
 class BookingFacts(EventData):
@@ -15,7 +15,7 @@ class BookingFacts(EventData):
     event_id: Identifier
     donor_id: Identifier | None = None
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    email: Email
     language: LanguageTag = "en"
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic.networks import validate_email
 
 Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
 Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
@@ -21,6 +23,15 @@ def _check_time_zone(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=65_536)
+def _valid_email(address: str) -> str:
+    return validate_email(address)[1]
+
+
+# pydantic's EmailStr, with each address's check remembered: email_validator took 41% of the
+# ingest door's CPU, as an ingested person's address is checked by the ingest contract and
+# again by the donor.registered built from it. The same rule and the same JSON Schema.
+Email = Annotated[str, AfterValidator(_valid_email), WithJsonSchema({"type": "string", "format": "email"})]
 TimeZoneName = Annotated[str, Field(max_length=64, examples=["Europe/London"]), AfterValidator(_check_time_zone)]
 # Every string and list in a contract has a maximum, so no request can make an event larger
 # than Kafka takes (1 MB) or than a consumer should hold: tests/unit/test_bounded_inputs.py walks them all.

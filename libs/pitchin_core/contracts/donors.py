@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
 from pitchin_core.contracts.common import (
     MAX_CAUSES,
@@ -15,6 +15,7 @@ from pitchin_core.contracts.common import (
     Consent,
     ContactPreferences,
     DonorSkill,
+    Email,
     EventData,
     Identifier,
     LanguageTag,
@@ -34,7 +35,7 @@ class DonorRegisteredV1(EventData):
     event_type: ClassVar[str] = "org.pitchin.donor.registered.v1"
     donor_id: Identifier
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    email: Email
     phone: PhoneNumber | None = None
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability
@@ -55,7 +56,7 @@ class DonorUpdatedV1(EventData):
     donor_id: Identifier
     version: int = Field(ge=1)
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    email: Email
     phone: PhoneNumber | None = None
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability

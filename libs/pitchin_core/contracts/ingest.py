@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import EmailStr, Field, HttpUrl, model_validator
+from pydantic import Field, HttpUrl, model_validator
 
 from pitchin_core.contracts.common import (
     MAX_CAUSES,
@@ -31,6 +31,7 @@ from pitchin_core.contracts.common import (
     ContactPreferences,
     Contract,
     DonorSkill,
+    Email,
     EventData,
     Identifier,
     LanguageTag,
@@ -65,7 +66,7 @@ class IngestPersonSignedUpV1(Published):
 
     event_type: ClassVar[str] = PREFIX + "person-signed-up.v1"
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    email: Email
     phone: PhoneNumber | None = None
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability
@@ -82,7 +83,7 @@ class IngestPersonUpdatedV1(Published):
 
     event_type: ClassVar[str] = PREFIX + "person-updated.v1"
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: PhoneNumber | None = None
     skills: list[DonorSkill] | None = Field(default=None, min_length=1, max_length=30)
     availability: Availability | None = None
@@ -146,7 +147,7 @@ class IngestEventCreatedV1(Published):
     free_places: bool = True
     booking_deadline: datetime | None = None
     waitlist: bool = True
-    organiser_email: EmailStr
+    organiser_email: Email
     draft: bool = Field(default=False, description="Create as a draft rather than published")
 
 
@@ -169,7 +170,7 @@ class IngestEventChangedV1(Published):
     free_places: bool | None = None
     booking_deadline: datetime | None = None
     waitlist: bool | None = None
-    organiser_email: EmailStr | None = None
+    organiser_email: Email | None = None
 
     @model_validator(mode="after")
     def _times_together(self) -> IngestEventChangedV1:
@@ -197,7 +198,7 @@ class IngestRsvpMadeV1(Published, EventReference):
 
     event_type: ClassVar[str] = PREFIX + "rsvp-made.v1"
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    email: Email
     language: LanguageTag = "en"
 
     @model_validator(mode="after")

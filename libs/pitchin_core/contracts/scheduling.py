@@ -11,9 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
-from pitchin_core.contracts.common import Contract, EventData, Identifier, Label, TimeZoneName, Url
+from pitchin_core.contracts.common import Contract, Email, EventData, Identifier, Label, TimeZoneName, Url
 
 
 class EventKind(StrEnum):
@@ -72,7 +72,7 @@ class EventCreatedV1(EventData):
     online_url: Url | None = None
     capacity: int | None = Field(default=None, ge=1)
     free_places: bool = True
-    organiser_email: EmailStr
+    organiser_email: Email
     status: EventStatus = EventStatus.published
     version: int = Field(default=1, ge=1)
     booking_deadline: datetime | None = None
@@ -111,7 +111,7 @@ class EventSnapshot(EventFacts):
     supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
     image_urls: list[Url] = Field(default_factory=list, max_length=10)
     series_id: Identifier | None = None
-    organiser_email: EmailStr
+    organiser_email: Email
 
 
 class EventPublishedV1(EventSnapshot):
@@ -232,4 +232,4 @@ class ReminderDueV1(EventFacts):
     venue_address: str | None = Field(default=None, max_length=500)
     online_url: Url | None = None
     hashtag: Label | None = None
-    organiser_email: EmailStr
+    organiser_email: Email

@@ -14,10 +14,10 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import EmailStr, Field, HttpUrl
+from pydantic import Field, HttpUrl
 
 from pitchin_core.auth import CallerDep
-from pitchin_core.contracts.common import Contract
+from pitchin_core.contracts.common import Contract, Email
 from pitchin_core.contracts.scheduling import EventKind, EventStatus
 from pitchin_core.http import Problem
 from pitchin_core.uow import UnitOfWork
@@ -286,7 +286,7 @@ async def attendees(event_id: str, caller: CallerDep, request: Request) -> list[
 
 
 @router.get("/people/calendar", response_model=PersonFeed, tags=["attendees"])
-async def person_calendar_link(email: EmailStr, caller: CallerDep, request: Request) -> PersonFeed:
+async def person_calendar_link(email: Email, caller: CallerDep, request: Request) -> PersonFeed:
     """The private feed URL of a person's bookings, to send them (calendar apps send no API key)."""
     token = await service.person_feed_token(_uow(request), caller, str(email))
     return PersonFeed(email=str(email), feed_url=f"{_base_url(request)}/v1/feeds/{token}.ics")

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import EmailStr, Field, HttpUrl, field_validator, model_validator
+from pydantic import Field, HttpUrl, field_validator, model_validator
 
-from pitchin_core.contracts.common import Contract, EventData, Label, TimeZoneName
+from pitchin_core.contracts.common import Contract, Email, EventData, Label, TimeZoneName
 from pitchin_core.contracts.scheduling import (
     EventArchivedV1,
     EventCancelledV1,
@@ -80,7 +80,7 @@ class EventDraft(Contract):
     co_hosts: list[Label] = Field(default_factory=list, max_length=20)
     supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
     image_urls: list[HttpUrl] = Field(default_factory=list, max_length=10)
-    organiser_email: EmailStr
+    organiser_email: Email
     status: EventStatus = Field(default=EventStatus.published, description="draft or published")
     reminders: list[ReminderRule] | None = Field(
         default=None, max_length=10, description="Default: a day and an hour before, and at the start if online"
@@ -121,7 +121,7 @@ class EventChanges(Contract):
     co_hosts: list[Label] | None = Field(default=None, max_length=20)
     supporting_organisations: list[Label] | None = Field(default=None, max_length=50)
     image_urls: list[HttpUrl] | None = Field(default=None, max_length=10)
-    organiser_email: EmailStr | None = None
+    organiser_email: Email | None = None
     reminders: list[ReminderRule] | None = Field(default=None, max_length=10)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
-from pitchin_core.contracts.common import Contract, Identifier, LanguageTag
+from pitchin_core.contracts.common import Contract, Email, Identifier, LanguageTag
 from pitchin_core.contracts.scheduling import (
     EventArchivedV1,
     EventCancelledV1,
@@ -25,7 +25,7 @@ from pitchin_core.errors import Refused
 class BookingRequest(Contract):
     # No NUL: PostgreSQL cannot store it, and one in a rush's batch would fail the whole batch.
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
-    email: EmailStr
+    email: Email
     donor_id: Identifier | None = None
     language: LanguageTag = "en"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
 from pitchin_core.contracts.common import (
     MAX_CAUSES,
@@ -14,6 +14,7 @@ from pitchin_core.contracts.common import (
     ContactPreferences,
     Contract,
     DonorSkill,
+    Email,
     Identifier,
     LanguageTag,
     PhoneNumber,
@@ -28,7 +29,7 @@ class DonorSignup(Contract):
     """What a person tells us when they offer what they know."""
 
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    email: Email
     phone: PhoneNumber | None = None
     skills: list[DonorSkill] = Field(min_length=1, max_length=30)
     availability: Availability
@@ -96,7 +97,7 @@ class DonorChanges(Contract):
     """A PATCH of a donor: only the fields given change."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: PhoneNumber | None = None
     skills: list[DonorSkill] | None = Field(default=None, min_length=1, max_length=30)
     availability: Availability | None = None
