@@ -187,3 +187,72 @@ def run_beside(app: FastAPI, start: Callable[[AsyncExitStack], Awaitable[None]])
             yield
 
     app.router.lifespan_context = lifespan
+
+
+# What each error answer of ours looks like (RFC 9457), for the OpenAPI document.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_PROBLEMS = {
+    "400": "The request cannot be read (e.g. a body that is not JSON)",
+    "401": "No API key, or one that is not known",
+    "403": "The key may not do this",
+    "404": "Nothing with this id for this caller",
+    "409": "It conflicts with the current state",
+    "413": "The body is larger than this route takes",
+    "414": "The URL is longer than 8 KiB",
+    "415": "The body's media type is not taken here",
+    "422": "A field is not valid; `errors` names each",
+    "429": "Too many requests; see Retry-After",
+    "503": "A dependency is away; retry after Retry-After",
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Describe every error answer in the OpenAPI document, as the gate and handlers give them.
+
+    Each operation gets the problem+json answers it can give: 409/413/415 when it takes a
+    body, and 400, 401, 403, 404, 414, 422, 429 and 503 always; FastAPI's own 422 schema
+    (which we never send) is replaced.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = PROBLEM_SCHEMA
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in spec.get("paths", {}).values():
+            for method, operation in operations.items():
+                # Routes with their own credentials (publisher keys, offer and unsubscribe
+                # tokens) refuse them too, and a token or query can name nothing: so always.
+                codes = ["400", "401", "403", "404", "414", "422", "429", "503"]
+                if method in ("post", "put", "patch", "delete"):
+                    codes += ["409", "413", "415"]
+                responses = operation.setdefault("responses", {})
+                for code in codes:
+                    if code == "422" or code not in responses:
+                        responses[code] = {"description": _PROBLEMS[code], "content": content}
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

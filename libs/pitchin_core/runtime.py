@@ -24,6 +24,7 @@ from pitchin_core.gate import RequestGate
 from pitchin_core.http import (
     NATIVE_TELEMETRY_OFF,
     RedMetricsMiddleware,
+    document_problems,
     install_error_handlers,
     install_health,
     trace_requests,
@@ -211,6 +212,7 @@ class Runtime:
         install_health(app, self.ready, self.metrics)
         for router in routers:
             app.include_router(router)
+        document_problems(app)
         trace_requests(app, self.tracer_provider, exporting=bool(self.settings.otlp_endpoint))
         if self.settings.trace_database:
             AsyncPGInstrumentor().instrument(  # type: ignore[no-untyped-call]
