@@ -186,6 +186,6 @@ async def problem(
         (b"connection", b"close"),
     ]
     if www_authenticate:
-        headers.append((b"www-authenticate", b"Bearer"))
+        headers.append((b"www-authenticate", b'Bearer realm="pitchin"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -78,6 +78,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = JSONResponse(exc.problem_body(), status_code=exc.status, media_type=PROBLEM_JSON)
         if isinstance(exc, Unavailable):
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="pitchin"'  # RFC 9110 §11.6.1
         return response
 
     @app.exception_handler(Problem)

@@ -123,6 +123,7 @@ def test_a_strangers_idempotency_key_stores_nothing(stack: Stack, tenant: Tenant
         headers={**bearer(stranger), "Idempotency-Key": idempotency_key},
     )
     assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Bearer")  # RFC 9110: a 401 says how to authenticate
     # The same key from a known caller is stored, so the query below can see a row when there is one.
     known = httpx.post(
         f"{stack['signups'].url}/v1/donors",

@@ -57,6 +57,8 @@ class BookingDoor:
             status, body, headers = await self._book(scope, receive, match.group(1))
         except DomainError as error:
             status, body, headers = error.status, json.dumps(error.problem_body()).encode(), [PROBLEM]
+            if status == 401:
+                headers = [*headers, (b"www-authenticate", b'Bearer realm="pitchin"')]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
