@@ -356,3 +356,18 @@ async def test_events_of_other_federations_or_unknown_events_cannot_be_booked(op
     with pytest.raises(NotFound):
         await bookings.of_event(db.uow, NEIGHBOUR, "evt_launch", None)
     assert await db.outbox() == []
+
+
+async def test_an_organisation_sees_and_cancels_only_bookings_of_its_own_events(open_service_database: Any) -> None:
+    db = await open_service_database("signups", MIGRATIONS)
+    event = _event(capacity=5)  # ORG's event
+    await _known_event(db, event)
+    booked = await bookings.book(db.uow, STAFF, event.event_id, _person(1), NOW)
+    # An organiser of another member organisation of the same federation: as if the id did not exist.
+    with pytest.raises(NotFound):
+        await bookings.get(db.uow, NEIGHBOUR, booked.booking_id)
+    with pytest.raises(NotFound):
+        await bookings.cancel(db.uow, NEIGHBOUR, booked.booking_id, NOW)
+    assert (await bookings.get(db.uow, ORGANISER, booked.booking_id))["status"] == "confirmed"
+    await bookings.cancel(db.uow, ORGANISER, booked.booking_id, NOW)
+    assert (await bookings.get(db.uow, STAFF, booked.booking_id))["status"] == "cancelled"

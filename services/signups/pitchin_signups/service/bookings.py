@@ -270,10 +270,11 @@ class BookingDesk:
 
 
 async def get(uow: Transactions, caller: Caller, booking_id: str) -> dict[str, Any]:
-    """A booking of the caller's federation, with its waitlist position while it waits."""
+    """A booking the caller may see (its federation's; an organisation's key: its own events'),
+    with its waitlist position while it waits. Another's is not found, not forbidden: ids are not confirmed."""
     async with uow(caller.tenant, readonly=True) as tx:
         row = await storage.get_booking(tx.conn, booking_id)
-        if row is None or row["federation_id"] != caller.federation_id:
+        if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
             raise NotFound("booking", booking_id)
         body = dict(row)
         if row["status"] == "waitlisted":
@@ -297,6 +298,11 @@ async def cancel(uow: Transactions, caller: Caller, booking_id: str, now: dateti
             "traceparent": traceparent,
             "tracestate": tracestate,
         }
+        if caller.organisation_id is not None:
+            # An organisation's key cancels bookings of its own events only (the SQL call checks the federation).
+            found = await storage.get_booking(tx.conn, booking_id)
+            if found is None or not caller.can_act_for(found["federation_id"], found["organisation_id"]):
+                raise NotFound("booking", booking_id)
         rows = await storage.cancel_booking(tx.conn, booking_id, caller.federation_id, now, json.dumps(meta))
         kinds = [r["kind"] for r in rows]
         if kinds == ["not_found"]:
