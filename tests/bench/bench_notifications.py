@@ -2,11 +2,12 @@
 
     .venv/bin/python -m tests.bench.bench_notifications [deliveries] [concurrency]
 
-Starts its own PostgreSQL and SMTP sink, stages N email deliveries (as a 100,000-recipient
+Starts its own PostgreSQL and an SMTP sink in a process of its own (parsing mail in this
+process would measure the sink, not the sender), stages N email deliveries (as a 100,000-recipient
 reminder's expansion would), then times the sender (claim, send over kept-open SMTP
 connections, record the outcome) until every row is sent. Beside it, the raw limit measured
-in the same run: plain aiosmtplib sends to the same sink with the same concurrency and the
-same kept-open connections, no database. Printed, never asserted.
+in the same run: plain aiosmtplib sends of ready-made mails to the same sink with the same
+concurrency and the same kept-open connections, no database. Printed, never asserted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import tempfile
 import time
 import uuid
-from email.message import EmailMessage
 from importlib.resources import files
 from pathlib import Path
 
@@ -24,12 +24,12 @@ import aiosmtplib
 
 from pitchin_core.db import create_pool, migrate
 from pitchin_core.telemetry import Metrics
-from pitchin_notifications.channels import EmailChannel
+from pitchin_notifications.channels import EmailChannel, mime_message
 from pitchin_notifications.sender import ChannelPolicy, Sender
 from pitchin_testing.install import ensure_installed
 from pitchin_testing.ports import free_port
 from pitchin_testing.postgres import PostgresServer
-from pitchin_testing.smtp_sink import SmtpSink
+from pitchin_testing.smtp_sink import SmtpSinkProcess
 from tests.e2e.helpers import eventually_async
 
 SCHEMA = "notifications_bench"
@@ -54,7 +54,7 @@ async def _stage(dsn: str, count: int) -> None:
         await pool.close()
 
 
-async def _sender_run(dsn: str, sink: SmtpSink, count: int, concurrency: int) -> float:
+async def _sender_run(dsn: str, sink: SmtpSinkProcess, count: int, concurrency: int) -> float:
     pool = await create_pool(dsn, SCHEMA, 6)
     channel = EmailChannel("127.0.0.1", sink.port, "Pitch In <no-reply@pitchin.local>", keep=concurrency)
     sender = Sender(
@@ -76,16 +76,35 @@ async def _sender_run(dsn: str, sink: SmtpSink, count: int, concurrency: int) ->
     finally:
         await sender.stop()
         await pool.close()
-    sent = len(sink.messages)
+    await eventually_async(
+        lambda: _true(sink.count() >= count), timeout=60, interval=0.05, what="every message in the sink's log"
+    )
+    sent = sink.count()
     if sent < count:
         raise RuntimeError(f"only {sent} of {count} messages reached the sink")
     return elapsed
 
 
-async def _raw_run(sink: SmtpSink, count: int, concurrency: int) -> float:
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _raw_run(sink: SmtpSinkProcess, count: int, concurrency: int) -> float:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(count):
         queue.put_nowait(n)
+    mails = [
+        mime_message(
+            header_from="Pitch In <no-reply@pitchin.local>",
+            to=f"raw{n}@example.org",
+            subject="Reminder: Online campaigning for strikes",
+            message_id=f"<raw{n}@pitchin.local>",
+            text=BODY,
+            html=f"<p>{BODY}</p>",
+            unsubscribe_url=None,
+        )
+        for n in range(count)
+    ]
 
     async def worker() -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, timeout=15, start_tls=False)
@@ -96,14 +115,7 @@ async def _raw_run(sink: SmtpSink, count: int, concurrency: int) -> float:
                     n = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                message = EmailMessage()
-                message["From"] = "Pitch In <no-reply@pitchin.local>"
-                message["To"] = f"raw{n}@example.org"
-                message["Subject"] = "Reminder: Online campaigning for strikes"
-                message["Message-ID"] = f"<raw{n}@pitchin.local>"
-                message.set_content(BODY)
-                message.add_alternative(f"<p>{BODY}</p>", subtype="html")
-                await client.send_message(message)
+                await client.sendmail("no-reply@pitchin.local", [f"raw{n}@example.org"], mails[n])
         finally:
             await client.quit()
 
@@ -120,14 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     state = Path(tempfile.mkdtemp(prefix="pitchin-bench-notifications-"))
     postgres = PostgresServer(state / "postgres", port=free_port())
     postgres.start()
-    sink = SmtpSink()
+    sink = SmtpSinkProcess(state / "mail.log")
     sink.start()
     try:
         dsn = postgres.create_database("bench_notifications")
         asyncio.run(migrate(dsn, SCHEMA, files("pitchin_notifications") / "migrations"))
         asyncio.run(_stage(dsn, count))
         sender_seconds = asyncio.run(_sender_run(dsn, sink, count, concurrency))
-        sink.clear()
         raw_seconds = asyncio.run(_raw_run(sink, count, concurrency))
         sender_rate = count / sender_seconds
         raw_rate = count / raw_seconds

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import httpx
 
-from pitchin_testing.smtp_sink import SmtpSink
+from pitchin_testing.smtp_sink import SmtpSinkProcess
+from tests.bench import targets
 from tests.bench.limits import (
     kafka_round_trip_ms,
     line,
@@ -70,15 +71,28 @@ async def _paced(client: httpx.AsyncClient, url: str, key: str, tag: str, rate: 
     return sent
 
 
-def _wait_for_mail(sink: SmtpSink, wanted: Callable[[str], bool], count: int, timeout: float) -> dict[str, float]:
-    """Recipient → arrival time of the wanted mails, once `count` arrived or the deadline passed."""
-    arrived = sink.wait_for_all(lambda m: wanted(str(m["To"])), count, timeout)
-    return {str(m["To"]): float(str(m["X-Sink-Received-At"])) for m in arrived}
+def _wait_for_mail(
+    sink: SmtpSinkProcess, wanted: Callable[[str], bool], count: int, timeout: float
+) -> dict[str, float]:
+    """Recipient → first arrival time of the wanted mails, once `count` arrived or the deadline passed.
+
+    The sink runs in its own process and logs (arrival time, recipient) per mail, taken as the
+    mail comes in: this process only reads that log, twice a second.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        arrived: dict[str, float] = {}
+        for to, at in sink.arrivals():
+            if wanted(to):
+                arrived.setdefault(to, at)
+        if len(arrived) >= count or time.monotonic() > deadline:
+            return arrived
+        time.sleep(0.5)
 
 
 def main() -> None:
-    with running_system() as system:
-        stack, kafka, sink, database_url = system.stack, system.kafka, system.sink, system.database_url
+    with running_system(sink_process=True) as system:
+        stack, kafka, sink, database_url = system.stack, system.kafka, system.mail_log, system.database_url
         key = stack.issue_key("fed-bench", "org-bench", "organiser")
         url = stack["signups"].url
         print("signups benchmark (services as processes; real Kafka 4.1.1, PostgreSQL 15, SMTP)")
@@ -112,22 +126,29 @@ def main() -> None:
         # whole path (relay, Kafka, matching, notifications, SMTP) goes when it is the bottleneck.
         welcomed = _wait_for_mail(sink, lambda to: to.startswith(f"{burst_tag}-"), SIGNUPS, 600)
         drained_at = max(welcomed.values(), default=time.time())
+        welcome_rate = len(welcomed) / max(drained_at - burst_started, 1e-9)
         print(
             line(
                 f"welcome emails sent/s (the burst's {len(welcomed)}/{SIGNUPS})",
-                len(welcomed) / max(drained_at - burst_started, 1e-9),
+                welcome_rate,
                 "per s",
                 "PG row+outbox txn/s (8 conns)",
                 raw_txn,
                 "per s",
             )
         )
+        targets.record(
+            f"welcome mails while draining {SIGNUPS:,} sign-ups",
+            f"{welcome_rate:.1f}/s ({len(welcomed)}/{SIGNUPS} arrived)",
+            ">= 300/s",
+            welcome_rate >= 300 and len(welcomed) == SIGNUPS,
+            f"PG row+outbox {raw_txn:.0f} txn/s (8 conns); ratio {welcome_rate / raw_txn:.2f}",
+        )
         print(
             f"  (the last welcome email arrived {drained_at - accepted_at:.1f} s after the last sign-up was accepted)"
         )
 
         for paced_rate in PACED_RATES:
-            sink.clear()
             tag = uuid.uuid4().hex[:6]
 
             async def paced(rate: int = paced_rate, tag: str = tag) -> dict[str, float]:

@@ -58,6 +58,7 @@ async def door(open_service_database: Any) -> AsyncIterator[Door]:
         pool=db.pool, uow=db.uow, api_keys=KnownKeys(), settings=SimpleNamespace(environment="production")
     )
     app.state.notifications = notifications
+    app.state.outbound_allow = ()  # the guard as in production: nothing private allowed
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as client:
         opened = Door(client, db, notifications)
         for attribute, organisation, role in (
@@ -93,7 +94,11 @@ async def test_refusals_answer_as_they_always_did(door: Door) -> None:
     private = await client.post(
         "/v1/webhooks", json={"url": "http://10.0.0.8/hook", "event_types": ["*"]}, headers=door.organiser
     )
-    _assert_plain_problem(private, 422, "Invalid request", "url: private addresses are not allowed")
+    refused = _problem(private)
+    assert private.status_code == 422 and refused["title"] == "Address not allowed"
+    assert refused["errors"] == [
+        {"field": "url", "message": "10.0.0.8 resolves to 10.0.0.8, a private address: use a public address"}
+    ]
     no_hook = await client.post("/v1/webhooks/00000000-0000-0000-0000-000000000000/enable", headers=door.organiser)
     assert no_hook.status_code == 404
     assert _problem(no_hook)["detail"] == "No such webhook subscription for this organisation."
@@ -123,6 +128,9 @@ async def test_the_log_resending_and_one_click_unsubscribe(door: Door) -> None:
     log = (await client.get("/v1/deliveries", headers=door.organiser)).json()
     [item] = log["items"]
     assert item["event_id"] == welcome.id and log["next"] is None
+    # The welcome links to the donor's own page with a signed token: the log shows where, not the token.
+    stored = await db.pool.fetchval("SELECT action_url FROM deliveries WHERE delivery_id = $1", item["delivery_id"])
+    assert "/me/d1." in stored and item["action_url"].endswith("/me/[signed]")
 
     pending = await client.post(f"/v1/deliveries/{item['delivery_id']}/resend", headers=door.organiser)
     assert pending.status_code == 409 and _problem(pending) == {

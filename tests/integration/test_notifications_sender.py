@@ -19,7 +19,9 @@ import pytest
 from pitchin_core.telemetry import Metrics
 from pitchin_notifications import storage
 from pitchin_notifications.channels import Outcome
-from pitchin_notifications.sender import ChannelPolicy, Sender
+from pitchin_notifications.sender import ChannelPolicy, ChannelSender, NotificationJobs, Sender
+from pitchin_notifications.service.messages import Notifications, Policy
+from pitchin_notifications.templates import Renderer
 from tests.e2e.helpers import eventually_async
 from tests.integration.conftest import ServiceDatabase
 
@@ -174,3 +176,89 @@ async def test_a_stop_lets_the_batch_in_hand_commit_and_starts_no_other(open_ser
     await asyncio.wait_for(stopping, timeout=5)
     assert sorted(adapter.sent) == sorted(ids)
     assert await _statuses(db) == Counter({"sent": 3, "pending": 2})
+
+
+class AnsweringEmail(RecordingEmail):
+    """Answers each recipient as told: accepted, try again later, or refused for good."""
+
+    def __init__(self, answers: dict[str, Outcome]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    async def send(self, row: Any) -> Outcome:
+        self.sent.append(row["delivery_id"])
+        return self.answers[row["recipient"]]
+
+
+async def test_one_batch_records_its_sent_retried_and_dead_rows_each_as_they_went(
+    open_service_database: Any,
+) -> None:
+    db = await open_service_database("notifications", MIGRATIONS)
+    ids = await _stage(db, 6)
+    # person5 has been tried twice before: with 3 attempts allowed, this failure is its last.
+    await db.pool.execute("UPDATE deliveries SET attempts = 2 WHERE recipient = 'person5@example.org'")
+    ok, later, refused = (
+        Outcome(provider_ref="250 ok"),
+        Outcome(error="451 try later"),
+        Outcome(error="550 no such user", permanent=True),
+    )
+    answers = {f"person{n}@example.org": a for n, a in enumerate([ok, ok, later, later, refused, later])}
+    adapter = AnsweringEmail(answers)
+    sender = _sender(db, adapter, attempts=3)
+    [worker] = sender.workers
+    assert isinstance(worker, ChannelSender)
+    before = await db.pool.fetchval("SELECT now()")
+
+    assert await worker.send_due() == 6  # one batch, nothing started in the background
+    assert sorted(adapter.sent) == sorted(ids)
+    rows = {
+        r["recipient"]: r
+        for r in await db.pool.fetch(
+            "SELECT recipient, status, attempts, last_error, provider_ref, sent_at, next_attempt_at FROM deliveries"
+        )
+    }
+    for n in (0, 1):
+        row = rows[f"person{n}@example.org"]
+        assert (row["status"], row["attempts"], row["provider_ref"], row["last_error"]) == ("sent", 1, "250 ok", None)
+        assert row["sent_at"] is not None
+    for n in (2, 3):
+        row = rows[f"person{n}@example.org"]
+        assert (row["status"], row["attempts"], row["last_error"], row["sent_at"]) == (
+            "pending",
+            1,
+            "451 try later",
+            None,
+        )
+        assert row["next_attempt_at"] > before  # backed off, not due again at once
+    refused_row, exhausted_row = rows["person4@example.org"], rows["person5@example.org"]
+    assert (refused_row["status"], refused_row["attempts"]) == ("dead", 1)
+    assert (exhausted_row["status"], exhausted_row["attempts"]) == ("dead", 3)
+    letters = {
+        r["recipient"]: (r["attempts"], r["reason"])
+        for r in await db.pool.fetch("SELECT recipient, attempts, reason FROM dead_letters")
+    }
+    assert letters == {"person4@example.org": (1, "550 no such user"), "person5@example.org": (3, "451 try later")}
+    assert await worker.send_due() == 0  # the retried rows wait for their time; the others are finished
+
+
+async def test_jobs_that_found_nothing_do_not_wake_themselves_into_a_busy_loop(open_service_database: Any) -> None:
+    db = await open_service_database("notifications", MIGRATIONS)
+    policy = Policy(
+        public_base_url="http://127.0.0.1:8000", unsubscribe_key=b"k" * 32, quiet_hours=None, digest_seconds=60
+    )
+    notifications = Notifications(Renderer(), policy)
+    sender = Sender(
+        db.pool,
+        Metrics("notifications-test"),
+        schema=db.schema,
+        adapters={"email": RecordingEmail()},
+        policies={"email": ChannelPolicy(max_attempts=6, concurrency=10)},
+        jobs=(lambda: notifications.expand_next_job(db.uow), lambda: notifications.make_digests(db.uow)),
+    )
+    db.uow.on_committed_writes(sender.wake)  # as notifications' main wires it
+    jobs = sender.workers[-1]
+    assert isinstance(jobs, NotificationJobs)
+    # Each job commits a transaction that wrote nothing, and every commit wakes the workers: the
+    # idle service used to go round again at once, for ever (a core of Python, most of one of PostgreSQL).
+    assert await jobs.work_once() == 0
+    assert not jobs._wake.is_set()

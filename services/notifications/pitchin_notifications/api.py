@@ -140,8 +140,7 @@ async def create_webhook(caller: CallerDep, request: Request, body: NewSubscript
         event_types=body.event_types,
         description=body.description,
         disable_after=body.disable_after or _service(request).policy.webhook_disable_after,
-        # Local runs and tests post to receivers on 127.0.0.1.
-        private_addresses=request.app.state.runtime.settings.environment not in ("staging", "production"),
+        allowed=request.app.state.outbound_allow,
     )
     # The secret is shown once, here; receivers verify webhook-signature with it.
     return {**_row(row), "secret": row["secret"]}
@@ -264,7 +263,9 @@ async def get_channel_config(caller: CallerDep, request: Request) -> dict[str, A
 
 @router.put("/channel-config", tags=["settings"])
 async def put_channel_config(caller: CallerDep, request: Request, body: ChannelConfig) -> dict[str, Any]:
-    row = await configuration.put_channels(_uow(request), caller, body.model_dump())
+    row = await configuration.put_channels(
+        _uow(request), caller, body.model_dump(), allowed=request.app.state.outbound_allow
+    )
     return {"federation_id": caller.federation_id, **(_row(row) if row else {})}
 
 
@@ -274,7 +275,12 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribe</
 <p>{text}</p>{form}</body></html>"""
 
 
-@router.get("/unsubscribe", response_class=HTMLResponse, tags=["unsubscribe"])
+@router.get(
+    "/unsubscribe",
+    response_class=HTMLResponse,
+    tags=["unsubscribe"],
+    responses={404: {"description": "The link is not valid (a page saying so)", "content": {"text/html": {}}}},
+)
 async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     """A page with a button: a GET never unsubscribes (link scanners follow links)."""
     who = _service(request).check_token(token)

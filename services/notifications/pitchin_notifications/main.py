@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 
 from pitchin_core.http import run_beside
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.outbound import parse_allowed
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings, local_secret
 from pitchin_notifications import api, handlers
@@ -50,6 +51,9 @@ class NotificationsSettings(ServiceSettings):
     retry_cap_seconds: float = Field(default=900.0, gt=0)
     quiet_hours: str = Field(default="21:00-08:00", description="default quiet hours; '' for none")
     digest_seconds: int = Field(default=86_400, ge=0, description="how long low-priority messages wait for a digest")
+    # Private networks the operator lets webhooks, SMS and SMTP reach (comma-separated, e.g. a
+    # test receiver's "127.0.0.1/32"); every other inside address is refused (pitchin_core.outbound).
+    outbound_allow: str = ""
     # Secrets (ServiceSettings refuses local or weak ones in staging and production).
     unsubscribe_secret: str = local_secret("unsubscribe-secret")
     # Signs the links to donors' own pages on the web front (shared with the web front).
@@ -81,6 +85,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     handlers.register(runtime, notifications)
     app = runtime.http_app([api.router], title="Pitch In notifications")
     app.state.notifications = notifications
+    app.state.outbound_allow = allowed = parse_allowed(settings.outbound_allow)
 
     async def start_sender(workers: AsyncExitStack) -> None:
         http = await workers.enter_async_context(
@@ -88,12 +93,21 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         )
         adapters: dict[str, ChannelAdapter] = {
             "email": EmailChannel(
-                settings.smtp_host, settings.smtp_port, settings.mail_from, keep=settings.email_concurrency
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.mail_from,
+                keep=settings.email_concurrency,
+                allowed=allowed,
             ),
             "sms": SmsChannel(
-                http, settings.sms_base_url, settings.sms_account_sid, settings.sms_auth_token, settings.sms_from
+                http,
+                settings.sms_base_url,
+                settings.sms_account_sid,
+                settings.sms_auth_token,
+                settings.sms_from,
+                allowed=allowed,
             ),
-            "webhook": WebhookChannel(http),
+            "webhook": WebhookChannel(http, allowed=allowed),
         }
         batch = settings.sender_batch_size
         sender = Sender(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,64 +19,91 @@ Pool = Conn | asyncpg.Pool
 # Deliveries -----------------------------------------------------------------------------
 
 
-async def stage_delivery(
-    conn: Conn,
-    *,
-    idempotency_key: str,
-    federation_id: str,
-    organisation_id: str | None,
-    event_id: str,
-    event_type: str,
-    channel: str,
-    recipient: str,
-    subject: str,
-    body_text: str,
-    body_html: str | None,
-    traceparent: str | None,
-    template: str = "",
-    language: str = "en",
-    priority: int = 1,
-    bulk: bool = False,
-    person_ref: str | None = None,
-    subscription_id: uuid.UUID | None = None,
-    action_url: str | None = None,
-    unsubscribe_url: str | None = None,
-    segments: int | None = None,
-    status: str = "pending",
-    next_attempt_at: datetime | None = None,
-    delivery_id: uuid.UUID | None = None,
-) -> bool:
-    result: str = await conn.execute(
-        "INSERT INTO deliveries (delivery_id, idempotency_key, federation_id, organisation_id, event_id, event_type,"
-        " channel, recipient, subject, body_text, body_html, traceparent, template, language, priority, bulk,"
-        " person_ref, subscription_id, action_url, unsubscribe_url, segments, status, next_attempt_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,"
-        " $22, coalesce($23, now())) ON CONFLICT (idempotency_key) DO NOTHING",
-        delivery_id or uuid.uuid4(),
-        idempotency_key,
-        federation_id,
-        organisation_id,
-        event_id,
-        event_type,
-        channel,
-        recipient,
-        subject,
-        body_text,
-        body_html,
-        traceparent,
-        template,
-        language,
-        priority,
-        bulk,
-        person_ref,
-        subscription_id,
-        action_url,
-        unsubscribe_url,
-        segments,
-        status,
-        next_attempt_at,
-    )
-    return result == "INSERT 0 1"
+@dataclass(frozen=True)
+class NewDelivery:
+    """One delivery to stage: every column `stage_deliveries` writes."""
+
+    idempotency_key: str
+    federation_id: str
+    organisation_id: str | None
+    event_id: str
+    event_type: str
+    channel: str
+    recipient: str
+    subject: str
+    body_text: str
+    body_html: str | None
+    traceparent: str | None
+    template: str = ""
+    language: str = "en"
+    priority: int = 1
+    bulk: bool = False
+    person_ref: str | None = None
+    subscription_id: uuid.UUID | None = None
+    action_url: str | None = None
+    unsubscribe_url: str | None = None
+    segments: int | None = None
+    status: str = "pending"
+    next_attempt_at: datetime | None = None
+    delivery_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+# (column, array type) in the order of NewDelivery's fields; next_attempt_at NULL means now().
+_STAGED_COLUMNS = (
+    ("idempotency_key", "text"),
+    ("federation_id", "text"),
+    ("organisation_id", "text"),
+    ("event_id", "text"),
+    ("event_type", "text"),
+    ("channel", "text"),
+    ("recipient", "text"),
+    ("subject", "text"),
+    ("body_text", "text"),
+    ("body_html", "text"),
+    ("traceparent", "text"),
+    ("template", "text"),
+    ("language", "text"),
+    ("priority", "smallint"),
+    ("bulk", "boolean"),
+    ("person_ref", "text"),
+    ("subscription_id", "uuid"),
+    ("action_url", "text"),
+    ("unsubscribe_url", "text"),
+    ("segments", "integer"),
+    ("status", "text"),
+    ("next_attempt_at", "timestamptz"),
+    ("delivery_id", "uuid"),
+)
+_STAGE_SQL = (
+    "INSERT INTO deliveries ("
+    + ", ".join(c for c, _ in _STAGED_COLUMNS)
+    + ") SELECT "
+    + ", ".join("coalesce(next_attempt_at, now())" if c == "next_attempt_at" else c for c, _ in _STAGED_COLUMNS)
+    + " FROM unnest("
+    + ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(_STAGED_COLUMNS))
+    + ") AS x("
+    + ", ".join(c for c, _ in _STAGED_COLUMNS)
+    + ") ON CONFLICT (idempotency_key) DO NOTHING"
+)
+
+
+async def stage_deliveries(conn: Conn, deliveries: Sequence[NewDelivery]) -> int:
+    """Stage many deliveries in one statement; one already staged under its idempotency key is left as it is.
+
+    Returns how many were new (a key repeated within the call is staged once).
+    """
+    if not deliveries:
+        return 0
+    columns = [[getattr(d, c) for d in deliveries] for c, _ in _STAGED_COLUMNS]
+    result: str = await conn.execute(_STAGE_SQL, *columns)
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def stage_delivery(conn: Conn, **columns: Any) -> bool:
+    """Stage one delivery (`NewDelivery`'s fields as keywords); False when its idempotency key was staged before."""
+    if columns.get("delivery_id") is None:
+        columns.pop("delivery_id", None)
+    return await stage_deliveries(conn, [NewDelivery(**columns)]) == 1
 
 
 async def claim_due(conn: Conn, channel: str, limit: int) -> list[asyncpg.Record]:
@@ -112,36 +139,70 @@ async def mark_sent(conn: Conn, sent: Sequence[tuple[uuid.UUID, str | None]]) ->
     )
 
 
-async def mark_retry(conn: Conn, delivery_id: uuid.UUID, error: str, retry_at: datetime) -> None:
+async def mark_retry(conn: Conn, retries: Sequence[tuple[uuid.UUID, str, datetime]]) -> None:
+    """Count a failed attempt on each (delivery, error, next attempt at), in one statement."""
+    if not retries:
+        return
     await conn.execute(
-        "UPDATE deliveries SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, updated_at = now()"
-        " WHERE delivery_id = $1",
-        delivery_id,
-        error[:2000],
-        retry_at,
+        "UPDATE deliveries d SET attempts = d.attempts + 1, last_error = x.error, next_attempt_at = x.retry_at,"
+        " updated_at = now() FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(id, error, retry_at)"
+        " WHERE d.delivery_id = x.id",
+        [r[0] for r in retries],
+        [r[1][:2000] for r in retries],
+        [r[2] for r in retries],
     )
 
 
-async def mark_dead(conn: Conn, delivery_id: uuid.UUID, error: str, attempted: bool = True) -> None:
-    """Give up: the row says dead and a dead-letter record keeps the reason."""
+async def mark_dead(conn: Conn, dead: Sequence[tuple[uuid.UUID, str]], attempted: bool = True) -> None:
+    """Give up on each (delivery, error): the row says dead and a dead-letter record keeps the reason."""
+    if not dead:
+        return
     await conn.execute(
-        "WITH d AS (UPDATE deliveries SET status = 'dead', attempts = attempts + $3::int, last_error = $2,"
-        " updated_at = now() WHERE delivery_id = $1"
-        " RETURNING delivery_id, federation_id, organisation_id, channel, event_type, recipient, attempts)"
+        "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS x(id, error)),"
+        " d AS (UPDATE deliveries SET status = 'dead', attempts = attempts + $3::int, last_error = x.error,"
+        " updated_at = now() FROM x WHERE delivery_id = x.id"
+        " RETURNING delivery_id, federation_id, organisation_id, channel, event_type, recipient, attempts, x.error)"
         " INSERT INTO dead_letters (delivery_id, federation_id, organisation_id, channel, event_type, recipient,"
         " attempts, reason) SELECT delivery_id, federation_id, organisation_id, channel, event_type, recipient,"
-        " attempts, $2 FROM d ON CONFLICT (delivery_id) DO UPDATE SET reason = excluded.reason,"
+        " attempts, error FROM d ON CONFLICT (delivery_id) DO UPDATE SET reason = excluded.reason,"
         " attempts = excluded.attempts, dead_at = now(), resent_at = NULL",
-        delivery_id,
-        error[:2000],
+        [d[0] for d in dead],
+        [d[1][:2000] for d in dead],
         1 if attempted else 0,
     )
 
 
 async def next_due_at(conn: Pool) -> datetime | None:
+    """When the next delivery (any channel), fan-out or digest falls due."""
     value: datetime | None = await conn.fetchval(
         "SELECT least((SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'),"
         " (SELECT min(not_before) FROM fanouts WHERE done_at IS NULL),"
+        " (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'held'))"
+    )
+    return value
+
+
+async def next_delivery_due_at(conn: Pool, channel: str) -> datetime | None:
+    """When this channel's next pending delivery falls due: one probe of `deliveries_due` per (bulk, priority).
+
+    `min(next_attempt_at)` over the pending rows would read the whole index (it is ordered by
+    channel, bulk and priority first): 100,000 entries during a fan-out, for every idle pass of
+    every worker.
+    """
+    value: datetime | None = await conn.fetchval(
+        "SELECT min(due.next_attempt_at) FROM (VALUES (false, 0), (false, 1), (false, 2), (true, 0), (true, 1),"
+        " (true, 2)) AS k(bulk, priority), LATERAL (SELECT next_attempt_at FROM deliveries"
+        " WHERE status = 'pending' AND channel = $1 AND bulk = k.bulk AND priority = k.priority::smallint"
+        " ORDER BY next_attempt_at LIMIT 1) AS due",
+        channel,
+    )
+    return value
+
+
+async def next_job_due_at(conn: Pool) -> datetime | None:
+    """When the next fan-out job or digest falls due."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT least((SELECT min(not_before) FROM fanouts WHERE done_at IS NULL),"
         " (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'held'))"
     )
     return value

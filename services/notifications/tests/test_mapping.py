@@ -214,10 +214,14 @@ def test_overrides_organisation_before_federation_before_package_and_html_stays_
 
 def test_override_templates_run_in_a_sandbox() -> None:
     renderer = Renderer()
+    escape = "{{ name.__class__.__mro__[1].__subclasses__() }}"
     with pytest.raises(Exception, match=r"unsafe|not safely|access"):
-        [rule] = rules_for("org.pitchin.donor.registered.v1", {})
-        [message] = plan(rule, PERSON, donor_registered(), public_base_url=BASE)
-        renderer.render(message, {("organisation", "en", "text"): "{{ name.__class__.__mro__[1].__subclasses__() }}"})
+        renderer.check("text", escape)  # refused when saved
+    # One stored before the check (or a sandbox rule added since) gives way to the default at send.
+    [rule] = rules_for("org.pitchin.donor.registered.v1", {})
+    [message] = plan(rule, PERSON, donor_registered(), public_base_url=BASE)
+    rendered = renderer.render(message, {("organisation", "en", "text"): escape})
+    assert rendered.text == renderer.render(message).text and "subclasses" not in rendered.text
 
 
 def test_donors_mail_links_to_pages_they_can_open_without_a_password() -> None:

@@ -8,35 +8,12 @@ space-separated list of ``v1,<base64>`` signatures); this module adds what is ou
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from pitchin_core.errors import DomainError
 from pitchin_core.signing import verify_webhook, webhook_headers
-
-
-class PrivateAddress(DomainError):
-    """An endpoint on a private, loopback or link-local address: it would let a tenant probe our network."""
-
-    status = 422
-    default_title = "Invalid request"
-
-
-def refuse_private(url: str) -> None:
-    """Raise PrivateAddress for `localhost` or an IP literal that is not public; names are not resolved."""
-    host = urlsplit(url).hostname or ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost":
-            raise PrivateAddress("url: private addresses are not allowed") from None
-        return
-    if address.is_private or address.is_loopback or address.is_link_local:
-        raise PrivateAddress("url: private addresses are not allowed")
 
 
 def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:

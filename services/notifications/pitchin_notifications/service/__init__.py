@@ -24,7 +24,12 @@ def require_manager(caller: Caller) -> None:
         raise Forbidden(f"A {caller.role} key cannot change notification settings.")
 
 
+# The role of the platform's own operators: the only one that may point a federation's mail or
+# texts at another server (its keys are issued to a federation, like staff keys).
+PLATFORM_OPERATOR = "platform-operator"
+
+
 def require_federation_staff(caller: Caller) -> None:
     """A federation's channels (its SMTP server, SMS account, quiet hours) serve all its organisations."""
-    if caller.role != "federation-staff" or caller.organisation_id is not None:
+    if caller.role not in ("federation-staff", PLATFORM_OPERATOR) or caller.organisation_id is not None:
         raise Forbidden("Only a federation staff key can change the federation's channels.")

@@ -10,6 +10,7 @@ from pitchin_core.auth import Caller
 from pitchin_core.errors import Conflict, NotFound
 from pitchin_core.uow import Transactions
 from pitchin_notifications import storage
+from pitchin_notifications.domain.redaction import shown_link
 from pitchin_notifications.service import require_manager
 from pitchin_notifications.storage import EVERY_DELIVERY, LogFilter
 
@@ -17,10 +18,10 @@ from pitchin_notifications.storage import EVERY_DELIVERY, LogFilter
 async def log(
     uow: Transactions, caller: Caller, limit: int, before: datetime | None, only: LogFilter = EVERY_DELIVERY
 ) -> list[dict[str, Any]]:
-    """The caller's deliveries, newest first, from before `before`."""
+    """The caller's deliveries, newest first, from before `before`; links shown without their credentials."""
     async with uow(caller.tenant, readonly=True) as tx:
         rows = await storage.list_deliveries(tx.conn, caller.federation_id, caller.organisation_id, limit, before, only)
-    return [dict(r) for r in rows]
+    return [_shown(r) for r in rows]
 
 
 async def one(uow: Transactions, caller: Caller, delivery_id: uuid.UUID) -> dict[str, Any]:
@@ -28,7 +29,12 @@ async def one(uow: Transactions, caller: Caller, delivery_id: uuid.UUID) -> dict
         row = await storage.get_delivery(tx.conn, caller.federation_id, caller.organisation_id, delivery_id)
     if row is None:
         raise NotFound("delivery", str(delivery_id), detail="No such delivery for this organisation.")
-    return dict(row)
+    return _shown(row)
+
+
+def _shown(row: Any) -> dict[str, Any]:
+    """A delivery as the log shows it: its action link without the donor's credential."""
+    return {**dict(row), "action_url": shown_link(row["action_url"])}
 
 
 async def resend(uow: Transactions, caller: Caller, delivery_id: uuid.UUID) -> str:

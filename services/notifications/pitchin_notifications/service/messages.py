@@ -93,6 +93,20 @@ class TenantPolicy:
     digest_seconds: int
 
 
+@dataclass(frozen=True)
+class _Staging:
+    """What every delivery staged for one event (or one page of a fan-out) shares."""
+
+    event_id: str
+    event_type: str
+    federation_id: str
+    organisation_id: str | None
+    tenant: TenantPolicy
+    now: datetime
+    traceparent: str | None
+    bulk: bool
+
+
 async def _nothing_to_learn(conn: Conn) -> None:
     return None
 
@@ -281,21 +295,38 @@ class Notifications:
         traceparent: str | None,
         *,
         bulk: bool,
-        overrides: Overrides | None = None,
-        event: dict[str, Any] | None = None,
     ) -> int:
+        """Stage what `rule` sends one person (a one-to-one message)."""
         federation_id: str = data["federation_id"]
-        organisation_id: str | None = data.get("organisation_id")
-        if event is None and data.get("event_id"):
-            event = await storage.get_event(conn, str(data["event_id"]))
-        hashes = [(c, address_hash(a)) for c, a in (("email", person.email), ("sms", person.phone)) if a]
-        blocked = await storage.suppressed(conn, federation_id, hashes)
-        suppressed = frozenset(
-            (c, a.lower())
-            for c, a in (("email", person.email), ("sms", person.phone))
-            if a and (c, address_hash(a)) in blocked
-        )
-        planned = plan(
+        event = await storage.get_event(conn, str(data["event_id"])) if data.get("event_id") else None
+        suppressed = await self._suppressed(conn, federation_id, [person])
+        planned = self._plan(rule, person, data, event, suppressed)
+        if not planned:
+            return 0
+        overrides = await self._overrides(conn, federation_id, data.get("organisation_id"), rule.template)
+        job = _Staging(event_id, event_type, federation_id, data.get("organisation_id"), tenant, now, traceparent, bulk)
+        return await storage.stage_deliveries(conn, [self._delivery(m, job, overrides) for m in planned])
+
+    async def _suppressed(self, conn: Conn, federation_id: str, people: list[Recipient]) -> frozenset[tuple[str, str]]:
+        """(channel, lower-cased address) of these people's addresses unsubscribed in the federation: one query."""
+        addresses = {
+            (channel, address_hash(address)): (channel, address.lower())
+            for person in people
+            for channel, address in (("email", person.email), ("sms", person.phone))
+            if address
+        }
+        blocked = await storage.suppressed(conn, federation_id, list(addresses))
+        return frozenset(addresses[key] for key in blocked if key in addresses)
+
+    def _plan(
+        self,
+        rule: Rule,
+        person: Recipient,
+        data: dict[str, Any],
+        event: dict[str, Any] | None,
+        suppressed: frozenset[tuple[str, str]],
+    ) -> list[PlannedMessage]:
+        return plan(
             rule,
             person,
             data,
@@ -304,47 +335,16 @@ class Notifications:
             suppressed=suppressed,
             donor_page=self._donor_page(rule, person),
         )
-        if not planned:
-            return 0
-        if overrides is None:
-            overrides = await self._overrides(conn, federation_id, organisation_id, rule.template)
-        staged = 0
-        for message in planned:
-            staged += await self._store(
-                conn,
-                message,
-                event_id,
-                event_type,
-                federation_id,
-                organisation_id,
-                tenant,
-                now,
-                traceparent,
-                bulk,
-                overrides,
-            )
-        return staged
 
-    async def _store(
-        self,
-        conn: Conn,
-        message: PlannedMessage,
-        event_id: str,
-        event_type: str,
-        federation_id: str,
-        organisation_id: str | None,
-        tenant: TenantPolicy,
-        now: datetime,
-        traceparent: str | None,
-        bulk: bool,
-        overrides: Overrides,
-    ) -> int:
+    def _delivery(self, message: PlannedMessage, job: _Staging, overrides: Overrides) -> storage.NewDelivery:
+        """One planned message rendered into the delivery row that stores it (no I/O)."""
         unsubscribe = (
-            self.unsubscribe_url(federation_id, message.recipient, message.channel)
+            self.unsubscribe_url(job.federation_id, message.recipient, message.channel)
             if message.channel == Channel.email
             else None
         )
         rendered = self.renderer.render(message, overrides, unsubscribe)
+        tenant, now = job.tenant, job.now
         status = "pending"
         due = release_at(now, message.time_zone, tenant.quiet_hours, message.priority, message.send_by)
         if message.priority is Priority.low and message.channel == Channel.email:
@@ -353,23 +353,22 @@ class Notifications:
                 now + timedelta(seconds=tenant.digest_seconds), message.time_zone, tenant.quiet_hours, Priority.normal
             )
         is_sms = message.channel == Channel.sms
-        inserted = await storage.stage_delivery(
-            conn,
-            idempotency_key=message.idempotency_key(event_id),
-            federation_id=federation_id,
-            organisation_id=organisation_id,
-            event_id=event_id,
-            event_type=event_type,
+        return storage.NewDelivery(
+            idempotency_key=message.idempotency_key(job.event_id),
+            federation_id=job.federation_id,
+            organisation_id=job.organisation_id,
+            event_id=job.event_id,
+            event_type=job.event_type,
             channel=message.channel,
             recipient=message.recipient,
             subject=rendered.subject,
             body_text=(rendered.sms or "") if is_sms else rendered.text,
             body_html=None if is_sms else rendered.html,
-            traceparent=traceparent,
+            traceparent=job.traceparent,
             template=message.template,
             language=rendered.language,
             priority=int(message.priority),
-            bulk=bulk,
+            bulk=job.bulk,
             person_ref=message.person_ref,
             action_url=message.action_url,
             unsubscribe_url=unsubscribe,
@@ -377,7 +376,6 @@ class Notifications:
             status=status,
             next_attempt_at=due,
         )
-        return int(inserted)
 
     async def _stage_webhooks(
         self,
@@ -394,24 +392,28 @@ class Notifications:
             return
         public = {k: v for k, v in dumped.items() if k not in SECRET_FIELDS}
         body = webhooks.payload(event.type, event.time or now, {"id": event.id, **public}).decode("utf-8")
-        for subscription in wanted:
-            await storage.stage_delivery(
-                conn,
-                idempotency_key=f"{event.id}:{subscription['subscription_id']}:webhook",
-                federation_id=data.federation_id,
-                organisation_id=subscription["organisation_id"],
-                event_id=event.id,
-                event_type=event.type,
-                channel="webhook",
-                recipient=str(subscription["subscription_id"]),
-                subject=event.type,
-                body_text=body,
-                body_html=None,
-                traceparent=traceparent,
-                template="",
-                priority=int(Priority.normal),
-                subscription_id=subscription["subscription_id"],
-            )
+        await storage.stage_deliveries(
+            conn,
+            [
+                storage.NewDelivery(
+                    idempotency_key=f"{event.id}:{subscription['subscription_id']}:webhook",
+                    federation_id=data.federation_id,
+                    organisation_id=subscription["organisation_id"],
+                    event_id=event.id,
+                    event_type=event.type,
+                    channel="webhook",
+                    recipient=str(subscription["subscription_id"]),
+                    subject=event.type,
+                    body_text=body,
+                    body_html=None,
+                    traceparent=traceparent,
+                    template="",
+                    priority=int(Priority.normal),
+                    subscription_id=subscription["subscription_id"],
+                )
+                for subscription in wanted
+            ],
+        )
 
     # -- background jobs -------------------------------------------------------------------
 
@@ -454,33 +456,41 @@ class Notifications:
                 )
                 await storage.advance_fanout(conn, job["fanout_id"], "", staged, done=True)
                 return staged
+            return await self._expand_page(conn, job, rule, data, tenant, now)
+
+    async def _expand_page(
+        self, conn: Conn, job: asyncpg.Record, rule: Rule, data: dict[str, Any], tenant: TenantPolicy, now: datetime
+    ) -> int:
+        """One page of an event-wide job, set-based: the event, the overrides and the suppressions of the
+        whole page read once each, every delivery written by one statement (re-running a page adds nothing:
+        the idempotency keys are taken)."""
+        page_size = self.policy.fanout_batch
+        rows = await storage.attendees_page(conn, job["target"], job["statuses"], job["after_booking"], page_size)
+        staged = 0
+        if rows:
             event = await storage.get_event(conn, job["target"])
             overrides = await self._overrides(conn, job["federation_id"], job["organisation_id"], rule.template)
-            rows = await storage.attendees_page(
-                conn, job["target"], job["statuses"], job["after_booking"], self.policy.fanout_batch
+            people = [_attendee(row) for row in rows]
+            suppressed = await self._suppressed(conn, job["federation_id"], people)
+            staging = _Staging(
+                job["event_id"],
+                job["event_type"],
+                job["federation_id"],
+                job["organisation_id"],
+                tenant,
+                now,
+                job["traceparent"],
+                bulk=True,
             )
-            staged = 0
-            for row in rows:
-                person = _attendee(row)
-                staged += await self._stage(
-                    conn,
-                    rule,
-                    person,
-                    job["event_id"],
-                    job["event_type"],
-                    {**data, "booking_id": row["booking_id"]},
-                    tenant,
-                    now,
-                    job["traceparent"],
-                    bulk=True,
-                    overrides=overrides,
-                    event=event,
-                )
-            last = rows[-1]["booking_id"] if rows else job["after_booking"]
-            await storage.advance_fanout(
-                conn, job["fanout_id"], last, staged, done=len(rows) < self.policy.fanout_batch
-            )
-            return staged
+            deliveries = [
+                self._delivery(message, staging, overrides)
+                for row, person in zip(rows, people, strict=True)
+                for message in self._plan(rule, person, {**data, "booking_id": row["booking_id"]}, event, suppressed)
+            ]
+            staged = await storage.stage_deliveries(conn, deliveries)
+        last = rows[-1]["booking_id"] if rows else job["after_booking"]
+        await storage.advance_fanout(conn, job["fanout_id"], last, staged, done=len(rows) < page_size)
+        return staged
 
     async def make_digests(self, uow: Transactions, limit: int = 20) -> int:
         """Fold each due recipient's held messages into one digest email (any federation's); -1: none due."""

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
+from pitchin_core import outbound
 from pitchin_core.auth import Caller
 from pitchin_core.db import Conn
 from pitchin_core.errors import NotFound
+from pitchin_core.outbound import Network
 from pitchin_core.signing import new_webhook_secret
 from pitchin_core.uow import Transactions
 from pitchin_notifications import storage
-from pitchin_notifications.domain import webhooks
 from pitchin_notifications.service import require_manager
 
 # A secret of 32 random bytes (the spec allows 24 to 64).
@@ -29,12 +31,11 @@ async def create(
     event_types: list[str],
     description: str,
     disable_after: int,
-    private_addresses: bool,
+    allowed: Sequence[Network] = (),
 ) -> asyncpg.Record:
     """A new endpoint for the caller's organisation (or federation); its row holds the secret, shown once."""
     require_manager(caller)
-    if not private_addresses:
-        webhooks.refuse_private(url)
+    await outbound.check(url, field="url", allowed=allowed)  # resolved: every address must be public
     async with uow(caller.tenant) as tx:
         return await storage.create_subscription(
             tx.conn,
