@@ -35,12 +35,15 @@ def stack(
     state_root: Path,
 ) -> Iterator[Stack]:
     database_url = postgres_server.create_database("pitchin_e2e")
+    ports = {name: free_port() for name in SERVICES}
     system = Stack(
         kafka_bootstrap=kafka_server.bootstrap,
         database_url=database_url,
         smtp_port=smtp_sink.port,
         otlp_endpoint=otlp.endpoint,
-        ports={name: free_port() for name in SERVICES},
+        ports=ports,
+        # Mails link to the web front (one-click unsubscribe, donors' and confirmation links), as in production.
+        public_base_url=f"http://127.0.0.1:{ports['web']}",
         log_dir=state_root / "services",
     )
     try:
@@ -56,16 +59,19 @@ class Tenant:
     organisation_id: str
     organiser_key: str
     staff_key: str
+    # The platform operator's key for this federation: the only one that moves its mail or texts.
+    operator_key: str
 
 
 def new_tenant(federation: str, issue_key: Callable[[str, str | None, str], str]) -> Tenant:
-    """A member organisation of its own in `federation`, with an organiser's key and a federation staff key."""
+    """A member organisation of its own in `federation`, with an organiser's, a federation staff and an operator key."""
     organisation = f"org-{uuid.uuid4().hex[:8]}"
     return Tenant(
         federation_id=federation,
         organisation_id=organisation,
         organiser_key=issue_key(federation, organisation, "organiser"),
         staff_key=issue_key(federation, None, "federation-staff"),
+        operator_key=issue_key(federation, None, "platform-operator"),
     )
 
 

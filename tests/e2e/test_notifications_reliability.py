@@ -169,8 +169,8 @@ def test_a_failing_smtp_server_means_retries_then_a_dead_letter_and_the_consumer
         publish(kafka_server.bootstrap, tenant, "org.pitchin.booking.confirmed.v1", other_tenant_mail)
         mailbox.wait_for(lambda m: m["To"] == other_tenant_mail["email"], timeout=30)
 
-    # Fixed: back to the working server, and the dead letter is re-sent by hand.
-    configure(stack, tenant, quiet_hours="")
+    # Fixed: the operator puts the working server back, and the dead letter is re-sent by hand.
+    configure(stack, tenant, quiet_hours="", smtp_port=None)
     again = httpx.post(
         f"{url}/v1/deliveries/{row['delivery_id']}/resend", headers=bearer(tenant.organiser_key), timeout=5
     )
