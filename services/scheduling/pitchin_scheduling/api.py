@@ -31,6 +31,13 @@ from pitchin_scheduling.domain.series import SeriesDraft
 router = APIRouter(prefix="/v1", tags=["events"])
 public = APIRouter(prefix="/v1", tags=["public"])
 CALENDAR = "text/calendar; charset=utf-8"
+# What the .ics routes answer, as their OpenAPI says it: an iCalendar document, not JSON.
+ICALENDAR_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An iCalendar (RFC 5545) document, METHOD:PUBLISH",
+        "content": {"text/calendar": {"schema": {"type": "string"}}},
+    }
+}
 
 
 class EventView(Event):
@@ -161,7 +168,7 @@ async def own_events(
     return [_view(e) for e in await service.find_events(_uow(request), query, caller.tenant)]
 
 
-@router.get("/events/{event_id}.ics", response_class=Response, tags=["public"])
+@router.get("/events/{event_id}.ics", response_class=Response, tags=["public"], responses=ICALENDAR_DOC)
 async def event_calendar(event_id: str, request: Request) -> Response:
     """Public: anyone with the link can add a published event (and its agenda) to their calendar."""
     event, sessions = await service.public_event(_uow(request), event_id)
@@ -295,14 +302,14 @@ async def person_calendar_link(email: Email, caller: CallerDep, request: Request
 # -- public -----------------------------------------------------------------------------------
 
 
-@public.get("/feeds/{token}.ics", response_class=Response)
+@public.get("/feeds/{token}.ics", response_class=Response, responses=ICALENDAR_DOC)
 async def person_calendar(token: str, request: Request) -> Response:
     events = await service.events_booked_by_token(_uow(request), token)
     body = to_icalendar(events, public_base_url=_base_url(request), now=_now(), name="My Pitch In events")
     return Response(body, media_type=CALENDAR)
 
 
-@public.get("/organisations/{organisation_id}/calendar.ics", response_class=Response)
+@public.get("/organisations/{organisation_id}/calendar.ics", response_class=Response, responses=ICALENDAR_DOC)
 async def organisation_calendar(organisation_id: str, request: Request) -> Response:
     now = _now()
     query = storage.EventQuery(

@@ -1,11 +1,17 @@
-"""iCalendar (RFC 5545) feeds, built with the `icalendar` package."""
+"""iCalendar (RFC 5545) feeds, built with the `icalendar` package.
+
+Every client must read the same instants: vobject (Radicale, khal) and ical.js (Thunderbird,
+many web calendars) read only the first date of an RDATE that lists several, so each
+VTIMEZONE observance carries one date per RDATE line, and only the transitions of the years
+the feed's events fall in (a few lines a zone, instead of 1970-2038 on two long lines).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 
-from icalendar import Calendar, vGeo
+from icalendar import Calendar, Component, vGeo
 from icalendar import Event as CalendarEvent
 
 from pitchin_core.contracts.scheduling import EventStatus
@@ -31,15 +37,36 @@ def to_icalendar(
     calendar.add("prodid", "-//Pitch In//scheduling//EN")
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
+    # A feed or a download to add, not an invitation to answer (RFC 5546).
+    calendar.add("method", "PUBLISH")
     calendar.add("x-wr-calname", name)
     by_event: dict[str, list[Session]] = {}
     for session in sessions:
         by_event.setdefault(session.event_id, []).append(session)
-    for event in events:
+    listed = list(events)
+    for event in listed:
         calendar.add_component(_entry(event, by_event.get(event.event_id, []), public_base_url, now))
-    calendar.add_missing_timezones()
+    if listed:
+        # From a year before the first event to well after the last: every instant in the feed is covered.
+        first = min(e.starts_at for e in listed).year - 1
+        last = max(e.ends_at for e in listed).year + 2
+        calendar.add_missing_timezones(first_date=date(first, 1, 1), last_date=date(last, 1, 1))
+        for timezone in calendar.timezones:
+            for observance in timezone.subcomponents:
+                _one_date_per_rdate(observance)
     ical: bytes = calendar.to_ical()
     return ical
+
+
+def _one_date_per_rdate(observance: Component) -> None:
+    """Each RDATE date on its own line: RFC 5545 allows a list, but vobject and ical.js read only its first."""
+    listed = observance.get("RDATE")
+    if listed is None:
+        return
+    moments = [value.dt for dates in (listed if isinstance(listed, list) else [listed]) for value in dates.dts]
+    del observance["RDATE"]
+    for moment in moments:
+        observance.add("rdate", moment)
 
 
 def _entry(event: Event, sessions: list[Session], public_base_url: str, now: datetime) -> CalendarEvent:

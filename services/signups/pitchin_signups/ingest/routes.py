@@ -2,7 +2,7 @@
 
 Authenticated by the publisher's API key (`Authorization: Bearer pub_…`) or a Standard
 Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature` with the
-publisher's `whsec_` secret; the source is the events' `source`). Limited per source (a token
+publisher's `whsec_` secret, all three required; the source is the events' `source`). Limited per source (a token
 bucket in this process: 429 with Retry-After), 1 MiB a request (413), 500 events a batch.
 Each event goes through the same pipeline as the Kafka door: signups' types are applied here
 at once, scheduling's are relayed to scheduling on `pitchin.ingest.v1` through the outbox.
@@ -132,6 +132,11 @@ async def authenticate(request: Request, pipeline: Pipeline, body: bytes, envelo
             "authorization",
             "send 'Authorization: Bearer <publisher key>' or a Standard Webhooks signature",
         )
+    # Standard Webhooks signs "<id>.<timestamp>.<body>": without its id a signature could be
+    # replayed under any id, and the specification (and its official library) refuse it.
+    for required in ("webhook-id", "webhook-timestamp"):
+        if not headers.get(required, "").strip():
+            raise _refuse(pipeline, 401, "bad-signature", required, "missing: a signed request carries it")
     sources = {e.source for e in envelopes}
     if len(sources) != 1 or None in sources:
         raise _refuse(pipeline, 401, "unauthenticated", "source", "a signed request carries events of one source")
@@ -142,8 +147,8 @@ async def authenticate(request: Request, pipeline: Pipeline, body: bytes, envelo
         raise _refuse(pipeline, 403, "unregistered-source", "source", f"{source!r} is not a registered publisher")
     wrong = verify_webhook(
         registration.signing_secret,
-        headers.get("webhook-id", ""),
-        headers.get("webhook-timestamp", ""),
+        headers["webhook-id"],
+        headers["webhook-timestamp"],
         body,
         headers["webhook-signature"],
         time.time(),
