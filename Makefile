@@ -8,8 +8,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(PY) -m pytest
+# Processes of each service in `make run` and `make bench` (as pods; e.g. REPLICAS=2 make run);
+# matching has its own count, MATCHING_REPLICAS (its donor index is per process).
+REPLICAS ?= $(or $(PITCHIN_REPLICAS),1)
+MATCHING_REPLICAS ?= $(or $(PITCHIN_MATCHING_REPLICAS),1)
+REPLICAS_ENV := PITCHIN_REPLICAS=$(REPLICAS) PITCHIN_MATCHING_REPLICAS=$(MATCHING_REPLICAS)
 
-.PHONY: help setup run stop lint typecheck unit integration e2e browser chart test bench contracts clean
+.PHONY: help setup run stop lint typecheck unit integration e2e browser chart standards test bench contracts clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,7 +29,7 @@ setup: $(STAMP)  ## install Python packages, PostgreSQL 15, Java/Maven check, Ka
 	bash deploy/local/install.sh
 
 run: setup  ## start Kafka, PostgreSQL, SMTP sink and the four services with demo data; Ctrl-C stops all
-	$(PY) deploy/local/run.py
+	$(REPLICAS_ENV) $(PY) deploy/local/run.py
 
 stop:  ## stop a `make run` left in the background
 	-$(PY) deploy/local/run.py --stop
@@ -53,15 +58,20 @@ chart: setup  ## render and validate the Helm chart (tools built once, cached)
 	bash deploy/tools/install-ops-tools.sh
 	$(PYTEST) -q tests/chart
 
-test: setup lint typecheck  ## everything CI runs: lint, types, unit, integration, e2e, browser, chart
+standards: setup  ## third-party judges: OpenAPI, AsyncAPI CLI, CloudEvents SDK, Standard Webhooks, iCalendar readers, OSDI and docs examples
+	bash deploy/tools/install-standards-tools.sh >/dev/null
+	PITCHIN_STANDARDS_REQUIRED=1 $(PYTEST) -q tests/standards
+
+test: setup lint typecheck  ## everything CI runs: lint, types, unit, standards, integration, e2e, browser, chart
 	bash deploy/tools/install-ops-tools.sh
 	bash deploy/observability/install.sh
 	bash deploy/web/install.sh
-	$(PYTEST) -q tests/unit services tests/integration tests/e2e tests/browser tests/chart
+	bash deploy/tools/install-standards-tools.sh >/dev/null
+	PITCHIN_STANDARDS_REQUIRED=1 $(PYTEST) -q tests/unit services tests/standards tests/integration tests/e2e tests/browser tests/chart
 
 bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/PostgreSQL limits
 	bash deploy/tools/install-bench-tools.sh
-	$(PY) -m tests.bench
+	$(REPLICAS_ENV) $(PY) -m tests.bench
 
 contracts: $(STAMP)  ## regenerate every generated file: docs/contracts, the topic tables, the chart's dashboards
 	$(PY) -m pitchin_core.contracts.docs

@@ -1,5 +1,9 @@
 """`make run`: Kafka, PostgreSQL, an SMTP sink, the four services and the web front on fixed local ports.
 
+`REPLICAS=2 make run` (PITCHIN_REPLICAS, or --replicas) starts two processes of each of the four
+services, as two pods would be: replica i listens on the first one's port + 10 * i (signups 8001,
+8011, …) and the web front calls the first. Matching takes PITCHIN_MATCHING_REPLICAS (default 1).
+
 Everything runs as local processes under this one supervisor; Ctrl-C (or `make stop`)
 stops the services, then the sink, PostgreSQL and Kafka, in that order. State (Kafka
 data, the PostgreSQL cluster, received mail, logs) stays in .state/run between runs.
@@ -22,7 +26,7 @@ import asyncpg
 from pitchin_testing.install import ensure_installed, repo_root
 from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.postgres import PostgresServer
-from pitchin_testing.processes import RUN_WORKERS, SERVICES
+from pitchin_testing.processes import MATCHING_REPLICAS_ENV, REPLICAS_ENV, RUN_WORKERS, SERVICES, replicas_from_env
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 
@@ -30,6 +34,8 @@ KAFKA_PORT, KAFKA_CONTROLLER_PORT = 19092, 19093
 POSTGRES_PORT = 15432
 SMTP_PORT = 1025
 SERVICE_PORTS = {"web": 8000, "signups": 8001, "matching": 8002, "notifications": 8003, "scheduling": 8004}
+# Replica i of a service listens on its first port + REPLICA_PORT_STEP * i.
+REPLICA_PORT_STEP = 10
 STATE = repo_root() / ".state" / "run"
 PID_FILE = STATE / "run.pid"
 
@@ -39,6 +45,12 @@ def main() -> int:
     parser.add_argument("--stop", action="store_true", help="stop a running `make run`")
     parser.add_argument("--no-demo", action="store_true", help="start without demo data")
     parser.add_argument("--reset", action="store_true", help="delete the local state (Kafka, PostgreSQL, mail, logs)")
+    parser.add_argument(
+        "--replicas", type=int, help=f"processes of each service but matching (default ${REPLICAS_ENV} or 1)"
+    )
+    parser.add_argument(
+        "--matching-replicas", type=int, help=f"processes of matching (default ${MATCHING_REPLICAS_ENV} or 1)"
+    )
     args = parser.parse_args()
     if args.stop:
         return stop_running()
@@ -48,6 +60,12 @@ def main() -> int:
         shutil.rmtree(STATE, ignore_errors=True)
         say(f"removed {STATE}")
         return 0
+
+    overrides = {REPLICAS_ENV: args.replicas, MATCHING_REPLICAS_ENV: args.matching_replicas}
+    try:
+        replicas = replicas_from_env({**os.environ, **{k: str(v) for k, v in overrides.items() if v is not None}})
+    except ValueError as exc:
+        parser.error(str(exc))
 
     STATE.mkdir(parents=True, exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
@@ -80,13 +98,12 @@ def main() -> int:
             public_base_url=f"http://127.0.0.1:{SERVICE_PORTS['web']}",
             web_federation_id="fed-demo",
             workers=RUN_WORKERS,
+            replicas=replicas,
+            replica_port=lambda name, i: SERVICE_PORTS[name] + REPLICA_PORT_STEP * i,
         )
-        for name in SERVICES:
-            say(f"starting {name} on :{SERVICE_PORTS[name]} …")
-            if name == "web":
-                stack.prepare_web()
-            stack[name].start()
-            stack[name].wait_ready()
+        for service in stack.processes:
+            say(f"starting {service.label} on :{service.port} …")
+            stack.start_one(service)
         keys = {}
         if not args.no_demo:
             from demo import seed  # deploy/local/demo.py, beside this file
@@ -161,7 +178,7 @@ def print_welcome(stack: Stack, keys: dict[str, str], kafka: KafkaServer, postgr
         f"  web pages      {stack['web'].url}/   (events {stack['web'].url}/events, sign up"
         f" {stack['web'].url}/donors/signup, organisers and federation staff {stack['web'].url}/login)",
         *(
-            f"  {name:<14} {stack[name].url}/docs   (metrics {stack[name].url}/metrics)"
+            f"  {name:<14} {stack[name].url}/docs   (metrics {stack[name].url}/metrics)" + replicas_note(stack, name)
             for name in SERVICES
             if name != "web"
         ),
@@ -181,6 +198,12 @@ def print_welcome(stack: Stack, keys: dict[str, str], kafka: KafkaServer, postgr
         ]
     lines += ["", "Ctrl-C stops everything."]
     print("\n".join(lines), flush=True)
+
+
+def replicas_note(stack: Stack, name: str) -> str:
+    """`  (replicas :8011, :8021)` when the service runs more than one process."""
+    more = stack.replicas(name)[1:]
+    return f"  (replicas {', '.join(f':{s.port}' for s in more)})" if more else ""
 
 
 def say(text: str) -> None:

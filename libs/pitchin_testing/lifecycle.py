@@ -117,6 +117,21 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float, kill_wait: fl
     return process.returncode
 
 
+def stop_processes(processes: list[subprocess.Popen[bytes]], timeout: float, kill_wait: float = 30) -> None:
+    """``stop_process`` for several at once: SIGTERM to every one, then wait for each within one
+    shared ``timeout``; those still running after it get SIGKILL."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        signal_process(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            signal_process(process, signal.SIGKILL)
+            process.wait(kill_wait)
+
+
 def wait_until_serving(
     process: subprocess.Popen[bytes], url: str, timeout: float, name: str, details: Callable[[], str]
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +16,13 @@ import asyncpg
 from pitchin_core.auth import issue_key, new_key
 from pitchin_core.ingest import Credentials, new_publisher_key, register_publisher
 from pitchin_core.signing import new_webhook_secret
-from pitchin_testing.processes import BACKENDS, SERVICES, ServiceProcess, service_env
+from pitchin_testing.ports import free_port
+from pitchin_testing.processes import BACKENDS, SERVICES, ServiceProcess, service_env, stop_all
+
+
+def any_free_port(name: str, replica: int) -> int:
+    """Where a replica past the first listens when the caller does not say: a free port."""
+    return free_port()
 
 
 class Stack:
@@ -32,8 +38,13 @@ class Stack:
         environment: str = "test",
         public_base_url: str = "http://127.0.0.1:8000",
         web_federation_id: str = "fed-web",
-        workers: dict[str, int] | None = None,
+        workers: Mapping[str, int] | None = None,
+        replicas: Mapping[str, int] | None = None,
+        replica_port: Callable[[str, int], int] = any_free_port,
     ) -> None:
+        """`ports`: where the first process of each service listens (a service not named is not
+        started). `replicas`: processes per service (one unless asked), each with `workers`
+        HTTP workers; replica i > 0 listens on `replica_port(name, i)`."""
         self.database_url = database_url
         # The web front serves one federation, calling the services with a staff key of it
         # (issued in `start`, once the services have made their schemas).
@@ -50,11 +61,23 @@ class Stack:
         # Shared by the web front (reads donors' links) and notifications (mails them).
         self.donor_link_secret = secrets.token_urlsafe(32)
         env["PITCHIN_DONOR_LINK_SECRET"] = self.donor_link_secret
-        self.services = {name: ServiceProcess(name, ports[name], env, log_dir) for name in SERVICES if name in ports}
+        wanted = dict(replicas or {})
+        if wanted.get("web", 1) != 1:
+            raise ValueError("the web front runs as one process: it calls the first replica of each service")
+        self._replicas: dict[str, list[ServiceProcess]] = {
+            name: [
+                ServiceProcess(name, ports[name] if i == 0 else replica_port(name, i), env, log_dir, replica=i)
+                for i in range(max(1, wanted.get(name, 1)))
+            ]
+            for name in SERVICES
+            if name in ports
+        }
+        # The first replica of each service: what `stack["signups"]` and the web front talk to.
+        self.services = {name: processes[0] for name, processes in self._replicas.items()}
         # HTTP worker processes per service (PITCHIN_WORKERS); one unless asked for.
         for name, count in (workers or {}).items():
-            if name in self.services:
-                self.services[name].env["PITCHIN_WORKERS"] = str(count)
+            for service in self._replicas.get(name, ()):
+                service.env["PITCHIN_WORKERS"] = str(count)
         if "web" in self.services:
             web = self.services["web"]
             web.env.update(
@@ -69,16 +92,31 @@ class Stack:
             )
 
     def __getitem__(self, name: str) -> ServiceProcess:
+        """The first replica of `name`."""
         return self.services[name]
 
+    def replicas(self, name: str) -> list[ServiceProcess]:
+        """Every process of `name`, the first one first."""
+        return list(self._replicas[name])
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        """Every process of every service, in starting order."""
+        return [service for processes in self._replicas.values() for service in processes]
+
     def start(self, timeout: float = 120.0) -> None:
-        # Started one after another: each migrates its own schema and the first creates
-        # the topics; on two cores a staggered start is also quicker than a stampede.
-        for service in self.services.values():
-            if service.name == "web":
-                self.prepare_web()
-            service.start()
-            service.wait_ready(timeout)
+        # Started one after another: the first replica of each migrates its schema (the very
+        # first creates the topics) before another replica starts on it; on two cores a
+        # staggered start is also quicker than a stampede.
+        for service in self.processes:
+            self.start_one(service, timeout)
+
+    def start_one(self, service: ServiceProcess, timeout: float = 120.0) -> None:
+        """Start one process (the web front's key is issued first) and wait until it serves."""
+        if service.name == "web":
+            self.prepare_web()
+        service.start()
+        service.wait_ready(timeout)
 
     def prepare_web(self) -> None:
         """Issue the web front's federation-staff key (the other services must be up) and hand it over."""
@@ -86,8 +124,9 @@ class Stack:
         self.services["web"].env["PITCHIN_FEDERATION_KEY"] = self.web_key
 
     def stop(self) -> None:
-        for service in reversed(list(self.services.values())):
-            service.stop()
+        # Service by service, the web front first; a service's replicas side by side.
+        for processes in reversed(list(self._replicas.values())):
+            stop_all(processes)
 
     def issue_key(self, federation_id: str, organisation_id: str | None, role: str, key: str | None = None) -> str:
         """One key, known to every service (each keeps its own copy of the hashes)."""
@@ -127,12 +166,13 @@ class Stack:
         return Credentials(source, key, secret)
 
     def _in_every_backend(self, write: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
-        """Make the same write in each backend's schema: every service keeps its own copy."""
+        """Make the same write in each running backend's schema: every service keeps its own copy."""
 
         async def run() -> None:
             conn = await asyncpg.connect(self.database_url)
             try:
-                for schema in BACKENDS:
+                # The services this stack runs (a test may start only some of them).
+                for schema in (name for name in BACKENDS if name in self.services):
                     await conn.execute(f'SET search_path TO "{schema}"')
                     await write(conn)
             finally:

@@ -440,6 +440,18 @@ def test_every_topic_the_code_uses_has_a_kafka_topic(rendered: Rendered) -> None
         assert int(spec["config"]["min.insync.replicas"]) <= spec["replicas"], name
 
 
+def test_default_partitions_give_every_consumer_of_a_scaled_out_service_work(renders: dict[str, Rendered]) -> None:
+    """With the default values every topic a service consumes has a partition for each consumer
+    the service can run at its most: autoscaling.maxReplicas pods x workers (a consumer each);
+    more consumers than partitions would sit idle while lag grows."""
+    rendered = renders["default"]
+    partitions = {t["metadata"]["name"]: t["spec"]["partitions"] for t in rendered.kind("KafkaTopic")}
+    for name, cfg in rendered.values["services"].items():
+        most = cfg["autoscaling"]["maxReplicas"] * cfg.get("workers", 1)
+        for spec in consumed_by(name):
+            assert partitions[spec.name] >= most, f"{spec.name}: {partitions[spec.name]} partitions for {name}'s {most}"
+
+
 def test_production_topics_survive_a_broker_loss(renders: dict[str, Rendered]) -> None:
     for topic in renders["production"].kind("KafkaTopic"):
         spec = topic["spec"]

@@ -11,6 +11,14 @@ from pitchin_core.contracts import bookings, donors, fights, ingest, matching, p
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.registry import declared_in
 
+# Partitions of an event topic: no consumer group can usefully run more consumers than this
+# (the rest stay idle). Locally `REPLICAS=2 make run` runs 2 processes x 2 workers = 4
+# consumers per group; 12 gives 1, 2, 3, 4 or 6 of them an even share and leaves room. The
+# chart takes at least these counts (kafka.topics.defaults, sized for maxReplicas x workers).
+EVENT_TOPIC_PARTITIONS = 12
+# A dead-letter topic is read by people replaying it, never by a scaled-out group: one.
+DEAD_LETTER_PARTITIONS = 1
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -19,7 +27,7 @@ class TopicSpec:
     producer: str
     consumers: tuple[str, ...]
     event_types: tuple[type[EventData], ...]
-    partitions: int = 3
+    partitions: int = EVENT_TOPIC_PARTITIONS
     description: str = ""
     # The services that write to the topic, when that is not just `producer`: their Kafka
     # credentials (chart KafkaUsers) must allow it.
@@ -77,6 +85,9 @@ EVENTS = TopicSpec(
     consumers=("signups", "notifications"),
     event_types=declared_in(scheduling),
     description="Training events, panels, livestreams and meet-ups, their changes and reminders.",
+    # A few hundred a day per federation (a reminder is one record; its fan-out is notifications'):
+    # 6 is what production's chart values give it.
+    partitions=6,
 )
 
 INGEST = TopicSpec(
@@ -124,8 +135,14 @@ def consumed_by(service: str) -> tuple[TopicSpec, ...]:
 
 def all_topic_names() -> list[str]:
     """Every topic a cluster needs, dead-letter topics included."""
-    names: list[str] = []
+    return list(all_topic_partitions())
+
+
+def all_topic_partitions() -> dict[str, int]:
+    """Every topic a cluster needs, dead-letter topics included, and its partition count:
+    what `kafka_admin.ensure_topics` creates locally and the least the chart may give."""
+    partitions: dict[str, int] = {}
     for spec in TOPICS:
-        names.append(spec.name)
-        names.extend(spec.dead_letter(group) for group in spec.consumers)
-    return names
+        partitions[spec.name] = spec.partitions
+        partitions.update((spec.dead_letter(group), DEAD_LETTER_PARTITIONS) for group in spec.consumers)
+    return partitions
