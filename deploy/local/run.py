@@ -12,7 +12,9 @@ data, the PostgreSQL cluster, received mail, logs) stays in .state/run between r
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,7 +30,7 @@ from pitchin_testing.kafka import KafkaServer
 from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.processes import MATCHING_REPLICAS_ENV, REPLICAS_ENV, RUN_WORKERS, SERVICES, replicas_from_env
 from pitchin_testing.smtp_sink import SmtpSink
-from pitchin_testing.stack import Stack
+from pitchin_testing.stack import SECRET_SETTINGS, Stack
 
 KAFKA_PORT, KAFKA_CONTROLLER_PORT = 19092, 19093
 POSTGRES_PORT = 15432
@@ -100,6 +102,7 @@ def main() -> int:
             workers=RUN_WORKERS,
             replicas=replicas,
             replica_port=lambda name, i: SERVICE_PORTS[name] + REPLICA_PORT_STEP * i,
+            service_secrets=kept_secrets(),
         )
         for service in stack.processes:
             say(f"starting {service.label} on :{service.port} …")
@@ -139,6 +142,24 @@ def start_prometheus() -> Any:
         say(f"Prometheus not started ({exc}); the services still expose /metrics")
         return None
     return prometheus
+
+
+def kept_secrets() -> dict[str, str]:
+    """This state directory's secrets, made at random on first use and kept (mode 0600), so donors'
+    links and unsubscribe tokens mailed by one `make run` still open after a restart, and no
+    token signed with a built-in secret is ever taken."""
+    path = STATE / "secrets.json"
+    if path.exists():
+        kept: dict[str, str] = json.loads(path.read_text())
+    else:
+        kept = {}
+    missing = [name for name in SECRET_SETTINGS if not kept.get(name)]
+    if missing:
+        kept.update({name: secrets.token_urlsafe(32) for name in missing})
+        STATE.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(kept, indent=2))
+    return kept
 
 
 def ensure_database(postgres: PostgresServer) -> str:

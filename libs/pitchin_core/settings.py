@@ -18,11 +18,12 @@ def local_secret(name: str) -> str:
 
 
 def refuse_weak_secrets(environment: str, secrets: dict[str, str]) -> None:
-    """The one rule for every secret setting: outside local and test use, a real secret of 32+ characters.
+    """The one rule for every secret setting: unless `PITCHIN_ENVIRONMENT=local` is set, a real
+    secret of 32+ characters (the built-in ones are public: tokens forged with them would work).
 
     `secrets` maps each setting's environment variable to its value; the error names the variable.
     """
-    if environment not in {"staging", "production"}:
+    if environment == "local":
         return
     for variable, value in secrets.items():
         if (
@@ -30,7 +31,10 @@ def refuse_weak_secrets(environment: str, secrets: dict[str, str]) -> None:
             or value.lower() in _PLACEHOLDER_SECRETS
             or len(value) < MIN_SECRET_LENGTH
         ):
-            raise ValueError(f"{variable} must be a real secret of {MIN_SECRET_LENGTH}+ characters outside local use")
+            raise ValueError(
+                f"{variable} must be a real secret of {MIN_SECRET_LENGTH}+ characters"
+                " (built-in ones are taken only with PITCHIN_ENVIRONMENT=local)"
+            )
 
 
 class ServiceSettings(BaseSettings):
@@ -38,7 +42,8 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "pitchin"
     service_version: str = "0.1.0"
-    environment: Literal["local", "test", "staging", "production"] = "local"
+    # Fails closed: production unless told otherwise, so no built-in secret is taken by accident.
+    environment: Literal["local", "test", "staging", "production"] = "production"
     kafka_bootstrap: str = "127.0.0.1:19092"
     database_url: str = "postgresql://postgres@127.0.0.1:15432/pitchin"
     # Each service owns one schema; no service reads another's tables.

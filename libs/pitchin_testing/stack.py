@@ -25,6 +25,15 @@ def any_free_port(name: str, replica: int) -> int:
     return free_port()
 
 
+# The services' secret settings (each a `*_secret` field, refused unless real outside local use).
+SECRET_SETTINGS = (
+    "PITCHIN_DONOR_LINK_SECRET",
+    "PITCHIN_OFFER_TOKEN_SECRET",
+    "PITCHIN_UNSUBSCRIBE_SECRET",
+    "PITCHIN_SESSION_SECRET",
+)
+
+
 class Stack:
     def __init__(
         self,
@@ -41,6 +50,7 @@ class Stack:
         workers: Mapping[str, int] | None = None,
         replicas: Mapping[str, int] | None = None,
         replica_port: Callable[[str, int], int] = any_free_port,
+        service_secrets: Mapping[str, str] | None = None,
     ) -> None:
         """`ports`: where the first process of each service listens (a service not named is not
         started). `replicas`: processes per service (one unless asked), each with `workers`
@@ -58,9 +68,13 @@ class Stack:
             environment=environment,
             public_base_url=public_base_url,
         )
+        # Every secret setting, random for this stack unless given (`make run` keeps its own per
+        # state directory): no service runs on a built-in secret, whose tokens anyone could forge.
+        given = dict(service_secrets or {})
+        for variable in SECRET_SETTINGS:
+            env[variable] = given.get(variable) or secrets.token_urlsafe(32)
         # Shared by the web front (reads donors' links) and notifications (mails them).
-        self.donor_link_secret = secrets.token_urlsafe(32)
-        env["PITCHIN_DONOR_LINK_SECRET"] = self.donor_link_secret
+        self.donor_link_secret = env["PITCHIN_DONOR_LINK_SECRET"]
         wanted = dict(replicas or {})
         if wanted.get("web", 1) != 1:
             raise ValueError("the web front runs as one process: it calls the first replica of each service")
@@ -86,7 +100,7 @@ class Stack:
             web.env.update(
                 {
                     "PITCHIN_PUBLIC_BASE_URL": web.url,
-                    "PITCHIN_SESSION_SECRET": secrets.token_urlsafe(32),
+                    "PITCHIN_SESSION_SECRET": env["PITCHIN_SESSION_SECRET"],
                     "PITCHIN_FEDERATION_ID": web_federation_id,
                 }
             )

@@ -20,7 +20,7 @@ import pytest
 from pitchin_core.auth import hash_key
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer
+from tests.e2e.helpers import bearer, sign_up
 from tests.unit.factories import donor_signup
 
 pytestmark = pytest.mark.e2e
@@ -143,3 +143,23 @@ def test_a_strangers_idempotency_key_stores_nothing(stack: Stack, tenant: Tenant
             await conn.close()
 
     assert asyncio.run(stored()) == [hash_key(tenant.organiser_key)]
+
+
+def test_tokens_forged_with_the_built_in_secrets_are_refused(stack: Stack, tenant: Tenant) -> None:
+    from pitchin_core.settings import local_secret
+    from pitchin_matching.domain.tokens import sign
+    from pitchin_notifications.domain.unsubscribe import Unsubscribe, make_token
+
+    victim = Unsubscribe(tenant.federation_id, "someone@example.org", "email")
+    forged = make_token(local_secret("unsubscribe-secret").encode("utf-8"), victim)
+    answer = httpx.post(
+        f"{stack['notifications'].url}/v1/unsubscribe",
+        params={"token": forged},
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 404, answer.text  # not a token this deployment made
+    donor = sign_up(stack, tenant.organiser_key, email=f"{uuid.uuid4().hex[:10]}@example.org").json()
+    donor_token = sign(local_secret("offer-token-secret"), "donor", donor["donor_id"], int(time.time()) + 3600)
+    offers = httpx.get(f"{stack['matching'].url}/v1/donors/{donor['donor_id']}/offers", params={"token": donor_token})
+    assert offers.status_code == 401, offers.text

@@ -30,6 +30,8 @@ def test_get_shows_a_button_and_changes_nothing_post_one_click_unsubscribes_with
 
     settings = WebSettings(
         environment="test",
+        session_secret="s" * 40,  # a real one: built-in secrets are for local runs only
+        donor_link_secret="d" * 40,
         federation_key="pk_fed",
         signups_url="http://signups",
         matching_url="http://matching",
@@ -71,7 +73,13 @@ def test_a_missing_or_odd_token_is_a_page_not_a_crash(token: str) -> None:
     def notifications(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, text="no")
 
-    settings = WebSettings(environment="test", federation_key="pk_fed", notifications_url="http://notifications")
+    settings = WebSettings(
+        environment="test",
+        session_secret="s" * 40,
+        donor_link_secret="d" * 40,
+        federation_key="pk_fed",
+        notifications_url="http://notifications",
+    )
     app = create_app(settings)
     app.state.web.services = Services(settings.service_urls, 2.0, httpx.MockTransport(notifications))
     assert TestClient(app).get(f"/v1/unsubscribe?token={token}").status_code == 404

@@ -123,6 +123,10 @@ def test_every_secret_setting_follows_one_rule() -> None:
     with pytest.raises(ValueError, match="PITCHIN_OFFER_TOKEN_SECRET"):
         _WithASecret(environment="staging", offer_token_secret="short")
     assert _WithASecret(environment="production", offer_token_secret="x" * 40).offer_token_secret == "x" * 40
+    # Fails closed: only an explicit local environment takes a built-in secret; not tests, not the default.
+    for environment in ("test", None):
+        with pytest.raises(ValueError, match="PITCHIN_ENVIRONMENT=local"):
+            _WithASecret() if environment is None else _WithASecret(environment=environment)
 
 
 def test_an_event_too_large_for_kafka_is_refused_before_it_enters_the_outbox() -> None:

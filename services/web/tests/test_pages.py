@@ -78,6 +78,8 @@ def fake_services(request: httpx.Request) -> httpx.Response:
 def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
     settings = WebSettings(
         environment="test",
+        session_secret="s" * 40,  # a real one: built-in secrets are for local runs only
+        donor_link_secret="d" * 40,
         federation_key="pk_fed",
         signups_url="http://signups",
         matching_url="http://matching",

@@ -26,10 +26,14 @@ class CollaborationHours(BaseModel):
 
 class PolicyDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weights: dict[str, float] = Field(default_factory=dict, description="Overrides of the default weights by name")
+    weights: dict[str, float] = Field(
+        default_factory=dict, max_length=32, description="Overrides of the default weights by name"
+    )
     max_open_per_donor: int = Field(default=2, ge=1, le=20)
     offer_ttl_seconds: int = Field(default=48 * 3600, ge=1, le=60 * 24 * 3600)
-    fan_out: dict[str, float] = Field(default_factory=lambda: {"critical": 3.0, "high": 2.0, "normal": 1.0})
+    fan_out: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 3.0, "high": 2.0, "normal": 1.0}, max_length=8
+    )
     max_distance_km: float = Field(default=50.0, gt=0, le=20_000)
     recency_days: float = Field(default=14.0, gt=0)
     newcomer_days: float = Field(default=30.0, gt=0)
