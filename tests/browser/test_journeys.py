@@ -89,11 +89,23 @@ def test_donor_signs_up_in_three_steps(visitor: Visitor, mailbox: SmtpSink) -> N
     page.check("#f-consent")
     who.submit()
 
+    # Double opt-in (issue 18): held until they confirm from the mail; the mail's link opens a
+    # page with a button (a GET confirms nothing), and the button registers them.
+    assert "Check your email, Dana Okafor" in page.inner_text("h1")
+    assert email in page.inner_text("#check-email")
+    asked = mailbox.wait_for(lambda m: m["To"] == email, timeout=30)
+    assert asked["Subject"] == "Confirm your sign-up to Pitch In, Dana Okafor"
+    confirm = re.search(r"https?://[^/\s]+(/donors/confirm\?token=\S+)", asked.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert confirm, "the confirmation link in the mail"
+    who.go(confirm.group(1))
+    assert "Confirm your sign-up" in page.inner_text("h1")
+    who.submit("#confirm-signup")
+
     assert "Thank you, Dana Okafor" in page.inner_text("h1")
     link = page.get_attribute("#donor-link", "href")
     assert link and "/me/d1." in link
 
-    mail = mailbox.wait_for(lambda m: m["To"] == email, timeout=30)
+    mail = mailbox.wait_for(lambda m: m["To"] == email and m["Subject"] != asked["Subject"], timeout=30)
     assert mail["Subject"] == "Welcome to Pitch In, Dana Okafor"
     # The welcome email's link opens their page too: signed by notifications, read by the web.
     welcome = re.search(r"https?://\S+(/me/d1\.\S+)", mail.get_body(("plain",)).get_content())  # type: ignore[union-attr]

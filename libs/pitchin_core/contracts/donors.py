@@ -22,6 +22,7 @@ from pitchin_core.contracts.common import (
     PhoneNumber,
     Place,
     Slug,
+    Url,
 )
 
 
@@ -77,3 +78,21 @@ class DonorWithdrawnV1(EventData):
     donor_id: Identifier
     erase: bool = False
     withdrawn_at: datetime
+
+
+class DonorConfirmationRequestedV1(EventData):
+    """Someone signed up on a public page and must confirm it from their inbox (double opt-in).
+
+    No donor exists yet: signups holds the sign-up until the link is followed and confirmed,
+    and only then emits `donor.registered`. `confirm_url` carries a one-time credential, so it
+    goes to the person's email only (never to webhooks or logs).
+    """
+
+    event_type: ClassVar[str] = "org.pitchin.donor.confirmation-requested.v1"
+    pending_id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    email: Email
+    language: LanguageTag = "en"
+    confirm_url: Url = Field(description="The web front's page that confirms, with the one-time token")
+    expires_at: datetime
+    valid_hours: int = Field(ge=1, le=720, description="How long the link works, for the email to say")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,11 +66,78 @@ def _page(items: list[dict[str, Any]], limit: int, time_key: str, id_key: str) -
 # Donors -----------------------------------------------------------------------------------
 
 
-@router.post("/donors", status_code=status.HTTP_201_CREATED, response_model=DonorRegisteredV1, tags=["donors"])
-async def sign_up_donor(signup: DonorSignup, caller: CallerDep, request: Request) -> Any:
-    """A knowledge donor offers what they know. Honours `Idempotency-Key`."""
+class ConfirmationPending(BaseModel):
+    """A sign-up held until the person confirms it from the email just sent to them."""
+
+    pending_id: str = Field(description="The held sign-up; no donor exists yet")
+    email: str = Field(description="Where the confirmation link was sent")
+    expires_at: datetime = Field(description="The link works until then; after it, sign up again")
+
+
+class Confirmation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=16, max_length=200, description="The `token` of the emailed confirmation link")
+
+
+@router.post(
+    "/donors",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DonorRegisteredV1,
+    tags=["donors"],
+    responses={
+        202: {"model": ConfirmationPending, "description": "With `confirm=email`: held, confirmation link sent"}
+    },
+)
+async def sign_up_donor(
+    signup: DonorSignup,
+    caller: CallerDep,
+    request: Request,
+    confirm: Annotated[
+        Literal["email"] | None,
+        Query(
+            description="`email`: double opt-in. The donor is registered only once the person follows"
+            " the emailed link (`POST /v1/donors/confirmations`); answered 202. For public pages."
+        ),
+    ] = None,
+) -> Any:
+    """A knowledge donor offers what they know. Honours `Idempotency-Key`.
+
+    Organisers and imports register at once (the organisation vouches for the person); a sign-up
+    made on a public page is sent with `confirm=email`, refused for the same reasons, and held.
+    """
+    if confirm == "email":
+        settings = request.app.state.runtime.settings
+        requested = await donors.ask_to_confirm(
+            _uow(request), caller, signup, _now(), settings.public_base_url, request.app.state.taxonomies
+        )
+        pending = ConfirmationPending(
+            pending_id=requested.pending_id, email=requested.email, expires_at=requested.expires_at
+        )
+        return Response(pending.model_dump_json(), status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
     donor = await donors.sign_up(_uow(request), caller, signup, _now(), request.app.state.taxonomies)
     # The event as built (and validated) by the use case: serialised once, not validated again.
+    return Response(
+        donor.model_dump_json(),
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
+        headers={"Location": f"/v1/donors/{donor.donor_id}"},
+    )
+
+
+@router.post(
+    "/donors/confirmations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DonorRegisteredV1,
+    tags=["donors"],
+)
+async def confirm_donor(confirmation: Confirmation, caller: CallerDep, request: Request) -> Any:
+    """The person confirmed a held sign-up (`confirm=email`): the donor is registered, once.
+
+    A token that is unknown or replaced by a newer sign-up, or expired, is 422 naming `token`; a
+    used one is 409. The answer is the `donor.registered` event, as for `POST /v1/donors`.
+    """
+    donor = await donors.confirm(_uow(request), caller, confirmation.token, _now(), request.app.state.taxonomies)
     return Response(
         donor.model_dump_json(),
         status_code=status.HTTP_201_CREATED,

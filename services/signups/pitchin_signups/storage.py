@@ -151,6 +151,84 @@ async def list_donors(
     )
 
 
+# Sign-ups held for confirmation (double opt-in, migration 004) ---------------------------
+
+
+async def donor_email_taken(conn: Conn, federation_id: str, email: str) -> bool:
+    taken: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM donors WHERE federation_id = $1 AND lower(email) = lower($2))",
+        federation_id,
+        email,
+    )
+    return taken
+
+
+async def hold_signup(
+    conn: Conn,
+    *,
+    pending_id: str,
+    federation_id: str,
+    email: str,
+    token_hash: str,
+    signup: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    """Hold a sign-up until it is confirmed; a newer one for the same address replaces the older
+    (whose token then confirms nothing)."""
+    await conn.execute(
+        "INSERT INTO pending_signups (pending_id, federation_id, email, token_hash, signup, requested_at, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)"
+        " ON CONFLICT (federation_id, lower(email)) DO UPDATE SET pending_id = EXCLUDED.pending_id,"
+        " email = EXCLUDED.email, token_hash = EXCLUDED.token_hash, signup = EXCLUDED.signup,"
+        " requested_at = EXCLUDED.requested_at, expires_at = EXCLUDED.expires_at, confirmed_at = NULL,"
+        " donor_id = NULL",
+        pending_id,
+        federation_id,
+        email,
+        token_hash,
+        signup,
+        now,
+        expires_at,
+    )
+
+
+async def forget_expired_signups(conn: Conn, now: datetime, limit: int = 100) -> int:
+    """Delete up to `limit` held sign-ups past their expiry (rows another transaction holds are left for later)."""
+    status: str = await conn.execute(
+        "DELETE FROM pending_signups WHERE pending_id IN (SELECT pending_id FROM pending_signups"
+        " WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        now,
+        limit,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def held_signup(conn: Conn, federation_id: str, token_hash: str) -> asyncpg.Record | None:
+    """The held sign-up a token confirms, locked: two confirmations of one token go one after the other."""
+    return await conn.fetchrow(
+        "SELECT pending_id, signup::text AS signup, expires_at, confirmed_at, donor_id FROM pending_signups"
+        " WHERE federation_id = $1 AND token_hash = $2 FOR UPDATE",
+        federation_id,
+        token_hash,
+    )
+
+
+async def mark_signup_confirmed(conn: Conn, pending_id: str, donor_id: str, now: datetime) -> None:
+    """Confirmed: the personal data goes (the donor row has it now); the row stays until its expiry
+    only to tell a second click it was used."""
+    await conn.execute(
+        "UPDATE pending_signups SET signup = NULL, confirmed_at = $2, donor_id = $3 WHERE pending_id = $1",
+        pending_id,
+        now,
+        donor_id,
+    )
+
+
+async def forget_signup(conn: Conn, pending_id: str) -> None:
+    await conn.execute("DELETE FROM pending_signups WHERE pending_id = $1", pending_id)
+
+
 # Skills taxonomy ------------------------------------------------------------------------
 
 

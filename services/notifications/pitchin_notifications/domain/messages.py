@@ -19,7 +19,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.donors import DonorConfirmationRequestedV1, DonorRegisteredV1
 
 
 class Channel(StrEnum):
@@ -38,15 +38,23 @@ class Priority(IntEnum):
 
 class Audience(StrEnum):
     donor = "donor"  # data.donor_id, looked up in the donors read model
-    booker = "booker"  # the person named in a booking event
+    # The person the event itself names (data.name, data.email, data.language): who booked, or
+    # who asked to sign up and must confirm it (no donor exists yet).
+    booker = "booker"
     organiser = "organiser"  # data.organiser_email
     attendees = "attendees"  # everyone with a confirmed place at data.event_id
     booked = "booked"  # confirmed and waitlisted at data.event_id
 
 
 # Links an event may carry itself; they hold a donor's credential, so never in webhooks or logs.
-PRODUCER_LINKS = ("accept_url", "decline_url", "offers_url")
+PRODUCER_LINKS = ("accept_url", "decline_url", "offers_url", "confirm_url")
 SECRET_FIELDS = frozenset({*PRODUCER_LINKS, "offer_token"})
+# The action of a rule whose link is one the event carries (a PRODUCER_LINKS name, not a path):
+# the double opt-in link signups made, with its one-time token.
+CONFIRM_LINK = "confirm_url"
+# Types that name a person who has not (yet) agreed to be known to the federation's systems:
+# their email only, never a tenant's webhook (a held sign-up is not a donor).
+NOT_FOR_WEBHOOKS = frozenset({DonorConfirmationRequestedV1.event_type})
 EVENT_WIDE = frozenset({Audience.attendees, Audience.booked})
 # The action of a rule whose link is the donor's own signed page (their offers, bookings, record).
 DONOR_PAGE = "/me"
@@ -65,7 +73,7 @@ class Rule:
     audience: Audience
     channels: tuple[Channel, ...]
     priority: Priority
-    action: str  # path of the link back to the action, formatted with the event's fields
+    action: str  # path of the link back to the action, formatted with the event's fields; or a PRODUCER_LINKS name
     purpose: str | None = None  # consent purpose the donor must have agreed to
     send_by: str | None = None  # field (of the data, or "event.<field>") after which waiting is pointless
     applies: Callable[[Mapping[str, Any]], bool] | None = None
@@ -99,7 +107,10 @@ D, B, ORG, A, AB = Audience.donor, Audience.booker, Audience.organiser, Audience
 
 # fmt: off
 RULES: tuple[Rule, ...] = (
-    # donors: the donor's own action is answered at once
+    # donors: the donor's own action is answered at once. The confirmation of a public sign-up
+    # (double opt-in) is transactional, like a password reset: urgent, so neither quiet hours
+    # nor a digest hold it; email only, as the address is what it confirms.
+    Rule("org.pitchin.donor.confirmation-requested.v1", "signup_confirm", B, EMAIL, U, CONFIRM_LINK),
     Rule("org.pitchin.donor.registered.v1", "donor_welcome", D, EMAIL, U, DONOR_PAGE),
     # matching: offers and assignments, to the donor (the offer page opens with the offer's token)
     Rule("org.pitchin.offer.made.v1", "offer_made", D, EMAIL_AND_SMS, N, OFFER_PAGE,
@@ -259,7 +270,12 @@ def plan(
     # Links the producer made (e.g. matching's signed accept/decline links) win over ours.
     link_set.update({k: str(data[k]) for k in PRODUCER_LINKS if data.get(k)})
     try:
-        action_url = link_set["profile_url"] if rule.action == DONOR_PAGE else base + rule.action.format(**merged)
+        if rule.action == DONOR_PAGE:
+            action_url = link_set["profile_url"]
+        elif rule.action in PRODUCER_LINKS:
+            action_url = link_set.get(rule.action, base)
+        else:
+            action_url = base + rule.action.format(**merged)
     except (KeyError, IndexError):
         action_url = base
     if rule.action == OFFER_PAGE and data.get("offer_token"):
@@ -316,7 +332,7 @@ def plan_messages(data: EventData, *, public_base_url: str, donor_page: str | No
         )
     elif "organiser_email" in dumped:
         person = Recipient(name="", email=dumped["organiser_email"])
-    elif "booking_id" in dumped:
+    elif "booking_id" in dumped or isinstance(data, DonorConfirmationRequestedV1):
         person = Recipient(name=dumped["name"], email=dumped["email"], language=dumped.get("language", "en"))
     else:
         return []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from pydantic import Field
 
@@ -21,8 +24,13 @@ from pitchin_core.contracts.common import (
     Place,
     Slug,
 )
-from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorUpdatedV1
-from pitchin_core.errors import Refused
+from pitchin_core.contracts.donors import (
+    DonorConfirmationRequestedV1,
+    DonorRegisteredV1,
+    DonorStatus,
+    DonorUpdatedV1,
+)
+from pitchin_core.errors import Conflict, FieldError, Refused
 
 
 class DonorSignup(Contract):
@@ -91,6 +99,78 @@ def register(
         consent=signup.consent,
         registered_at=now,
     )
+
+
+# -- double opt-in: a sign-up held until the person confirms from their inbox ------------------
+
+# How long a confirmation link works. Two days covers a weekend's unread mail; after that the
+# person signs up again (a data protection officer wants nothing unconfirmed kept for long).
+PENDING_SIGNUP_TTL = timedelta(hours=48)
+# The web front's page the link opens (a GET shows a button; its POST confirms).
+CONFIRM_PAGE = "/donors/confirm"
+
+
+class ConfirmationRefused(Refused):
+    """A confirmation whose token cannot confirm anything, naming the field (`token`)."""
+
+    default_title = "Confirmation refused"
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a confirmation token: a copy of the table confirms nobody."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def held_signup(signup: DonorSignup, donor: DonorRegisteredV1) -> DonorSignup:
+    """The sign-up as it is held: for the organisation it was made through, so the confirmation
+    (whoever's key carries it) registers the donor where the sign-up would have."""
+    return signup.model_copy(update={"organisation_id": donor.organisation_id})
+
+
+def confirmation_requested(
+    donor: DonorRegisteredV1, *, pending_id: str, token: str, public_base_url: str, now: datetime
+) -> DonorConfirmationRequestedV1:
+    """The fact that asks the person to confirm: to their address, in their language, with the link.
+
+    `donor` is the donor the sign-up would register (built by `register`, so every rule ran).
+    """
+    link = f"{public_base_url.rstrip('/')}{CONFIRM_PAGE}?token={quote(token, safe='')}"
+    return DonorConfirmationRequestedV1(
+        federation_id=donor.federation_id,
+        organisation_id=donor.organisation_id,
+        pending_id=pending_id,
+        name=donor.name,
+        email=donor.email,
+        language=donor.contact.language,
+        confirm_url=link,
+        expires_at=now + PENDING_SIGNUP_TTL,
+        valid_hours=int(PENDING_SIGNUP_TTL.total_seconds() // 3600),
+    )
+
+
+@dataclass(frozen=True)
+class PendingState:
+    """What decides whether a held sign-up can be confirmed."""
+
+    expires_at: datetime
+    confirmed_at: datetime | None
+
+
+def check_confirmable(pending: PendingState | None, now: datetime) -> None:
+    """Refuse a token that confirms nothing: unknown (or replaced), used once already, or expired."""
+    if pending is None:
+        raise ConfirmationRefused(
+            "token", "not a link we sent, or an older one replaced by a newer sign-up with this address"
+        )
+    if pending.confirmed_at is not None:
+        raise Conflict(
+            "This sign-up was confirmed already; the link works once.",
+            title="Already confirmed",
+            kind="/problems/duplicate",
+            errors=[FieldError("token", "already used")],
+        )
+    if pending.expires_at <= now:
+        raise ConfirmationRefused("token", "expired: sign up again")
 
 
 class DonorChanges(Contract):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,14 +12,30 @@ from typing import Any
 import asyncpg
 
 from pitchin_core.auth import Caller
-from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
+from pitchin_core.contracts.donors import (
+    DonorConfirmationRequestedV1,
+    DonorRegisteredV1,
+    DonorUpdatedV1,
+    DonorWithdrawnV1,
+)
 from pitchin_core.db import Conn
 from pitchin_core.errors import Conflict, DomainError, FieldError, NotFound
 from pitchin_core.outbox import StagedEvent
 from pitchin_core.uow import Transactions
 from pitchin_signups import storage
 from pitchin_signups.domain import csv_import
-from pitchin_signups.domain.donors import DonorChanges, DonorSignup, SignupRefused, register, updated
+from pitchin_signups.domain.donors import (
+    DonorChanges,
+    DonorSignup,
+    PendingState,
+    SignupRefused,
+    check_confirmable,
+    confirmation_requested,
+    held_signup,
+    register,
+    token_hash,
+    updated,
+)
 from pitchin_signups.domain.taxonomy import UnknownSkill, check_known
 from pitchin_signups.service import new_id, visible_to
 from pitchin_signups.service.taxonomy import Taxonomies, check_skills, known_skills
@@ -56,6 +73,72 @@ def _already_signed_up() -> Conflict:
         kind="/problems/duplicate",
         errors=[FieldError("email", "already signed up")],
     )
+
+
+async def ask_to_confirm(
+    uow: Transactions,
+    caller: Caller,
+    signup: DonorSignup,
+    now: datetime,
+    public_base_url: str,
+    taxonomies: Taxonomies | None = None,
+) -> DonorConfirmationRequestedV1:
+    """A sign-up made on a public page (double opt-in): checked exactly as `sign_up` checks it
+    (the same refusals, "already signed up" included), then held, and the person asked by email
+    to confirm. Nothing is registered until `confirm`; a newer request for the same address
+    replaces the older, and expired ones are cleared here as new ones arrive."""
+    donor = _registered(caller, signup, now)
+    token = secrets.token_urlsafe(32)
+    requested = confirmation_requested(
+        donor, pending_id=new_id("pnd"), token=token, public_base_url=public_base_url, now=now
+    )
+    async with uow(caller.tenant) as tx:
+        await check_skills(tx.conn, caller.federation_id, [s.skill for s in donor.skills], "skills", taxonomies)
+        if await storage.donor_email_taken(tx.conn, caller.federation_id, donor.email):
+            raise _already_signed_up()
+        await storage.forget_expired_signups(tx.conn, now)
+        await storage.hold_signup(
+            tx.conn,
+            pending_id=requested.pending_id,
+            federation_id=caller.federation_id,
+            email=donor.email,
+            token_hash=token_hash(token),
+            signup=held_signup(signup, donor).model_dump_json(),
+            now=now,
+            expires_at=requested.expires_at,
+        )
+        await tx.emit(requested, key=requested.pending_id, subject=f"pending-signups/{requested.pending_id}")
+    return requested
+
+
+async def confirm(
+    uow: Transactions, caller: Caller, token: str, now: datetime, taxonomies: Taxonomies | None = None
+) -> DonorRegisteredV1:
+    """The person followed the link and confirmed: the held sign-up becomes a donor through
+    `sign_up` (so `donor.registered` and the welcome follow as for any sign-up), once.
+
+    A token that is unknown, replaced, used or expired is refused naming `token`; an expired
+    row is deleted as it is refused. Any key of the sign-up's federation may carry the token
+    (it is the credential); an organisation's key only for its own organisation's sign-ups.
+    """
+    async with uow(caller.tenant) as tx:
+        row = await storage.held_signup(tx.conn, caller.federation_id, token_hash(token))
+        signup = DonorSignup.model_validate_json(row["signup"]) if row is not None and row["signup"] else None
+        if signup is not None and not caller.can_act_for(caller.federation_id, signup.organisation_id):
+            row = None  # another organisation's sign-up: answered as an unknown token
+        state = None if row is None else PendingState(row["expires_at"], row["confirmed_at"])
+        expired = state is not None and state.confirmed_at is None and state.expires_at <= now
+        if row is not None and expired:
+            # Deleted in a transaction that commits; the refusal is raised once it has.
+            await storage.forget_signup(tx.conn, row["pending_id"])
+        else:
+            check_confirmable(state, now)
+            assert row is not None and signup is not None  # a row with no sign-up is a confirmed one
+            donor = await sign_up(tx, caller, signup, now, taxonomies)
+            await storage.mark_signup_confirmed(tx.conn, row["pending_id"], donor.donor_id, now)
+            return donor
+    check_confirmable(state, now)
+    raise AssertionError("an expired sign-up is refused above")
 
 
 async def sign_up_many(

@@ -130,6 +130,26 @@ MESSAGES: dict[str, str] = {
     "signup.done.text": "Rydych chi wedi cofrestru. Rydyn ni wedi anfon e-bost croeso i {email}.",
     "signup.done.link": "Eich tudalen eich hun (cadwch y ddolen hon yn breifat; mae'n gweithio am {days} diwrnod):",
     "signup.already": "Mae'r cyfeiriad e-bost hwn eisoes wedi'i gofrestru.",
+    "signup.check.title": "Edrychwch ar eich e-bost, {name}",
+    "signup.check.text": (
+        "Rydyn ni wedi anfon dolen i {email}. Agorwch hi a phwyswch y botwm i orffen cofrestru: tan hynny ni "
+        "all neb gysylltu â chi drwy Pitch In."
+    ),
+    "signup.check.expiry": (
+        "Mae'r ddolen yn gweithio am {hours} awr. Os na ddaw dim, edrychwch yn eich ffolder sbam, neu "
+        "cofrestrwch eto i gael dolen newydd."
+    ),
+    "signup.confirm.title": "Cadarnhewch eich cofrestriad",
+    "signup.confirm.text": "Pwyswch y botwm i gadarnhau eich bod am gynnig eich sgiliau drwy Pitch In.",
+    "signup.confirm.button": "Cadarnhau fy nghofrestriad",
+    "signup.confirm.bad": (
+        "Nid yw'r ddolen hon yn gweithio: mae wedi dod i ben, neu mae cofrestriad mwy newydd gyda'r cyfeiriad "
+        "hwn wedi cymryd ei lle. Cofrestrwch eto i gael dolen newydd."
+    ),
+    "signup.confirm.used": (
+        "Mae'r cofrestriad hwn wedi'i gadarnhau eisoes. Mae'r ddolen i'ch tudalen eich hun yn eich e-bost croeso."
+    ),
+    "signup.confirm.again": "Cofrestru eto",
     "day.mon": "Dydd Llun",
     "day.tue": "Dydd Mawrth",
     "day.wed": "Dydd Mercher",

@@ -123,6 +123,24 @@ MESSAGES: dict[str, str] = {
     "signup.done.text": "You are signed up. We have sent a welcome email to {email}.",
     "signup.done.link": "Your own page (keep this link private; it works for {days} days):",
     "signup.already": "This email address is already signed up.",
+    "signup.check.title": "Check your email, {name}",
+    "signup.check.text": (
+        "We have sent a link to {email}. Open it and press the button to finish signing up: until then nobody "
+        "can contact you through Pitch In."
+    ),
+    "signup.check.expiry": (
+        "The link works for {hours} hours. If nothing arrives, look in your spam folder, or sign up again for "
+        "a new link."
+    ),
+    "signup.confirm.title": "Confirm your sign-up",
+    "signup.confirm.text": "Press the button to confirm that you want to offer your skills through Pitch In.",
+    "signup.confirm.button": "Confirm my sign-up",
+    "signup.confirm.bad": (
+        "This link does not work: it has expired, or a newer sign-up with this address replaced it. Sign up "
+        "again for a new link."
+    ),
+    "signup.confirm.used": "This sign-up is confirmed already. Your welcome email has the link to your own page.",
+    "signup.confirm.again": "Sign up again",
     "day.mon": "Monday",
     "day.tue": "Tuesday",
     "day.wed": "Wednesday",

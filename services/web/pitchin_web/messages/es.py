@@ -129,6 +129,26 @@ MESSAGES: dict[str, str] = {
     "signup.done.text": "Tu inscripción se ha completado. Hemos enviado un correo de bienvenida a {email}.",
     "signup.done.link": "Tu página personal (no compartas este enlace; funciona durante {days} días):",
     "signup.already": "Esta dirección de correo electrónico ya está inscrita.",
+    "signup.check.title": "Revisa tu correo, {name}",
+    "signup.check.text": (
+        "Hemos enviado un enlace a {email}. Ábrelo y pulsa el botón para terminar tu inscripción: hasta "
+        "entonces nadie podrá contactarte a través de Pitch In."
+    ),
+    "signup.check.expiry": (
+        "El enlace funciona durante {hours} horas. Si no llega nada, mira en la carpeta de spam o vuelve a "
+        "inscribirte para recibir un enlace nuevo."
+    ),
+    "signup.confirm.title": "Confirma tu inscripción",
+    "signup.confirm.text": "Pulsa el botón para confirmar que quieres ofrecer tus habilidades a través de Pitch In.",
+    "signup.confirm.button": "Confirmar mi inscripción",
+    "signup.confirm.bad": (
+        "Este enlace no funciona: ha caducado, o una inscripción más reciente con esta dirección lo ha "
+        "sustituido. Vuelve a inscribirte para recibir un enlace nuevo."
+    ),
+    "signup.confirm.used": (
+        "Esta inscripción ya está confirmada. Tu correo de bienvenida tiene el enlace a tu página personal."
+    ),
+    "signup.confirm.again": "Inscribirme de nuevo",
     "day.mon": "Lunes",
     "day.tue": "Martes",
     "day.wed": "Miércoles",

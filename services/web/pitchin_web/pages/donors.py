@@ -10,6 +10,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -96,7 +97,11 @@ async def signup(request: Request) -> Response:
     payload = forms.signup_payload(draft, consent_version=CONSENT_VERSION, purposes=CONSENT_PURPOSES, now=now())
     web.doors.knock(request, "signup", email=str(payload.get("email", "")))
     try:
-        donor = await web.services.signups.call("POST", "/v1/donors", key=web.settings.federation_key, json=payload)
+        # Double opt-in (issue 18): signups checks the sign-up as it would register it, holds it and
+        # mails the person a link; the donor exists only once they confirm from their inbox.
+        pending = await web.services.signups.call(
+            "POST", "/v1/donors", key=web.settings.federation_key, json=payload, params={"confirm": "email"}
+        )
     except ServiceError as exc:
         if exc.unavailable:
             raise
@@ -111,11 +116,12 @@ async def signup(request: Request) -> Response:
         request.session["signup"] = draft
         return _signup_again(request, first_step, draft, labels, errors)
     request.session.pop("signup", None)
-    link = sign_donor_link(
-        web.settings.donor_link_secret, donor["donor_id"], time.time(), web.settings.donor_link_days * 86400
-    )
-    request.session["donor_done"] = {"name": donor["name"], "email": donor["email"], "link": link}
-    return redirect("/donors/welcome")
+    # How long the link works, as signups holds it (not a second copy of its rule here).
+    expires = datetime.fromisoformat(str(pending["expires_at"]).replace("Z", "+00:00"))
+    hours = max(1, round((expires - now()).total_seconds() / 3600))
+    held = {"name": str(payload.get("name", "")), "email": pending["email"], "hours": hours}
+    request.session["signup_pending"] = held
+    return redirect("/donors/check-email")
 
 
 def _signup_again(
@@ -133,6 +139,63 @@ def _signup_again(
         errors=errors,
         consent_version=CONSENT_VERSION,
     )
+
+
+@router.get("/donors/check-email", response_class=HTMLResponse)
+async def signup_held(request: Request) -> Response:
+    """After the last step: the sign-up is held until the person confirms from the email just sent."""
+    held = request.session.get("signup_pending")
+    if not held:
+        return redirect("/donors/signup")
+    return render(request, "signup_check.html", held=held, hours=held.get("hours", 48))
+
+
+@router.get("/donors/confirm", response_class=HTMLResponse)
+async def confirm_page(request: Request, token: str = "") -> HTMLResponse:
+    """Where the confirmation email's link lands: a page with a button. A GET never confirms
+    (mail scanners and link previews follow links); the button POSTs the token."""
+    if not token:
+        return _confirm_refused(request, "signup.confirm.bad", 404)
+    return render(request, "signup_confirm.html", token=token[:200], refused="", noindex=True)
+
+
+@router.post("/donors/confirm", response_class=HTMLResponse)
+async def confirm_signup(request: Request) -> Response:
+    """The person confirmed: signups registers the donor (and notifications welcomes them), once."""
+    form = await posted_form(request)
+    web = web_of(request)
+    token = form.get("token")[:200]
+    if not token:
+        return _confirm_refused(request, "signup.confirm.bad", 404)
+    try:
+        donor = await web.services.signups.call(
+            "POST", "/v1/donors/confirmations", key=web.settings.federation_key, json={"token": token}
+        )
+    except ServiceError as exc:
+        if exc.unavailable or exc.status not in (409, 422):
+            raise
+        fields = dict(exc.fields)
+        if fields.get("email") == "already signed up":
+            return _confirm_refused(request, "signup.already", 409)
+        used = exc.status == 409  # confirmed already (a second click); 422: unknown, replaced or expired
+        return _confirm_refused(request, "signup.confirm.used" if used else "signup.confirm.bad", exc.status)
+    return _welcome(request, donor)
+
+
+def _confirm_refused(request: Request, message: str, status: int) -> HTMLResponse:
+    """Why a confirmation link did nothing, and the way to a new one."""
+    return render(request, "signup_confirm.html", status=status, refused=message, token="", noindex=True)
+
+
+def _welcome(request: Request, donor: dict[str, Any]) -> Response:
+    """The donor is registered: the welcome page, with the signed link to their own page."""
+    web = web_of(request)
+    request.session.pop("signup_pending", None)
+    link = sign_donor_link(
+        web.settings.donor_link_secret, donor["donor_id"], time.time(), web.settings.donor_link_days * 86400
+    )
+    request.session["donor_done"] = {"name": donor["name"], "email": donor["email"], "link": link}
+    return redirect("/donors/welcome")
 
 
 @router.get("/donors/welcome", response_class=HTMLResponse)
