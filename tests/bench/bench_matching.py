@@ -6,9 +6,12 @@
 2. Re-matching 10,000 open needs (e.g. after a taxonomy change): rank each among the 1M
    donors, then the global assignment across all of them.
 3. With real Kafka + PostgreSQL and the matching service as a process: need opened on
-   Kafka -> first offer.made on Kafka (p50/p99), beside aiokafka send_and_wait -> consume.
+   Kafka -> first offer.made on Kafka (p50/p99), beside aiokafka send_and_wait -> consume,
+   with 1 and with 2 uvicorn workers (each worker's donor index follows the other's commits
+   through the tables: pitchin_matching/follow.py), and CPU-seconds per 1,000 needs.
 
-Run: `.venv/bin/python -m tests.bench.bench_matching [--donors N] [--needs N] [--rematch N] [--kafka-needs N]`.
+Run: `.venv/bin/python -m tests.bench.bench_matching [--donors N] [--needs N] [--rematch N] [--kafka-needs N]
+[--kafka-workers 1,2]`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import functools
 import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -44,6 +48,7 @@ from pitchin_matching.domain.ranking import (
     rank,
     slots_of,
 )
+from tests.bench.cpu import CpuMeter, CpuUse
 from tests.e2e.helpers import as_cloud_event, eventually_async
 
 SKILLS = [f"skill-{i}" for i in range(40)]
@@ -194,8 +199,8 @@ def _cloud_event(data: EventData) -> CloudEvent:
 
 
 async def _kafka_latencies(
-    bootstrap: str, database_url: str, needs: int, donors: int
-) -> tuple[list[float], list[float]]:
+    bootstrap: str, database_url: str, needs: int, donors: int, meter: CpuMeter
+) -> tuple[list[float], list[float], CpuUse]:
     import asyncpg
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -242,6 +247,7 @@ async def _kafka_latencies(
                 await consumer.seek_to_end(tp)
             first_offer: list[float] = []
             raw: list[float] = []
+            meter.start()
             for n in range(needs):
                 need = NeedOpenedV1.model_validate(
                     {
@@ -271,11 +277,12 @@ async def _kafka_latencies(
                 await producer.send_and_wait("bench.raw.v1", b"{}", key=marker)
                 await _wait_for(consumer, functools.partial(_has_key, marker))
                 raw.append((time.perf_counter() - began) * 1000)
+            used = meter.stop()
         finally:
             await consumer.stop()
     finally:
         await producer.stop()
-    return first_offer, raw
+    return first_offer, raw, used
 
 
 def _is_first_offer(key: bytes, record: Any) -> bool:
@@ -302,12 +309,13 @@ async def _wait_for(consumer: Any, match: Callable[[Any], bool]) -> None:
                     return
 
 
-def bench_kafka(needs: int, donors: int) -> None:
+def bench_kafka(needs: int, donors: int, workers: int) -> None:
     from pitchin_testing.install import ensure_installed
     from pitchin_testing.kafka import KafkaServer
     from pitchin_testing.ports import free_ports
     from pitchin_testing.postgres import PostgresServer
     from pitchin_testing.processes import ServiceProcess, service_env
+    from pitchin_testing.stack import SECRET_SETTINGS
 
     ensure_installed()
     state = Path(tempfile.mkdtemp(prefix="pitchin-bench-matching-"))
@@ -326,16 +334,36 @@ def bench_kafka(needs: int, donors: int) -> None:
             otlp_endpoint=None,
             environment="test",
         )
-        matching = ServiceProcess("matching", http_port, {**env, "PITCHIN_LOG_LEVEL": "WARNING"}, state / "logs")
+        # A real secret for each secret setting, as the stack gives its services (no built-in one outside local).
+        service_env_ = {
+            **env,
+            **{variable: secrets.token_urlsafe(32) for variable in SECRET_SETTINGS},
+            "PITCHIN_LOG_LEVEL": "WARNING",
+            "PITCHIN_WORKERS": str(workers),
+        }
+        matching = ServiceProcess("matching", http_port, service_env_, state / "logs")
         matching.start()
         matching.wait_ready(120)
-        first_offer, raw = asyncio.run(_kafka_latencies(kafka.bootstrap, database_url, needs, donors))
+        process = matching.process
+        meter = CpuMeter(
+            {
+                "matching": lambda: [process.pid] if process is not None else [],
+                "postgresql": lambda: [pid] if (pid := postgres.pid) is not None else [],
+                "kafka": lambda: [pid] if (pid := kafka.pid) is not None else [],
+            }
+        )
+        first_offer, raw, used = asyncio.run(_kafka_latencies(kafka.bootstrap, database_url, needs, donors, meter))
         p50, p99 = percentile(first_offer, 50), percentile(first_offer, 99)
         r50, r99 = percentile(raw, 50), percentile(raw, 99)
-        print(f"need opened on Kafka -> first offer.made on Kafka ({needs} needs, {donors:,} donors, service process):")
+        print(
+            f"need opened on Kafka -> first offer.made on Kafka ({needs} needs, {donors:,} donors,"
+            f" service process with {workers} worker{'s' if workers > 1 else ''}):"
+        )
         print(f"  p50 {p50:.1f} ms   p99 {p99:.1f} ms")
         print(f"  raw limit: aiokafka send_and_wait -> consume, same broker: p50 {r50:.1f} ms   p99 {r99:.1f} ms")
         print(f"  ratio p50 {p50 / r50:.1f}x   p99 {p99 / r99:.1f}x")
+        print("  CPU while the needs were matched (the load generator's own process is not counted):")
+        print(used.table(needs, "needs"))
     finally:
         if matching is not None:
             matching.stop()
@@ -350,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rematch", type=int, default=10_000)
     parser.add_argument("--kafka-needs", type=int, default=100)
     parser.add_argument("--kafka-donors", type=int, default=2_000)
+    parser.add_argument("--kafka-workers", default="1,2", help="uvicorn worker counts to run the Kafka part with")
     args = parser.parse_args(argv)
     print(f"matching benchmarks on {os.cpu_count()} cores")
     began = time.perf_counter()
@@ -359,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.rematch:
         bench_rematch(columns, synthetic_needs(args.rematch, seed=5))
     if args.kafka_needs:
-        bench_kafka(args.kafka_needs, args.kafka_donors)
+        for workers in (int(w) for w in args.kafka_workers.split(",")):
+            bench_kafka(args.kafka_needs, args.kafka_donors, workers)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """The in-memory donor index: numpy columns over every donor, for ranking a need in milliseconds.
 
-Loaded from the read model when the process starts and kept current by the handlers and
-use cases *after* their transaction commits (a crash in between is healed by the reload
-at the next start). The tables stay the authority: offer-making re-checks each chosen
-donor's load in SQL, so an index a moment behind can only rank, never overload anyone.
-One index per process; with several matching replicas each keeps its own (the federation
-lock and the SQL re-check keep them safe; a replica's ranking may then lag another's
-commits until its next event for that donor).
+Loaded from the read model when the process starts, then kept level with the tables'
+committed rows by `follow.IndexFollower`, whichever process wrote them (each replica
+consumes only some partitions, so none could learn every change from its own events).
+Each catch-up re-reads a changed donor whole: profile, and load, last offer, work done and
+offers declined counted from the tables. The tables stay the authority: offer-making
+re-checks each chosen donor's load in SQL, so an index a moment behind can only rank,
+never overload anyone.
 """
 
 from __future__ import annotations
@@ -157,27 +157,8 @@ class DonorIndex:
             c.completed[row] = stats.completed
             c.declined[row] = stats.declined
 
-    def deactivate(self, donor_id: str) -> None:
-        row = self._rows.get(donor_id)
-        if row is not None:
-            self.columns.active[row] = False
-
-    def note_offered(self, donor_id: str, at: datetime) -> None:
-        row = self._rows.get(donor_id)
-        if row is not None:
-            self.columns.load[row] += 1
-            self.columns.last_asked[row] = at.timestamp()
-
-    def note_load(self, donor_id: str, delta: int, completed: int = 0, declined: int = 0) -> None:
-        row = self._rows.get(donor_id)
-        if row is not None:
-            c = self.columns
-            c.load[row] = max(int(c.load[row]) + delta, 0)
-            c.completed[row] += completed
-            c.declined[row] += declined
-
     def load_rows(self, rows: Sequence[Any]) -> None:
-        """Add donors read by `storage.donors_for_index`."""
+        """Add or replace donors read by `storage.donors_for_index` or `storage.donors_changed_since`."""
         for row in rows:
             skills = dict(item.rsplit("=", 1) for item in row["skills"])
             windows = row["windows_utc"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import AsyncExitStack
 from importlib.resources import files
 
@@ -13,8 +12,9 @@ from pydantic import Field
 from pitchin_core.http import run_beside
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings, local_secret
-from pitchin_matching import api, handlers, storage
+from pitchin_matching import api, handlers
 from pitchin_matching.clock import OfferClock
+from pitchin_matching.follow import IndexPoller
 from pitchin_matching.index import DonorIndex
 from pitchin_matching.service import Matching
 
@@ -27,6 +27,8 @@ class MatchingSettings(ServiceSettings):
     # Signs the donor links in offer emails; a `*_secret`, so refused outside local use unless real.
     offer_token_secret: str = local_secret("offer-token-secret")
     offer_clock_seconds: float = Field(default=0.5, gt=0, le=60)
+    # How often each process re-reads the donors other processes changed (follow.py).
+    index_poll_seconds: float = Field(default=0.25, gt=0, le=60)
     waiting_sweep_seconds: float = Field(default=30.0, gt=0)
     needs_per_pass: int = Field(default=200, ge=1, le=10_000)
     retry_seconds: float = Field(default=60.0, ge=0)
@@ -49,6 +51,9 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
 
     async def start_clock(workers: AsyncExitStack) -> None:
         await load_index(matching)
+        poller = IndexPoller(matching.follower, matching.uow.pool, poll_seconds=settings.index_poll_seconds)
+        await poller.start()
+        workers.push_async_callback(poller.stop)
         clock = OfferClock(
             matching, poll_seconds=settings.offer_clock_seconds, sweep_seconds=settings.waiting_sweep_seconds
         )
@@ -61,12 +66,8 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
 
 async def load_index(matching: Matching) -> None:
     """Fill the in-memory index from the read model; handlers and the clock wait for it."""
-    began = time.perf_counter()
-    async with matching.uow(readonly=True) as tx:  # every federation's donors: no one tenant
-        async for rows in storage.donors_for_index(tx.conn):
-            matching.index.load_rows(rows)
+    await matching.follower.load()
     matching.ready.set()
-    log.info("donor index loaded: %d donors in %.2f s", len(matching.index), time.perf_counter() - began)
 
 
 def main() -> None:

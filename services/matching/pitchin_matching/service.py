@@ -4,8 +4,9 @@ Every transaction opens through the service's unit of work (`Matching.uow`), for
 tenant it acts on. Every write takes the federation's matching lock first (a
 transaction-scoped advisory lock), then row locks: one order everywhere, so use cases
 never deadlock, and offers in a federation are made one transaction at a time, which
-keeps each donor's cap exact. The state change and its events commit together (outbox);
-the in-memory index is updated only after the commit (`tx.after_commit`).
+keeps each donor's cap exact. The state change and its events commit together (outbox).
+The in-memory index is not written here: it follows the tables' committed rows, whichever
+process wrote them (`follow.py`), and catches up before each ranking.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from pitchin_matching.domain.needs import NeedState, need_of, need_supersedes, o
 from pitchin_matching.domain.policy import PolicyDocument
 from pitchin_matching.domain.ranking import Policy, explain, rank, slots_of
 from pitchin_matching.domain.tokens import TokenClaims, sign
+from pitchin_matching.follow import IndexFollower
 from pitchin_matching.index import DonorIndex
 
 TOKEN_GRACE = timedelta(days=7)
@@ -69,6 +71,10 @@ class Matching:
     max_needs_per_pass: int = 200
     retry_seconds: float = 60.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    follower: IndexFollower = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.follower = IndexFollower(self.uow, self.index)
 
 
 async def policy_of(conn: Conn, federation_id: str, now: datetime) -> Policy:
@@ -132,8 +138,7 @@ async def learn_donor(m: Matching, event: CloudEvent, data: DonorRegisteredV1 | 
         stored = await _store_donor(tx.conn, data)
         if stored is None:
             return
-        profile, kept = stored
-        tx.after_commit(lambda: m.index.upsert(profile, kept))
+        profile, _ = stored
         if profile.status != "active":
             offers = await storage.pending_offers_of_donor(tx.conn, data.donor_id)
             await _cancel_offers(tx, m, offers, f"the donor is {profile.status}", now)
@@ -149,7 +154,6 @@ async def learn_donor(m: Matching, event: CloudEvent, data: DonorRegisteredV1 | 
 async def withdraw_donor(m: Matching, event: CloudEvent, data: DonorWithdrawnV1, now: datetime) -> bool:
     async def apply(tx: Transaction) -> None:
         await _store_withdrawal(tx.conn, data)
-        tx.after_commit(lambda: m.index.deactivate(data.donor_id))
         offers = await storage.pending_offers_of_donor(tx.conn, data.donor_id)
         await _cancel_offers(tx, m, offers, "the donor withdrew", now)
         await _release_all(tx, m, data.donor_id, "the donor withdrew", now)
@@ -242,8 +246,6 @@ async def decline_offer(m: Matching, offer_id: str, claims: TokenClaims, reason:
         _refuse_answer(offer, now)
         await storage.answer_offer(tx.conn, offer_id, "declined", now, reason)
         await _emit(tx, OfferDeclinedV1(**_facts(offer), reason=reason, declined_at=now), offer)
-        donor = offer["donor_id"]
-        tx.after_commit(lambda: m.index.note_load(donor, -1, declined=1))
         await _match(tx, m, offer["federation_id"], now, force=[offer["need_id"]])
         return {"offer_id": offer_id, "status": "declined"}
 
@@ -261,7 +263,6 @@ async def expire_due(m: Matching, federation_id: str, now: datetime, limit: int 
         for offer in due:
             await storage.answer_offer(tx.conn, offer["offer_id"], "expired", now)
             await _emit(tx, OfferExpiredV1(**_facts(offer), expired_at=now), offer)
-            tx.after_commit(_unloaded(m, offer["donor_id"], declined=1))
         if due:
             await _match(tx, m, federation_id, now, force=sorted({o["need_id"] for o in due}))
         return len(due)
@@ -298,8 +299,6 @@ async def confirm_assignment(m: Matching, caller: Caller, assignment_id: str, no
             raise Conflict("A released assignment cannot be confirmed.", title="Assignment released")
         await storage.confirm_assignment(tx.conn, assignment_id, now)
         await _emit(tx, AssignmentConfirmedV1(**_facts(assignment, "assignment_id"), confirmed_at=now), assignment)
-        donor = assignment["donor_id"]
-        tx.after_commit(lambda: m.index.note_load(donor, 0, completed=1))
         return {"assignment_id": assignment_id, "status": "confirmed"}
 
 
@@ -348,8 +347,6 @@ async def complete_assignment(
             completed_at=now,
         )
         await _emit(tx, completed, assignment)
-        donor = assignment["donor_id"]
-        tx.after_commit(lambda: m.index.note_load(donor, -1))
         return _completion(assignment_id, hours_given, thanks, now)
 
 
@@ -384,9 +381,19 @@ async def set_policy(m: Matching, caller: Caller, document: PolicyDocument) -> P
 async def donor_profile(m: Matching, caller: Caller, donor_id: str) -> asyncpg.Record:
     async with m.uow(caller.tenant, readonly=True) as tx:
         row = await storage.donor_with_skills(tx.conn, caller.federation_id, donor_id)
+        if row is not None and not await _may_see_donor(tx.conn, caller, donor_id):
+            row = None
     if row is None:
         raise NotFound("donor", donor_id, detail=f"Matching knows no donor {donor_id} in this federation.")
     return row
+
+
+async def _may_see_donor(conn: Any, caller: Caller, donor_id: str) -> bool:
+    """Federation staff see every donor of the federation; a member organisation its own donors
+    and those matched with its needs (docs: the access table). Others: as if there were none."""
+    if caller.organisation_id is None:
+        return True
+    return await storage.donor_reachable_by(conn, donor_id, caller.federation_id, caller.organisation_id)
 
 
 async def _donor_tenant(m: Matching, donor_id: str, caller: Caller | None) -> Tenant:
@@ -394,7 +401,8 @@ async def _donor_tenant(m: Matching, donor_id: str, caller: Caller | None) -> Te
     donor with their own token) the donor's federation. 404 for a donor of another federation."""
     async with m.uow(caller.tenant if caller else None, readonly=True) as tx:
         federation_id = await storage.donor_federation(tx.conn, donor_id)
-    if federation_id is None or (caller is not None and federation_id != caller.federation_id):
+        hidden = caller is not None and not await _may_see_donor(tx.conn, caller, donor_id)
+    if federation_id is None or hidden or (caller is not None and federation_id != caller.federation_id):
         raise NotFound("donor", donor_id, detail=f"Matching knows no donor {donor_id} in this federation.")
     return caller.tenant if caller is not None else Tenant(federation_id)
 
@@ -461,6 +469,7 @@ async def candidates(m: Matching, caller: Caller, need_id: str, limit: int, now:
         policy = await policy_of(tx.conn, need.federation_id, now)
         offers = {o["donor_id"]: o["status"] for o in await storage.offers_of_need(tx.conn, need_id)}
     await m.ready.wait()
+    await m.follower.catch_up()  # what other processes committed up to now, this organiser sees
     query = m.index.query(need, policy, slots_of(policy.collaboration_utc))
     ranking = rank(m.index.columns, query, policy, now.timestamp(), limit)
     listed = []
@@ -488,15 +497,6 @@ async def candidates(m: Matching, caller: Caller, need_id: str, limit: int, now:
 # --- internals ---------------------------------------------------------------------------
 
 
-def _unloaded(m: Matching, donor_id: str, declined: int = 0) -> Callable[[], None]:
-    """An index update for after the commit: one open offer or assignment fewer for the donor."""
-
-    def effect() -> None:
-        m.index.note_load(donor_id, -1, declined=declined)
-
-    return effect
-
-
 def _facts(row: asyncpg.Record, id_column: str = "offer_id") -> dict[str, Any]:
     return {
         "federation_id": row["federation_id"],
@@ -521,15 +521,12 @@ async def _cancel_offers(
     for offer in offers:
         await storage.answer_offer(tx.conn, offer["offer_id"], "cancelled", now, reason)
         await _emit(tx, OfferCancelledV1(**_facts(offer), reason=reason, cancelled_at=now), offer)
-        tx.after_commit(_unloaded(m, offer["donor_id"]))
 
 
 async def _release(tx: Transaction, m: Matching, assignment: asyncpg.Record, reason: str, now: datetime) -> None:
     await storage.release_assignment(tx.conn, assignment["assignment_id"], now, reason)
     released = AssignmentReleasedV1(**_facts(assignment, "assignment_id"), reason=reason, released_at=now)
     await _emit(tx, released, assignment)
-    donor = assignment["donor_id"]
-    tx.after_commit(lambda: m.index.note_load(donor, -1))
 
 
 async def _release_all(tx: Transaction, m: Matching, donor_id: str, reason: str, now: datetime) -> None:
@@ -540,14 +537,17 @@ async def _release_all(tx: Transaction, m: Matching, donor_id: str, reason: str,
 async def _match(tx: Transaction, m: Matching, federation_id: str, now: datetime, force: Sequence[str] = ()) -> int:
     """Make the offers a federation's waiting needs want now, chosen by the global assignment.
 
-    Ranking reads the in-memory index; each chosen donor's load and status are then read
-    from the tables under the federation lock, so the cap holds even if the index lags.
+    Ranking reads the in-memory index, caught up first: under the federation lock every
+    other transaction of this federation has committed, so it ranks from all of them (this
+    transaction's own changes reach the index after it commits). Each chosen donor's load
+    and status are then read from the tables, so the cap holds whatever the index says.
     """
     conn = tx.conn
     policy = await policy_of(conn, federation_id, now)
     rows = await storage.needs_waiting(conn, federation_id, now, dict(policy.fan_out), m.max_needs_per_pass, force)
     if not rows:
         return 0
+    await m.follower.catch_up_within(tx)
     needs = [storage.need_from_row(r) for r in rows]
     asked = await storage.offered_donors(conn, [n.need_id for n in needs])
     collaboration = slots_of(policy.collaboration_utc)
@@ -651,7 +651,6 @@ async def _make_offer(
         offers_url=f"{base}/v1/donors/{donor_id}/offers?token={quote(donor_token)}",
     )
     await tx.emit(made, key=need.need_id, subject=f"offers/{offer_id}")
-    tx.after_commit(lambda: m.index.note_offered(donor_id, now))
     return 1
 
 

@@ -41,7 +41,7 @@ async def upsert_donor(conn: Conn, donor: DonorProfile, registered_at: datetime)
         " version = EXCLUDED.version, time_zone = EXCLUDED.time_zone, hours_per_week = EXCLUDED.hours_per_week,"
         " remote = EXCLUDED.remote, latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,"
         " country = EXCLUDED.country, languages = EXCLUDED.languages, causes = EXCLUDED.causes,"
-        " windows_utc = EXCLUDED.windows_utc, learned_at = now()"
+        " windows_utc = EXCLUDED.windows_utc, learned_at = now(), changed_by = pg_current_xact_id()"
         " RETURNING registered_at",
         donor.donor_id,
         donor.federation_id,
@@ -74,7 +74,8 @@ async def withdraw_donor(
     await conn.execute(
         "INSERT INTO donors (donor_id, federation_id, status, version, time_zone, hours_per_week, remote,"
         " languages, causes, registered_at) VALUES ($1, $2, 'withdrawn', $3, 'UTC', 0, false, '{}', '{}', $4)"
-        " ON CONFLICT (donor_id) DO UPDATE SET status = 'withdrawn', version = EXCLUDED.version, learned_at = now()",
+        " ON CONFLICT (donor_id) DO UPDATE SET status = 'withdrawn', version = EXCLUDED.version, learned_at = now(),"
+        " changed_by = pg_current_xact_id()",
         donor_id,
         federation_id,
         version,
@@ -83,7 +84,8 @@ async def withdraw_donor(
     if erase:
         await conn.execute(
             "UPDATE donors SET languages = '{}', causes = '{}', windows_utc = '{}', latitude = NULL,"
-            " longitude = NULL, country = NULL, hours_per_week = 0 WHERE donor_id = $1",
+            " longitude = NULL, country = NULL, hours_per_week = 0, changed_by = pg_current_xact_id()"
+            " WHERE donor_id = $1",
             donor_id,
         )
         await conn.execute("DELETE FROM donor_skills WHERE donor_id = $1", donor_id)
@@ -105,26 +107,38 @@ async def donor_federation(conn: Conn, donor_id: str) -> str | None:
     return federation_id
 
 
+# What the index holds per donor: the profile, and the fairness figures counted from the donor's
+# offers and assignments (`o` and `a`, one row per donor, joined by the queries below).
+_INDEX_ROW = (
+    "d.donor_id, d.federation_id, d.status, d.hours_per_week, d.remote, d.latitude, d.longitude,"
+    " d.country, d.languages, d.causes, d.windows_utc, d.registered_at,"
+    " coalesce((SELECT array_agg(s.skill || '=' || s.level) FROM donor_skills s WHERE s.donor_id = d.donor_id),"
+    " '{}') AS skills,"
+    " coalesce(o.pending, 0) + coalesce(a.active, 0) AS load, o.last_asked,"
+    " coalesce(o.declined, 0) AS declined, coalesce(a.confirmed, 0) AS completed"
+)
+_OFFER_FIGURES = (
+    "SELECT donor_id, count(*) FILTER (WHERE status = 'pending') AS pending,"
+    " count(*) FILTER (WHERE status IN ('declined', 'expired')) AS declined, max(made_at) AS last_asked FROM offers"
+)
+_ASSIGNMENT_FIGURES = (
+    "SELECT donor_id, count(*) FILTER (WHERE status IN ('accepted', 'confirmed')) AS active,"
+    " count(*) FILTER (WHERE status IN ('confirmed', 'completed')) AS confirmed FROM assignments"
+)
+# The oldest transaction still running when the statement's snapshot was taken: every change this
+# snapshot cannot see was written by a transaction with this id or a later one (see follow.py).
+_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text"
+
+
 async def donors_for_index(conn: Conn, batch: int = 20_000) -> AsyncIterator[list[asyncpg.Record]]:
     """Every donor with skills and what the fairness rules need, in batches (a cursor: 1M rows fit).
 
     Call it inside a transaction: a cursor lives in one.
     """
     query = (
-        "SELECT d.donor_id, d.federation_id, d.status, d.hours_per_week, d.remote, d.latitude, d.longitude,"
-        " d.country, d.languages, d.causes, d.windows_utc, d.registered_at,"
-        " coalesce((SELECT array_agg(s.skill || '=' || s.level) FROM donor_skills s WHERE s.donor_id = d.donor_id),"
-        " '{}') AS skills,"
-        " coalesce(o.pending, 0) + coalesce(a.active, 0) AS load, o.last_asked,"
-        " coalesce(o.declined, 0) AS declined, coalesce(a.confirmed, 0) AS completed"
-        " FROM donors d"
-        " LEFT JOIN (SELECT donor_id, count(*) FILTER (WHERE status = 'pending') AS pending,"
-        "  count(*) FILTER (WHERE status IN ('declined', 'expired')) AS declined, max(made_at) AS last_asked"
-        "  FROM offers GROUP BY donor_id) o USING (donor_id)"
-        " LEFT JOIN (SELECT donor_id, count(*) FILTER (WHERE status IN ('accepted', 'confirmed')) AS active,"
-        "  count(*) FILTER (WHERE status IN ('confirmed', 'completed')) AS confirmed FROM assignments"
-        "  GROUP BY donor_id) a"
-        "  USING (donor_id)"
+        f"SELECT {_INDEX_ROW} FROM donors d"
+        f" LEFT JOIN ({_OFFER_FIGURES} GROUP BY donor_id) o USING (donor_id)"
+        f" LEFT JOIN ({_ASSIGNMENT_FIGURES} GROUP BY donor_id) a USING (donor_id)"
     )
     chunk: list[asyncpg.Record] = []
     async for row in conn.cursor(query, prefetch=batch):
@@ -134,6 +148,48 @@ async def donors_for_index(conn: Conn, batch: int = 20_000) -> AsyncIterator[lis
             chunk = []
     if chunk:
         yield chunk
+
+
+async def index_horizon(conn: Conn) -> int:
+    """The horizon of this statement's snapshot; a later statement's snapshot sees at least as much."""
+    return int(await conn.fetchval(f"SELECT {_HORIZON}"))
+
+
+# Donors whose profile, offers or assignments a transaction numbered $1 or later wrote, but
+# none the running transaction wrote itself (its id is at least $1 while it runs, so its rows
+# are among these; outside a writing transaction there is no such id and nobody is left out).
+_CHANGED = (
+    "SELECT donor_id FROM ("
+    " SELECT donor_id, changed_by FROM donors WHERE changed_by >= $1::text::xid8"
+    " UNION ALL SELECT donor_id, changed_by FROM offers WHERE changed_by >= $1::text::xid8"
+    " UNION ALL SELECT donor_id, changed_by FROM assignments WHERE changed_by >= $1::text::xid8"
+    ") AS changes GROUP BY donor_id"
+    " HAVING count(*) FILTER (WHERE changed_by = pg_current_xact_id_if_assigned()) = 0"
+)
+_DONORS_CHANGED_SINCE = (
+    f"WITH changed AS MATERIALIZED ({_CHANGED})"
+    f" SELECT {_HORIZON} AS horizon, pg_current_xact_id_if_assigned() IS NOT NULL AS writing, r.*"
+    " FROM (SELECT) AS one LEFT JOIN ("
+    f"  SELECT {_INDEX_ROW} FROM donors d JOIN changed USING (donor_id)"
+    f"  LEFT JOIN ({_OFFER_FIGURES} WHERE donor_id IN (SELECT donor_id FROM changed) GROUP BY donor_id) o"
+    "   USING (donor_id)"
+    f"  LEFT JOIN ({_ASSIGNMENT_FIGURES} WHERE donor_id IN (SELECT donor_id FROM changed) GROUP BY donor_id) a"
+    "   USING (donor_id)"
+    " ) AS r ON true"
+)
+
+
+async def donors_changed_since(conn: Conn, since: int) -> tuple[int, bool, list[asyncpg.Record]]:
+    """The index rows of donors whose profile, offers or assignments a transaction numbered
+    `since` or later changed, read in one snapshot; with that snapshot's horizon, and whether
+    this statement ran inside a transaction that wrote (whose own changes it leaves out).
+
+    Inside a writing transaction, donors it changed itself are skipped: the statement sees
+    those changes before they commit, and they may yet roll back.
+    """
+    rows = await conn.fetch(_DONORS_CHANGED_SINCE, str(since))
+    first = rows[0]
+    return int(first["horizon"]), bool(first["writing"]), [r for r in rows if r["donor_id"] is not None]
 
 
 async def donor_loads(conn: Conn, donor_ids: Sequence[str]) -> dict[str, int]:
@@ -332,7 +388,8 @@ async def get_offer(conn: Conn, offer_id: str, lock: bool = False) -> asyncpg.Re
 
 async def answer_offer(conn: Conn, offer_id: str, status: str, at: datetime, reason: str = "") -> None:
     await conn.execute(
-        "UPDATE offers SET status = $2, answered_at = $3, reason = $4 WHERE offer_id = $1",
+        "UPDATE offers SET status = $2, answered_at = $3, reason = $4, changed_by = pg_current_xact_id()"
+        " WHERE offer_id = $1",
         offer_id,
         status,
         at,
@@ -427,14 +484,17 @@ async def active_assignments_of_donor(conn: Conn, donor_id: str) -> list[asyncpg
 
 async def confirm_assignment(conn: Conn, assignment_id: str, at: datetime) -> None:
     await conn.execute(
-        "UPDATE assignments SET status = 'confirmed', confirmed_at = $2 WHERE assignment_id = $1", assignment_id, at
+        "UPDATE assignments SET status = 'confirmed', confirmed_at = $2, changed_by = pg_current_xact_id()"
+        " WHERE assignment_id = $1",
+        assignment_id,
+        at,
     )
 
 
 async def complete_assignment(conn: Conn, assignment_id: str, at: datetime, hours_given: float, thanks: str) -> None:
     await conn.execute(
-        "UPDATE assignments SET status = 'completed', completed_at = $2, hours_given = $3, thanks = $4"
-        " WHERE assignment_id = $1",
+        "UPDATE assignments SET status = 'completed', completed_at = $2, hours_given = $3, thanks = $4,"
+        " changed_by = pg_current_xact_id() WHERE assignment_id = $1",
         assignment_id,
         at,
         hours_given,
@@ -467,7 +527,8 @@ async def hours_by_organisation(conn: Conn, federation_id: str) -> list[asyncpg.
 
 async def release_assignment(conn: Conn, assignment_id: str, at: datetime, reason: str) -> None:
     await conn.execute(
-        "UPDATE assignments SET status = 'released', released_at = $2, reason = $3 WHERE assignment_id = $1",
+        "UPDATE assignments SET status = 'released', released_at = $2, reason = $3, changed_by = pg_current_xact_id()"
+        " WHERE assignment_id = $1",
         assignment_id,
         at,
         reason,
@@ -503,3 +564,16 @@ async def reset_read_model(conn: Conn, consumer: str, event_types: Sequence[str]
     await conn.execute(
         "DELETE FROM inbox WHERE consumer = $1 AND event_type = ANY($2::text[])", consumer, list(event_types)
     )
+
+
+async def donor_reachable_by(conn: Conn, donor_id: str, federation_id: str, organisation_id: str) -> bool:
+    """Whether a member organisation may see a donor: its own, or one it was matched with (an offer
+    for one of its needs: the donor lent to it), in its federation."""
+    found: bool | None = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM donors WHERE donor_id = $1 AND federation_id = $2 AND organisation_id = $3)"
+        " OR EXISTS (SELECT 1 FROM offers WHERE donor_id = $1 AND federation_id = $2 AND organisation_id = $3)",
+        donor_id,
+        federation_id,
+        organisation_id,
+    )
+    return bool(found)
