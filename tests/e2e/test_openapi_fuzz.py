@@ -19,6 +19,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.result import Err
 
 from pitchin_testing.stack import Stack
 
@@ -52,6 +53,7 @@ def test_every_operation_keeps_to_the_services_openapi(stack: Stack, fuzz_key: s
     failures: list[str] = []
     tried = 0
     for loaded in schema.get_all_operations():
+        assert not isinstance(loaded, Err), f"{service}: an operation the schema cannot describe: {loaded}"
         operation = loaded.ok()
 
         @given(case=operation.as_strategy())
