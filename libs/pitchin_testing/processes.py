@@ -15,9 +15,9 @@ from pitchin_testing.lifecycle import signal_process, stop_process, stop_process
 # Started in this order; the web front last, as it calls the other four.
 SERVICES = ("signups", "matching", "notifications", "scheduling", "web")
 # HTTP worker processes per service in `make run` and the benchmarks (PITCHIN_WORKERS).
-# Matching keeps one: its donor index lives in the process and learns from the events that
-# process consumes, so a second process would rank from half the donors.
-RUN_WORKERS = {"signups": 2, "matching": 1, "notifications": 2, "scheduling": 2, "web": 2}
+# Matching too: each process's donor index follows the read model's committed changes
+# (pitchin_matching/follow.py), whoever wrote them.
+RUN_WORKERS = {"signups": 2, "matching": 2, "notifications": 2, "scheduling": 2, "web": 2}
 # The services with a PostgreSQL schema (and API keys in it) and Kafka clients: all but the web front.
 BACKENDS = ("signups", "matching", "notifications", "scheduling")
 # Processes of each service (replicas, as pods would be): PITCHIN_REPLICAS for every backend,

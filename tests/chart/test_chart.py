@@ -383,12 +383,12 @@ def test_a_service_entry_is_deep_merged_over_the_defaults(tools: Tools) -> None:
     assert other["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(defaults["preStopSleepSeconds"])]
 
 
-def test_each_pod_runs_its_workers_and_matching_one(rendered: Rendered) -> None:
-    """Several uvicorn workers per pod (PITCHIN_WORKERS), but one for matching, whose index is per process."""
+def test_each_pod_runs_its_workers(rendered: Rendered) -> None:
+    """Several uvicorn workers per pod (PITCHIN_WORKERS), matching's too: its index follows the tables."""
     workers = {
         name: rendered.named("ConfigMap", service_fullname(name))["data"]["PITCHIN_WORKERS"] for name in CODE_SERVICES
     }
-    assert workers == {"matching": "1", "notifications": "2", "scheduling": "2", "signups": "2", "web": "2"}
+    assert workers == {"matching": "2", "notifications": "2", "scheduling": "2", "signups": "2", "web": "2"}
 
 
 # --- the chart agrees with the code -----------------------------------------------------------
