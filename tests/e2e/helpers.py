@@ -69,16 +69,35 @@ def fetch(stack: Stack, query: str, *args: object) -> list[asyncpg.Record]:
     return asyncio.run(run())
 
 
-def sign_up(stack: Stack, key: str, **fields: Any) -> httpx.Response:
+def new_trace() -> tuple[str, dict[str, str]]:
+    """A fresh W3C trace id and the `traceparent` header that starts a request inside it.
+
+    Spans reach the collector in batches and out of order, so "the newest span called X" may
+    belong to an earlier test; a trace the test chose itself cannot."""
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    return trace_id, {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+
+
+def sign_up(stack: Stack, key: str, *, headers: dict[str, str] | None = None, **fields: Any) -> httpx.Response:
     """Sign a donor up over signups' HTTP API (the factory's sign-up, changed by `fields`); it must be taken."""
     answer = httpx.post(
-        f"{stack['signups'].url}/v1/donors", json=donor_signup(**fields), headers=bearer(key), timeout=15
+        f"{stack['signups'].url}/v1/donors",
+        json=donor_signup(**fields),
+        headers={**bearer(key), **(headers or {})},
+        timeout=15,
     )
     assert answer.status_code == 201, answer.text
     return answer
 
 
-def create_event(stack: Stack, key: str, starts_in: timedelta = timedelta(days=10), **fields: Any) -> httpx.Response:
+def create_event(
+    stack: Stack,
+    key: str,
+    starts_in: timedelta = timedelta(days=10),
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> httpx.Response:
     """Create a two-hour meet-up on scheduling `starts_in` from now (whole seconds), changed by `fields`;
     it must be created."""
     starts = (datetime.now(UTC) + starts_in).replace(microsecond=0)
@@ -93,7 +112,9 @@ def create_event(stack: Stack, key: str, starts_in: timedelta = timedelta(days=1
         "organiser_email": "o@example.org",
     }
     body.update(fields)
-    answer = httpx.post(f"{stack['scheduling'].url}/v1/events", json=body, headers=bearer(key), timeout=15)
+    answer = httpx.post(
+        f"{stack['scheduling'].url}/v1/events", json=body, headers={**bearer(key), **(headers or {})}, timeout=15
+    )
     assert answer.status_code == 201, answer.text
     return answer
 

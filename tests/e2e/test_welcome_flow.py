@@ -11,17 +11,19 @@ from pitchin_testing.otlp import OtlpReceiver, ReceivedSpan
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, create_event, eventually, fetch, sign_up
+from tests.e2e.helpers import bearer, create_event, eventually, fetch, new_trace, sign_up
 
 pytestmark = pytest.mark.e2e
 
 
-def _server_span(otlp: OtlpReceiver, service: str, name: str) -> ReceivedSpan:
-    """The newest HTTP server span of `service` called `name`."""
-    spans = otlp.wait_for(
-        lambda spans: any(s.service == service and s.kind == "server" and s.name == name for s in spans)
-    )
-    return [s for s in spans if s.service == service and s.kind == "server" and s.name == name][-1]
+def _server_span(otlp: OtlpReceiver, service: str, name: str, trace_id: str) -> ReceivedSpan:
+    """The HTTP server span of `service` called `name` in the trace the test started."""
+
+    def mine(s: ReceivedSpan) -> bool:
+        return s.service == service and s.kind == "server" and s.name == name and s.trace_id == trace_id
+
+    [span] = [s for s in otlp.wait_for(lambda spans: any(mine(s) for s in spans), timeout=30) if mine(s)]
+    return span
 
 
 def _by_id(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
@@ -32,7 +34,8 @@ def test_signup_reaches_matching_and_sends_a_welcome_email_in_one_trace(
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
 ) -> None:
     email = f"donor-{uuid.uuid4().hex[:8]}@example.org"
-    answer = sign_up(stack, tenant.organiser_key, name="Elana Levin", email=email)
+    trace_id, traced = new_trace()
+    answer = sign_up(stack, tenant.organiser_key, headers=traced, name="Elana Levin", email=email)
     donor = answer.json()
     assert answer.headers["location"] == f"/v1/donors/{donor['donor_id']}"
     assert donor["organisation_id"] == tenant.organisation_id
@@ -67,8 +70,7 @@ def test_signup_reaches_matching_and_sends_a_welcome_email_in_one_trace(
 
     # One trace: signups' HTTP span -> outbox relay send -> matching and notifications
     # consume -> notifications' SMTP send.
-    server = _server_span(otlp, "signups", "POST /v1/donors")
-    trace_id = server.trace_id
+    server = _server_span(otlp, "signups", "POST /v1/donors", trace_id)
 
     def whole_trace(spans: list[ReceivedSpan]) -> bool:
         mine = [s for s in spans if s.trace_id == trace_id]
@@ -103,9 +105,11 @@ def test_event_created_is_mailed_to_the_organiser_and_learned_by_signups(
     stack: Stack, tenant: Tenant, mailbox: SmtpSink, otlp: OtlpReceiver
 ) -> None:
     organiser = f"events-{uuid.uuid4().hex[:8]}@dudleycvs.example"
+    trace_id, traced = new_trace()
     event = create_event(
         stack,
         tenant.organiser_key,
+        headers=traced,
         kind="training",
         title="Anarchists in the Boardroom: a training afternoon",
         starts_at="2027-10-04T13:30:00",
@@ -133,7 +137,7 @@ def test_event_created_is_mailed_to_the_organiser_and_learned_by_signups(
 
     assert eventually(known_event, what="signups to learn the event") == event["title"]
 
-    server = _server_span(otlp, "scheduling", "POST /v1/events")
+    server = _server_span(otlp, "scheduling", "POST /v1/events", trace_id)
     # Notifications (which mails the organiser) and signups (which learns the event) both
     # consume it within the request's trace.
     otlp.wait_for(
