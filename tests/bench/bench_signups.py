@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
+import asyncpg
 import httpx
 
 from pitchin_testing.smtp_sink import SmtpSinkProcess
@@ -90,6 +91,24 @@ def _wait_for_mail(
         time.sleep(0.5)
 
 
+def _wait_until_published(database_url: str, timeout: float) -> None:
+    """Until signups' outbox is empty: every sign-up of the burst is on Kafka."""
+
+    async def backlog() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            count: int = await conn.fetchval("SELECT count(*) FROM signups.outbox")
+            return count
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + timeout
+    while (left := asyncio.run(backlog())) and time.monotonic() < deadline:
+        time.sleep(0.5)  # polling the outbox, not waiting on an outcome
+    if left:
+        raise RuntimeError(f"signups' outbox still holds {left} events after {timeout:.0f} s")
+
+
 def main() -> None:
     with running_system(sink_process=True) as system:
         stack, kafka, sink, database_url = system.stack, system.kafka, system.mail_log, system.database_url
@@ -101,6 +120,12 @@ def main() -> None:
         raw_p50, raw_p99 = asyncio.run(kafka_round_trip_ms(kafka.bootstrap))
 
         burst_tag = uuid.uuid4().hex[:6]
+        # "Draining" means a backlog: notifications is stopped while the burst is accepted and
+        # published, then started, and the welcome mails are timed from the moment it serves.
+        # (Measured from the burst's start instead, the figure would be the sign-up intake.)
+        notifications = stack.replicas("notifications")
+        for process in notifications:
+            process.stop()
 
         async def throughput() -> tuple[float, Counter[int], float]:
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
@@ -109,7 +134,6 @@ def main() -> None:
                 statuses = await _sign_up(client, url, key, SIGNUPS, burst_tag)
                 return SIGNUPS / (time.perf_counter() - started), Counter(statuses), time.time()
 
-        burst_started = time.time()
         rate, statuses, accepted_at = asyncio.run(throughput())
         assert statuses == {201: SIGNUPS}, statuses
         print(
@@ -122,14 +146,17 @@ def main() -> None:
                 "per s",
             )
         )
-        # The burst's welcome emails drain after the last sign-up was accepted: how fast the
-        # whole path (relay, Kafka, matching, notifications, SMTP) goes when it is the bottleneck.
+        _wait_until_published(database_url, timeout=300)
+        restarted = time.time()
+        for process in notifications:
+            stack.start_one(process)
+        serving = time.time()
         welcomed = _wait_for_mail(sink, lambda to: to.startswith(f"{burst_tag}-"), SIGNUPS, 600)
         drained_at = max(welcomed.values(), default=time.time())
-        welcome_rate = len(welcomed) / max(drained_at - burst_started, 1e-9)
+        welcome_rate = len(welcomed) / max(drained_at - serving, 1e-9)
         print(
             line(
-                f"welcome emails sent/s (the burst's {len(welcomed)}/{SIGNUPS})",
+                f"welcome emails sent/s draining a backlog of {SIGNUPS} ({len(welcomed)} arrived)",
                 welcome_rate,
                 "per s",
                 "PG row+outbox txn/s (8 conns)",
@@ -137,15 +164,17 @@ def main() -> None:
                 "per s",
             )
         )
+        print(
+            f"  (notifications took {serving - restarted:.1f} s to start; the last welcome email arrived"
+            f" {drained_at - serving:.1f} s after it served; burst accepted to last mail"
+            f" {drained_at - accepted_at:.1f} s)"
+        )
         targets.record(
             f"welcome mails while draining {SIGNUPS:,} sign-ups",
             f"{welcome_rate:.1f}/s ({len(welcomed)}/{SIGNUPS} arrived)",
             ">= 300/s",
             welcome_rate >= 300 and len(welcomed) == SIGNUPS,
             f"PG row+outbox {raw_txn:.0f} txn/s (8 conns); ratio {welcome_rate / raw_txn:.2f}",
-        )
-        print(
-            f"  (the last welcome email arrived {drained_at - accepted_at:.1f} s after the last sign-up was accepted)"
         )
 
         for paced_rate in PACED_RATES:
