@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 import asyncpg
 
@@ -36,7 +37,7 @@ from pitchin_core.db import Conn
 from pitchin_core.errors import NotFound
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_donor_link
 from pitchin_core.telemetry import current_traceparent
-from pitchin_core.uow import Tenant, Transactions
+from pitchin_core.uow import AMBIENT, BatchTransaction, Tenant, Transactions
 from pitchin_notifications import storage
 from pitchin_notifications.domain import webhooks
 from pitchin_notifications.domain.messages import (
@@ -57,6 +58,25 @@ from pitchin_notifications.domain.unsubscribe import Unsubscribe, address_hash, 
 from pitchin_notifications.templates import Overrides, Renderer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A consumer's batch is one transaction in which a federation's channel settings, template
+# overrides and webhook subscriptions do not change; each record of a 500-record batch asking
+# again cost three round trips of its own. Keyed by the batch, so nothing outlives it.
+_PER_BATCH: WeakKeyDictionary[BatchTransaction, dict[tuple[str, ...], Any]] = WeakKeyDictionary()
+
+
+async def _once_per_batch(key: tuple[str, ...], load: Callable[[], Awaitable[T]]) -> T:
+    """`load()`, or what it gave earlier in this consumer batch's transaction."""
+    batch = AMBIENT.get()
+    if not isinstance(batch, BatchTransaction):
+        return await load()
+    memo = _PER_BATCH.setdefault(batch, {})
+    if key not in memo:
+        memo[key] = await load()
+    value: T = memo[key]
+    return value
+
 
 DIGEST_TYPE = "org.pitchin.notifications.digest"
 RULES_BY_KEY = {rule.key(): rule for rule in RULES}
@@ -251,7 +271,9 @@ class Notifications:
             return True
 
     async def _tenant_policy(self, conn: Conn, federation_id: str) -> TenantPolicy:
-        row = await storage.channel_config(conn, federation_id)
+        row = await _once_per_batch(
+            ("channel_config", federation_id), lambda: storage.channel_config(conn, federation_id)
+        )
         quiet = self.policy.quiet_hours
         digest = self.policy.digest_seconds
         if row is not None:
@@ -272,7 +294,10 @@ class Notifications:
         return None
 
     async def _overrides(self, conn: Conn, federation_id: str, organisation_id: str | None, template: str) -> Overrides:
-        rows = await storage.overrides(conn, federation_id, organisation_id, template)
+        rows = await _once_per_batch(
+            ("overrides", federation_id, organisation_id or "", template),
+            lambda: storage.overrides(conn, federation_id, organisation_id, template),
+        )
         return {
             ("organisation" if r["organisation_id"] else "federation", r["language"], r["part"]): r["body"]
             for r in rows
@@ -386,7 +411,10 @@ class Notifications:
         traceparent: str | None,
         now: datetime,
     ) -> None:
-        subscriptions = await storage.subscriptions_for(conn, data.federation_id, data.organisation_id)
+        subscriptions = await _once_per_batch(
+            ("subscriptions", data.federation_id, data.organisation_id or ""),
+            lambda: storage.subscriptions_for(conn, data.federation_id, data.organisation_id),
+        )
         wanted = [s for s in subscriptions if webhooks.wants(s["event_types"], event.type)]
         if not wanted:
             return
