@@ -1,9 +1,12 @@
 """Publish into Pitch In over Kafka, as a third party would: plain aiokafka, no Pitch In code.
 
     python examples/publishers/kafka_publisher.py --bootstrap 127.0.0.1:19092 \
-        --source /crm/unite-west-midlands --federation fed-wm --organisation org-unite
+        --source /crm/unite-west-midlands --federation fed-wm --organisation org-unite \
+        --topic pitchin.ingest.v1.crm-unite-west-midlands-<hash> --username <user> --password <password>
 
-Each event is a CloudEvent in binary mode on `pitchin.ingest.v1`, keyed by the source.
+Each event is a CloudEvent in binary mode on the publisher's own topic (given with its SASL/SCRAM
+credentials when it is registered, docs/ingest.md), keyed by the source. Only this publisher may
+write that topic, and Pitch In refuses a record whose `ce_source` names another source.
 Refusals come back on `pitchin.ingest.rejections.v1` keyed by the same source (`--rejections`).
 """
 
@@ -36,9 +39,21 @@ def headers_for(source: str, event_type: str, event_id: str, tenant: str) -> lis
     ]
 
 
-async def publish(bootstrap: str, source: str, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Publish (type, data) pairs in order; the ids sent, in order."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+def sasl(username: str, password: str) -> dict[str, Any]:
+    """aiokafka's options for Pitch In's brokers: SASL/SCRAM-SHA-512 (SASL_SSL where it is off-host)."""
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": username,
+        "sasl_plain_password": password,
+    }
+
+
+async def publish(
+    bootstrap: str, source: str, events: list[tuple[str, dict[str, Any]]], *, topic: str, login: dict[str, Any]
+) -> list[str]:
+    """Publish (type, data) pairs in order on `topic` as `login` (`sasl(...)`); the ids sent, in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **login, acks="all", enable_idempotence=True)
     await producer.start()
     ids = []
     try:
@@ -46,7 +61,7 @@ async def publish(bootstrap: str, source: str, events: list[tuple[str, dict[str,
             event_id = str(uuid.uuid4())
             tenant = data["federation_id"] + (f"/{data['organisation_id']}" if data.get("organisation_id") else "")
             await producer.send_and_wait(
-                TOPIC,
+                topic,
                 value=json.dumps(data).encode(),
                 key=source.encode(),
                 headers=headers_for(source, event_type, event_id, tenant),
@@ -57,9 +72,11 @@ async def publish(bootstrap: str, source: str, events: list[tuple[str, dict[str,
     return ids
 
 
-async def rejections(bootstrap: str, source: str, seconds: float = 5.0) -> list[dict[str, Any]]:
+async def rejections(bootstrap: str, source: str, login: dict[str, Any], seconds: float = 5.0) -> list[dict[str, Any]]:
     """This source's rejections so far (read from the beginning, for a few seconds)."""
-    consumer = AIOKafkaConsumer(REJECTIONS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        REJECTIONS, bootstrap_servers=bootstrap, **login, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     found = []
     try:
@@ -87,15 +104,19 @@ def main() -> None:
     parser.add_argument("--source", required=True)
     parser.add_argument("--federation", required=True)
     parser.add_argument("--organisation", required=True)
+    parser.add_argument("--topic", required=True, help="this publisher's own topic, pitchin.ingest.v1.<...>")
+    parser.add_argument("--username", required=True)
+    parser.add_argument("--password", required=True)
     parser.add_argument("--run", default=uuid.uuid4().hex[:8], help="makes external ids unique")
     parser.add_argument("--rejections", action="store_true", help="then print this source's rejections")
     args = parser.parse_args()
     events = _samples().every_type(args.federation, args.organisation, args.run)
-    ids = asyncio.run(publish(args.bootstrap, args.source, events))
+    login = sasl(args.username, args.password)
+    ids = asyncio.run(publish(args.bootstrap, args.source, events, topic=args.topic, login=login))
     for (event_type, _), event_id in zip(events, ids, strict=True):
         print(f"published {event_type} id={event_id}")
     if args.rejections:
-        for rejection in asyncio.run(rejections(args.bootstrap, args.source)):
+        for rejection in asyncio.run(rejections(args.bootstrap, args.source, login)):
             print(json.dumps(rejection))
 
 

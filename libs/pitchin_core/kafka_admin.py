@@ -9,13 +9,20 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import InvalidPartitionsError
 
 from pitchin_core.contracts.topics import all_topic_partitions
+from pitchin_core.kafka_auth import KafkaCredentials, client_options
 
 TOPIC_ALREADY_EXISTS = 36
 
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int | None = None) -> None:
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int | None = None,
+    *,
+    credentials: KafkaCredentials | None = None,
+) -> None:
     """Create the missing topics, each with its count from the topic table
     (`pitchin_core.contracts.topics.all_topic_partitions`) unless `partitions` says one for all,
     and grow an existing topic that has fewer: a state directory from before a count was raised
@@ -24,10 +31,13 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int | 
     Growing a topic moves keys to other partitions from then on; records already written stay
     where they are, so order per key holds only once a consumer has read past the growth. That
     is acceptable for a local or test cluster, the only ones this runs against.
+
+    `credentials`: a principal allowed to CREATE and ALTER topics (locally the admin: services
+    have no such right, so `make run` and the tests make the topics before the services start).
     """
     table = all_topic_partitions()
     wanted = {name: partitions if partitions is not None else table.get(name, 1) for name in names}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap, credentials))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

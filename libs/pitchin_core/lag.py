@@ -36,6 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Gauge
 
 from pitchin_core.contracts.topics import consumed_by
+from pitchin_core.kafka_auth import KafkaCredentials, client_options, kafka_credentials
 from pitchin_core.settings import ServiceSettings
 from pitchin_core.telemetry import Metrics
 
@@ -128,8 +129,10 @@ class LagMonitor:
         topics: Iterable[str],
         metrics: LagMetrics,
         interval: float = DEFAULT_INTERVAL_SECONDS,
+        credentials: KafkaCredentials | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.credentials = credentials
         self.service = service
         self.group = group
         self.topics = tuple(topics)
@@ -157,9 +160,11 @@ class LagMonitor:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.service}-lag")
+            # As the service's own principal: its READ ACLs let it describe its topics and group.
+            options = client_options(self.bootstrap, self.credentials)
+            admin = AIOKafkaAdminClient(**options, client_id=f"{self.service}-lag")
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+                **options,
                 client_id=f"{self.service}-lag",
                 group_id=None,
                 enable_auto_commit=False,
@@ -239,6 +244,7 @@ def start_lag_monitor(runtime: _HasRuntimeParts, interval: float | None = None) 
         topics=[spec.name for spec in consumed_by(settings.service_name)],
         metrics=metrics,
         interval=interval if interval is not None else lag_interval_from_env(),
+        credentials=kafka_credentials(settings),
     )
     return asyncio.create_task(monitor.run(), name=f"consumer-lag-{settings.service_name}")
 

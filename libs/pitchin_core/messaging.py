@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,10 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.prometheus.provider import BatchKafkaMetricsSettingsProvider, KafkaMetricsSettingsProvider
 from faststream.params import NoCast
+from faststream.prometheus import ConsumeAttrs, PrometheusMiddleware
+from faststream.security import SASLScram512
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -44,6 +46,13 @@ from pitchin_core.contracts.cloudevents import CloudEvent, InvalidCloudEvent, fr
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import TopicSpec, dead_letter_topic
+from pitchin_core.kafka_auth import (
+    INGEST_PUBLISHER_PREFIX,
+    METADATA_MAX_AGE_MS,
+    KafkaCredentials,
+    is_publisher_topic,
+    topic_of_record,
+)
 from pitchin_core.telemetry import Metrics
 from pitchin_core.uow import one_transaction
 
@@ -107,7 +116,9 @@ class DeadLetters:
             ("dlq_source_offset", str(record.offset).encode()),
             ("dlq_consumer_group", self.consumer_group.encode()),
         ]
-        parked = dead_letter_topic(topic, self.consumer_group)
+        # A publisher's own ingest topic has no dead-letter topic of its own: its records are
+        # parked on pitchin.ingest.v1's (dlq_source_topic says which topic they came from).
+        parked = dead_letter_topic(topic_of_record(topic), self.consumer_group)
         await self.producer.send_and_wait(parked, value=record.value, key=record.key, headers=headers)
         self.metrics.dead_letters.labels(self.metrics.service, topic, category).inc()
         # Handled, so a warning (not an error or worse): the record is kept and the stream flows on.
@@ -128,19 +139,56 @@ def create_broker(
     bootstrap: str,
     service: str,
     metrics: Metrics,
+    credentials: KafkaCredentials | None = None,
 ) -> KafkaBroker:
     # No faststream telemetry middleware: it would make one span per batch; each record gets
     # its own CONSUMER span below, child of the span that produced it.
     return KafkaBroker(
         bootstrap,
         client_id=service,
+        # The service's own principal (SASL/SCRAM-SHA-512, pitchin_core.kafka_auth).
+        security=SASLScram512(username=credentials.username, password=credentials.password) if credentials else None,
+        # Topics are the operator's to make (a service has no CREATE): no CreateTopics on start.
+        allow_auto_create_topics=False,
+        # The ingest consumers subscribe by pattern: a new publisher's topic is seen within this.
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=[
-            KafkaPrometheusMiddleware(registry=metrics.registry, app_name=service, metrics_prefix="faststream"),
+            PrometheusMiddleware(
+                settings_provider_factory=_metrics_by_topic_family,
+                registry=metrics.registry,
+                app_name=service,
+                metrics_prefix="faststream",
+            ),
         ],
         logger=log,
         log_level=logging.DEBUG,
     )
+
+
+class _BatchByTopicFamily(BatchKafkaMetricsSettingsProvider):
+    """faststream labels consumer metrics by the record's topic. The ingest consumers read one
+    topic per publisher by pattern, so that label would grow with every publisher and carry
+    their hashed names: all publishers' topics share one label value."""
+
+    def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
+        attrs = super().get_consume_attrs_from_message(msg)
+        return {**attrs, "destination_name": topic_family(attrs["destination_name"])}
+
+
+class _RecordByTopicFamily(KafkaMetricsSettingsProvider):
+    def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
+        attrs = super().get_consume_attrs_from_message(msg)
+        return {**attrs, "destination_name": topic_family(attrs["destination_name"])}
+
+
+def topic_family(topic: str) -> str:
+    """A topic's name in metrics: each publisher's own topic as `pitchin.ingest.v1.<publisher>`."""
+    return f"{INGEST_PUBLISHER_PREFIX}<publisher>" if is_publisher_topic(topic) else topic
+
+
+def _metrics_by_topic_family(msg: Any) -> KafkaMetricsSettingsProvider | BatchKafkaMetricsSettingsProvider:
+    return _BatchByTopicFamily() if isinstance(msg, Sequence) else _RecordByTopicFamily()
 
 
 def _readable(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
@@ -194,9 +242,13 @@ def subscribe_batches(
     ],
     dead_letters: Callable[[], DeadLetters],
     settings: ConsumerSettings,
+    pattern: str | None = None,
 ) -> None:
     """Consume `topic` in batches: `handler` applies a batch and returns its poison records,
-    which go to the dead-letter topic after the batch committed; then the offsets commit."""
+    which go to the dead-letter topic after the batch committed; then the offsets commit.
+
+    With `pattern` (a regular expression) every topic it matches that the principal may read is
+    consumed instead of `topic` alone (`topic` then names the subscriber)."""
 
     async def consume(records: NoCast[list[Any]], message: KafkaMessage) -> None:
         poisoned = await handler(records)
@@ -206,7 +258,8 @@ def subscribe_batches(
 
     consume.__name__ = f"on_{topic.replace('.', '_')}"
     subscriber = broker.subscriber(
-        topic,
+        *(() if pattern else (topic,)),
+        pattern=pattern,
         group_id=group,
         batch=True,
         max_records=settings.max_records,

@@ -30,6 +30,7 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.db import Conn
 from pitchin_core.errors import Refused
+from pitchin_core.kafka_auth import KafkaCredentials, client_options
 from pitchin_core.telemetry import Metrics, context_from, current_traceparent
 from pitchin_core.worker import BatchWorker
 
@@ -395,7 +396,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def new_producer(bootstrap: str, client_id: str, credentials: KafkaCredentials | None = None) -> AIOKafkaProducer:
     """The producer of a service's relay and dead letters.
 
     Not idempotent: aiokafka's idempotent producer never re-synchronises its sequence numbers
@@ -407,7 +408,7 @@ def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     by a retry is a duplicate the consumers drop by event id, as they do after a relay crash.
     """
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap, credentials),
         client_id=client_id,
         acks="all",
         enable_idempotence=False,

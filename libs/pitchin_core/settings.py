@@ -45,7 +45,15 @@ class ServiceSettings(BaseSettings):
     # Fails closed: production unless told otherwise, so no built-in secret is taken by accident.
     environment: Literal["local", "test", "staging", "production"] = "production"
     kafka_bootstrap: str = "127.0.0.1:19092"
+    # The service's own SCRAM-SHA-512 principal (pitchin_core.kafka_auth); empty: PLAINTEXT, which
+    # no broker Pitch In starts accepts. The password follows the `*_secret` rule below.
+    kafka_username: str = ""
+    kafka_password: str = Field(default="", repr=False)
+    # The service's runtime role: DML on its own schema, bound by row-level security (pitchin_core.db).
     database_url: str = "postgresql://postgres@127.0.0.1:15432/pitchin"
+    # The schema owner's, for the migration step only (`python -m pitchin_core.migrate`, the
+    # chart's Job); empty: the migrations run with `database_url`.
+    migration_database_url: str = ""
     # Each service owns one schema; no service reads another's tables.
     database_schema: str = ""
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -92,6 +100,7 @@ class ServiceSettings(BaseSettings):
                 f"PITCHIN_{name.upper()}": value
                 for name, value in self.__dict__.items()
                 if name.endswith("_secret") and isinstance(value, str)
-            },
+            }
+            | ({"PITCHIN_KAFKA_PASSWORD": self.kafka_password} if self.kafka_username else {}),
         )
         return self

@@ -1,10 +1,18 @@
-"""Apache Kafka (KRaft, one node) as a local process, run from the official jars in the cache."""
+"""Apache Kafka (KRaft, one node) as a local process, run from the official jars in the cache.
+
+Authenticated as production is (pitchin_core.kafka_auth): clients log in with SASL/SCRAM-SHA-512,
+StandardAuthorizer denies whatever no ACL allows, and only the admin principal (the tests' and
+`make run`'s tooling, never a service) is a super user. Plaintext on loopback: no password
+crosses the wire (SCRAM), but the data is not encrypted.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -15,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pitchin_core.kafka_auth import SCRAM_MECHANISM, KafkaCredentials, client_options
 from pitchin_testing.install import kafka_installed, kafka_libs, repo_root
 from pitchin_testing.lifecycle import (
     POLL_INTERVAL,
@@ -44,10 +53,10 @@ def _java() -> str:
     return found
 
 
-async def _kafka_metadata(bootstrap: str, limit: float) -> dict[str, Any]:
+async def _kafka_metadata(bootstrap: str, credentials: KafkaCredentials, limit: float) -> dict[str, Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(limit * 1000))
+    admin = AIOKafkaAdminClient(**client_options(bootstrap, credentials), request_timeout_ms=int(limit * 1000))
     try:
         async with asyncio.timeout(limit):
             await admin.start()
@@ -79,6 +88,10 @@ class KafkaServer(LocalServer):
         self.logs_dir = self.state_dir / "logs"
         self.properties_file = self.state_dir / "server.properties"
         self.server_log = self.logs_dir / "server.log"
+        # The admin's and the controller's passwords, made with the storage (the admin's SCRAM
+        # credential is written into the metadata at format time: the broker logs in as admin).
+        self.credentials_file = self.state_dir / "credentials.json"
+        self._passwords: dict[str, str] = {}
         # Appended after the defaults (a later key wins in Java .properties), e.g.
         # {"broker.session.timeout.ms": "3000"} for faster restarts after kill().
         self.extra_properties = dict(extra_properties or {})
@@ -95,23 +108,72 @@ class KafkaServer(LocalServer):
     def __repr__(self) -> str:
         return f"KafkaServer(bootstrap={self.bootstrap!r}, state_dir={str(self.state_dir)!r})"
 
+    # -- credentials ---------------------------------------------------------------------------
+    def _load_passwords(self) -> dict[str, str]:
+        if not self._passwords:
+            if self.credentials_file.is_file():
+                self._passwords = json.loads(self.credentials_file.read_text())
+            elif self._is_formatted():
+                raise ServerError(
+                    f"{self.data_dir} was formatted before Kafka had authentication (no {self.credentials_file}):"
+                    " remove the state directory (`make clean` for `make run`) and start again"
+                )
+            else:
+                # Hex: SCRAM's format-time parser splits on `,` `=` `]`; 48 characters pass the
+                # 32+ rule of `*_secret` settings outside local runs.
+                self._passwords = {"admin": secrets.token_hex(24), "controller": secrets.token_hex(24)}
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                self.credentials_file.touch(mode=0o600)
+                self.credentials_file.write_text(json.dumps(self._passwords))
+        return self._passwords
+
+    @property
+    def admin(self) -> KafkaCredentials:
+        """The super user: topics, users and ACLs; the tests' producers and consumers."""
+        return KafkaCredentials("admin", self._load_passwords()["admin"])
+
+    def admin_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for a client logged in as the admin."""
+        return client_options(self.bootstrap, self.admin)
+
     def server_properties(self) -> str:
         """The broker configuration. Java .properties: comments only on their own lines."""
         extra = [f"{key}={value}" for key, value in self.extra_properties.items()]
         for line in extra:
             if "\n" in line or "#" in line:
                 raise ValueError(f"unsupported characters in Kafka property {line!r}")
+        passwords = self._load_passwords()
+        admin, controller = passwords["admin"], passwords["controller"]
         return "\n".join(
             [
-                "# Written by pitchin_testing.kafka.KafkaServer; rewritten on every start.",
+                "# Written by pitchin_testing.kafka.KafkaServer; rewritten on every start. Holds",
+                "# passwords: mode 0600.",
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                f"listeners=BROKER://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=BROKER://127.0.0.1:{self.port}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "inter.broker.listener.name=BROKER",
+                "listener.security.protocol.map=BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+                "# Clients and the broker itself (transaction markers): SCRAM. This JAAS line is also",
+                "# the broker's own login, as admin, whose credential is written at format time.",
+                f"listener.name.broker.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+                f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+                "listener.name.broker.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required"
+                f' username="admin" password="{admin}";',
+                "# Broker to controller: PLAIN with a static user, so it does not depend on credentials",
+                "# kept in the metadata log. A PLAINTEXT controller listener would reach the authorizer",
+                "# as User:ANONYMOUS, which is denied CLUSTER_ACTION (and must never be a super user).",
+                "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                "sasl.mechanism.controller.protocol=PLAIN",
+                "listener.name.controller.plain.sasl.jaas.config="
+                "org.apache.kafka.common.security.plain.PlainLoginModule required"
+                f' username="controller" password="{controller}" user_controller="{controller}";',
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users=User:admin;User:controller",
+                "allow.everyone.if.no.acl.found=false",
                 f"log.dirs={self.data_dir}",
                 "num.partitions=3",
                 "offsets.topic.replication.factor=1",
@@ -153,6 +215,9 @@ class KafkaServer(LocalServer):
             "-c",
             str(self.properties_file),
             "--standalone",
+            # The broker's own login must exist before it starts; every other principal is
+            # added later through the Admin API (pitchin_testing.kafka_access).
+            f"--add-scram={SCRAM_MECHANISM}=[name=admin,password={self.admin.password}]",
         ]
         result = subprocess.run(cmd, cwd=self.state_dir, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
@@ -168,6 +233,8 @@ class KafkaServer(LocalServer):
         deadline = time.monotonic() + timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.properties_file.touch(mode=0o600)
+        self.properties_file.chmod(0o600)
         self.properties_file.write_text(self.server_properties())
         if not self._is_formatted():
             self._format()
@@ -216,7 +283,7 @@ class KafkaServer(LocalServer):
                 )
             if port_open(self.port):
                 try:
-                    cluster = run_async(partial(_kafka_metadata, self.bootstrap, min(10.0, remaining)))
+                    cluster = run_async(partial(_kafka_metadata, self.bootstrap, self.admin, min(10.0, remaining)))
                 except Exception as exc:
                     last_error = f"metadata request failed: {exc!r}"
                 else:
@@ -245,3 +312,17 @@ class KafkaServer(LocalServer):
         signal_process(proc, signal.SIGKILL)
         proc.wait(timeout=30)
         running_servers.discard(self)
+
+
+def admin_credentials(bootstrap: str) -> KafkaCredentials:
+    """The admin of the broker this process runs on `bootstrap`."""
+    for server in list(running_servers):
+        if isinstance(server, KafkaServer) and server.bootstrap == bootstrap:
+            return server.admin
+    raise LookupError(f"no KafkaServer of this process serves {bootstrap}")
+
+
+def admin_options(bootstrap: str) -> dict[str, Any]:
+    """aiokafka keyword arguments for the admin of the broker running here on `bootstrap`: for
+    tooling that is handed a bootstrap address only (the tests' producers and consumers)."""
+    return client_options(bootstrap, admin_credentials(bootstrap))

@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from pitchin_testing.kafka import admin_options
 from tests.bench import targets
 from tests.bench.cpu import CpuMeter, CpuUse, _parents, tree
 from tests.bench.limits import line, postgres_row_and_outbox_txn_per_s
@@ -121,7 +122,7 @@ async def _decided(conn: asyncpg.Connection, source: str) -> int:
 async def _kafka_door(bootstrap: str, database_url: str, source: str, *, key_by_person: bool) -> float:
     """Applied/s from the first record sent to the last one applied; the records are built before
     the clock starts, so the load generator spends its CPU sending, not serialising."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     tag = uuid.uuid4().hex[:6]
     records = []

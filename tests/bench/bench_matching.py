@@ -48,6 +48,7 @@ from pitchin_matching.domain.ranking import (
     rank,
     slots_of,
 )
+from pitchin_testing.kafka import admin_credentials, admin_options
 from tests.bench.cpu import CpuMeter, CpuUse
 from tests.e2e.helpers import as_cloud_event, eventually_async
 
@@ -206,8 +207,8 @@ async def _kafka_latencies(
 
     from pitchin_core.kafka_admin import ensure_topics
 
-    await ensure_topics(bootstrap, ["bench.raw.v1"], partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await ensure_topics(bootstrap, ["bench.raw.v1"], partitions=1, credentials=admin_credentials(bootstrap))
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all", linger_ms=0)
     await producer.start()
     federation = "fed-bench"
     try:
@@ -238,7 +239,7 @@ async def _kafka_latencies(
             await conn.close()
 
         consumer = AIOKafkaConsumer(
-            "pitchin.matches.v1", "bench.raw.v1", bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest"
+            "pitchin.matches.v1", "bench.raw.v1", **admin_options(bootstrap), group_id=None, auto_offset_reset="latest"
         )
         await consumer.start()
         try:

@@ -32,7 +32,7 @@ from pitchin_core.telemetry import Metrics
 from pitchin_core.uow import UnitOfWork
 from pitchin_scheduling.timer import ReminderTimer
 from pitchin_testing.install import ensure_installed, repo_root
-from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.kafka import KafkaServer, admin_credentials, admin_options
 from pitchin_testing.ports import free_ports
 from pitchin_testing.postgres import PostgresServer
 from tests.e2e.helpers import eventually_async
@@ -108,14 +108,14 @@ async def count_on_kafka(consumer: AIOKafkaConsumer, n: int, deadline: float) ->
 
 async def run(bootstrap: str, dsn: str, n: int) -> None:
     trace.set_tracer_provider(TracerProvider())  # spans are made (their CPU counts), not exported
-    await ensure_topics(bootstrap, [EVENTS.name])
+    await ensure_topics(bootstrap, [EVENTS.name], credentials=admin_credentials(bootstrap))
     await migrate(dsn, SCHEMA, files("pitchin_scheduling") / "migrations")
     raw = await raw_insert_commits_per_second(dsn)
 
     pool = await create_pool(dsn, SCHEMA, size=5)
     await insert_due_reminders(pool, n)
     metrics = Metrics("scheduling-bench")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**admin_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     # The topic is created with the table\'s partition count (kafka_admin.ensure_topics).
     partitions = [TopicPartition(EVENTS.name, p) for p in range(EVENTS.partitions)]
@@ -123,7 +123,7 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
     await consumer.seek_to_end(*partitions)
     for tp in partitions:
         await consumer.position(tp)
-    producer = new_producer(bootstrap, "bench-outbox")
+    producer = new_producer(bootstrap, "bench-outbox", admin_credentials(bootstrap))
     await producer.start()
     relay = OutboxRelay(pool, producer, schema=SCHEMA, metrics=metrics)
     uow = UnitOfWork(pool, source="/pitchin/scheduling", consumer="scheduling")

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pitchin_core.contracts.topics import INGEST
+from pitchin_testing.kafka import admin_options
 from pitchin_testing.processes import RUN_WORKERS, ServiceProcess, replicas_from_env
 from tests.bench import targets
 from tests.bench.cpu import CpuMeter, _cpu_seconds, _parents, tree
@@ -35,14 +36,14 @@ async def raw_kafka_rates(bootstrap: str) -> tuple[float, float]:
     consumer records/s (getmany) of the benchmark's own records, on a topic partitioned as the
     ingest topic is: what one Python process can push through this broker."""
     topic = f"limits-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, INGEST.partitions, 1)])
     finally:
         await admin.close()
     stream = person_records("raw", "/bench/raw", RAW_RECORDS, "fed-raw", "org-raw")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     try:
         started = time.perf_counter()
@@ -52,7 +53,7 @@ async def raw_kafka_rates(bootstrap: str) -> tuple[float, float]:
         produced = RAW_RECORDS / (time.perf_counter() - started)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**admin_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(INGEST.partitions)]

@@ -24,6 +24,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from pitchin_core.contracts.topics import BOOKINGS
+from pitchin_testing.kafka import admin_options
 from pitchin_testing.processes import BACKENDS, RUN_WORKERS
 from tests.bench.cpu import CpuMeter, CpuUse
 from tests.bench.limits import (
@@ -290,7 +291,7 @@ async def _event_stream(bootstrap: str, event_id: str, count: int) -> tuple[list
     stops at `count` of them or when the topic has had nothing new for 10 s."""
     consumer = AIOKafkaConsumer(
         BOOKINGS.name,
-        bootstrap_servers=bootstrap,
+        **admin_options(bootstrap),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

@@ -26,6 +26,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from pitchin_testing.kafka import admin_options
 from pitchin_testing.lifecycle import stop_process, wait_until_serving
 from pitchin_testing.ports import free_port
 
@@ -95,12 +96,12 @@ async def postgres_capacity_rush(dsn: str, attempts: int, capacity: int, pool_si
 async def kafka_round_trip_ms(bootstrap: str, messages: int = 500) -> tuple[float, float]:
     """p50/p99 of aiokafka send_and_wait (acks=all) to a consumer receiving it, one at a time."""
     topic = f"limits-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
     await admin.start()
     await admin.create_topics([NewTopic(topic, 1, 1)])
     await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all")
+    consumer = AIOKafkaConsumer(topic, **admin_options(bootstrap), auto_offset_reset="earliest", group_id=None)
     await producer.start()
     await consumer.start()
     latencies = []

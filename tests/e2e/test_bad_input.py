@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pitchin_core.contracts.cloudevents import CloudEvent, to_kafka_headers, to_kafka_value
-from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
@@ -103,7 +103,7 @@ async def _read_topic(
 ) -> list[dict[str, object]]:
     """Read `topic` from the start until `count` records with a key that `keep` accepts arrived."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+        topic, **admin_options(bootstrap), auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     found: list[dict[str, object]] = []
@@ -142,7 +142,7 @@ def test_poison_records_go_to_each_groups_dead_letter_topic_and_the_consumers_ca
     good_headers, good_value = _good_event(tenant.federation_id, good_email)
 
     async def publish() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_server.bootstrap, acks="all")
+        producer = AIOKafkaProducer(**kafka_server.admin_options(), acks="all")
         await producer.start()
         try:
             for name, hdrs, value in poison:
@@ -189,8 +189,8 @@ def test_poison_records_go_to_each_groups_dead_letter_topic_and_the_consumers_ca
 
 
 async def _committed_to_end(bootstrap: str, group: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
+    consumer = AIOKafkaConsumer(**admin_options(bootstrap), group_id=None)
     await admin.start()
     await consumer.start()
     try:

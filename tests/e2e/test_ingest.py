@@ -22,8 +22,9 @@ from aiokafka import AIOKafkaProducer
 from examples.publishers import http_publisher, kafka_publisher
 from examples.publishers.samples import every_type
 from pitchin_core.ingest import external_event_id
+from pitchin_core.kafka_auth import ingest_topic
 from pitchin_core.signing import webhook_signature
-from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, create_event, eventually, read_topic
@@ -77,17 +78,26 @@ def _source() -> str:
 def test_kafka_door_every_type_reaches_its_owner(stack: Stack, tenant: Tenant, kafka_server: KafkaServer) -> None:
     source = _source()
     stack.register_publisher(source, tenant.federation_id, (tenant.organisation_id,))
+    # As the publisher, on its own topic: what a third party is given when it is registered.
+    kafka = stack.publisher_kafka[source]
+    door: dict[str, Any] = {
+        "topic": ingest_topic(source),
+        "login": kafka_publisher.sasl(kafka.username, kafka.password),
+    }
     run = uuid.uuid4().hex[:8]
     events = every_type(tenant.federation_id, tenant.organisation_id, run)
-    ids = asyncio.run(kafka_publisher.publish(kafka_server.bootstrap, source, events[:-1]))
+    ids = asyncio.run(kafka_publisher.publish(kafka_server.bootstrap, source, events[:-1], **door))
     # The event's cancellation is scheduling's, the RSVPs signups': wait for those before it.
     downstream(kafka_server.bootstrap, tenant.federation_id, "pitchin.bookings.v1", 2)
-    ids += asyncio.run(kafka_publisher.publish(kafka_server.bootstrap, source, events[-1:]))
+    ids += asyncio.run(kafka_publisher.publish(kafka_server.bootstrap, source, events[-1:], **door))
     assert len(ids) == 9
     assert_every_type_arrived(kafka_server.bootstrap, tenant, source, f"cal-event-{run}")
     donors = downstream(kafka_server.bootstrap, tenant.federation_id, "pitchin.donors.v1", 3)
     assert {r["data"]["donor_id"] for r in donors} and len({r["data"]["donor_id"] for r in donors}) == 1
-    assert asyncio.run(kafka_publisher.rejections(kafka_server.bootstrap, source, seconds=1.0)) == []
+    # Read as the admin: one rejections topic for every publisher, which no publisher may read
+    # without reading the others' (see docs/ingest.md).
+    admin = kafka_publisher.sasl(kafka_server.admin.username, kafka_server.admin.password)
+    assert asyncio.run(kafka_publisher.rejections(kafka_server.bootstrap, source, admin, seconds=1.0)) == []
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
@@ -175,7 +185,7 @@ def _headers(source: str | None, event_type: str, event_id: str | None, **extra:
 
 
 async def _send(bootstrap: str, records: list[tuple[bytes, list[tuple[str, bytes]], bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all")
     await producer.start()
     try:
         for key, headers, value in records:

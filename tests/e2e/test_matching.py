@@ -108,7 +108,7 @@ def _matches_for(kafka: KafkaServer, need_id: str) -> list[dict[str, Any]]:
     """
 
     async def read() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**kafka.admin_options(), group_id=None, enable_auto_commit=False)
         await consumer.start()
         found: list[dict[str, Any]] = []
         try:

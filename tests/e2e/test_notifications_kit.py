@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
 from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import topic_for
+from pitchin_testing.kafka import admin_options
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import bearer, fetch
@@ -35,7 +36,7 @@ def publish(bootstrap: str, tenant: Tenant, event_type: str, data: dict[str, Any
 
 def publish_many(bootstrap: str, tenant: Tenant, events: list[tuple[str, dict[str, Any], str | None]]) -> list[str]:
     async def send() -> list[str]:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all", linger_ms=5)
         await producer.start()
         ids = []
         try:

@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pitchin_core.contracts.topics import DONORS, INGEST, consumed_by
 from pitchin_core.lag import compute_lag
-from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.ports import free_port, free_ports
 from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.processes import ServiceProcess
@@ -189,8 +189,8 @@ class GroupLag:
     def __init__(self, bootstrap: str, groups: tuple[str, ...]) -> None:
         self.bootstrap = bootstrap
         self.topics = {group: [spec.name for spec in consumed_by(group)] for group in groups}
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        self.admin = AIOKafkaAdminClient(**admin_options(bootstrap))
+        self.consumer = AIOKafkaConsumer(**admin_options(bootstrap), group_id=None, enable_auto_commit=False)
         self.partitions: dict[str, list[TopicPartition]] = {}
 
     async def start(self) -> None:
@@ -223,7 +223,7 @@ class GroupLag:
 async def read_registered(bootstrap: str, federation_id: str) -> tuple[dict[str, set[str]], int]:
     """donor.registered of the federation on the donors topic, read to its end: event ids per
     donor id, and how many records there were."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**admin_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     ids: dict[str, set[str]] = defaultdict(set)
     seen = 0
@@ -313,7 +313,7 @@ async def _kill_mid_stream(
     conn = await asyncpg.connect(stack.database_url)
     lag = GroupLag(bootstrap, GROUPS)
     await lag.start()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     began = time.monotonic()
 

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.postgres import PostgresServer
 from pitchin_testing.smtp_sink import SmtpSink
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
     await admin.start()
     try:
         response = await admin.create_topics([NewTopic(name=name, num_partitions=partitions, replication_factor=1)])
@@ -37,7 +37,7 @@ async def read_all(bootstrap: str, topic: str, expected: int, within: float = 30
     """Read ``topic`` from the beginning until ``expected`` records arrived (or the deadline)."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **admin_options(bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -58,7 +58,7 @@ async def read_all(bootstrap: str, topic: str, expected: int, within: float = 30
 
 
 async def produce(bootstrap: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(topic, value=value, key=key, headers=headers)

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pitchin_core.outbox import OUTBOX_COLUMNS, OutboxRelay, new_producer
 from pitchin_core.telemetry import Metrics
-from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.ports import free_port
 from tests.e2e.helpers import eventually_async
 from tests.integration.conftest import ServiceDatabase
@@ -50,7 +50,7 @@ async def outbox_db(open_service_database: Any, tmp_path: Path) -> ServiceDataba
 @pytest.fixture
 async def producer(kafka_server: KafkaServer) -> AsyncIterator[AIOKafkaProducer]:
     """The producer every service's relay uses, on the test broker."""
-    made = new_producer(kafka_server.bootstrap, f"{SERVICE}-{uuid.uuid4().hex[:6]}")
+    made = new_producer(kafka_server.bootstrap, f"{SERVICE}-{uuid.uuid4().hex[:6]}", kafka_server.admin)
     await made.start()
     yield made
     await made.stop()
@@ -58,7 +58,7 @@ async def producer(kafka_server: KafkaServer) -> AsyncIterator[AIOKafkaProducer]
 
 async def create_topic(bootstrap: str, partitions: int = 3, config: dict[str, str] | None = None) -> str:
     name = f"relay-test-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
     await admin.start()
     try:
         response = await admin.create_topics(
@@ -99,7 +99,7 @@ async def stored_payloads(db: ServiceDatabase) -> dict[str, bytes]:
 
 async def read_topic(bootstrap: str, topic: str, partitions: int, within: float = 30.0) -> list[Any]:
     """Every record on `topic` up to its end offsets now, per partition in offset order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**admin_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         assigned = [TopicPartition(topic, p) for p in range(partitions)]
@@ -270,7 +270,7 @@ async def unreachable_kafka(_: KafkaServer) -> tuple[AIOKafkaProducer, str]:
 
 async def topic_not_created(kafka_server: KafkaServer) -> tuple[AIOKafkaProducer, str]:
     """The real broker, but a topic it does not have (auto-creation is off): metadata times out."""
-    made = AIOKafkaProducer(bootstrap_servers=kafka_server.bootstrap, request_timeout_ms=500)
+    made = AIOKafkaProducer(**kafka_server.admin_options(), request_timeout_ms=500)
     await made.start()
     return made, f"relay-test-missing-{uuid.uuid4().hex[:8]}"
 

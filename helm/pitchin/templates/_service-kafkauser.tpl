@@ -36,6 +36,15 @@ spec:
           name: {{ .topic }}
           patternType: literal
         operations: [Read, Describe]
+      {{- if eq .topic "pitchin.ingest.v1" }}
+      # Every registered publisher's own topic, pitchin.ingest.v1.<slug> (kafka-users-publishers.yaml),
+      # read by pattern subscription (pitchin_core.kafka_auth).
+      - resource:
+          type: topic
+          name: pitchin.ingest.v1.
+          patternType: prefix
+        operations: [Read, Describe]
+      {{- end }}
       - resource:
           type: topic
           name: {{ .deadLetter }}

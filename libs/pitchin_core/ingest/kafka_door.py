@@ -25,6 +25,7 @@ from pitchin_core.ingest.envelope import Envelope, envelope_from_kafka
 from pitchin_core.ingest.pipeline import AppliesMany, Apply, ApplyMany, NotYet, Pipeline
 from pitchin_core.ingest.publishers import Registration
 from pitchin_core.ingest.validation import Accepted, Rejection
+from pitchin_core.kafka_auth import INGEST_SUBSCRIPTION, ingest_topic, is_publisher_topic
 from pitchin_core.messaging import TRANSIENT_ERRORS, PoisonMessage, consumer_span, subscribe_batches
 from pitchin_core.uow import Transaction, one_transaction
 
@@ -61,7 +62,24 @@ def subscribe_ingest(runtime: Runtime, pipeline: Pipeline, apply: Apply, apply_m
         handler=door,
         dead_letters=lambda: runtime.dead_letters,
         settings=runtime.consumer_settings,
+        # pitchin.ingest.v1 (signups' relay) and every publisher's own pitchin.ingest.v1.<slug>.
+        pattern=INGEST_SUBSCRIPTION,
     )
+
+
+def forged_source(topic: str, source: str) -> PoisonMessage | None:
+    """Why a record on a publisher's topic may not act for the source its `ce_source` names, if so.
+
+    Only that publisher's principal may write its topic (a LITERAL WRITE ACL), so the topic is who
+    wrote the record; the header is whatever the client sent. A record whose header names another
+    source is refused to the dead-letter topic rather than applied under the topic's publisher:
+    it is a publisher misconfigured or trying to speak for another, an operator should see it,
+    and a rejection on the rejections topic would be addressed (keyed) to the source it forged.
+    The base topic is written by signups alone (its relay of what the HTTP door authenticated).
+    """
+    if is_publisher_topic(topic) and ingest_topic(source) != topic:
+        return PoisonMessage(f"ce_source {source!r} is not the publisher of topic {topic}", "forged-source")
+    return None
 
 
 class KafkaDoor:
@@ -89,6 +107,11 @@ class KafkaDoor:
                 self.pipeline.count("kafka", "dead-lettered", "missing-attribute")
                 reason = "ce_source is missing: a rejection could not be addressed to anyone"
                 poisoned.append((record, PoisonMessage(reason, "unaddressable")))
+                continue
+            forged = forged_source(record.topic, envelope.source)
+            if forged is not None:
+                self.pipeline.count("kafka", "dead-lettered", "forged-source")
+                poisoned.append((record, forged))
                 continue
             mine.append((record, envelope))
         try:

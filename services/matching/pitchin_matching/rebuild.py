@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pitchin_core.contracts.cloudevents import InvalidCloudEvent, from_kafka
 from pitchin_core.contracts.topics import DONORS, NEEDS, TopicSpec
 from pitchin_core.db import create_pool
+from pitchin_core.kafka_auth import client_options, kafka_credentials
 from pitchin_core.messaging import PoisonMessage, parse_event
 from pitchin_core.uow import UnitOfWork
 from pitchin_matching import service, storage
@@ -36,8 +38,9 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
     pool = await create_pool(settings.database_url, settings.db_schema, size=1)
     # The service's own unit of work (same source and inbox consumer), without the rest of a runtime.
     uow = UnitOfWork(pool, source=f"/pitchin/{settings.service_name}", consumer=settings.service_name)
+    options = client_options(settings.kafka_bootstrap, kafka_credentials(settings))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **options,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -46,7 +49,7 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
     counts = {"applied": 0, "skipped": 0}
     try:
         specs = {spec.name: spec for spec in TOPICS}
-        partitions = await partitions_of(settings.kafka_bootstrap, list(specs))
+        partitions = await partitions_of(options, list(specs))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -80,9 +83,10 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
     return counts
 
 
-async def partitions_of(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
-    """Every partition of the topics, from the broker's metadata (no consumer group involved)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def partitions_of(options: dict[str, Any], topics: list[str]) -> list[TopicPartition]:
+    """Every partition of the topics, from the broker's metadata (no consumer group involved);
+    `options` are the client's (`kafka_auth.client_options`: matching's own principal)."""
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
