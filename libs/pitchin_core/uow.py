@@ -52,7 +52,22 @@ class Tenant:
     organisation_id: str | None = None
 
 
-SET_TENANT = "SELECT set_config('pitchin.federation_id', $1, true), set_config('pitchin.organisation_id', $2, true)"
+# A tenant's transaction becomes the service's tenant role (`pitchin.tenant_role`, set on the
+# login role: `pitchin_core.db.bootstrap_roles_sql`), which row-level security binds to the
+# federation set here, whatever a later WHERE says. Everything in one statement, the
+# transaction's first: no extra round trip. Without `pitchin.tenant_role` (a superuser's test
+# pool) 'none' keeps the login role. All three are transaction-local (`SET LOCAL`).
+_BECOME_TENANT = "set_config('role', coalesce(nullif(current_setting('pitchin.tenant_role', true), ''), 'none'), true)"
+SET_TENANT = (
+    f"SELECT {_BECOME_TENANT}, set_config('pitchin.federation_id', $1, true),"
+    " set_config('pitchin.organisation_id', $2, true)"
+)
+# Back to the login role, which sees every tenant of its schema (a tenant-less use case in a
+# transaction that acted for a tenant: a consumer's batch, an ingest round).
+ACROSS_TENANTS = (
+    "SELECT set_config('role', 'none', true), set_config('pitchin.federation_id', '', true),"
+    " set_config('pitchin.organisation_id', '', true)"
+)
 
 
 @dataclass
@@ -101,10 +116,16 @@ class Transaction:
             # One transaction acts for one tenant: a nested use case cannot widen or switch it.
             raise RuntimeError(f"a transaction for {self.tenant} cannot open a savepoint for {tenant}")
         inner = Transaction(self.conn, self.source, self.consumer, self.tenant or tenant)
+        switched = tenant is not None and self.tenant is None
         async with self.conn.transaction():
-            if tenant is not None and self.tenant is None:
+            if switched:
+                assert tenant is not None
                 await self.conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
             yield inner
+            if switched:
+                # A released savepoint keeps its settings: the tenant-less transaction around it
+                # goes on across tenants (a rolled-back one drops them by itself).
+                await self.conn.execute(ACROSS_TENANTS)
         # The savepoint was released: its events and callbacks now belong to the enclosing transaction.
         self.emitted.extend(inner.emitted)
         self.after.extend(inner.after)
@@ -217,7 +238,8 @@ class RequestClaim(SharedTransaction):
         claimed = await conn.fetchval(
             "INSERT INTO idempotency_keys (caller_key_hash, idempotency_key, fingerprint)"
             " SELECT $1, $2, $3 FROM (SELECT set_config('pitchin.federation_id', $4, true),"
-            " set_config('pitchin.organisation_id', $5, true)) AS tenant"
+            " set_config('pitchin.organisation_id', $5, true),"
+            f" CASE WHEN $4 = '' THEN NULL ELSE {_BECOME_TENANT} END) AS tenant"
             " ON CONFLICT DO NOTHING RETURNING true",
             self.caller_key_hash,
             self.key,
@@ -386,8 +408,13 @@ class UnitOfWork:
             return
         outer = shared.tx
         if not shared.savepoint_per_use_case:
+            # A batch acts for many tenants, one use case after another on one connection: each
+            # switches the transaction to its own tenant (or back across tenants) first.
             if tenant is not None and tenant != outer.tenant:
                 await outer.conn.execute(SET_TENANT, tenant.federation_id, tenant.organisation_id or "")
+            elif tenant is None and outer.tenant is not None:
+                await outer.conn.execute(ACROSS_TENANTS)
+                outer.tenant = None
             shared_tx = Transaction(outer.conn, self.source, self.consumer, tenant or outer.tenant)
             try:
                 yield shared_tx

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
 import time
 from functools import partial
+from importlib.resources import files
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from pitchin_core.db import OWNER_ROLE, app_role, bootstrap_roles_sql, database_grants_sql, migrate
 from pitchin_testing.install import pg_bin_dir
 from pitchin_testing.lifecycle import (
     POLL_INTERVAL,
@@ -29,6 +34,78 @@ from pitchin_testing.lifecycle import (
     tail,
     wait_pids_gone,
 )
+
+# The schemas whose services get a runtime role (pitchin_core.db): every service with migrations.
+SERVICE_SCHEMAS = ["signups", "matching", "notifications", "scheduling", "web"]
+# TCP needs a password (SCRAM); the Unix socket, reachable only by root and postgres, trusts.
+_HBA = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+
+
+def role_password(superuser_password: str, role: str) -> str:
+    """A role's password, derived from the cluster's superuser password: whoever holds the
+    superuser DSN (the test stack, `make run`) can hand each service its own DSN."""
+    return hmac.new(superuser_password.encode(), role.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def role_dsn(superuser_dsn: str, role: str) -> str:
+    """The DSN of `role` on the same server and database as `superuser_dsn`."""
+    parts = urlsplit(superuser_dsn)
+    password = role_password(parts.password or "", role)
+    netloc = f"{quote(role)}:{quote(password)}@{parts.hostname}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def migration_dsn(superuser_dsn: str) -> str:
+    """The owner's DSN: what runs the migrations."""
+    return role_dsn(superuser_dsn, OWNER_ROLE)
+
+
+def service_dsn(superuser_dsn: str, service: str) -> str:
+    """The runtime DSN of `service`: its non-owner login role."""
+    return role_dsn(superuser_dsn, app_role(service))
+
+
+# A schema made before the owner role (an older `make run` state, migrated as the superuser):
+# it and everything in it become the owner's, so the migrations and policies can go on.
+_HAND_TO_OWNER = f"""
+DO $$DECLARE r record; BEGIN
+  IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '<schema>'
+             AND nspowner <> (SELECT oid FROM pg_roles WHERE rolname = '{OWNER_ROLE}')) THEN
+    FOR r IN SELECT c.oid::regclass AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = '<schema>' AND c.relkind IN ('r', 'p', 'v', 'm') LOOP
+      EXECUTE format('ALTER TABLE %s OWNER TO {OWNER_ROLE}', r.name);
+    END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = '<schema>' LOOP
+      EXECUTE format('ALTER ROUTINE %s OWNER TO {OWNER_ROLE}', r.name);
+    END LOOP;
+    ALTER SCHEMA "<schema>" OWNER TO {OWNER_ROLE};
+  END IF;
+END$$"""
+
+
+def has_schema(service: str) -> bool:
+    """Whether `service` keeps tables (a `pitchin_<service>/migrations` folder)."""
+    try:
+        return (files(f"pitchin_{service}") / "migrations").is_dir()
+    except ModuleNotFoundError:
+        return False
+
+
+async def prepare_service_schemas(superuser_dsn: str, services: list[str]) -> None:
+    """The database's grants to the service roles, then each service's migrations run as the
+    owner role (its own step: the services' runtime roles cannot run DDL)."""
+    database = urlsplit(superuser_dsn).path.lstrip("/")
+    conn = await asyncpg.connect(superuser_dsn)
+    try:
+        for statement in database_grants_sql(database, SERVICE_SCHEMAS):
+            await conn.execute(statement)
+        for service in services:
+            await conn.execute(_HAND_TO_OWNER.replace("<schema>", service))
+    finally:
+        await conn.close()
+    for service in services:
+        await migrate(migration_dsn(superuser_dsn), service, files(f"pitchin_{service}") / "migrations")
 
 
 def _quote_ident(name: str) -> str:
@@ -55,11 +132,13 @@ class PostgresServer(LocalServer):
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "sock"
         self.log_file = self.base_dir / "server.log"
+        # A new superuser password each start; the service roles' passwords derive from it.
+        self.superuser_password = secrets.token_urlsafe(24)
         self.dsn = self.dsn_for("postgres")
         self._as_root = os.geteuid() == 0
 
     def dsn_for(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres:{self.superuser_password}@127.0.0.1:{self.port}/{database}"
 
     @property
     def pid(self) -> int | None:
@@ -140,6 +219,14 @@ class PostgresServer(LocalServer):
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(settings)
 
+    def _write_hba(self) -> None:
+        """Password (SCRAM) on TCP, also for a cluster made before this rule (``make run``'s)."""
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(_HBA)
+        if self._as_root:
+            pw = pwd.getpwnam("postgres")
+            os.chown(hba, pw.pw_uid, pw.pw_gid)
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 90) -> None:
         """initdb if needed, ``pg_ctl start`` and wait until asyncpg can connect."""
@@ -149,6 +236,7 @@ class PostgresServer(LocalServer):
         self._prepare_dirs()
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb(bindir)
+        self._write_hba()
         wait = max(1, int(min(60.0, deadline - time.monotonic())))
         result = self._run(
             str(bindir / "pg_ctl"),
@@ -183,7 +271,7 @@ class PostgresServer(LocalServer):
                     f"--- server.log ---\n{tail(self.log_file)}"
                 )
             try:
-                run_async(partial(self._query_value, "SELECT 1", min(5.0, remaining)))
+                run_async(partial(self._set_up_roles, min(5.0, remaining)))
             except Exception as exc:
                 last_error = repr(exc)
             else:
@@ -191,6 +279,21 @@ class PostgresServer(LocalServer):
             if not self.is_running():
                 raise ServerError(f"PostgreSQL exited early.\n--- server.log ---\n{tail(self.log_file)}")
             time.sleep(POLL_INTERVAL)
+
+    async def _set_up_roles(self, limit: float) -> None:
+        """Over the Unix socket (trusted): this start's superuser password, then the owner and
+        every service's runtime roles with passwords derived from it (pitchin_core.db)."""
+        conn = await asyncpg.connect(
+            host=str(self.socket_dir), port=self.port, user="postgres", database="postgres", timeout=limit
+        )
+        try:
+            await conn.execute(f"ALTER ROLE postgres PASSWORD '{self.superuser_password}'", timeout=limit)
+            roles = [OWNER_ROLE, *(app_role(s) for s in SERVICE_SCHEMAS)]
+            passwords = {role: role_password(self.superuser_password, role) for role in roles}
+            for statement in bootstrap_roles_sql(SERVICE_SCHEMAS, passwords):
+                await conn.execute(statement, timeout=limit)
+        finally:
+            await conn.close()
 
     async def _query_value(self, sql: str, limit: float = 10.0) -> object:
         conn = await asyncpg.connect(self.dsn, timeout=limit)
@@ -273,9 +376,22 @@ class PostgresServer(LocalServer):
 
     # -- databases -------------------------------------------------------------------------
     def create_database(self, name: str) -> str:
-        """Create database ``name`` and return its DSN."""
+        """Create database ``name`` (its schemas made by the owner role) and return its superuser DSN."""
         run_async(lambda: self._execute(f"CREATE DATABASE {_quote_ident(name)}"))
+        self.grant_service_roles(name)
         return self.dsn_for(name)
+
+    def grant_service_roles(self, name: str) -> None:
+        """Let the owner create schemas in database ``name`` and each service's role connect."""
+        run_async(lambda: self._execute_in(name, database_grants_sql(name, SERVICE_SCHEMAS)))
+
+    async def _execute_in(self, database: str, statements: list[str], limit: float = 60.0) -> None:
+        conn = await asyncpg.connect(self.dsn_for(database), timeout=limit)
+        try:
+            for statement in statements:
+                await conn.execute(statement, timeout=limit)
+        finally:
+            await conn.close()
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name`` if it exists, disconnecting its sessions."""

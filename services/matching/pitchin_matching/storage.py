@@ -560,7 +560,8 @@ async def reset_read_model(conn: Conn, consumer: str, event_types: Sequence[str]
 
     Offers, assignments and policies are matching's own facts and stay.
     """
-    await conn.execute("TRUNCATE donor_skills, donors, needs")
+    # DELETE, not TRUNCATE: the runtime role has no TRUNCATE (it would ignore row-level security).
+    await conn.execute("DELETE FROM donor_skills; DELETE FROM donors; DELETE FROM needs")
     await conn.execute(
         "DELETE FROM inbox WHERE consumer = $1 AND event_type = ANY($2::text[])", consumer, list(event_types)
     )
