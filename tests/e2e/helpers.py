@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -17,6 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pitchin_core.contracts.cloudevents import CloudEvent, tenant_of, to_kafka_headers, to_kafka_value
 from pitchin_core.contracts.common import EventData
+from pitchin_core.links import read_booking_link
+from pitchin_testing.kafka import admin_options
 from pitchin_testing.stack import Stack
 from tests.unit.factories import donor_signup
 
@@ -138,7 +141,7 @@ async def read_topic(
     CloudEvents, `type` and `data` decoded for convenience.
     """
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+        topic, **admin_options(bootstrap), auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     found: list[dict[str, Any]] = []
@@ -177,7 +180,7 @@ def as_cloud_event(data: EventData, *, source: str = "/test", tenant: str | None
 
 async def send_cloud_events(bootstrap: str, topic: str, keyed: Iterable[tuple[str, CloudEvent]]) -> None:
     """Send CloudEvents (binary mode) in order, each under its message key, acknowledged by every replica."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**admin_options(bootstrap), acks="all")
     await producer.start()
     try:
         for key, event in keyed:
@@ -191,3 +194,13 @@ async def send_cloud_events(bootstrap: str, topic: str, keyed: Iterable[tuple[st
 async def publish_events(bootstrap: str, topic: str, events: list[tuple[str, EventData]]) -> None:
     """Publish contract events as another service would (binary-mode CloudEvents)."""
     await send_cloud_events(bootstrap, topic, [(key, as_cloud_event(data)) for key, data in events])
+
+
+_BOOKING_CANCEL_LINK = re.compile(r"/bookings/([A-Za-z0-9._~-]+)/cancel")
+
+
+def booking_link_in(text: str, secret: str) -> str | None:
+    """The booking a mail's cancel link opens, checked with `secret` (None when the mail has none);
+    raises BadLink when the link is forged or expired."""
+    found = _BOOKING_CANCEL_LINK.search(text)
+    return read_booking_link(secret, found.group(1), time.time()) if found else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,8 @@ from icalendar import Calendar
 
 from pitchin_core.contracts.bookings import BookingConfirmedV1
 from pitchin_core.contracts.topics import BOOKINGS, EVENTS
-from pitchin_testing.kafka import KafkaServer
+from pitchin_core.links import sign_booking_link
+from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
 from tests.e2e.helpers import as_cloud_event, bearer, eventually, send_cloud_events
@@ -28,7 +30,7 @@ def events_on_topic(bootstrap: str, subject_prefix: str) -> list[tuple[str, str,
     """(ce_id, ce_type, data) of every record on pitchin.events.v1 whose subject starts with the prefix."""
 
     async def read() -> list[tuple[str, str, dict[str, Any]]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**admin_options(bootstrap), enable_auto_commit=False)
         await consumer.start()
         try:
             # The topic is created with the table\'s partition count (kafka_admin.ensure_topics).
@@ -320,13 +322,33 @@ def test_bookings_from_signups_give_counts_and_a_personal_calendar(
         what="scheduling to learn the booking",
     )
     assert counted["attendees"] == {"confirmed": 1, "waitlisted": 0, "cancelled": 0}
-    link = client.get("/v1/people/calendar", params={"email": email}, headers=auth)
+    # The private feed is no longer handed out by email lookup (issue 17) ...
+    assert client.get("/v1/people/calendar", params={"email": email}, headers=auth).status_code in (404, 405)
+    # ... but to the person, through the signed link in their booking mail, forwarded by the web front.
+    mine = f"/v1/bookings/{booking.booking_id}/calendar"
+    web = bearer(stack.issue_key(tenant.federation_id, None, "web-front"))
+    proof = {"X-Booking-Link": sign_booking_link(stack.donor_link_secret, booking.booking_id, time.time())}
+    assert client.get(mine, headers=auth | proof).status_code == 403, "an organiser's key does not open it"
+    assert client.get(mine, headers=web).status_code == 403, "nor the web's key without the person's link"
+    forged = {"X-Booking-Link": sign_booking_link("another-secret-" * 3, booking.booking_id, time.time())}
+    assert client.get(mine, headers=web | forged).status_code == 403
+    link = client.get(mine, headers=web | proof)
     assert link.status_code == 200, link.text
     path = link.json()["feed_url"].split("://", 1)[1].split("/", 1)[1]
     feed = Calendar.from_ical(client.get(f"/{path}").content)
     [entry] = feed.walk("VEVENT")
     assert entry.decoded("dtstart") == datetime(2027, 9, 9, 18, 30, tzinfo=ZoneInfo("America/New_York"))
     assert client.get("/v1/feeds/not-a-token.ics").status_code == 404
+    # Rotated by the person: the old feed is gone, the new one works; staff can end it too.
+    rotated = client.post(f"{mine}/rotate", headers=web | proof)
+    assert rotated.status_code == 200, rotated.text
+    assert client.get(f"/{path}").status_code == 404
+    new_path = rotated.json()["feed_url"].split("://", 1)[1].split("/", 1)[1]
+    assert new_path != path and client.get(f"/{new_path}").status_code == 200
+    staff = client.post("/v1/people/calendar/rotate", json={"email": email}, headers=bearer(tenant.staff_key))
+    assert staff.status_code == 204, staff.text
+    assert client.get(f"/{new_path}").status_code == 404
+    assert client.post("/v1/people/calendar/rotate", json={"email": email}, headers=auth).status_code == 403
 
 
 def test_malformed_requests_name_the_field(tenant: Tenant, client: httpx.Client) -> None:

@@ -364,10 +364,21 @@ async def test_bookings_are_recorded_once_and_give_counts_and_a_personal_feed(op
     assert await service.record_booking(db.uow, delivered, confirmed)
     assert not await service.record_booking(db.uow, delivered, confirmed), "a redelivery changes nothing"
     assert (await service.get_event(db.uow, ORGANISER, event.event_id))[1]["confirmed"] == 1
-    token = await service.person_feed_token(db.uow, STAFF, "ana@example.org")
+    token = await service.booking_feed_token(db.uow, STAFF, "bkg_1")
     assert [e.event_id for e in await service.events_booked_by_token(db.uow, token)] == [event.event_id]
     with pytest.raises(NotFound):
-        await service.person_feed_token(db.uow, STRANGER, "ana@example.org")
+        await service.booking_feed_token(db.uow, STRANGER, "bkg_1")
+    # Rotated (by the person through their booking link, or by staff): the old feed is gone at once.
+    rotated = await service.rotate_booking_feed(db.uow, STAFF, "bkg_1")
+    assert rotated != token and await service.booking_feed_token(db.uow, STAFF, "bkg_1") == rotated
+    with pytest.raises(NotFound):
+        await service.events_booked_by_token(db.uow, token)
+    await service.rotate_person_feed(db.uow, STAFF, "ANA@example.org")
+    with pytest.raises(NotFound):
+        await service.events_booked_by_token(db.uow, rotated)
+    with pytest.raises(NotFound):
+        await service.rotate_person_feed(db.uow, STRANGER, "ana@example.org")
+    token = await service.booking_feed_token(db.uow, STAFF, "bkg_1")
     with pytest.raises(NotFound) as unknown_feed:
         await service.events_booked_by_token(db.uow, "not-a-token")
     assert unknown_feed.value.detail == "No such calendar feed."

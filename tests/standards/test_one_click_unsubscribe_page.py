@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from pitchin_web.clients import Services
 from pitchin_web.main import WebSettings, create_app
+from pitchin_web.sessions import MemorySessions
 
 GOOD = "u1.good.token"
 
@@ -38,7 +39,7 @@ def test_get_shows_a_button_and_changes_nothing_post_one_click_unsubscribes_with
         notifications_url="http://notifications",
         scheduling_url="http://scheduling",
     )
-    app = create_app(settings)
+    app = create_app(settings, MemorySessions(3600, 8 * 3600))  # sessions without a database
     app.state.web.services = Services(settings.service_urls, 2.0, httpx.MockTransport(notifications))
     web = TestClient(app)
 
@@ -80,6 +81,6 @@ def test_a_missing_or_odd_token_is_a_page_not_a_crash(token: str) -> None:
         federation_key="pk_fed",
         notifications_url="http://notifications",
     )
-    app = create_app(settings)
+    app = create_app(settings, MemorySessions(3600, 8 * 3600))  # sessions without a database
     app.state.web.services = Services(settings.service_urls, 2.0, httpx.MockTransport(notifications))
     assert TestClient(app).get(f"/v1/unsubscribe?token={token}").status_code == 404

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from pitchin_core.auth import Caller, CallerDep, StaffDep, authenticate
+from pitchin_core.auth import WEB_FRONT, Caller, CallerDep, StaffDep, authenticate, for_web_front, web_front_proof
 from pitchin_core.errors import Forbidden, NotFound, Unauthorised
+from pitchin_core.links import DONOR_LINK_HEADER, PREFIX, RECORD_PREFIX, opens_donor
 from pitchin_matching import service
 from pitchin_matching.domain.policy import PolicyDocument
 from pitchin_matching.domain.tokens import InvalidToken, TokenClaims, verify
@@ -122,11 +123,23 @@ async def _for_donor(
             raise NotFound("donor", donor_id, detail=f"Nothing for donor {donor_id} with this token.")
         return None
     caller = await authenticate(request, credentials)
+    if caller.role == WEB_FRONT:
+        # The web front shows a donor's page only with that donor's signed link (a record link
+        # opens only the record), checked here, not taken on the web's word.
+        kinds = (PREFIX, RECORD_PREFIX) if request.url.path.endswith("/record") else (PREFIX,)
+        web_front_proof(
+            request,
+            caller,
+            DONOR_LINK_HEADER,
+            lambda secret, link, now: opens_donor(secret, link, donor_id, now, kinds),
+        )
+        return caller
     _is_organiser_or_staff(caller)
     return caller
 
 
 @router.get("/donors/{donor_id}/offers")
+@for_web_front
 async def donor_offers(
     donor_id: str, request: Request, credentials: OptionalBearer, tokens: OfferTokens
 ) -> dict[str, Any]:
@@ -137,6 +150,7 @@ async def donor_offers(
 
 
 @router.get("/donors/{donor_id}/record")
+@for_web_front
 async def donor_record(
     donor_id: str, request: Request, credentials: OptionalBearer, tokens: OfferTokens
 ) -> dict[str, Any]:
@@ -234,7 +248,7 @@ def _offer_view(row: Any) -> dict[str, Any]:
         for k in ("offer_id", "need_id", "fight_id", "donor_id", "status", "score", "made_at", "expires_at", "reason")
     }
     view["explanation"] = json.loads(row["explanation"])
-    for optional in ("need_title", "assignment_status"):
+    for optional in ("need_title", "assignment_status", *service.OFFERED_NEED_FACTS):
         if optional in row.keys():
             view[optional] = row[optional]
     return view

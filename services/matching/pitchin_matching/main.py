@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from pitchin_core.http import run_beside
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings, local_secret
 from pitchin_matching import api, handlers
@@ -26,6 +27,9 @@ class MatchingSettings(ServiceSettings):
     http_port: int = 8002
     # Signs the donor links in offer emails; a `*_secret`, so refused outside local use unless real.
     offer_token_secret: str = local_secret("offer-token-secret")
+    # Checks the donor links the web front forwards for a donor's page (pitchin_core.links), shared
+    # with the web front and notifications.
+    donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
     offer_clock_seconds: float = Field(default=0.5, gt=0, le=60)
     # How often each process re-reads the donors other processes changed (follow.py).
     index_poll_seconds: float = Field(default=0.25, gt=0, le=60)

@@ -16,10 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import Field, HttpUrl
 
-from pitchin_core.auth import CallerDep
+from pitchin_core.auth import WEB_FRONT, CallerDep, StaffDep, for_web_front, web_front_proof
 from pitchin_core.contracts.common import Contract, Email
 from pitchin_core.contracts.scheduling import EventKind, EventStatus
+from pitchin_core.errors import Forbidden
 from pitchin_core.http import Problem
+from pitchin_core.links import BOOKING_LINK_HEADER, opens_booking
 from pitchin_core.uow import UnitOfWork
 from pitchin_scheduling import service, storage
 from pitchin_scheduling.domain import events as rules
@@ -93,8 +95,11 @@ class Recording(Contract):
 
 
 class PersonFeed(Contract):
-    email: str
     feed_url: str
+
+
+class FeedOwner(Contract):
+    email: Email
 
 
 def _uow(request: Request) -> UnitOfWork:
@@ -177,8 +182,12 @@ async def event_calendar(event_id: str, request: Request) -> Response:
 
 
 @router.get("/events/{event_id}", response_model=EventView)
+@for_web_front
 async def get_event(event_id: str, caller: CallerDep, request: Request) -> EventView:
     event, attendees = await service.get_event(_uow(request), caller, event_id)
+    if caller.role == WEB_FRONT:
+        # The public page's view of a published event: no organiser's address for the public front.
+        event = event.model_copy(update={"organiser_email": ""})
     return _view(event, attendees)
 
 
@@ -244,6 +253,7 @@ async def recording_available(event_id: str, body: Recording, caller: CallerDep,
 
 
 @router.get("/events/{event_id}/sessions", response_model=list[Session], tags=["agenda"])
+@for_web_front
 async def sessions(event_id: str, caller: CallerDep, request: Request) -> list[Session]:
     return await service.sessions_of_event(_uow(request), caller, event_id)
 
@@ -292,11 +302,43 @@ async def attendees(event_id: str, caller: CallerDep, request: Request) -> list[
     return await service.attendees_of_event(_uow(request), caller, event_id)
 
 
-@router.get("/people/calendar", response_model=PersonFeed, tags=["attendees"])
-async def person_calendar_link(email: Email, caller: CallerDep, request: Request) -> PersonFeed:
-    """The private feed URL of a person's bookings, to send them (calendar apps send no API key)."""
-    token = await service.person_feed_token(_uow(request), caller, str(email))
-    return PersonFeed(email=str(email), feed_url=f"{_base_url(request)}/v1/feeds/{token}.ics")
+# A person's private feed lists every event they booked at any organisation: it is handed out
+# only to that person, through the signed link in their booking mail (forwarded by the web front),
+# never looked up by email (issue 17: `GET /v1/people/calendar?email=` is gone).
+
+
+def _booking_proof(request: Request, caller: CallerDep, booking_id: str) -> None:
+    if caller.role != WEB_FRONT:
+        raise Forbidden("A person's calendar is theirs: it opens through their booking link on the web front.")
+    web_front_proof(
+        request, caller, BOOKING_LINK_HEADER, lambda secret, link, now: opens_booking(secret, link, booking_id, now)
+    )
+
+
+@router.get("/bookings/{booking_id}/calendar", response_model=PersonFeed, tags=["attendees"])
+@for_web_front
+async def booking_calendar_link(booking_id: str, caller: CallerDep, request: Request) -> PersonFeed:
+    """The private feed of the person who made the booking (the web front, with their booking link)."""
+    _booking_proof(request, caller, booking_id)
+    token = await service.booking_feed_token(_uow(request), caller, booking_id)
+    return PersonFeed(feed_url=f"{_base_url(request)}/v1/feeds/{token}.ics")
+
+
+@router.post("/bookings/{booking_id}/calendar/rotate", response_model=PersonFeed, tags=["attendees"])
+@for_web_front
+async def rotate_booking_calendar(booking_id: str, caller: CallerDep, request: Request) -> PersonFeed:
+    """A new private feed for that person; the old feed answers 404 from now on."""
+    _booking_proof(request, caller, booking_id)
+    token = await service.rotate_booking_feed(_uow(request), caller, booking_id)
+    return PersonFeed(feed_url=f"{_base_url(request)}/v1/feeds/{token}.ics")
+
+
+@router.post("/people/calendar/rotate", status_code=status.HTTP_204_NO_CONTENT, tags=["attendees"])
+async def rotate_person_calendar(owner: FeedOwner, caller: StaffDep, request: Request) -> Response:
+    """Federation staff end a person's feed (e.g. shared by mistake). The new one is not answered here:
+    the person gets it from their booking link."""
+    await service.rotate_person_feed(_uow(request), caller, str(owner.email))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # -- public -----------------------------------------------------------------------------------

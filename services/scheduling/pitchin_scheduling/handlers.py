@@ -11,6 +11,8 @@ from pitchin_scheduling import ingest, service
 
 
 def register(runtime: Runtime) -> None:
+    # API keys issued, rotated and revoked in signups: this service's copy, to check callers against.
+    runtime.learn_api_keys()
     uow = runtime.uow
     # Who booked what, for attendee counts and each person's calendar feed: every booking fact the
     # read model knows the status after.

@@ -9,6 +9,7 @@ from importlib.resources import files
 from fastapi import FastAPI
 from pydantic import Field
 
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_scheduling import api, handlers
@@ -18,6 +19,9 @@ from pitchin_scheduling.timer import ReminderTimer
 class SchedulingSettings(ServiceSettings):
     service_name: str = "scheduling"
     http_port: int = 8004
+    # Checks the booking links the web front forwards for a person's calendar (pitchin_core.links),
+    # shared with the web front and notifications.
+    donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
     reminder_batch_size: int = Field(default=200, ge=1, le=5_000)
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from pitchin_core.auth import Caller
+from pitchin_core.auth import WEB_FRONT, Caller
 from pitchin_core.contracts.bookings import (
     BookingCancelledV1,
     BookingConfirmedV1,
@@ -46,6 +46,7 @@ from pitchin_scheduling.domain.agenda import (
 from pitchin_scheduling.domain.events import Event, EventDraft, check_allowed
 from pitchin_scheduling.domain.reminders import plan_reminders
 from pitchin_scheduling.domain.series import SeriesDraft, occurrences
+from pitchin_scheduling.storage import new_feed_token
 
 Command = Callable[[Event], tuple[Event, list[EventData]]]
 
@@ -137,6 +138,8 @@ async def _visible(conn: Conn, caller: Caller, event_id: str) -> Event:
     event = await storage.get_event(conn, caller.federation_id, event_id)
     if event is None or not caller.can_act_for(event.federation_id, event.organisation_id):
         raise NotFound("event", event_id)
+    if caller.role == WEB_FRONT and event.status == "draft":
+        raise NotFound("event", event_id)  # the public web front sees published events only
     return event
 
 
@@ -332,13 +335,31 @@ async def attendees_of_event(uow: Transactions, caller: Caller, event_id: str) -
         return [dict(r) for r in await storage.attendees_of_event(tx.conn, event_id)]
 
 
-async def person_feed_token(uow: Transactions, caller: Caller, email: str) -> str:
-    """The token of a person's private calendar feed (made when they first booked)."""
+async def booking_feed_token(uow: Transactions, caller: Caller, booking_id: str) -> str:
+    """The private feed token of the person who made `booking_id` (the route checked their link)."""
     async with uow(caller.tenant, readonly=True) as tx:
-        token = await storage.person_feed_token(tx.conn, caller.federation_id, email)
+        token = await storage.feed_token_of_booking(tx.conn, caller.federation_id, booking_id)
     if token is None:
-        raise NotFound("bookings for", email, detail="No bookings for this person here.")
+        raise NotFound("calendar feed for booking", booking_id, detail="No calendar feed for this booking yet.")
     return token
+
+
+async def rotate_booking_feed(uow: Transactions, caller: Caller, booking_id: str) -> str:
+    """A new feed token for the person who made `booking_id`: the old feed is gone (404) at once."""
+    async with uow(caller.tenant) as tx:
+        token = await storage.rotate_feed_of_booking(tx.conn, caller.federation_id, booking_id, new_feed_token())
+    if token is None:
+        raise NotFound("calendar feed for booking", booking_id, detail="No calendar feed for this booking yet.")
+    return token
+
+
+async def rotate_person_feed(uow: Transactions, caller: Caller, email: str) -> None:
+    """Federation staff end a person's feed (shared by mistake): a new token, handed to nobody here;
+    the person finds the new one through the link in their booking mail."""
+    async with uow(caller.tenant) as tx:
+        done = await storage.rotate_feed(tx.conn, caller.federation_id, email, new_feed_token())
+    if not done:
+        raise NotFound("calendar feed for", email, detail="No calendar feed for this person here.")
 
 
 async def events_booked_by_token(uow: Transactions, token: str) -> list[Event]:

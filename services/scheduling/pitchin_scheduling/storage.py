@@ -381,7 +381,7 @@ async def record_attendee(conn: Conn, booking: BookingFacts, status: str, at: da
             " ON CONFLICT (federation_id, email) DO NOTHING",
             booking.federation_id,
             str(booking.email),
-            secrets.token_urlsafe(24),
+            new_feed_token(),
         )
 
 
@@ -400,11 +400,43 @@ async def attendees_of_event(db: Db, event_id: str) -> list[asyncpg.Record]:
     )
 
 
-async def person_feed_token(db: Db, federation_id: str, email: str) -> str | None:
+def new_feed_token() -> str:
+    """What a private feed's URL carries: unguessable, and replaced whenever the person or staff rotate it."""
+    return secrets.token_urlsafe(24)
+
+
+async def feed_token_of_booking(db: Db, federation_id: str, booking_id: str) -> str | None:
     token: str | None = await db.fetchval(
-        "SELECT token FROM person_feeds WHERE federation_id = $1 AND email = lower($2)", federation_id, email
+        "SELECT f.token FROM attendees a JOIN person_feeds f"
+        " ON f.federation_id = a.federation_id AND f.email = lower(a.email)"
+        " WHERE a.federation_id = $1 AND a.booking_id = $2",
+        federation_id,
+        booking_id,
     )
     return token
+
+
+async def rotate_feed_of_booking(db: Db, federation_id: str, booking_id: str, token: str) -> str | None:
+    """The new token of the feed of whoever made `booking_id`; None when they have none."""
+    new: str | None = await db.fetchval(
+        "UPDATE person_feeds f SET token = $3 FROM attendees a"
+        " WHERE a.federation_id = $1 AND a.booking_id = $2"
+        " AND f.federation_id = a.federation_id AND f.email = lower(a.email) RETURNING f.token",
+        federation_id,
+        booking_id,
+        token,
+    )
+    return new
+
+
+async def rotate_feed(db: Db, federation_id: str, email: str, token: str) -> bool:
+    done = await db.execute(
+        "UPDATE person_feeds SET token = $3 WHERE federation_id = $1 AND email = lower($2)",
+        federation_id,
+        email,
+        token,
+    )
+    return done != "UPDATE 0"
 
 
 async def events_booked_by_token(db: Db, token: str) -> list[Event] | None:

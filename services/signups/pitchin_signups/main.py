@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from pitchin_core.ingest.http_door import MAX_BODY_BYTES
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
 from pitchin_signups import api, handlers
@@ -20,6 +21,9 @@ from pitchin_signups.service.taxonomy import Taxonomies
 class SignupsSettings(ServiceSettings):
     service_name: str = "signups"
     http_port: int = 8001
+    # Checks the donor and booking links the web front forwards for a person (pitchin_core.links),
+    # shared with the web front and notifications: the web's own key opens no donor or booking.
+    donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
 
 
 def create_app(settings: SignupsSettings | None = None) -> FastAPI:

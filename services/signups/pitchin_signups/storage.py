@@ -435,6 +435,18 @@ async def check_in(conn: Conn, booking_id: str, now: datetime) -> asyncpg.Record
     )
 
 
+async def bookings_of_person(conn: Conn, federation_id: str, email: str, limit: int) -> list[asyncpg.Record]:
+    """A person's places and waitlist entries at any event of the federation, soonest booked last."""
+    return await conn.fetch(
+        "SELECT booking_id, event_id, status, created_at FROM bookings"
+        " WHERE federation_id = $1 AND lower(email) = lower($2) AND status <> 'cancelled'"
+        " ORDER BY created_at DESC LIMIT $3",
+        federation_id,
+        email,
+        limit,
+    )
+
+
 async def list_bookings(conn: Conn, event_id: str, status: str | None) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT booking_id, donor_id, name, email, status, waitlist_seq, created_at, confirmed_at, checked_in_at"

@@ -1,8 +1,9 @@
 """Calls to the four services' HTTP APIs: timeouts, and problem+json answers made into errors a page can show.
 
 The web front reads no table of any service: everything it shows comes through these calls,
-with the caller's own API key (an organiser's, from their session) or the web's federation
-key for public pages. Tenancy and roles are the services' to enforce.
+with the caller's own API key (an organiser's, from their session) or the web's own narrow
+`web-front` key for public pages (with a person's signed link beside it where a page acts for
+them). Tenancy and roles are the services' to enforce.
 """
 
 from __future__ import annotations

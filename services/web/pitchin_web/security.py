@@ -1,21 +1,23 @@
 """Forms, CSRF and security headers.
 
-Sessions are Starlette's signed cookies (itsdangerous): nothing is stored server-side, so the
-web front keeps no database. CSRF: every form carries a token that must equal the one in the
-signed session (a double-submit token the attacker can neither read nor forge), and the session
-cookie is SameSite=Lax as a second line.
+Sessions are kept on the server (sessions.py); the cookie holds a random id. CSRF: every form
+carries a token that must equal an HMAC of that id under the session secret (the attacker can
+neither read the id nor forge the HMAC), and the session cookie is SameSite=Lax as a second line.
+The token needs no stored session, so reading a page with a form writes nothing; it changes when
+the id does (at login and logout).
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pitchin_core.signing import mac
 from pitchin_web.domain.forms import Form
+from pitchin_web.sessions import session_id
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -81,15 +83,12 @@ async def read_form(request: Request) -> Form:
 
 
 def csrf_token(request: Request) -> str:
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return token
+    """The form token of this browser's session (`app.state.session_secret` is set by create_app)."""
+    secret: str = request.app.state.session_secret
+    return mac(secret, "csrf." + session_id(request))
 
 
 def check_csrf(request: Request, form: Form) -> None:
-    expected = request.session.get("csrf")
     sent = form.get("csrf")
-    if not isinstance(expected, str) or not sent or not hmac.compare_digest(expected.encode(), sent.encode()):
+    if not sent or not hmac.compare_digest(csrf_token(request).encode(), sent.encode("utf-8", "replace")):
         raise CsrfFailed()

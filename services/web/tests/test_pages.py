@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from pitchin_web.clients import Services
 from pitchin_web.main import WebSettings, create_app
 from pitchin_web.messages import cy
+from pitchin_web.sessions import MemorySessions
 
 START = datetime.now(UTC) + timedelta(days=5)
 EVENT = {
@@ -86,7 +87,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
         notifications_url="http://notifications",
         scheduling_url="http://scheduling",
     )
-    app = create_app(settings)
+    app = create_app(settings, MemorySessions(3600, 8 * 3600))  # sessions without a database
     app.state.web.services = Services(settings.service_urls, 2.0, httpx.MockTransport(fake_services))
     return TestClient(app)
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from pitchin_web.clients import Services
 from pitchin_web.main import WebSettings, create_app
 from pitchin_web.messages import cy
+from pitchin_web.sessions import MemorySessions
 
 GOOD, USED, EXPIRED = "tok-good-0123456789", "tok-used-0123456789", "tok-expired-0123456789"
 
@@ -70,7 +71,7 @@ def client(signups: StandIn) -> TestClient:
         notifications_url="http://notifications",
         scheduling_url="http://scheduling",
     )
-    app = create_app(settings)
+    app = create_app(settings, MemorySessions(3600, 8 * 3600))  # sessions without a database
     app.state.web.services = Services(settings.service_urls, 2.0, httpx.MockTransport(signups))
     return TestClient(app)
 

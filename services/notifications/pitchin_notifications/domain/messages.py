@@ -58,6 +58,9 @@ NOT_FOR_WEBHOOKS = frozenset({DonorConfirmationRequestedV1.event_type})
 EVENT_WIDE = frozenset({Audience.attendees, Audience.booked})
 # The action of a rule whose link is the donor's own signed page (their offers, bookings, record).
 DONOR_PAGE = "/me"
+# The action of a rule whose link is the attendee's signed booking page (view and cancel): a
+# bare booking id opens nothing (issue 17), so the service signs `/bookings/b1.…` per booking.
+BOOKING_PAGE = "/bookings"
 # The offer's page on the web front, opened with the offer's token when the event carries one.
 OFFER_PAGE = "/offers/{offer_id}"
 EMAIL_AND_SMS = (Channel.email, Channel.sms)
@@ -121,9 +124,9 @@ RULES: tuple[Rule, ...] = (
     Rule("org.pitchin.assignment.released.v1", "assignment_released", D, EMAIL, N, DONOR_PAGE),
     Rule("org.pitchin.assignment.completed.v1", "assignment_completed", D, EMAIL, N, DONOR_PAGE),
     # bookings: to the person who booked
-    Rule("org.pitchin.booking.confirmed.v1", "booking_confirmed", B, EMAIL, U, "/bookings/{booking_id}"),
-    Rule("org.pitchin.booking.waitlisted.v1", "booking_waitlisted", B, EMAIL, U, "/bookings/{booking_id}"),
-    Rule("org.pitchin.booking.promoted.v1", "booking_promoted", B, EMAIL_AND_SMS, U, "/bookings/{booking_id}"),
+    Rule("org.pitchin.booking.confirmed.v1", "booking_confirmed", B, EMAIL, U, BOOKING_PAGE),
+    Rule("org.pitchin.booking.waitlisted.v1", "booking_waitlisted", B, EMAIL, U, BOOKING_PAGE),
+    Rule("org.pitchin.booking.promoted.v1", "booking_promoted", B, EMAIL_AND_SMS, U, BOOKING_PAGE),
     Rule("org.pitchin.booking.cancelled.v1", "booking_cancelled", B, EMAIL, U, "/events/{event_id}",
          applies=_by_themselves),
     Rule("org.pitchin.booking.cancelled.v1", "booking_cancelled_by_organiser", B, EMAIL_AND_SMS, U,
@@ -198,15 +201,16 @@ def channels_for(rule: Rule, person: Recipient, suppressed: frozenset[tuple[str,
     return chosen
 
 
-def links(data: Mapping[str, Any], base: str) -> dict[str, str]:
-    """Every link a message may offer, from the ids the event carries."""
+def links(data: Mapping[str, Any], base: str, booking_page: str | None = None) -> dict[str, str]:
+    """Every link a message may offer, from the ids the event carries (`booking_page`: the
+    attendee's signed booking path, made by the service that holds the secret)."""
     out: dict[str, str] = {}
     if event_id := data.get("event_id"):
         out["event_url"] = f"{base}/events/{event_id}"
         out["calendar_url"] = f"{base}/v1/events/{event_id}.ics"
-    if booking_id := data.get("booking_id"):
-        out["booking_url"] = f"{base}/bookings/{booking_id}"
-        out["cancel_url"] = f"{base}/bookings/{booking_id}/cancel"
+    if booking_page:
+        out["booking_url"] = f"{base}{booking_page}"
+        out["cancel_url"] = f"{base}{booking_page}/cancel"
     if offer_id := data.get("offer_id"):
         out["offer_url"] = f"{base}/offers/{offer_id}"
         out["accept_url"] = f"{base}/offers/{offer_id}/accept"
@@ -255,16 +259,19 @@ def plan(
     public_base_url: str,
     suppressed: frozenset[tuple[str, str]] = frozenset(),
     donor_page: str | None = None,
+    booking_page: str | None = None,
 ) -> list[PlannedMessage]:
     """The messages ``rule`` sends to ``person`` (none if they cannot or will not be reached).
 
     ``donor_page`` is the path of the donor's own page with its signed link (``/me/d1.…``),
     made by the service, which holds the secret; rules whose action is DONOR_PAGE link there.
+    ``booking_page`` likewise (``/bookings/b1.…``) for the booking the message is about; without
+    one, booking links fall back to the event's page.
     """
     event = event or {}
     base = public_base_url.rstrip("/")
     merged = {**event, **data}
-    link_set = links(merged, base)
+    link_set = links(merged, base, booking_page)
     # A donor's own page, signed for them by the caller; without one, the front page.
     link_set["profile_url"] = base + (donor_page or "/")
     # Links the producer made (e.g. matching's signed accept/decline links) win over ours.
@@ -272,6 +279,8 @@ def plan(
     try:
         if rule.action == DONOR_PAGE:
             action_url = link_set["profile_url"]
+        elif rule.action == BOOKING_PAGE:
+            action_url = link_set.get("booking_url") or link_set.get("event_url", base)
         elif rule.action in PRODUCER_LINKS:
             action_url = link_set.get(rule.action, base)
         else:

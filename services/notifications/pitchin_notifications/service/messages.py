@@ -35,7 +35,7 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.db import Conn
 from pitchin_core.errors import NotFound
-from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_donor_link
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_booking_link, sign_donor_link
 from pitchin_core.telemetry import current_traceparent
 from pitchin_core.uow import AMBIENT, BatchTransaction, Tenant, Transactions
 from pitchin_notifications import storage
@@ -145,6 +145,14 @@ class Notifications:
         if rule.audience is not Audience.donor or not person.ref:
             return None
         return "/me/" + sign_donor_link(self.policy.donor_link_secret, person.ref, datetime.now(UTC).timestamp())
+
+    def _booking_page(self, data: dict[str, Any]) -> str | None:
+        """The path of the attendee's booking page, signed for that booking (the web checks it)."""
+        booking_id = data.get("booking_id")
+        if not isinstance(booking_id, str) or not booking_id or "." in booking_id:
+            return None
+        now = datetime.now(UTC).timestamp()
+        return "/bookings/" + sign_booking_link(self.policy.donor_link_secret, booking_id, now)
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -359,6 +367,7 @@ class Notifications:
             public_base_url=self.base,
             suppressed=suppressed,
             donor_page=self._donor_page(rule, person),
+            booking_page=self._booking_page(data),
         )
 
     def _delivery(self, message: PlannedMessage, job: _Staging, overrides: Overrides) -> storage.NewDelivery:

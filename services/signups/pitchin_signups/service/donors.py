@@ -186,6 +186,14 @@ async def get(uow: Transactions, caller: Caller, donor_id: str) -> dict[str, Any
         return donor_view(await _own_donor(tx.conn, caller, donor_id))
 
 
+async def bookings_of(uow: Transactions, caller: Caller, donor_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The bookings made with a donor's email address, for the donor's own page (by their link)."""
+    async with uow(caller.tenant, readonly=True) as tx:
+        donor = await _own_donor(tx.conn, caller, donor_id)
+        rows = await storage.bookings_of_person(tx.conn, donor["federation_id"], donor["email"], limit)
+    return [dict(r) for r in rows]
+
+
 async def find(
     uow: Transactions,
     caller: Caller,

@@ -259,6 +259,11 @@ MESSAGES: dict[str, str] = {
     "booking.status.waitlisted": "Ar y rhestr aros",
     "booking.cancel.done": "Mae eich archeb wedi'i chanslo.",
     "booking.email_sent": "Rydyn ni wedi anfon y manylion i {email}.",
+    "booking.calendar.rotate": "Rhowch ddolen calendr newydd i mi (bydd yr hen un yn peidio â gweithio)",
+    "booking.calendar.rotated": (
+        "Mae eich dolen calendr yn newydd: nid yw'r hen un yn gweithio mwyach."
+        " Ychwanegwch yr un newydd at eich calendr."
+    ),
     # -- organisers -------------------------------------------------------------------------
     "login.title": "Mewngofnodi",
     "login.intro": (

@@ -242,6 +242,10 @@ MESSAGES: dict[str, str] = {
     "booking.status.waitlisted": "On the waitlist",
     "booking.cancel.done": "Your booking is cancelled.",
     "booking.email_sent": "We have sent the details to {email}.",
+    "booking.calendar.rotate": "Give me a new calendar link (the old one stops working)",
+    "booking.calendar.rotated": (
+        "Your calendar link is new: the old one no longer works. Add the new one to your calendar."
+    ),
     # -- organisers -------------------------------------------------------------------------
     "login.title": "Log in",
     "login.intro": "Organisers and federation staff log in with the API key their federation gave them.",

@@ -260,6 +260,10 @@ MESSAGES: dict[str, str] = {
     "booking.status.waitlisted": "En la lista de espera",
     "booking.cancel.done": "Tu reserva se ha cancelado.",
     "booking.email_sent": "Hemos enviado los detalles a {email}.",
+    "booking.calendar.rotate": "Dame un enlace de calendario nuevo (el anterior dejará de funcionar)",
+    "booking.calendar.rotated": (
+        "Tu enlace de calendario es nuevo: el anterior ya no funciona. Añade el nuevo a tu calendario."
+    ),
     # -- organisers -------------------------------------------------------------------------
     "login.title": "Iniciar sesión",
     "login.intro": (

@@ -2,9 +2,13 @@
 
 Who calls the services with which key:
   - public pages (events, RSVP, donor sign-up, a donor's page reached by a signed link) use the
-    web's federation key (PITCHIN_FEDERATION_KEY), for the one federation this front serves;
-  - organisers and federation staff log in with their own API key, kept in the signed session
-    cookie and sent on their calls, so every organiser sees only what the services let that key see;
+    web's own narrow key (PITCHIN_FEDERATION_KEY, role `web-front`), for the one federation this
+    front serves; a page that acts for one person (their donor page, their booking) forwards that
+    person's signed link (`X-Donor-Link`, `X-Booking-Link`), which the service checks itself;
+  - organisers and federation staff log in with their own API key, kept in their session on the
+    server (sessions.py: the cookie holds only a random id) and sent on their calls, so every
+    organiser sees only what the services let that key see; a key the services no longer know
+    (revoked, expired) ends the session;
   - donors answer offers with matching's own signed offer token, passed through untouched.
 """
 
@@ -31,6 +35,7 @@ from pitchin_web.domain.forms import Errors, FieldError, Form
 from pitchin_web.domain.timefmt import COMMON_ZONES, format_span, reader_zone
 from pitchin_web.messages import LANGUAGES, Translator, preferred_language
 from pitchin_web.security import CsrfFailed, FormTooLarge, check_csrf, csrf_token, read_form
+from pitchin_web.sessions import renew
 
 if TYPE_CHECKING:
     from pitchin_web.main import WebSettings  # main.py imports the pages
@@ -292,8 +297,14 @@ def install_page_errors(app: FastAPI) -> None:
         )
 
     @app.exception_handler(ServiceError)
-    async def _service(request: Request, exc: ServiceError) -> HTMLResponse:
+    async def _service(request: Request, exc: ServiceError) -> Response:
         t = translator(request)
+        if exc.status == 401 and request.scope.get(USED_LOGIN_KEY):
+            # The services no longer know this session's key (revoked or expired): the session
+            # ends here too, and the person logs in again.
+            end_session(request)
+            flash(request, "login.needed")
+            return redirect(f"/login?next={quote(request.url.path)}")
         if exc.status == 404:
             return render(
                 request, "error.html", status=404, title=t("error.notfound.title"), message="common.not_found"
@@ -343,12 +354,22 @@ async def choose_language(request: Request, code: str, back: str = "/") -> Respo
 # -- organisers and staff: log in with an API key ---------------------------------------------------------
 
 
+USED_LOGIN_KEY = "pitchin.login_key_used"
+
+
 def login_key(request: Request) -> str:
     """The API key of the organiser or staff member logged in; else they are sent to log in."""
     key = request.session.get("key")
     if not isinstance(key, str):
         raise LoginNeeded()
+    request.scope[USED_LOGIN_KEY] = True  # a 401 from now on means this key, not the web's, was refused
     return key
+
+
+def end_session(request: Request) -> None:
+    """Forget all the session held and give the browser a new id: a copy of the old cookie opens nothing."""
+    request.session.clear()
+    renew(request)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -375,15 +396,15 @@ async def login(request: Request) -> Response:
             errors["api_key"] = FieldError("field.api_key")
     if errors:
         return render(request, "login.html", status=422, errors=errors, next=form.get("next"), values={"role": role})
-    csrf = request.session.get("csrf")
-    request.session.clear()  # a new session on login: nothing carried over from before
-    request.session.update({"key": key, "role": role, "csrf": csrf})
+    language_chosen = request.session.get("lang")
+    end_session(request)  # a new session on login: nothing carried over, no id planted before it promoted
+    request.session.update({"key": key, "role": role, **({"lang": language_chosen} if language_chosen else {})})
     return redirect_back(form.get("next"), "/staff" if role == "staff" else "/organiser")
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     await posted_form(request)
-    request.session.clear()
+    end_session(request)  # the row goes: a copied cookie is dead
     flash(request, "logout.done")
     return redirect("/")

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import icalendar
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from pitchin_core.links import (
+    DONOR_LINK_HEADER,
     BadLink,
     DonorLink,
     read_donor_link,
@@ -46,6 +46,7 @@ from pitchin_web.pages.common import (
     when,
     zone_of,
 )
+from pitchin_web.pages.public import booking_link
 
 router = APIRouter()
 EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
@@ -232,12 +233,13 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
     web = web_of(request)
     donor_id, donor_path = _linked_donor(request, link, read_donor_link, "me.title")
     key = web.settings.federation_key
-    donor = await web.services.signups.call("GET", donor_path, key=key)
+    proof = {DONOR_LINK_HEADER: link}  # the services check the donor's link themselves, not the web's key
+    donor = await web.services.signups.call("GET", donor_path, key=key, headers=proof)
     zone = _donor_zone(donor)
-    offered, record, (bookings, feed_url) = await asyncio.gather(
-        optional(web.services.matching.call("GET", f"{donor_path}/offers", key=key)),
-        optional(web.services.matching.call("GET", f"{donor_path}/record", key=key)),
-        _donor_bookings(request, str(donor.get("email", "")), zone),
+    offered, record, bookings = await asyncio.gather(
+        optional(web.services.matching.call("GET", f"{donor_path}/offers", key=key, headers=proof)),
+        optional(web.services.matching.call("GET", f"{donor_path}/record", key=key, headers=proof)),
+        _donor_bookings(request, donor_path, proof, zone),
     )
     offers = [views.offer_view(o, zone, now(), language(request)) for o in (offered or {}).get("offers", [])]
     return render(
@@ -246,7 +248,8 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
         donor=donor,
         offers=offers,
         bookings=bookings,
-        feed_url=feed_url,
+        # A person's private calendar opens from a booking's own page (its signed link), not here.
+        feed_url=None,
         record=views.donor_record(record, zone, language(request)) if record is not None else None,
         share_url=f"/record/{sign_record_link(web.settings.donor_link_secret, donor_id, time.time())}",
         link=link,
@@ -259,9 +262,10 @@ async def record_page(request: Request, link: str) -> HTMLResponse:
     web = web_of(request)
     _, donor_path = _linked_donor(request, link, read_record_link, "record.title")
     key = web.settings.federation_key
+    proof = {DONOR_LINK_HEADER: link}
     donor, record, labels = await asyncio.gather(
-        web.services.signups.call("GET", donor_path, key=key),
-        web.services.matching.call("GET", f"{donor_path}/record", key=key),
+        web.services.signups.call("GET", donor_path, key=key, headers=proof),
+        web.services.matching.call("GET", f"{donor_path}/record", key=key, headers=proof),
         skills(request, key),
     )
     if donor.get("status") == "withdrawn":
@@ -277,46 +281,30 @@ async def record_page(request: Request, link: str) -> HTMLResponse:
     )
 
 
-async def _donor_bookings(request: Request, email: str, zone: str) -> tuple[list[dict[str, Any]], str | None]:
-    """A person's bookings: the events in their calendar feed, and their booking at each."""
+async def _donor_bookings(request: Request, donor_path: str, proof: dict[str, str], zone: str) -> list[dict[str, Any]]:
+    """The donor's places (booked with their email), each with its own signed booking link."""
     web = web_of(request)
     key = web.settings.federation_key
-    try:
-        feed = await web.services.scheduling.call("GET", "/v1/people/calendar", key=key, params={"email": email})
-    except ServiceError as exc:
-        if exc.status == 404:
-            return [], None
-        raise
-    token = str(feed["feed_url"]).rsplit("/", 1)[-1]
-    answer = await web.services.scheduling.raw(f"/v1/feeds/{token}")
-    event_ids = []
-    if answer.status_code == 200:
-        for item in icalendar.Calendar.from_ical(answer.content).walk("VEVENT"):
-            event_ids.append(str(item.get("uid", "")).split("@", 1)[0])
+    found = await optional(web.services.signups.call("GET", f"{donor_path}/bookings", key=key, headers=proof))
+    items = [b for b in (found or {}).get("items", []) if b.get("status") in ("confirmed", "waitlisted")]
 
-    async def booking_at(event_id: str) -> list[dict[str, Any]]:
-        try:
-            listing, event = await asyncio.gather(
-                web.services.signups.call("GET", f"/v1/events/{quote(event_id)}/bookings", key=key),
-                web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key),
-            )
-        except ServiceError:
-            return []
-        return [
-            {
-                "booking_id": b["booking_id"],
-                "status": b["status"],
-                "title": event["title"],
-                "event_id": event_id,
-                "when": when(request, event, zone),
-            }
-            for b in listing.get("items", [])
-            if str(b.get("email", "")).lower() == email.lower() and b["status"] in ("confirmed", "waitlisted")
-        ]
+    async def row(booking: dict[str, Any]) -> dict[str, Any] | None:
+        event_id = str(booking["event_id"])
+        if not EVENT_ID.match(event_id):
+            return None
+        event = await optional(web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}", key=key))
+        if event is None:
+            return None
+        return {
+            "link": booking_link(request, str(booking["booking_id"])),
+            "status": booking["status"],
+            "title": event["title"],
+            "event_id": event_id,
+            "when": when(request, event, zone),
+        }
 
-    found = await asyncio.gather(*(booking_at(e) for e in event_ids[:20] if EVENT_ID.match(e)))
-    rows = [row for rows_of_event in found for row in rows_of_event]
-    return rows, f"/v1/feeds/{token}"
+    rows = await asyncio.gather(*(row(b) for b in items[:20]))
+    return [r for r in rows if r is not None]
 
 
 # -- offers, answered with matching's signed tokens ------------------------------------------------------

@@ -1,24 +1,31 @@
 """The public pages: home, the events listing and an event's page, RSVP, bookings and calendar feeds.
 
-Anyone may read them; they call the services with the web's federation key.
+Anyone may read them; they call the services with the web's own narrow key (role `web-front`).
+A booking page opens only with the signed booking link (pitchin_core.links `b1.…`) mailed to the
+person who booked, never with the bare booking id; the web checks it and forwards it to signups
+and scheduling (`X-Booking-Link`), which check it again rather than trust the web's key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from pitchin_core.links import BadLink, read_booking_link, sign_booking_link
 from pitchin_web.clients import ServiceError
 from pitchin_web.domain import forms, views
 from pitchin_web.domain.timefmt import is_zone, iso_instant
 from pitchin_web.pages.common import (
+    LinkRefused,
     flash,
     language,
     now,
+    optional,
     post_form,
     posted_form,
     redirect,
@@ -119,7 +126,7 @@ async def rsvp(request: Request, event_id: str) -> Response:
         request.session["last_email"] = form.get("email")
         for with_sessions in (True, False):  # this reader's next view shows their own booking counted
             web.public_events.pop((event_id, with_sessions), None)
-        return redirect(f"/bookings/{quote(booking['booking_id'])}")
+        return redirect(f"/bookings/{booking_link(request, booking['booking_id'])}")
     _, view, _ = await _public_event(request, event_id)
     return render(
         request,
@@ -133,40 +140,86 @@ async def rsvp(request: Request, event_id: str) -> Response:
     )
 
 
-async def _booking(request: Request, booking_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def booking_link(request: Request, booking_id: str) -> str:
+    """The signed link that opens `booking_id` for the person who booked (as mailed to them)."""
+    return sign_booking_link(web_of(request).settings.donor_link_secret, booking_id, time.time())
+
+
+def _proof(request: Request, link: str) -> tuple[str, dict[str, str]]:
+    """The booking a signed link opens, and the header that shows the services the same proof."""
+    try:
+        booking_id = read_booking_link(web_of(request).settings.donor_link_secret, link, time.time())
+    except BadLink as exc:
+        raise LinkRefused(403, "booking.title") from exc
+    return booking_id, {BOOKING_LINK_HEADER: link}
+
+
+BOOKING_LINK_HEADER = "X-Booking-Link"
+
+
+async def _booking(request: Request, link: str) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     web = web_of(request)
     key = web.settings.federation_key
-    booking = await web.services.signups.call("GET", f"/v1/bookings/{quote(booking_id)}", key=key)
-    event = await web.services.scheduling.call("GET", f"/v1/events/{quote(booking['event_id'])}", key=key)
-    return booking, event
+    booking_id, proof = _proof(request, link)
+    booking = await web.services.signups.call("GET", f"/v1/bookings/{quote(booking_id)}", key=key, headers=proof)
+    event_call = web.services.scheduling.call("GET", f"/v1/events/{quote(booking['event_id'])}", key=key)
+    feed_call = optional(
+        web.services.scheduling.call("GET", f"/v1/bookings/{quote(booking_id)}/calendar", key=key, headers=proof)
+    )
+    event, feed = await asyncio.gather(event_call, feed_call)
+    return booking, event, _feed_path(feed)
 
 
-@router.get("/bookings/{booking_id}", response_class=HTMLResponse)
-async def booking_page(request: Request, booking_id: str) -> HTMLResponse:
-    booking, event = await _booking(request, booking_id)
+def _feed_path(feed: Any) -> str | None:
+    """The person's private feed on this front (scheduling's URL names the same path)."""
+    if not isinstance(feed, dict) or not feed.get("feed_url"):
+        return None
+    return "/v1/feeds/" + str(feed["feed_url"]).rsplit("/", 1)[-1]
+
+
+@router.get("/bookings/{link}", response_class=HTMLResponse)
+async def booking_page(request: Request, link: str) -> HTMLResponse:
+    booking, event, feed_url = await _booking(request, link)
     return render(
         request,
         "booking.html",
         booking=booking,
         event=event,
+        link=link,
+        feed_url=feed_url,
         when=when(request, event, zone_of(request, event["time_zone"])),
         sent_to=request.session.pop("last_email", None),
+        noindex=True,
     )
 
 
-@router.get("/bookings/{booking_id}/cancel", response_class=HTMLResponse)
-async def booking_cancel_page(request: Request, booking_id: str) -> HTMLResponse:
+@router.get("/bookings/{link}/cancel", response_class=HTMLResponse)
+async def booking_cancel_page(request: Request, link: str) -> HTMLResponse:
     # The link in the email lands here; a GET never cancels (mail scanners follow links).
-    return await booking_page(request, booking_id)
+    return await booking_page(request, link)
 
 
-@router.post("/bookings/{booking_id}/cancel")
-async def booking_cancel(request: Request, booking_id: str) -> Response:
+@router.post("/bookings/{link}/cancel")
+async def booking_cancel(request: Request, link: str) -> Response:
     form = await posted_form(request)
     web = web_of(request)
-    await web.services.signups.call("POST", f"/v1/bookings/{quote(booking_id)}/cancel", key=web.settings.federation_key)
+    booking_id, proof = _proof(request, link)
+    path = f"/v1/bookings/{quote(booking_id)}/cancel"
+    await web.services.signups.call("POST", path, key=web.settings.federation_key, headers=proof)
     flash(request, "booking.cancel.done")
-    return redirect_back(form.get("back"), f"/bookings/{quote(booking_id)}")
+    return redirect_back(form.get("back"), f"/bookings/{quote(link)}")
+
+
+@router.post("/bookings/{link}/calendar")
+async def booking_calendar_rotate(request: Request, link: str) -> Response:
+    """A new private calendar link for this person: the old one stops working (a feed shared by mistake)."""
+    await posted_form(request)
+    web = web_of(request)
+    booking_id, proof = _proof(request, link)
+    path = f"/v1/bookings/{quote(booking_id)}/calendar/rotate"
+    await web.services.scheduling.call("POST", path, key=web.settings.federation_key, headers=proof)
+    flash(request, "booking.calendar.rotated")
+    return redirect(f"/bookings/{quote(link)}")
 
 
 # Calendar feeds: the services' links point at this public front; the feed comes from scheduling.
