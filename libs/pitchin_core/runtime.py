@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.resources.abc import Traversable
 from typing import Any
 
@@ -15,10 +16,11 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-from pitchin_core.auth import KnownKeys
+from pitchin_core.auth import KnownKeys, learn_key
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.topics import TopicSpec, all_topic_names
+from pitchin_core.contracts.keys import ApiKeyIssuedV1, ApiKeyRevokedV1
+from pitchin_core.contracts.topics import API_KEYS, TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
 from pitchin_core.gate import RequestGate
 from pitchin_core.http import (
@@ -31,6 +33,7 @@ from pitchin_core.http import (
 )
 from pitchin_core.idempotency import ExpiredAnswers, IdempotencyMiddleware
 from pitchin_core.kafka_admin import ensure_topics
+from pitchin_core.kafka_auth import kafka_credentials
 from pitchin_core.lag import start_lag_monitor, stop_lag_monitor
 from pitchin_core.messaging import ConsumerSettings, DeadLetters, EventHandler, create_broker, subscribe
 from pitchin_core.outbox import OutboxRelay, new_producer
@@ -56,8 +59,13 @@ class Runtime:
         self.tracer_provider = setup_tracing(settings)
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
+        # The service's own Kafka principal, for every client it makes (pitchin_core.kafka_auth).
+        self.kafka_credentials = kafka_credentials(settings)
         self.broker = create_broker(
-            bootstrap=settings.kafka_bootstrap, service=settings.service_name, metrics=self.metrics
+            bootstrap=settings.kafka_bootstrap,
+            service=settings.service_name,
+            metrics=self.metrics,
+            credentials=self.kafka_credentials,
         )
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
@@ -107,6 +115,11 @@ class Runtime:
 
         self.subscribe(spec, on_event)
 
+    def learn_api_keys(self) -> None:
+        """Keep this service's copy of the API keys signups issues, rotates and revokes."""
+        learn = partial(learn_key, self.uow)
+        self.handle(API_KEYS, {ApiKeyIssuedV1: learn, ApiKeyRevokedV1: learn})
+
     def subscribe(self, spec: TopicSpec, handler: EventHandler) -> None:
         if self.settings.service_name not in spec.consumers:
             # The topic table is the one place consumers are declared (DLQs, chart, docs).
@@ -128,13 +141,13 @@ class Runtime:
     async def start(self) -> None:
         s = self.settings
         if s.create_topics:
-            await ensure_topics(s.kafka_bootstrap, all_topic_names())
+            await ensure_topics(s.kafka_bootstrap, all_topic_names(), credentials=self.kafka_credentials)
         if s.migrate_on_start:
-            await migrate(s.database_url, s.db_schema, self.migrations)
+            await migrate(s.migration_database_url or s.database_url, s.db_schema, self.migrations)
         # PITCHIN_DATABASE_POOL_SIZE is the service's budget of connections, shared by its workers.
         self._pool = await create_pool(s.database_url, s.db_schema, max(2, s.database_pool_size // s.workers))
         # aiokafka binds its clients to the running event loop: made here, not in __init__.
-        self._producer = new_producer(s.kafka_bootstrap, f"{s.service_name}-outbox")
+        self._producer = new_producer(s.kafka_bootstrap, f"{s.service_name}-outbox", self.kafka_credentials)
         await self._producer.start()
         self._dead_letters = DeadLetters(self._producer, s.service_name, self.metrics)
         self.relay = OutboxRelay(

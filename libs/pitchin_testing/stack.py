@@ -13,10 +13,17 @@ from pathlib import Path
 
 import asyncpg
 
-from pitchin_core.auth import issue_key, new_key
+from pitchin_core.auth import WEB_FRONT, hash_key, issue_key, new_key
+from pitchin_core.contracts.topics import all_topic_names
 from pitchin_core.ingest import Credentials, new_publisher_key, register_publisher
+from pitchin_core.kafka_admin import ensure_topics
+from pitchin_core.kafka_auth import KafkaCredentials, client_options
 from pitchin_core.signing import new_webhook_secret
+from pitchin_signups.keys import issue_first_key
+from pitchin_testing.kafka import admin_credentials
+from pitchin_testing.kafka_access import KafkaAccess
 from pitchin_testing.ports import free_port
+from pitchin_testing.postgres import has_schema, migration_dsn, prepare_service_schemas, service_dsn
 from pitchin_testing.processes import BACKENDS, SERVICES, ServiceProcess, service_env, stop_all
 
 
@@ -32,6 +39,10 @@ SECRET_SETTINGS = (
     "PITCHIN_UNSUBSCRIBE_SECRET",
     "PITCHIN_SESSION_SECRET",
 )
+
+
+# How long every running service may take to learn a key from pitchin.keys.v1.
+KEY_LEARNT_WITHIN_SECONDS = 30.0
 
 
 class Stack:
@@ -51,13 +62,22 @@ class Stack:
         replicas: Mapping[str, int] | None = None,
         replica_port: Callable[[str, int], int] = any_free_port,
         service_secrets: Mapping[str, str] | None = None,
+        kafka_admin: KafkaCredentials | None = None,
     ) -> None:
         """`ports`: where the first process of each service listens (a service not named is not
         started). `replicas`: processes per service (one unless asked), each with `workers`
         HTTP workers; replica i > 0 listens on `replica_port(name, i)`."""
         self.database_url = database_url
-        # The web front serves one federation, calling the services with a staff key of it
-        # (issued in `start`, once the services have made their schemas).
+        # Kafka as its admin (topics, principals, ACLs; the broker of this process unless given):
+        # each service then runs as its own principal, each publisher as its own.
+        self.kafka_bootstrap = kafka_bootstrap
+        self.kafka_admin = kafka_admin or admin_credentials(kafka_bootstrap)
+        self._kafka_access: KafkaAccess | None = None
+        self._kafka_prepared = False
+        self._database_prepared = False
+        self.publisher_kafka: dict[str, KafkaCredentials] = {}
+        # The web front serves one federation, calling the services with its own `web-front` key
+        # of it (issued in `start`, once the services have made their schemas).
         self.web_federation_id = web_federation_id
         self.web_key = ""
         env = service_env(
@@ -127,14 +147,71 @@ class Stack:
 
     def start_one(self, service: ServiceProcess, timeout: float = 120.0) -> None:
         """Start one process (the web front's key is issued first) and wait until it serves."""
+        self.prepare_database()
         if service.name == "web":
             self.prepare_web()
+        else:
+            self.prepare_kafka()
         service.start()
         service.wait_ready(timeout)
 
+    def prepare_database(self) -> None:
+        """Once, before the first service starts: each schema migrated by the owner role, in a step
+        of its own (as the chart's Job does), and each service handed its runtime role's DSN: no
+        DDL, no other schema, row-level security (pitchin_core.db)."""
+        if self._database_prepared:
+            return
+        asyncio.run(prepare_service_schemas(self.database_url, [n for n in self._replicas if has_schema(n)]))
+        for name, processes in self._replicas.items():
+            if has_schema(name):
+                for service in processes:
+                    service.env.update(
+                        {
+                            "PITCHIN_DATABASE_URL": service_dsn(self.database_url, name),
+                            "PITCHIN_MIGRATION_DATABASE_URL": migration_dsn(self.database_url),
+                            "PITCHIN_MIGRATE_ON_START": "false",
+                        }
+                    )
+        self._database_prepared = True
+
+    @property
+    def kafka_access(self) -> KafkaAccess:
+        if self._kafka_access is None:
+            self._kafka_access = KafkaAccess(self.kafka_bootstrap, self.kafka_admin)
+        return self._kafka_access
+
+    def prepare_kafka(self) -> None:
+        """Once, before the first backend starts: the topics (made by the admin, as Strimzi's topic
+        operator does: services have no CREATE) and each backend's principal with its ACLs
+        (pitchin_core.kafka_auth, from the topic table), handed to its processes."""
+        if self._kafka_prepared:
+            return
+        asyncio.run(ensure_topics(self.kafka_bootstrap, all_topic_names(), credentials=self.kafka_admin))
+        for name in (n for n in BACKENDS if n in self._replicas):
+            credentials = self.kafka_access.provision_service(name)
+            for service in self._replicas[name]:
+                service.env.update(
+                    {
+                        "PITCHIN_KAFKA_USERNAME": credentials.username,
+                        "PITCHIN_KAFKA_PASSWORD": credentials.password,
+                        "PITCHIN_CREATE_TOPICS": "false",
+                    }
+                )
+        self._kafka_prepared = True
+
+    def publisher_options(self, source: str) -> dict[str, object]:
+        """aiokafka keyword arguments for a client logged in as the publisher `source` (registered here)."""
+        return client_options(self.kafka_bootstrap, self.publisher_kafka[source])
+
+    def remove_publisher(self, source: str) -> None:
+        """Cut the publisher off Kafka: ACL, credential and topic (kafka_access.remove_publisher)."""
+        self.kafka_access.remove_publisher(source)
+        self.publisher_kafka.pop(source, None)
+
     def prepare_web(self) -> None:
-        """Issue the web front's federation-staff key (the other services must be up) and hand it over."""
-        self.web_key = self.issue_key(self.web_federation_id, None, "federation-staff")
+        """Issue the web front's own narrow key (role `web-front`: published events, sign-ups, RSVPs;
+        a person's things only with their signed link) once the other services are up, and hand it over."""
+        self.web_key = self.issue_key(self.web_federation_id, None, WEB_FRONT)
         self.services["web"].env["PITCHIN_FEDERATION_KEY"] = self.web_key
 
     def stop(self) -> None:
@@ -143,14 +220,50 @@ class Stack:
             stop_all(processes)
 
     def issue_key(self, federation_id: str, organisation_id: str | None, role: str, key: str | None = None) -> str:
-        """One key, known to every service (each keeps its own copy of the hashes)."""
+        """One key, issued the way signups issues keys (its table and outbox, `pitchin_signups.keys`):
+        the other running services learn it from pitchin.keys.v1, and this waits until each has,
+        so the key works everywhere when it is returned."""
         key = key or new_key()
-        self._in_every_backend(
-            lambda conn: issue_key(
-                conn, federation_id=federation_id, organisation_id=organisation_id, role=role, key=key
+        if "signups" not in self.services:
+            # Nobody to publish keys in a stack without signups: each running backend gets its copy.
+            self._in_every_backend(
+                lambda conn: issue_key(
+                    conn, federation_id=federation_id, organisation_id=organisation_id, role=role, key=key
+                )
             )
-        )
+            return key
+        asyncio.run(self._issue_and_wait(federation_id, organisation_id, role, key))
         return key
+
+    async def _issue_and_wait(self, federation_id: str, organisation_id: str | None, role: str, key: str) -> None:
+        await issue_first_key(
+            self.database_url,
+            federation_id=federation_id,
+            organisation_id=organisation_id,
+            role=role,
+            label=f"test {role}",
+            key=key,
+        )
+        waiting = [name for name in BACKENDS if name in self.services and name != "signups"]
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            async with asyncio.timeout(KEY_LEARNT_WITHIN_SECONDS):
+                while waiting:
+                    waiting = [
+                        schema
+                        for schema in waiting
+                        if not await conn.fetchval(
+                            f'SELECT 1 FROM "{schema}".api_keys WHERE key_hash = $1', hash_key(key)
+                        )
+                    ]
+                    if waiting:
+                        await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{', '.join(waiting)} did not learn the key within {KEY_LEARNT_WITHIN_SECONDS} s"
+            ) from None
+        finally:
+            await conn.close()
 
     def register_publisher(
         self,
@@ -177,6 +290,8 @@ class Stack:
                 burst=burst,
             )
         )
+        # Its Kafka door: a principal that may write its own topic only (`publisher_options`).
+        self.publisher_kafka[source] = self.kafka_access.provision_publisher(source)
         return Credentials(source, key, secret)
 
     def _in_every_backend(self, write: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:

@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pitchin_core.contracts.topics import consumed_by
 from pitchin_testing.install import repo_root
-from pitchin_testing.kafka import KafkaServer
+from pitchin_testing.kafka import KafkaServer, admin_options
 
 # The web front has no Kafka, outbox or database: these checks are about the four that do.
 from pitchin_testing.processes import BACKENDS as SERVICES
@@ -287,7 +287,7 @@ def scrape_all(stack: Stack) -> dict[str, Scrape]:
 
 def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, int]:
     async def describe() -> dict[str, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**admin_options(bootstrap))
         await admin.start()
         try:
             return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(topics)}

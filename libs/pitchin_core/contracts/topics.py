@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pitchin_core.contracts import bookings, donors, fights, ingest, matching, publishers, scheduling
+from pitchin_core.contracts import bookings, donors, fights, ingest, keys, matching, publishers, scheduling
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.registry import declared_in
 
@@ -119,7 +119,28 @@ PUBLISHERS = TopicSpec(
     description="Publishing systems registered and revoked by federation staff (scope only, never credentials).",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (DONORS, NEEDS, BOOKINGS, MATCHES, EVENTS, INGEST, INGEST_REJECTIONS, PUBLISHERS)
+API_KEYS = TopicSpec(
+    name=keys.TOPIC,
+    key="key id",
+    producer="signups",
+    consumers=("matching", "notifications", "scheduling"),
+    event_types=declared_in(keys),
+    # A handful a day per federation; keyed by key id, so each key's facts stay in order.
+    partitions=3,
+    description="API keys issued, rotated and revoked by federation staff (their hashes and scope, never the keys).",
+)
+
+TOPICS: tuple[TopicSpec, ...] = (
+    DONORS,
+    NEEDS,
+    BOOKINGS,
+    MATCHES,
+    EVENTS,
+    INGEST,
+    INGEST_REJECTIONS,
+    PUBLISHERS,
+    API_KEYS,
+)
 
 
 def topic_for(event_type: type[EventData]) -> TopicSpec:

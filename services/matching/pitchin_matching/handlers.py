@@ -18,6 +18,9 @@ UseCase = Callable[[Matching, CloudEvent, Any, datetime], Awaitable[bool]]
 
 
 def register(runtime: Runtime, matching: Matching) -> None:
+    # API keys issued, rotated and revoked in signups: this service's copy, to check callers against.
+    runtime.learn_api_keys()
+
     def once_ready(use_case: UseCase) -> EventUseCase:
         async def run(event: CloudEvent, data: Any) -> bool:
             # Events wait for the index: ranking against a half-loaded index would skip donors.

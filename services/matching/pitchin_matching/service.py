@@ -433,13 +433,20 @@ async def donor_record(m: Matching, donor_id: str, caller: Caller | None) -> dic
     }
 
 
-async def offer_for_token(m: Matching, offer_id: str, claims: TokenClaims) -> asyncpg.Record:
-    """One offer, for the holder of its offer token or of its donor's token."""
+async def offer_for_token(m: Matching, offer_id: str, claims: TokenClaims) -> dict[str, Any]:
+    """One offer, for the holder of its offer token or of its donor's token, with what the donor
+    is asked to do (the need's title, hours, deadline, urgency): the offer page needs no other key."""
     async with m.uow(readonly=True) as tx:  # the token names the offer; the offer says whose it is
         offer = await storage.get_offer(tx.conn, offer_id)
-    if offer is None or claims.subject not in (offer["offer_id"], offer["donor_id"]):
-        raise NotFound("offer", offer_id, detail=f"No offer {offer_id} for this token.")
-    return offer
+        if offer is None or claims.subject not in (offer["offer_id"], offer["donor_id"]):
+            raise NotFound("offer", offer_id, detail=f"No offer {offer_id} for this token.")
+        need = await storage.get_need(tx.conn, offer["need_id"])
+    facts = {} if need is None else {"need_title": need["title"], **{k: need[k] for k in OFFERED_NEED_FACTS}}
+    return {**dict(offer), **facts}
+
+
+# What an offer's landing page shows of the need, besides its title.
+OFFERED_NEED_FACTS = ("estimated_hours", "deadline", "urgency")
 
 
 async def need_offers(m: Matching, caller: Caller, need_id: str) -> tuple[asyncpg.Record, list[asyncpg.Record]]:

@@ -6,12 +6,14 @@ from functools import partial
 
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
-from pitchin_core.contracts.topics import BOOKINGS, EVENTS, consumed_by
+from pitchin_core.contracts.topics import API_KEYS, BOOKINGS, EVENTS, consumed_by
 from pitchin_core.runtime import EventUseCase, Runtime
 from pitchin_notifications.service.messages import Notifications
 
 
 def register(runtime: Runtime, notifications: Notifications) -> None:
+    # API keys issued, rotated and revoked in signups: this service's copy, to check callers against.
+    runtime.learn_api_keys()
     uow = runtime.uow
     learn_donor = partial(notifications.learn_donor, uow)
     learn_booking = partial(notifications.learn_booking, uow)
@@ -26,6 +28,9 @@ def register(runtime: Runtime, notifications: Notifications) -> None:
     }
     stage = partial(notifications.stage, uow)
     # Every type of every topic the table names notifications a consumer of (donors, needs,
-    # bookings, matches, events): types without a message rule still feed webhooks.
+    # bookings, matches, events): types without a message rule still feed webhooks. Keys'
+    # facts only keep the copy above: they are nobody's webhook.
     for spec in consumed_by(runtime.settings.service_name):
+        if spec is API_KEYS:
+            continue
         runtime.handle(spec, {event_type: learning.get(event_type, stage) for event_type in spec.event_types})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -10,19 +11,23 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from pitchin_core.auth import CallerDep, StaffDep
+from pitchin_core.auth import WEB_FRONT, CallerDep, KeyRecord, StaffDep, for_web_front, web_front_proof
 from pitchin_core.contracts.bookings import BookingConfirmedV1, BookingWaitlistedV1
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import FightOpenedV1, NeedOpenedV1, NeedStatus, NeedUpdatedV1, Urgency
+from pitchin_core.errors import Forbidden
 from pitchin_core.http import Problem
 from pitchin_core.ingest import PublisherSummary
+from pitchin_core.links import BOOKING_LINK_HEADER, DONOR_LINK_HEADER, RECORD_PREFIX, opens_booking, opens_donor
+from pitchin_core.links import PREFIX as DONOR_PREFIX
 from pitchin_core.uow import UnitOfWork
+from pitchin_signups.domain.api_keys import KeyRequest, KeyRotation
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.domain.donors import DonorChanges, DonorSignup
 from pitchin_signups.domain.fights import FightDraft, NeedChanges, NeedDraft
 from pitchin_signups.domain.publishers import PublisherRegistration
 from pitchin_signups.domain.suggestions import suggest
-from pitchin_signups.service import bookings, donors, fights, publishers
+from pitchin_signups.service import api_keys, bookings, donors, fights, publishers
 from pitchin_signups.service import taxonomy as skills_taxonomy
 
 router = APIRouter(prefix="/v1")
@@ -89,6 +94,7 @@ class Confirmation(BaseModel):
         202: {"model": ConfirmationPending, "description": "With `confirm=email`: held, confirmation link sent"}
     },
 )
+@for_web_front
 async def sign_up_donor(
     signup: DonorSignup,
     caller: CallerDep,
@@ -106,6 +112,8 @@ async def sign_up_donor(
     Organisers and imports register at once (the organisation vouches for the person); a sign-up
     made on a public page is sent with `confirm=email`, refused for the same reasons, and held.
     """
+    if caller.role == WEB_FRONT and confirm != "email":
+        raise Forbidden("A sign-up from the public web front is held until the person confirms (confirm=email).")
     if confirm == "email":
         settings = request.app.state.runtime.settings
         requested = await donors.ask_to_confirm(
@@ -131,6 +139,7 @@ async def sign_up_donor(
     response_model=DonorRegisteredV1,
     tags=["donors"],
 )
+@for_web_front
 async def confirm_donor(confirmation: Confirmation, caller: CallerDep, request: Request) -> Any:
     """The person confirmed a held sign-up (`confirm=email`): the donor is registered, once.
 
@@ -162,8 +171,26 @@ async def list_donors(
 
 
 @router.get("/donors/{donor_id}", tags=["donors"])
+@for_web_front
 async def get_donor(donor_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    # The web front reads a donor only with that donor's own link (their page, or the record they share).
+    web_front_proof(
+        request,
+        caller,
+        DONOR_LINK_HEADER,
+        lambda secret, link, now: opens_donor(secret, link, donor_id, now, (DONOR_PREFIX, RECORD_PREFIX)),
+    )
     return await donors.get(_uow(request), caller, donor_id)
+
+
+@router.get("/donors/{donor_id}/bookings", tags=["donors"])
+@for_web_front
+async def donor_bookings(donor_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    """The places a donor booked with their email, for their own page (the web front, with their link)."""
+    web_front_proof(
+        request, caller, DONOR_LINK_HEADER, lambda secret, link, now: opens_donor(secret, link, donor_id, now)
+    )
+    return {"donor_id": donor_id, "items": await donors.bookings_of(_uow(request), caller, donor_id)}
 
 
 @router.patch("/donors/{donor_id}", response_model=DonorUpdatedV1, tags=["donors"])
@@ -219,6 +246,7 @@ async def import_donors(caller: CallerDep, request: Request) -> dict[str, Any]:
 
 
 @router.get("/skills", tags=["skills"])
+@for_web_front
 async def skills(caller: CallerDep, request: Request) -> dict[str, str]:
     return await skills_taxonomy.skills(_uow(request), caller)
 
@@ -347,6 +375,7 @@ async def suggestions(situation: Situation, caller: CallerDep) -> dict[str, Any]
     response_model=BookingConfirmedV1 | BookingWaitlistedV1,
     tags=["bookings"],
 )
+@for_web_front
 async def book(event_id: str, booking: BookingRequest, caller: CallerDep, request: Request) -> Any:
     """A place if one is free, else a waitlist position; capacity is enforced in PostgreSQL.
 
@@ -376,18 +405,29 @@ async def event_bookings(
 
 
 @router.get("/events/{event_id}/places", tags=["bookings"])
+@for_web_front
 async def event_places(event_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
     """Places and waitlist as counts, for public pages: O(1), whatever the waitlist's length."""
     return await bookings.places(_uow(request), caller, event_id)
 
 
 @router.get("/bookings/{booking_id}", tags=["bookings"])
+@for_web_front
 async def get_booking(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    # The web front opens a booking only with the signed link mailed to the person who booked.
+    web_front_proof(
+        request, caller, BOOKING_LINK_HEADER, lambda secret, link, now: opens_booking(secret, link, booking_id, now)
+    )
     return await bookings.get(_uow(request), caller, booking_id)
 
 
 @router.post("/bookings/{booking_id}/cancel", tags=["bookings"])
+@for_web_front
 async def cancel_booking(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    # The web front opens a booking only with the signed link mailed to the person who booked.
+    web_front_proof(
+        request, caller, BOOKING_LINK_HEADER, lambda secret, link, now: opens_booking(secret, link, booking_id, now)
+    )
     events = await bookings.cancel(_uow(request), caller, booking_id, _now())
     return {"events": [{"type": e.event_type, **e.model_dump(mode="json")} for e in events]}
 
@@ -474,3 +514,86 @@ async def revoke_publisher(revocation: PublisherRevocation, caller: StaffDep, re
     """
     summary = await publishers.revoke(_uow(request), caller, revocation.source, _now())
     return PublisherItem.of(summary)
+
+
+# API keys -------------------------------------------------------------------------------------
+
+
+class ApiKeyItem(BaseModel):
+    """An API key as staff see it: never the key, nor its hash."""
+
+    key_id: uuid.UUID = Field(description="What the key is named by in this API")
+    key_prefix: str = Field(description="The key's first characters, to tell keys apart")
+    role: str
+    organisation_id: str | None
+    label: str
+    issued_by: str = Field(description="The role that issued it, or `platform`")
+    created_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None = Field(description="When it stopped (or, for a rotated key, stops) working")
+    last_used_at: datetime | None = Field(
+        description="Its last use as signups saw it (each process notes a key's use at most every 4 s)"
+    )
+    active: bool = Field(description="Works now: neither revoked nor expired")
+
+    @classmethod
+    def of(cls, record: KeyRecord, now: datetime) -> ApiKeyItem:
+        fields = {name: getattr(record, name) for name in cls.model_fields if name != "active"}
+        ended = [t for t in (record.revoked_at, record.expires_at) if t is not None]
+        return cls(**fields, active=all(t > now for t in ended))
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyItem]
+
+
+class IssuedApiKey(ApiKeyItem):
+    key: str = Field(description="The key (`pk_…`): in this answer only; only its hash is kept")
+
+
+@router.get("/api-keys", response_model=ApiKeyList, tags=["api-keys"])
+async def list_api_keys(caller: CallerDep, request: Request) -> Any:
+    """The federation's API keys, newest first, revoked and expired ones included. Staff only."""
+    now = _now()
+    found = await api_keys.listing(_uow(request), caller)
+    return ApiKeyList(items=[ApiKeyItem.of(record, now) for record in found])
+
+
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=IssuedApiKey, tags=["api-keys"])
+async def issue_api_key(key_request: KeyRequest, caller: CallerDep, request: Request, response: Response) -> Any:
+    """Issue a key for the federation or one member organisation; the key is in this answer only.
+
+    It works at once here and within a few seconds in every other service, and ends at its
+    expiry (at most two years). Staff only; only a platform operator issues operators' keys.
+    The answer is `no-store` and not kept for an `Idempotency-Key` replay: a retry issues another key.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    now = _now()
+    record, key = await api_keys.issue(_uow(request), caller, key_request, now)
+    return IssuedApiKey(**ApiKeyItem.of(record, now).model_dump(), key=key)
+
+
+@router.post(
+    "/api-keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED, response_model=IssuedApiKey, tags=["api-keys"]
+)
+async def rotate_api_key(
+    key_id: uuid.UUID,
+    caller: CallerDep,
+    request: Request,
+    response: Response,
+    rotation: Annotated[KeyRotation | None, Body()] = None,
+) -> Any:
+    """A new key with the same role, organisation and label; the old one stops working now, or
+    after `old_key_works_for_seconds` (at most 7 days) so an integration can move over. Staff only."""
+    response.headers["Cache-Control"] = "no-store"
+    now = _now()
+    record, key = await api_keys.rotate(_uow(request), caller, key_id, rotation or KeyRotation(), now)
+    return IssuedApiKey(**ApiKeyItem.of(record, now).model_dump(), key=key)
+
+
+@router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyItem, tags=["api-keys"])
+async def revoke_api_key(key_id: uuid.UUID, caller: CallerDep, request: Request) -> Any:
+    """Revoke a key: refused here at once and by every service within 5 s. Again: unchanged. Staff only."""
+    now = _now()
+    record = await api_keys.revoke(_uow(request), caller, key_id, now)
+    return ApiKeyItem.of(record, now)
