@@ -45,7 +45,8 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 import pitchin_core.migrate
-from pitchin_core.contracts.topics import TOPICS, all_topic_names, consumed_by, dead_letter_topic
+from pitchin_core.contracts.topics import INGEST, TOPICS, all_topic_names, consumed_by, dead_letter_topic
+from pitchin_core.kafka_auth import INGEST_PUBLISHER_PREFIX
 from pitchin_core.settings import ServiceSettings
 from pitchin_testing.install import PREFERRED_PG_MAJOR
 
@@ -399,17 +400,17 @@ def test_chart_services_are_the_code_services(rendered: Rendered) -> None:
     assert sorted(rendered.values["services"]) == list(CODE_SERVICES)
     for name, cfg in rendered.values["services"].items():
         assert cfg["module"] == f"pitchin_{name}"
-    # Only the four services have a database (and migrations) and Kafka; the web front has neither.
-    assert CODE_DATABASE_SERVICES == CODE_KAFKA_SERVICES == ("matching", "notifications", "scheduling", "signups")
+    # Every process has a schema (the web front's holds its sessions); only the four services have Kafka.
+    assert CODE_DATABASE_SERVICES == CODE_SERVICES
+    assert CODE_KAFKA_SERVICES == ("matching", "notifications", "scheduling", "signups")
     assert rendered.database_services() == list(CODE_DATABASE_SERVICES)
     assert set(rendered.database_services()) == set(pitchin_core.migrate.SERVICES)
     assert rendered.kafka_services() == list(CODE_KAFKA_SERVICES)
     web = rendered.values["services"]["web"]
-    assert web["database"] is False
     # The values name no topics: who writes and reads what is the code's (files/topics.yaml).
     assert not any("kafka" in cfg for cfg in rendered.values["services"].values())
     # The web front calls the four services (its settings name a URL for each).
-    assert sorted(web["calls"]) == sorted(CODE_DATABASE_SERVICES)
+    assert sorted(web["calls"]) == sorted(CODE_KAFKA_SERVICES)
     assert {f"{name}_url" for name in web["calls"]} <= set(settings_class("web").model_fields)
 
 
@@ -483,7 +484,8 @@ def test_kafka_users_have_least_privilege_acls(renders: dict[str, Rendered]) -> 
         granted: set[tuple[str, str, str]] = set()
         for acl in user["spec"]["authorization"]["acls"]:
             resource = acl["resource"]
-            assert resource["patternType"] == "literal", acl
+            # The one prefix: the ingest consumers read every publisher's own topic (kafka_auth).
+            assert resource["patternType"] == "literal" or resource["name"] == INGEST_PUBLISHER_PREFIX, acl
             assert "All" not in acl["operations"], acl
             granted |= {(resource["type"], resource["name"], op) for op in acl["operations"]}
         expected: set[tuple[str, str, str]] = set()
@@ -494,6 +496,9 @@ def test_kafka_users_have_least_privilege_acls(renders: dict[str, Rendered]) -> 
                 dlq = dead_letter_topic(spec.name, name)
                 expected |= {("topic", spec.name, "Read"), ("topic", spec.name, "Describe")}
                 expected |= {("topic", dlq, "Write"), ("topic", dlq, "Describe"), ("group", name, "Read")}
+                if spec is INGEST:
+                    prefix = INGEST_PUBLISHER_PREFIX
+                    expected |= {("topic", prefix, "Read"), ("topic", prefix, "Describe")}
         assert granted == expected, f"{name}: extra {granted - expected}, missing {expected - granted}"
 
 
@@ -675,7 +680,7 @@ def test_network_policies_allow_only_what_the_services_need(renders: dict[str, R
     )
 
 
-def test_the_web_front_calls_the_services_and_has_no_database_or_kafka(rendered: Rendered) -> None:
+def test_the_web_front_calls_the_services_and_has_no_kafka(rendered: Rendered) -> None:
     web = rendered.values["services"]["web"]
     fullname = service_fullname("web")
     (container,) = rendered.named("Deployment", fullname)["spec"]["template"]["spec"]["containers"]
@@ -684,7 +689,8 @@ def test_the_web_front_calls_the_services_and_has_no_database_or_kafka(rendered:
     for name, key in (("PITCHIN_SESSION_SECRET", "session-secret"), ("PITCHIN_FEDERATION_KEY", "federation-key")):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": rendered.values["secrets"]["existingSecret"], "key": key}, name
-    assert "PITCHIN_DATABASE_URL" not in env
+    # Its own schema, for the server-side sessions.
+    assert "PITCHIN_DATABASE_URL" in env
     # Neither a KafkaUser nor KEDA: it consumes nothing.
     assert not [o for o in rendered.kind("KafkaUser") if o["metadata"]["name"] == fullname]
     assert not [o for o in rendered.kind("ScaledObject") if o["spec"]["scaleTargetRef"]["name"] == fullname]
@@ -693,7 +699,7 @@ def test_the_web_front_calls_the_services_and_has_no_database_or_kafka(rendered:
     own = pod_labels(rendered, "web")
     policy = rendered.named("NetworkPolicy", fullname)
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
-    assert not egress_ports & {5432, *rendered.values["networkPolicy"]["kafka"]["ports"]}, egress_ports
+    assert not egress_ports & set(rendered.values["networkPolicy"]["kafka"]["ports"]), egress_ports
     ingress_peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
     if web["ingress"]["enabled"]:
         assert all(peer in ingress_peers for peer in rendered.values["networkPolicy"]["ingressControllerPeers"])
@@ -701,7 +707,10 @@ def test_the_web_front_calls_the_services_and_has_no_database_or_kafka(rendered:
         labels = pod_labels(rendered, callee)
         # web may reach the callee's pods on their HTTP port ...
         assert any(
-            any(selects(peer.get("podSelector", {}), labels) and "namespaceSelector" not in peer for peer in rule["to"])
+            any(
+                selects(peer.get("podSelector", {}), labels) and "namespaceSelector" not in peer
+                for peer in rule.get("to", [])
+            )
             and {"port": HTTP_PORT, "protocol": "TCP"} in rule["ports"]
             for rule in policy["spec"]["egress"]
         ), f"web cannot reach {callee}"
@@ -738,7 +747,6 @@ def test_migrations_run_as_a_hook_job_before_install_and_upgrade(rendered: Rende
         assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True
     assert sorted(migrated) == rendered.database_services()
     assert set(migrated) == set(pitchin_core.migrate.SERVICES)
-    assert "web" not in migrated, "the web front has no database"
     if rendered.values["networkPolicy"]["enabled"]:
         (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"].endswith("-migrate")]
         assert selects(policy["spec"]["podSelector"], job["spec"]["template"]["metadata"]["labels"])
