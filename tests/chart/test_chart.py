@@ -962,3 +962,21 @@ def test_checkov_passes_with_every_skip_justified(tools: Tools, renders: dict[st
     assert result.returncode == 0 and not failed, "\n".join(failed) or result.stderr[-2000:]
     passed = sum(r.get("summary", {}).get("passed", 0) for r in reports)
     assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"} and passed > 100, reports
+
+
+def test_each_kafka_client_logs_in_as_its_own_kafka_user(renders: dict[str, Rendered]) -> None:
+    rendered = renders["production"]
+    for name in rendered.kafka_services():
+        fullname = service_fullname(name)
+        (container,) = rendered.named("Deployment", fullname)["spec"]["template"]["spec"]["containers"]
+        env = container_env(container)
+        # The KafkaUser's name is its SCRAM user name; Strimzi writes its password to a Secret of that name.
+        assert env["PITCHIN_KAFKA_USERNAME"]["value"] == rendered.named("KafkaUser", fullname)["metadata"]["name"]
+        assert env["PITCHIN_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": fullname, "key": "password"}
+    (web,) = rendered.named("Deployment", service_fullname("web"))["spec"]["template"]["spec"]["containers"]
+    assert "PITCHIN_KAFKA_USERNAME" not in container_env(web)
+    # Without KafkaUsers (the default values) there are no credentials to name.
+    (plain,) = renders["default"].named("Deployment", service_fullname("signups"))["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "PITCHIN_KAFKA_PASSWORD" not in container_env(plain)

@@ -139,6 +139,17 @@ spec:
                   name: {{ include "pitchin.databaseSecret" (list $root $svc) }}
                   key: {{ include "pitchin.databaseSecretKey" (list $root $svc) }}
             {{- end }}
+            {{- if and (include "pitchin.hasKafka" $svc) $root.Values.kafka.users.enabled (eq $root.Values.kafka.users.authentication "scram-sha-512") }}
+            # The service's own Kafka principal: its KafkaUser, whose Secret Strimzi's User
+            # Operator writes (same name, key "password") in the namespace of the pods.
+            - name: PITCHIN_KAFKA_USERNAME
+              value: {{ $fullname | quote }}
+            - name: PITCHIN_KAFKA_PASSWORD
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $fullname }}
+                  key: password
+            {{- end }}
             {{- range $envName, $ref := $svc.secretEnv }}
             - name: {{ $envName }}
               valueFrom:
