@@ -22,6 +22,12 @@ def test_an_organisers_key_names_its_organisation_and_a_staff_key_none() -> None
         KeyRequest(role="federation-staff", organisation_id="org-1", label="x")
 
 
+def test_the_web_fronts_narrow_key_is_issued_for_the_whole_federation() -> None:
+    assert KeyRequest(role="web-front", label="public pages").organisation_id is None
+    with pytest.raises(ValidationError, match="organisation_id"):
+        KeyRequest(role="web-front", organisation_id="org-1", label="public pages")
+
+
 def test_keys_always_end_within_two_years() -> None:
     KeyRequest(role="federation-staff", label="x", expires_in_days=MAX_LIFETIME_DAYS)
     with pytest.raises(ValidationError, match="expires_in_days"):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pitchin_core.auth import FEDERATION_STAFF, ORGANISER, PLATFORM_OPERATOR, Caller
+from pitchin_core.auth import FEDERATION_STAFF, ORGANISER, PLATFORM_OPERATOR, WEB_FRONT, Caller
 from pitchin_core.contracts.common import Identifier
 from pitchin_core.errors import Forbidden
 
@@ -17,8 +17,9 @@ MAX_LIFETIME_DAYS = 730
 # How long a rotated key may keep working beside its successor, so an integration can move over.
 MAX_OVERLAP_SECONDS = 7 * 24 * 3600
 
-# Roles issued here. Publishers' keys come with their registration (`/v1/publishers`).
-ISSUABLE_ROLES = (ORGANISER, FEDERATION_STAFF, PLATFORM_OPERATOR)
+# Roles issued here (the web front's narrow key too, to rotate it). Publishers' keys come with
+# their registration (`/v1/publishers`).
+ISSUABLE_ROLES = (ORGANISER, FEDERATION_STAFF, PLATFORM_OPERATOR, WEB_FRONT)
 # Who may manage a federation's keys at all.
 KEY_MANAGERS = (FEDERATION_STAFF, PLATFORM_OPERATOR)
 
