@@ -218,6 +218,9 @@ class Stack:
         # Service by service, the web front first; a service's replicas side by side.
         for processes in reversed(list(self._replicas.values())):
             stop_all(processes)
+        # librdkafka's admin client reconnects (and says so on stderr) once the broker is gone:
+        # dropped here, its handle is destroyed before the broker stops.
+        self._kafka_access = None
 
     def issue_key(self, federation_id: str, organisation_id: str | None, role: str, key: str | None = None) -> str:
         """One key, issued the way signups issues keys (its table and outbox, `pitchin_signups.keys`):
