@@ -244,7 +244,7 @@ class Stack:
             federation_id=federation_id,
             organisation_id=organisation_id,
             role=role,
-            label=f"test {role}",
+            label=f"{role} key from the local stack",
             key=key,
         )
         waiting = [name for name in BACKENDS if name in self.services and name != "signups"]
