@@ -26,13 +26,20 @@ EVENT: dict[str, Any] = {
 BUDGET_SECONDS = 0.05
 
 
-def _expand(rule: str, event: dict[str, Any] = EVENT) -> tuple[list[Any] | EventRefused, float]:
+def _expand_once(rule: str, event: dict[str, Any]) -> tuple[list[Any] | EventRefused, float]:
     began = time.thread_time()
     try:
         result: list[Any] | EventRefused = occurrences(SeriesDraft.model_validate({"event": event, "rrule": rule}), NOW)
     except EventRefused as refused:
         result = refused
     return result, time.thread_time() - began
+
+
+def _expand(rule: str, event: dict[str, Any] = EVENT, runs: int = 3) -> tuple[list[Any] | EventRefused, float]:
+    """The rule's result and the least CPU it took over `runs` runs: a runaway rule is slow every
+    time, while a garbage collection or a busy neighbour only slows one run."""
+    results = [_expand_once(rule, event) for _ in range(runs)]
+    return results[0][0], min(spent for _, spent in results)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +109,9 @@ def test_no_rule_the_grammar_allows_holds_the_loop() -> None:
         if rng.random() < 0.3:
             parts.append(f"COUNT={rng.randint(1, 100)}")
         rule = ";".join(parts)
-        _, spent = _expand(rule)
+        _, spent = _expand(rule, runs=1)
         if spent > slowest:
             slowest, slowest_rule = spent, rule
+    # The slowest of 3,000 single runs may have met a collection: measured again, at its best.
+    _, slowest = _expand(slowest_rule, runs=5)
     assert slowest < BUDGET_SECONDS, f"{slowest_rule} took {slowest * 1000:.1f} ms of CPU"
