@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pitchin_core.contracts import bookings, donors, fights, ingest, keys, matching, publishers, scheduling
+from pitchin_core.contracts import bookings, donors, fights, ingest, keys, matching, privacy, publishers, scheduling
 from pitchin_core.contracts.common import EventData
 
-DOMAIN_MODULES: tuple[ModuleType, ...] = (donors, fights, bookings, matching, scheduling, ingest, publishers, keys)
+DOMAIN_MODULES: tuple[ModuleType, ...] = (
+    donors,
+    fights,
+    bookings,
+    matching,
+    scheduling,
+    ingest,
+    publishers,
+    keys,
+    privacy,
+)
 
 
 def declared_in(module: ModuleType) -> tuple[type[EventData], ...]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pitchin_core.contracts import bookings, donors, fights, ingest, keys, matching, publishers, scheduling
+from pitchin_core.contracts import bookings, donors, fights, ingest, keys, matching, privacy, publishers, scheduling
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.registry import declared_in
 
@@ -130,6 +130,20 @@ API_KEYS = TopicSpec(
     description="API keys issued, rotated and revoked by federation staff (their hashes and scope, never the keys).",
 )
 
+# Every service that holds people reads the request and answers on the same topic; signups
+# (which asks) reads the answers. Ids and a keyed hash only, never an address (contracts.privacy).
+PRIVACY = TopicSpec(
+    name=privacy.TOPIC,
+    key="erasure request id",
+    producer="signups",
+    writers=("signups", "matching", "notifications", "scheduling"),
+    consumers=("signups", "matching", "notifications", "scheduling"),
+    event_types=declared_in(privacy),
+    # A handful a day per federation; keyed by request, so a request and its answers stay in order.
+    partitions=3,
+    description="Erasure requests for a person (by ids and a keyed hash of their email) and each service's answer.",
+)
+
 TOPICS: tuple[TopicSpec, ...] = (
     DONORS,
     NEEDS,
@@ -140,6 +154,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     INGEST_REJECTIONS,
     PUBLISHERS,
     API_KEYS,
+    PRIVACY,
 )
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import NeedClosedV1, NeedFilledV1, NeedOpenedV1, NeedUpdatedV1
-from pitchin_core.contracts.topics import DONORS, NEEDS
+from pitchin_core.contracts.privacy import ErasureRequestedV1
+from pitchin_core.contracts.topics import DONORS, NEEDS, PRIVACY
 from pitchin_core.runtime import EventUseCase, Runtime
-from pitchin_matching import service
+from pitchin_matching import erasure, service
 from pitchin_matching.service import Matching
 
 UseCase = Callable[[Matching, CloudEvent, Any, datetime], Awaitable[bool]]
@@ -44,3 +46,5 @@ def register(runtime: Runtime, matching: Matching) -> None:
         NEEDS,
         {NeedOpenedV1: learn_need, NeedUpdatedV1: learn_need, NeedFilledV1: end_need, NeedClosedV1: end_need},
     )
+    # A person's erasure: their profile and words go, their hours stay (erasure.py).
+    runtime.handle(PRIVACY, {ErasureRequestedV1: partial(erasure.erase, runtime.uow)})

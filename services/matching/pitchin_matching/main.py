@@ -11,10 +11,13 @@ from pydantic import Field
 
 from pitchin_core.http import run_beside
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings, local_secret
+from pitchin_core.subject_access import router_for
 from pitchin_matching import api, handlers
 from pitchin_matching.clock import OfferClock
+from pitchin_matching.erasure import RETENTION, export
 from pitchin_matching.follow import IndexPoller
 from pitchin_matching.index import DonorIndex
 from pitchin_matching.service import Matching
@@ -50,7 +53,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
         retry_seconds=settings.retry_seconds,
     )
     handlers.register(runtime, matching)
-    app = runtime.http_app([api.router], title="Pitch In matching")
+    app = runtime.http_app([api.router, router_for("matching", export)], title="Pitch In matching")
     app.state.matching = matching
 
     async def start_clock(workers: AsyncExitStack) -> None:
@@ -65,6 +68,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
         workers.push_async_callback(clock.stop)
 
     run_beside(app, start_clock)
+    enforce(app, runtime, RETENTION)  # docs/privacy.md
     return app
 
 

@@ -6,8 +6,11 @@ from functools import partial
 
 from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
-from pitchin_core.contracts.topics import API_KEYS, BOOKINGS, EVENTS, consumed_by
+from pitchin_core.contracts.privacy import ErasureRequestedV1
+from pitchin_core.contracts.topics import API_KEYS, BOOKINGS, EVENTS, PRIVACY, consumed_by
+from pitchin_core.erasure import person_hasher
 from pitchin_core.runtime import EventUseCase, Runtime
+from pitchin_notifications import erasure
 from pitchin_notifications.service.messages import Notifications
 
 
@@ -29,8 +32,10 @@ def register(runtime: Runtime, notifications: Notifications) -> None:
     stage = partial(notifications.stage, uow)
     # Every type of every topic the table names notifications a consumer of (donors, needs,
     # bookings, matches, events): types without a message rule still feed webhooks. Keys'
-    # facts only keep the copy above: they are nobody's webhook.
+    # facts only keep the copy above: they are nobody's webhook; nor is a person's erasure.
+    hasher = person_hasher(runtime.settings)
+    runtime.handle(PRIVACY, {ErasureRequestedV1: partial(erasure.erase, uow, hasher)})
     for spec in consumed_by(runtime.settings.service_name):
-        if spec is API_KEYS:
+        if spec in (API_KEYS, PRIVACY):
             continue
         runtime.handle(spec, {event_type: learning.get(event_type, stage) for event_type in spec.event_types})

@@ -12,11 +12,14 @@ from pydantic import Field, field_validator
 from pitchin_core.http import run_beside
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.outbound import parse_allowed
+from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings, local_secret
+from pitchin_core.subject_access import router_for
 from pitchin_notifications import api, handlers
 from pitchin_notifications.channels import ChannelAdapter, EmailChannel, SmsChannel, WebhookChannel
 from pitchin_notifications.domain.quiet_hours import QuietHours
+from pitchin_notifications.erasure import RETENTION, export
 from pitchin_notifications.sender import ChannelPolicy, Sender
 from pitchin_notifications.service.messages import Notifications, Policy
 from pitchin_notifications.templates import Renderer
@@ -83,7 +86,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         ),
     )
     handlers.register(runtime, notifications)
-    app = runtime.http_app([api.router], title="Pitch In notifications")
+    app = runtime.http_app([api.router, router_for("notifications", export)], title="Pitch In notifications")
     app.state.notifications = notifications
     app.state.outbound_allow = allowed = parse_allowed(settings.outbound_allow)
 
@@ -132,6 +135,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         workers.push_async_callback(sender.stop)
 
     run_beside(app, start_sender)
+    enforce(app, runtime, RETENTION)  # docs/privacy.md
     return app
 
 

@@ -487,7 +487,8 @@ async def upsert_attendee(conn: Conn, row: dict[str, Any]) -> None:
         "INSERT INTO attendees (booking_id, event_id, federation_id, organisation_id, donor_id, name, email, language,"
         " status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (booking_id) DO UPDATE SET"
         " status = excluded.status, name = excluded.name, email = excluded.email, language = excluded.language,"
-        " updated_at = now()",
+        # An erased attendee (erasure.py) stays erased, whatever booking fact comes late.
+        " updated_at = now() WHERE attendees.email NOT LIKE 'erased+%@invalid'",
         row["booking_id"],
         row["event_id"],
         row["federation_id"],

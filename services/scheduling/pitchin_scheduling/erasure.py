@@ -94,7 +94,9 @@ RETENTION: tuple[Rule, ...] = (
 )
 
 
-async def export(uow: Transactions, caller: Caller, asked: SubjectAccessAsked, hasher: PersonHasher) -> dict[str, Any]:
+async def export(
+    uow: Transactions, caller: Caller, asked: SubjectAccessAsked, hasher: PersonHasher | None
+) -> dict[str, Any]:
     """Subject access: the person's bookings as scheduling knows them, and whether they have a
     private calendar feed (its token is a credential: shown masked)."""
     email = asked.email.lower()

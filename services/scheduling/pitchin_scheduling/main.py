@@ -10,9 +10,12 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
+from pitchin_core.subject_access import router_for
 from pitchin_scheduling import api, handlers
+from pitchin_scheduling.erasure import RETENTION, export
 from pitchin_scheduling.timer import ReminderTimer
 
 
@@ -29,7 +32,7 @@ def create_app(settings: SchedulingSettings | None = None) -> FastAPI:
     settings = settings or SchedulingSettings()
     runtime = Runtime(settings, files("pitchin_scheduling") / "migrations")
     handlers.register(runtime)
-    app = runtime.http_app([api.public, api.router], title="Pitch In scheduling")
+    app = runtime.http_app([api.public, api.router, router_for("scheduling", export)], title="Pitch In scheduling")
     service_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
@@ -47,6 +50,7 @@ def create_app(settings: SchedulingSettings | None = None) -> FastAPI:
                 await timer.stop()
 
     app.router.lifespan_context = lifespan
+    enforce(app, runtime, RETENTION)  # docs/privacy.md
     return app
 
 

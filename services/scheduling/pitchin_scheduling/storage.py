@@ -358,13 +358,14 @@ async def next_reminder_due(db: Db) -> datetime | None:
 
 
 async def record_attendee(conn: Conn, booking: BookingFacts, status: str, at: datetime) -> None:
-    """Last state wins, in the order signups produced them (one partition per event)."""
-    await conn.execute(
+    """Last state wins, in the order signups produced them (one partition per event); an erased
+    attendee (updated_at = infinity, erasure.py) takes no later state, nor a calendar feed."""
+    changed = await conn.fetchval(
         "INSERT INTO attendees (booking_id, event_id, federation_id, organisation_id, donor_id, name, email, status,"
         " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (booking_id) DO UPDATE SET status = EXCLUDED.status, name = EXCLUDED.name,"
         " email = EXCLUDED.email, donor_id = EXCLUDED.donor_id, updated_at = EXCLUDED.updated_at"
-        " WHERE attendees.updated_at <= EXCLUDED.updated_at",
+        " WHERE attendees.updated_at <= EXCLUDED.updated_at RETURNING true",
         booking.booking_id,
         booking.event_id,
         booking.federation_id,
@@ -375,7 +376,7 @@ async def record_attendee(conn: Conn, booking: BookingFacts, status: str, at: da
         status,
         at,
     )
-    if status != "cancelled":
+    if status != "cancelled" and changed:
         await conn.execute(
             "INSERT INTO person_feeds (federation_id, email, token) VALUES ($1, lower($2), $3)"
             " ON CONFLICT (federation_id, email) DO NOTHING",

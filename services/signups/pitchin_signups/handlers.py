@@ -7,6 +7,7 @@ from functools import partial
 
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.matching import AssignmentConfirmedV1, AssignmentReleasedV1
+from pitchin_core.contracts.privacy import ErasureCompletedV1
 from pitchin_core.contracts.scheduling import (
     EventArchivedV1,
     EventCancelledV1,
@@ -20,11 +21,11 @@ from pitchin_core.contracts.scheduling import (
     LivestreamStartedV1,
     RecordingAvailableV1,
 )
-from pitchin_core.contracts.topics import EVENTS, MATCHES
+from pitchin_core.contracts.topics import EVENTS, MATCHES, PRIVACY
 from pitchin_core.ingest import Pipeline, subscribe_ingest
 from pitchin_core.runtime import Runtime
 from pitchin_signups.ingest.apply import apply
-from pitchin_signups.service import bookings, fights
+from pitchin_signups.service import bookings, erasure, fights
 
 
 def register(runtime: Runtime) -> None:
@@ -54,5 +55,7 @@ def register(runtime: Runtime) -> None:
         return await fights.apply_assignment(uow, event, data, datetime.now(UTC))
 
     runtime.handle(MATCHES, {AssignmentConfirmedV1: assignment, AssignmentReleasedV1: assignment})
+    # Each service's answer to an erasure request (signups erased its own part when asked).
+    runtime.handle(PRIVACY, {ErasureCompletedV1: partial(erasure.record_completion, uow)})
     # The Kafka door for other systems; the HTTP door (ingest.routes) keeps a pipeline of its own.
     subscribe_ingest(runtime, Pipeline("signups", runtime.metrics), apply)

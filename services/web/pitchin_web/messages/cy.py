@@ -264,6 +264,14 @@ MESSAGES: dict[str, str] = {
         "Mae eich dolen calendr yn newydd: nid yw'r hen un yn gweithio mwyach."
         " Ychwanegwch yr un newydd at eich calendr."
     ),
+    # -- a person's erasure (issue 19) -----------------------------------------------------------
+    "erase.title": "Anghofiwch fi",
+    "erase.explain": (
+        "Tynnwch eich enw, eich e-bost a'ch rhif ffôn o Pitch In a phob grŵp sy'n ei ddefnyddio. Mae eich archebion"
+        " a'r oriau a roesoch yn dal i gael eu cyfrif, heb eich enw. Ni ellir dadwneud hyn."
+    ),
+    "erase.button": "Anghofiwch fi ym mhobman",
+    "erase.done": "Rydym yn dileu eich manylion ym mhobman; mae'n cymryd tua munud.",
     # -- organisers -------------------------------------------------------------------------
     "login.title": "Mewngofnodi",
     "login.intro": (

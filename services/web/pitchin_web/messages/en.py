@@ -246,6 +246,14 @@ MESSAGES: dict[str, str] = {
     "booking.calendar.rotated": (
         "Your calendar link is new: the old one no longer works. Add the new one to your calendar."
     ),
+    # -- a person's erasure (issue 19) -----------------------------------------------------------
+    "erase.title": "Forget me",
+    "erase.explain": (
+        "Remove your name, email and phone number from Pitch In and every group that uses it. Your bookings"
+        " and the hours you gave stay counted, without your name. This cannot be undone."
+    ),
+    "erase.button": "Forget me everywhere",
+    "erase.done": "We are removing your details everywhere; it takes about a minute.",
     # -- organisers -------------------------------------------------------------------------
     "login.title": "Log in",
     "login.intro": "Organisers and federation staff log in with the API key their federation gave them.",

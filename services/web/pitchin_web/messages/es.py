@@ -264,6 +264,14 @@ MESSAGES: dict[str, str] = {
     "booking.calendar.rotated": (
         "Tu enlace de calendario es nuevo: el anterior ya no funciona. Añade el nuevo a tu calendario."
     ),
+    # -- a person's erasure (issue 19) -----------------------------------------------------------
+    "erase.title": "Olvidadme",
+    "erase.explain": (
+        "Borra tu nombre, tu correo y tu teléfono de Pitch In y de todos los grupos que lo usan. Tus reservas"
+        " y las horas que diste siguen contando, sin tu nombre. No se puede deshacer."
+    ),
+    "erase.button": "Olvidadme en todas partes",
+    "erase.done": "Estamos borrando tus datos en todas partes; tarda alrededor de un minuto.",
     # -- organisers -------------------------------------------------------------------------
     "login.title": "Iniciar sesión",
     "login.intro": (

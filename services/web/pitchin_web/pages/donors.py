@@ -256,6 +256,20 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
     )
 
 
+@router.post("/me/{link}/erase")
+async def donor_asks_erasure(request: Request, link: str) -> Response:
+    """The donor asks to be forgotten: signups checks their link itself and answers at once."""
+    await posted_form(request)
+    web = web_of(request)
+    _, donor_path = _linked_donor(request, link, read_donor_link, "me.title")
+    proof = {DONOR_LINK_HEADER: link}
+    await web.services.signups.call(
+        "POST", f"{donor_path}/erasure-request", key=web.settings.federation_key, headers=proof
+    )
+    flash(request, "erase.done")
+    return redirect("/")
+
+
 @router.get("/record/{link}", response_class=HTMLResponse)
 async def record_page(request: Request, link: str) -> HTMLResponse:
     """The record a donor chose to show: hours given and thanks received, nothing else about them."""

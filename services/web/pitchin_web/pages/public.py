@@ -222,6 +222,18 @@ async def booking_calendar_rotate(request: Request, link: str) -> Response:
     return redirect(f"/bookings/{quote(link)}")
 
 
+@router.post("/bookings/{link}/erase")
+async def booking_asks_erasure(request: Request, link: str) -> Response:
+    """The person who booked (a donor or not) asks to be forgotten, with their booking link."""
+    await posted_form(request)
+    web = web_of(request)
+    booking_id, proof = _proof(request, link)
+    path = f"/v1/bookings/{quote(booking_id)}/erasure-request"
+    await web.services.signups.call("POST", path, key=web.settings.federation_key, headers=proof)
+    flash(request, "erase.done")
+    return redirect("/")
+
+
 # Calendar feeds: the services' links point at this public front; the feed comes from scheduling.
 
 

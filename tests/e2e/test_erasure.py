@@ -1,0 +1,457 @@
+"""A person who asks to be forgotten is found nowhere within a minute (issue 19).
+
+The person is made to leave traces in every service the way real use does (a sign-up, bookings
+through the API and the web page, an offer of work, mail, a webhook); the test finds them in
+every text, jsonb and bytea column of every service's schema first (so the search can fail),
+then asks for their erasure and searches again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pitchin_core.contracts.cloudevents import CloudEvent
+from pitchin_core.contracts.topics import all_topic_partitions
+from pitchin_testing.kafka import KafkaServer, admin_options
+from pitchin_testing.smtp_sink import SmtpSink
+from pitchin_testing.stack import Stack
+from tests.e2e.conftest import Tenant
+from tests.e2e.helpers import (
+    bearer,
+    create_event,
+    eventually,
+    read_topic,
+    send_cloud_events,
+    sign_up,
+    wait_until_signups_knows,
+)
+from tests.e2e.test_matching import _at, _event, _known_to_matching, _made_event, _need_opened, _publish, _wait_offers
+from tests.e2e.test_notifications_kit import Recorder
+
+pytestmark = pytest.mark.e2e
+
+SCHEMAS = ("signups", "matching", "notifications", "scheduling", "web")
+# Text the search reads: every column a name, an address or a number could be written into.
+SEARCHED_TYPES = ("text", "character varying", "character", "jsonb", "json", "bytea", "ARRAY")
+ERASED_WITHIN_SECONDS = 60.0
+
+
+async def _places_holding(database_url: str, needles: dict[str, str]) -> dict[str, set[str]]:
+    """For each needle (label -> text), the `schema.table.column`s that hold it, case-insensitively."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        columns = await conn.fetch(
+            "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns c"
+            " JOIN information_schema.tables t USING (table_schema, table_name)"
+            " WHERE table_schema = ANY($1::text[]) AND t.table_type = 'BASE TABLE' AND data_type = ANY($2::text[])",
+            list(SCHEMAS),
+            list(SEARCHED_TYPES),
+        )
+        assert columns, "no columns to search: are the schemas named as the services?"
+        found: dict[str, set[str]] = {label: set() for label in needles}
+        for column in columns:
+            qualified = f'"{column["table_schema"]}"."{column["table_name"]}"'
+            name = f'"{column["column_name"]}"'
+            # bytea with its ASCII as is (an Idempotency-Key's stored answer is JSON); anything else as text.
+            text = f"encode({name}, 'escape')" if column["data_type"] == "bytea" else f"{name}::text"
+            for label, needle in needles.items():
+                hit = await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {qualified} WHERE strpos(lower({text}), lower($1)) > 0)", needle
+                )
+                if hit:
+                    found[label].add(f"{column['table_schema']}.{column['table_name']}.{column['column_name']}")
+        return found
+    finally:
+        await conn.close()
+
+
+def _places(stack: Stack, needles: dict[str, str]) -> dict[str, set[str]]:
+    return asyncio.run(_places_holding(stack.database_url, needles))
+
+
+def _subject_access(stack: Stack, staff: str, email: str) -> dict[str, Any]:
+    """Every service's part of a subject access request: signups' first, for the person's ids."""
+
+    def ask(service: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = httpx.post(f"{stack[service].url}/v1/subject-access", json=body, headers=bearer(staff), timeout=15)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        part: dict[str, Any] = answer.json()
+        return part
+
+    parts = {"signups": ask("signups", {"email": email})}
+    ids = parts["signups"]["ids"]
+    for service in ("matching", "notifications", "scheduling"):
+        parts[service] = ask(service, {"email": email, **ids})
+    return parts
+
+
+def _csrf(client: httpx.Client, path: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(path).text)
+    assert found, f"no CSRF field on {path}"
+    return found.group(1)
+
+
+def _fight(organiser_key: str, stack: Stack, marker: str) -> dict[str, Any]:
+    deadline = (datetime.now(UTC) + timedelta(days=5)).isoformat()
+    answer = httpx.post(
+        f"{stack['signups'].url}/v1/fights",
+        json={
+            "kind": "strike",
+            "title": f"Erasure strike {marker}",
+            "needs": [
+                {
+                    "title": f"Social media plan {marker}",
+                    "required_skills": [{"skill": "social-media", "min_level": "advanced"}],
+                    "estimated_hours": 4,
+                    "deadline": deadline,
+                    "urgency": "critical",
+                }
+            ],
+        },
+        headers=bearer(organiser_key),
+        timeout=15,
+    )
+    assert answer.status_code == 201, answer.text
+    fight: dict[str, Any] = answer.json()
+    return fight
+
+
+def test_an_erased_person_is_found_in_no_table_of_any_service_within_a_minute(stack: Stack, mailbox: SmtpSink) -> None:
+    federation = stack.web_federation_id  # the web front's: the person also books on its pages
+    organisation = f"org-{uuid.uuid4().hex[:8]}"
+    organiser = stack.issue_key(federation, organisation, "organiser")
+    staff = stack.issue_key(federation, None, "federation-staff")
+    marker = uuid.uuid4().hex[:10]
+    name = f"Ysolde Marchbank-{marker}"
+    email = f"erase-{marker}@example.org"
+    phone = "+4477009" + str(uuid.uuid4().int % 10**5).zfill(5)
+    person = {"email": email, "name": name, "phone": phone}
+
+    with Recorder(status=200) as receiver:
+        hooked = httpx.post(
+            f"{stack['notifications'].url}/v1/webhooks",
+            json={"url": f"{receiver.url}/hooks", "event_types": ["org.pitchin.booking.*"]},
+            headers=bearer(organiser),
+            timeout=10,
+        )
+        assert hooked.status_code == 201, hooked.text
+
+        # A donor, welcomed by mail; offered the work a need asks for.
+        # With an Idempotency-Key: its stored answer (the whole profile) is one more place to erase.
+        retry_key = {"Idempotency-Key": f"erasure-{marker}"}
+        donor = sign_up(stack, organiser, headers=retry_key, name=name, email=email, phone=phone).json()
+        donor_id = donor["donor_id"]
+        mailbox.wait_for(lambda m: m["To"] == email, timeout=60)
+        eventually(
+            lambda: (
+                httpx.get(f"{stack['matching'].url}/v1/donors/{donor_id}", headers=bearer(staff), timeout=5).status_code
+                == 200
+            ),
+            timeout=60,
+            what="matching to learn the donor",
+        )
+        _fight(organiser, stack, marker)
+
+        # Booked through the API on one event and through the web page on another.
+        by_api = create_event(stack, organiser, title=f"Meet-up {marker}").json()["event_id"]
+        on_web = create_event(stack, organiser, title=f"Web meet-up {marker}").json()["event_id"]
+        wait_until_signups_knows(stack, organiser, by_api)
+        wait_until_signups_knows(stack, organiser, on_web)
+        booked = httpx.post(
+            f"{stack['signups'].url}/v1/events/{by_api}/bookings",
+            json={"name": name, "email": email, "donor_id": donor_id},
+            headers=bearer(organiser),
+            timeout=15,
+        )
+        assert booked.status_code in (200, 201), booked.text
+        with httpx.Client(base_url=stack["web"].url, timeout=15) as web:
+            csrf = _csrf(web, f"/events/{on_web}")
+            rsvp = web.post(f"/events/{on_web}/rsvp", data={"csrf": csrf, "name": name, "email": email})
+            assert rsvp.status_code == 303, rsvp.text
+        receiver.wait_for(lambda got: sum(email.encode() in r.body for r in got) >= 2, timeout=60)
+
+    offered = eventually(
+        lambda: (
+            httpx.get(f"{stack['matching'].url}/v1/donors/{donor_id}/offers", headers=bearer(staff), timeout=5)
+            .json()
+            .get("offers")
+        ),
+        timeout=60,
+        what="an offer to the donor",
+    )
+    assert offered
+
+    # Every place the person is held, found first: a search that finds nothing proves nothing.
+    before = eventually(
+        lambda: (
+            found
+            if {
+                "signups.donors.email",
+                "signups.bookings.email",
+                "signups.idempotency_keys.response_body",
+                "notifications.people.email",
+                "notifications.attendees.email",
+                "notifications.deliveries.recipient",
+                "scheduling.attendees.email",
+                "scheduling.person_feeds.email",
+            }
+            <= (found := _places(stack, person))["email"]
+            else None
+        ),
+        timeout=60,
+        what="the person in every service",
+    )
+    assert "signups.donors.phone" in before["phone"] and "notifications.people.phone" in before["phone"]
+    assert "notifications.deliveries.body_text" in before["name"]
+
+    # Subject access finds every one of those places, service by service.
+    export = _subject_access(stack, staff, email)
+    assert [d["donor_id"] for d in export["signups"]["tables"]["donors"]] == [donor_id]
+    assert export["signups"]["tables"]["donors"][0]["phone"] == phone
+    assert len(export["signups"]["tables"]["bookings"]) == 2
+    assert export["matching"]["tables"]["offers"], "the offer of work"
+    assert len(export["notifications"]["tables"]["people"]) == 1
+    assert len(export["notifications"]["tables"]["attendees"]) == 2
+    channels = {d["channel"] for d in export["notifications"]["tables"]["deliveries"]}
+    assert {"email", "webhook"} <= channels, channels
+    assert len(export["scheduling"]["tables"]["attendees"]) == 2
+    assert len(export["scheduling"]["tables"]["person_feeds"]) == 1
+
+    asked = httpx.post(
+        f"{stack['signups'].url}/v1/erasure-requests", json={"email": email}, headers=bearer(staff), timeout=15
+    )
+    assert asked.status_code == 202, asked.text
+    request_id = asked.json()["request_id"]
+    assert asked.headers["location"] == f"/v1/erasure-requests/{request_id}"
+
+    progress = eventually(
+        lambda: (
+            got
+            if (
+                got := httpx.get(
+                    f"{stack['signups'].url}/v1/erasure-requests/{request_id}", headers=bearer(staff), timeout=5
+                ).json()
+            )["status"]
+            == "done"
+            else None
+        ),
+        timeout=ERASED_WITHIN_SECONDS,
+        what="every service to report its part",
+    )
+    assert set(progress["services"]) == {"signups", "matching", "notifications", "scheduling"}
+    took = datetime.fromisoformat(progress["done_at"]) - datetime.fromisoformat(progress["requested_at"])
+    assert took < timedelta(seconds=ERASED_WITHIN_SECONDS), took
+    print(f"erased in every service {took.total_seconds():.2f} s after the request")  # shown with -s
+    assert progress["services"]["signups"]["counts"]["bookings"] == 2
+    assert progress["services"]["scheduling"]["counts"]["attendees"] == 2
+    # The donor's own messages may have gone already with the `donor.withdrawn{erase}` signups also
+    # sent; the web booking's mail and the two webhooks name no donor, and only this request finds them.
+    assert progress["services"]["notifications"]["counts"]["deliveries"] >= 3
+    after = _places(stack, person)
+    assert after == {"email": set(), "name": set(), "phone": set()}, after
+    # Asked again, every service finds nothing of the person (the erasure request itself stays, by hash).
+    export = _subject_access(stack, staff, email)
+    assert [len(rows) for rows in export["scheduling"]["tables"].values()] == [0, 0]
+    assert export["notifications"]["tables"]["people"] == [] and export["signups"]["tables"]["donors"] == []
+    assert len(export["signups"]["tables"]["erasure_requests"]) == 1
+
+    # Counts stay, anonymised: the two places are still taken.
+    places = httpx.get(f"{stack['signups'].url}/v1/events/{by_api}/places", headers=bearer(organiser), timeout=5)
+    assert places.json()["confirmed"] == 1, places.text
+    # Staff cannot be told the address back, and a second request for it is refused (nothing left to find).
+    again = httpx.post(
+        f"{stack['signups'].url}/v1/erasure-requests", json={"donor_id": donor_id}, headers=bearer(staff), timeout=15
+    )
+    assert again.status_code == 409, again.text
+
+
+def test_someone_who_only_booked_asks_from_their_booking_page(stack: Stack) -> None:
+    federation = stack.web_federation_id
+    organiser = stack.issue_key(federation, f"org-{uuid.uuid4().hex[:8]}", "organiser")
+    staff = stack.issue_key(federation, None, "federation-staff")
+    marker = uuid.uuid4().hex[:10]
+    name, email = f"Oona Brackenridge-{marker}", f"rsvp-erase-{marker}@example.org"
+    event_id = create_event(stack, organiser, title=f"Web meet-up {marker}").json()["event_id"]
+    wait_until_signups_knows(stack, organiser, event_id)
+    with httpx.Client(base_url=stack["web"].url, timeout=15) as web:
+        csrf = _csrf(web, f"/events/{event_id}")
+        rsvp = web.post(f"/events/{event_id}/rsvp", data={"csrf": csrf, "name": name, "email": email})
+        assert rsvp.status_code == 303, rsvp.text
+        booking_page = rsvp.headers["location"]
+        eventually(
+            lambda: "scheduling.attendees.email" in _places(stack, {"email": email})["email"],
+            timeout=60,
+            what="scheduling to learn the booking",
+        )
+        page = web.get(booking_page)
+        assert f'action="{booking_page}/erase"' in page.text, "the booking page offers the erasure"
+        asked = web.post(f"{booking_page}/erase", data={"csrf": _csrf(web, booking_page)})
+        assert asked.status_code == 303, asked.text
+    eventually(
+        lambda: _places(stack, {"email": email, "name": name}) == {"email": set(), "name": set()},
+        timeout=ERASED_WITHIN_SECONDS,
+        what="the person to be found nowhere",
+    )
+    # Signups records the request as the person's own, and no key but staff's reads it.
+    [request_row] = asyncio.run(_requests_of(stack.database_url, federation, marker))
+    assert request_row["asked_by"] == "person"
+    seen = httpx.get(
+        f"{stack['signups'].url}/v1/erasure-requests/{request_row['request_id']}", headers=bearer(organiser), timeout=5
+    )
+    assert seen.status_code == 403
+    seen = httpx.get(
+        f"{stack['signups'].url}/v1/erasure-requests/{request_row['request_id']}", headers=bearer(staff), timeout=5
+    )
+    assert seen.status_code == 200
+
+
+async def _requests_of(database_url: str, federation: str, marker: str) -> list[asyncpg.Record]:
+    """The erasure requests made for the booking whose event title carries `marker` (found by the
+    event, since the request itself keeps no address)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch(
+            "SELECT r.request_id, r.asked_by FROM signups.erasure_requests r"
+            " JOIN signups.bookings b ON b.booking_id = ANY(r.booking_ids)"
+            " JOIN signups.known_events e ON e.event_id = b.event_id"
+            " WHERE r.federation_id = $1 AND e.title LIKE '%' || $2",
+            federation,
+            marker,
+        )
+    finally:
+        await conn.close()
+
+
+async def _topics_holding(bootstrap: str, needles: dict[str, str], within: float = 60.0) -> dict[str, set[str]]:
+    """For each needle, the topics (dead-letter topics included) on which a record's key, value or
+    headers hold it, read from the beginning of every partition to its end as the Kafka admin."""
+    consumer = AIOKafkaConsumer(**admin_options(bootstrap), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    found: dict[str, set[str]] = {label: set() for label in needles}
+    wanted = {label: needle.lower().encode() for label, needle in needles.items()}
+    try:
+        # Every topic of the table and its dead-letter topics (publishers' own topics carry no one here).
+        partitions = [TopicPartition(t, p) for t, count in all_topic_partitions().items() for p in range(count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        async with asyncio.timeout(within):
+            while pending:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, records in batch.items():
+                    for r in records:
+                        blob = b"".join([r.key or b"", r.value or b"", *(v or b"" for _, v in r.headers)]).lower()
+                        for label, needle in wanted.items():
+                            if needle in blob:
+                                found[label].add(tp.topic)
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def test_what_kafka_still_holds_of_an_erased_person(stack: Stack, kafka_server: KafkaServer) -> None:
+    """Issue 19's last point, measured: the person's records on the topics and a dead-letter topic.
+
+    Crypto-shredding is chosen (docs/privacy.md) but not built: until it is, this test finds the
+    person on Kafka before the erasure (so the search works), and reports as xfail, naming every
+    topic where they are still readable after it."""
+    federation = stack.web_federation_id
+    organiser = stack.issue_key(federation, f"org-{uuid.uuid4().hex[:8]}", "organiser")
+    staff = stack.issue_key(federation, None, "federation-staff")
+    marker = uuid.uuid4().hex[:10]
+    name, email = f"Wilhelmina Strachey-{marker}", f"kafka-erase-{marker}@example.org"
+    donor_id = sign_up(stack, organiser, name=name, email=email, phone=None).json()["donor_id"]
+    event_id = create_event(stack, organiser, title=f"Meet-up {marker}").json()["event_id"]
+    wait_until_signups_knows(stack, organiser, event_id)
+    booked = httpx.post(
+        f"{stack['signups'].url}/v1/events/{event_id}/bookings",
+        json={"name": name, "email": email, "donor_id": donor_id},
+        headers=bearer(organiser),
+        timeout=15,
+    )
+    assert booked.status_code == 201, booked.text
+    # One of their events is refused by its consumers (its data misses the booking id): dead-lettered.
+    poison = CloudEvent(
+        id=str(uuid.uuid4()),
+        source="/pitchin/signups",
+        type="org.pitchin.booking.confirmed.v1",
+        data={"federation_id": federation, "event_id": event_id, "name": name, "email": email},
+        time=datetime.now(UTC),
+        tenant=federation,
+    )
+    asyncio.run(send_cloud_events(kafka_server.bootstrap, "pitchin.bookings.v1", [(event_id, poison)]))
+    dead_letter_topics = {"pitchin.bookings.v1.notifications.dlq", "pitchin.bookings.v1.scheduling.dlq"}
+
+    def on_kafka() -> dict[str, set[str]] | None:
+        found = asyncio.run(_topics_holding(kafka_server.bootstrap, {"email": email, "name": name}))
+        return found if {"pitchin.donors.v1", "pitchin.bookings.v1", *dead_letter_topics} <= found["email"] else None
+
+    eventually(on_kafka, timeout=60, interval=1.0, what="the person on the topics and dead-letter topics")
+    asked = httpx.post(
+        f"{stack['signups'].url}/v1/erasure-requests", json={"email": email}, headers=bearer(staff), timeout=15
+    )
+    assert asked.status_code == 202, asked.text
+    # The erasure request itself carries no address and no name.
+    request = asyncio.run(
+        read_topic(
+            kafka_server.bootstrap, "pitchin.privacy.v1", lambda r: r["key"] == asked.json()["request_id"].encode(), 1
+        )
+    )
+    assert email.encode() not in request[0]["value"] and name.encode() not in request[0]["value"]
+    after = asyncio.run(_topics_holding(kafka_server.bootstrap, {"email": email, "name": name}))
+    if any(after.values()):
+        pytest.xfail(f"crypto-shredding not built (docs/privacy.md); still readable on Kafka: {after}")
+
+
+def test_the_hours_an_erased_donor_gave_stay_in_the_totals_without_their_words(
+    stack: Stack, tenant: Tenant, kafka_server: KafkaServer
+) -> None:
+    matching = stack["matching"].url
+    organiser, staff = bearer(tenant.organiser_key), bearer(tenant.staff_key)
+    email = f"hours-{uuid.uuid4().hex[:10]}@example.org"
+    donor_id = sign_up(stack, tenant.organiser_key, name="Perpetua Hours", email=email).json()["donor_id"]
+    eventually(_known_to_matching(stack, tenant, donor_id), timeout=60, what="matching to learn the donor")
+    need_id = f"need-{uuid.uuid4().hex[:8]}"
+    _publish(kafka_server, "pitchin.needs.v1", need_id, _event(_need_opened(tenant, need_id), tenant))
+    offer = _wait_offers(stack, tenant, need_id, "the offer", lambda o: len(o) == 1)[0]
+    made = _made_event(kafka_server, need_id, offer["offer_id"])
+    assert httpx.post(_at(matching, made["accept_url"]), timeout=10).status_code == 200
+    assignment = f"{matching}/v1/assignments/{offer['offer_id']}"
+    assert httpx.post(f"{assignment}/confirm", headers=organiser, timeout=10).is_success
+    thanks = f"Thank you Perpetua, the leaflets were perfect ({donor_id})"
+    done = httpx.post(f"{assignment}/complete", json={"hours_given": 6.5, "thanks": thanks}, headers=organiser)
+    assert done.status_code == 200, done.text
+
+    def totals() -> tuple[float, int]:
+        answer = httpx.get(f"{matching}/v1/totals", headers=staff, timeout=10)
+        assert answer.status_code == 200, answer.text
+        [mine] = [o for o in answer.json()["organisations"] if o["organisation_id"] == tenant.organisation_id]
+        return mine["hours_given"], mine["completed"]
+
+    assert totals() == (6.5, 1)
+    asked = httpx.post(f"{stack['signups'].url}/v1/erasure-requests", json={"donor_id": donor_id}, headers=staff)
+    assert asked.status_code == 202, asked.text
+    progress = f"{stack['signups'].url}/v1/erasure-requests/{asked.json()['request_id']}"
+    finished = eventually(
+        lambda: got if (got := httpx.get(progress, headers=staff, timeout=5).json())["status"] == "done" else None,
+        timeout=ERASED_WITHIN_SECONDS,
+        what="the erasure to be done",
+    )
+    assert finished["services"]["matching"]["counts"]["assignments"] == 1
+    assert totals() == (6.5, 1), "the federation's totals are unchanged"
+    kept = _places(stack, {"thanks": thanks})
+    assert kept == {"thanks": set()}, kept
