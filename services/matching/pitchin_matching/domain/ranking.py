@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import numpy.typing as npt
 
+from pitchin_matching.domain.budget import AskBudget, within_budget
 from pitchin_matching.domain.needs import URGENCY_RANK
 
 SLOT_MINUTES = 30
@@ -79,6 +80,8 @@ class Policy:
     overlap_target_hours: float = 3.0
     # When the organisation works, as UTC minute-of-week intervals (remote collaboration).
     collaboration_utc: tuple[tuple[int, int], ...] = ()
+    # How often one donor may be asked; None: only the load cap applies.
+    ask_budget: AskBudget | None = None
 
 
 @dataclass
@@ -103,6 +106,9 @@ class DonorColumns:
     registered: Floats  # epoch seconds
     completed: npt.NDArray[np.int32]  # assignments confirmed
     declined: npt.NDArray[np.int32]  # offers declined or left to expire
+    # What the ask budget reads; None where an index does not count them (the budget is then not applied).
+    pending: npt.NDArray[np.int16] | None = None  # offers waiting for the donor's answer
+    asked_this_week: npt.NDArray[np.int16] | None = None  # offers made in the last seven days
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,8 @@ def hard_filter(columns: DonorColumns, query: NeedQuery, policy: Policy, exclude
                 return np.empty(0, dtype=np.int64)
             rows = rows[column[rows] >= minimum]
     rows = rows[columns.active[rows] & (columns.load[rows] < policy.max_open_per_donor)]
+    if policy.ask_budget is not None and columns.pending is not None and columns.asked_this_week is not None:
+        rows = rows[within_budget(columns.pending[rows], columns.asked_this_week[rows], policy.ask_budget)]
     if not query.remote:
         rows = rows[within_reach(columns, rows, query, policy)]
     if exclude is not None and exclude.size:
