@@ -14,7 +14,7 @@ REPLICAS ?= $(or $(PITCHIN_REPLICAS),1)
 MATCHING_REPLICAS ?= $(or $(PITCHIN_MATCHING_REPLICAS),1)
 REPLICAS_ENV := PITCHIN_REPLICAS=$(REPLICAS) PITCHIN_MATCHING_REPLICAS=$(MATCHING_REPLICAS)
 
-.PHONY: help setup run stop lint typecheck unit integration e2e browser chart standards test bench contracts clean
+.PHONY: help setup run stop lint typecheck unit integration e2e browser chart standards test bench simulate contracts clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,7 @@ standards: setup  ## third-party judges: OpenAPI, AsyncAPI CLI, CloudEvents SDK,
 
 test: setup lint typecheck  ## everything CI runs: lint, types, unit, standards, integration, e2e, browser, chart
 	bash deploy/tools/install-ops-tools.sh
+	bash deploy/kubernetes/install.sh
 	bash deploy/observability/install.sh
 	bash deploy/web/install.sh
 	bash deploy/tools/install-standards-tools.sh >/dev/null
@@ -73,9 +74,13 @@ bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/P
 	bash deploy/tools/install-bench-tools.sh
 	$(REPLICAS_ENV) $(PY) -m tests.bench
 
+simulate: $(STAMP)  ## a strike week in memory (10,000 donors, 500 needs): Pitch In against two baselines, with the targets
+	$(PY) -m pitchin_matching.simulation $(SIMULATE_ARGS)
+
 contracts: $(STAMP)  ## regenerate every generated file: docs/contracts, the topic tables, the chart's dashboards
 	$(PY) -m pitchin_core.contracts.docs
 	$(PY) deploy/observability/dashboards.py
+	$(PY) deploy/tools/access_table.py
 
 clean:  ## remove local and test state (keeps the download cache in ~/.cache/pitchin)
 	-$(PY) deploy/local/run.py --reset
