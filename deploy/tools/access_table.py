@@ -22,6 +22,8 @@ from typing import Any
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from pitchin_core.auth import credential_of
+
 REPO = Path(__file__).resolve().parents[2]
 ACCESS = REPO / "docs" / "access.md"
 SERVICES = ("signups", "matching", "notifications", "scheduling")
@@ -64,8 +66,11 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
 def who_may_call(route: APIRoute) -> str:
     names = {getattr(call, "__name__", "") for call in _calls(route.dependant)}
     web_front = getattr(route.endpoint, "__pitchin_web_front_may__", False)
+    credential = credential_of(route.endpoint)
     if "federation_staff" in names:
         who = "federation staff"
+    elif credential is not None:
+        who = credential
     elif "authenticate" in names:
         who = "any key, narrowed by role and organisation"
     else:

@@ -72,6 +72,26 @@ def for_web_front(endpoint: _Endpoint) -> _Endpoint:
     return endpoint
 
 
+_CREDENTIAL = "__pitchin_credential__"
+
+
+def checks_credential(what: str) -> Callable[[_Endpoint], _Endpoint]:
+    """Mark a route that takes no API key but checks a credential of its own (`what`: e.g. "the
+    offer's signed token"): docs/access.md says so instead of calling the route open to anyone."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, _CREDENTIAL, what)
+        return endpoint
+
+    return mark
+
+
+def credential_of(endpoint: object) -> str | None:
+    """What `checks_credential` said a route checks, if anything."""
+    found = getattr(endpoint, _CREDENTIAL, None)
+    return found if isinstance(found, str) else None
+
+
 def web_front_proof(request: Request, caller: Caller, header: str, opens: Callable[[str, str, float], bool]) -> None:
     """For the web front's key, the person's own signed link (forwarded in `header`) must open this
     resource: `opens(secret, link, now)` with the donor-link secret the service shares with the web."""

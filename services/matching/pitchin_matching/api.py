@@ -16,7 +16,16 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from pitchin_core.auth import WEB_FRONT, Caller, CallerDep, StaffDep, authenticate, for_web_front, web_front_proof
+from pitchin_core.auth import (
+    WEB_FRONT,
+    Caller,
+    CallerDep,
+    StaffDep,
+    authenticate,
+    checks_credential,
+    for_web_front,
+    web_front_proof,
+)
 from pitchin_core.errors import Forbidden, NotFound, Unauthorised
 from pitchin_core.links import DONOR_LINK_HEADER, PREFIX, RECORD_PREFIX, opens_donor
 from pitchin_matching import service
@@ -139,6 +148,7 @@ async def _for_donor(
 
 
 @router.get("/donors/{donor_id}/offers")
+@checks_credential("the donor's own token, or a key of their federation")
 @for_web_front
 async def donor_offers(
     donor_id: str, request: Request, credentials: OptionalBearer, tokens: OfferTokens
@@ -150,6 +160,7 @@ async def donor_offers(
 
 
 @router.get("/donors/{donor_id}/record")
+@checks_credential("the donor's own token, or a key of their federation")
 @for_web_front
 async def donor_record(
     donor_id: str, request: Request, credentials: OptionalBearer, tokens: OfferTokens
@@ -161,6 +172,7 @@ async def donor_record(
 
 
 @router.get("/offers/{offer_id}")
+@checks_credential("the offer's signed token")
 async def get_offer(offer_id: str, request: Request, tokens: OfferTokens) -> dict[str, Any]:
     """One offer, for the donor holding its token: what a landing page shows before the donor POSTs
     accept or decline (a GET never answers an offer: mail scanners follow links)."""
@@ -169,6 +181,7 @@ async def get_offer(offer_id: str, request: Request, tokens: OfferTokens) -> dic
 
 
 @router.post("/offers/{offer_id}/accept")
+@checks_credential("the offer's signed token")
 async def accept_offer(
     offer_id: str, request: Request, tokens: OfferTokens, answer: OfferAnswer | None = None
 ) -> dict[str, Any]:
@@ -177,6 +190,7 @@ async def accept_offer(
 
 
 @router.post("/offers/{offer_id}/decline")
+@checks_credential("the offer's signed token")
 async def decline_offer(
     offer_id: str, request: Request, tokens: OfferTokens, answer: OfferAnswer | None = None
 ) -> dict[str, Any]:

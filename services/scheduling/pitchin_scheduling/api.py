@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import Field, HttpUrl
 
-from pitchin_core.auth import WEB_FRONT, CallerDep, StaffDep, for_web_front, web_front_proof
+from pitchin_core.auth import WEB_FRONT, CallerDep, StaffDep, checks_credential, for_web_front, web_front_proof
 from pitchin_core.contracts.common import Contract, Email
 from pitchin_core.contracts.scheduling import EventKind, EventStatus
 from pitchin_core.errors import Forbidden
@@ -345,6 +345,7 @@ async def rotate_person_calendar(owner: FeedOwner, caller: StaffDep, request: Re
 
 
 @public.get("/feeds/{token}.ics", response_class=Response, responses=ICALENDAR_DOC)
+@checks_credential("the feed's secret token (rotated from the booking page)")
 async def person_calendar(token: str, request: Request) -> Response:
     events = await service.events_booked_by_token(_uow(request), token)
     body = to_icalendar(events, public_base_url=_base_url(request), now=_now(), name="My Pitch In events")

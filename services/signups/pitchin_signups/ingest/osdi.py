@@ -30,6 +30,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pitchin_core.auth import checks_credential
 from pitchin_core.contracts.common import SkillLevel
 from pitchin_core.contracts.ingest import IngestPersonSignedUpV1, IngestRsvpCancelledV1, IngestRsvpMadeV1
 from pitchin_core.http import Problem
@@ -313,6 +314,7 @@ async def _known_event(request: Request, registration: Registration, event_ref: 
 
 
 @router.post("/person_signup", status_code=202, summary="OSDI person signup helper")
+@checks_credential("a registered publisher's key (OSDI-API-Token)")
 async def person_signup(request: Request) -> Response:
     registration, body = await _registration(request)
     helper = _parse(PersonSignupHelper, body)
@@ -325,6 +327,7 @@ async def person_signup(request: Request) -> Response:
 
 
 @router.post("/events/{event_id}/record_attendance", status_code=202, summary="OSDI record attendance helper")
+@checks_credential("a registered publisher's key (OSDI-API-Token)")
 async def record_attendance(event_id: str, request: Request) -> Response:
     """`event_id` is Pitch In's event id, or `external:<id>` for an event this publisher created."""
     registration, body = await _registration(request)

@@ -21,6 +21,7 @@ import asyncpg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from pitchin_core.auth import checks_credential
 from pitchin_core.http import PROBLEM_JSON, Problem
 from pitchin_core.ingest import (
     MAX_BATCH,
@@ -250,6 +251,7 @@ def _result(index: int, answer: Answer) -> dict[str, Any]:
 
 
 @router.post("/ingest", status_code=202, openapi_extra=_BODY_DOC, summary="Publish CloudEvents into Pitch In")
+@checks_credential("a registered publisher's key and Standard Webhooks signature")
 async def publish(request: Request) -> Response:
     """Answers 202 per accepted event (200 with a result per event for a batch), problem+json otherwise."""
     pipeline = pipeline_of(request)
