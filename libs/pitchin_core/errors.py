@@ -11,6 +11,57 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+# Problem types (RFC 9457 §3.1.1) are the identifiers clients compare to tell one refusal from
+# another, so they are absolute and the same in every deployment: tag URIs (RFC 4151). A setting
+# (the public base URL) would give the same refusal a different identity on each deployment, and
+# an https URI on a domain we do not serve documentation from would be a locator that locates
+# nothing; each service's OpenAPI document says what every type means instead (`PROBLEM_TYPES`).
+# Code names a type by its short path, `/problems/<name>`, and `problem_type` makes it absolute.
+PROBLEM_TYPE_PREFIX = "tag:pitchin.example,2026:problems/"
+_SHORT_PREFIX = "/problems/"
+
+
+def problem_type(kind: str) -> str:
+    """The absolute type URI for `kind`: `/problems/<name>` (or a bare name) becomes the tag URI,
+    an absolute URI such as `about:blank` is kept."""
+    if kind.startswith(_SHORT_PREFIX):
+        return PROBLEM_TYPE_PREFIX + kind.removeprefix(_SHORT_PREFIX)
+    if ":" in kind:
+        return kind
+    return PROBLEM_TYPE_PREFIX + kind
+
+
+# Every problem type an answer of ours can carry, and what it means (documented in the OpenAPI
+# documents; tests/standards checks that every type named in code is here). `about:blank` means
+# "nothing more than the status code says" (RFC 9457 §4.2.1).
+PROBLEM_TYPES: dict[str, str] = {
+    "about:blank": "Nothing more than the status code and title say.",
+    "validation": "A field is not valid; `errors` names each.",
+    "duplicate": "The same person or thing is already here.",
+    "conflict": "It conflicts with the current state of the thing.",
+    "clash": "A booking clashes with another (`clashes` names them).",
+    "lifecycle": "Not possible in the thing's present stage of its life cycle.",
+    "offer-closed": "The offer is no longer open.",
+    "idempotency": "The Idempotency-Key is missing, malformed or reused with another request.",
+    "ingest/bad-json": "The event is not JSON.",
+    "ingest/schema": "The event breaks its published schema.",
+    "ingest/unknown-type": "No such event type is taken.",
+    "ingest/missing-attribute": "A required CloudEvents attribute is missing.",
+    "ingest/tenant": "The publisher may not write for this tenant.",
+    "ingest/unregistered-source": "The event's source is not a registered publisher.",
+    "ingest/encoding": "The body is not UTF-8.",
+    "ingest/stale": "A newer update of the same thing was already applied.",
+    "ingest/id-reused": "The event id was used before for a different event.",
+    "ingest/not-found": "The event names an external id Pitch In does not have.",
+    "ingest/not-yet": "The event names something Pitch In does not know yet; send it again later.",
+    "ingest/conflict": "The event conflicts with the current state.",
+    "ingest/refused": "A rule refused the event's data.",
+    "ingest/too-large": "The event is larger than ingest takes.",
+    "ingest/rate-limited": "Too many events from this publisher; see Retry-After.",
+    "ingest/unauthenticated": "No publisher key, or one that is not known.",
+    "ingest/bad-signature": "The Standard Webhooks signature does not verify.",
+}
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -42,7 +93,7 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.title = title or self.default_title
-        self.kind = kind or self.default_kind
+        self.kind = problem_type(kind or self.default_kind)
         self.errors = list(errors or [])
         self.extra = extra
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pitchin_core.errors import DomainError, Unavailable
+from pitchin_core.errors import PROBLEM_TYPES, DomainError, Unavailable, problem_type
 from pitchin_core.telemetry import Metrics
 
 PROBLEM_JSON = "application/problem+json"
@@ -38,12 +38,12 @@ class Problem(Exception):
         self.status = status
         self.title = title
         self.detail = detail
-        self.kind = kind
+        self.kind = problem_type(kind)
         self.extra = extra
 
 
 def problem_response(status: int, title: str, detail: str, kind: str = "about:blank", **extra: Any) -> JSONResponse:
-    body = {"type": kind, "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": problem_type(kind), "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
@@ -60,7 +60,7 @@ def validation_problem(exc: RequestValidationError | ValidationError) -> dict[st
     errors = field_errors(exc)
     names = ", ".join(e["field"] for e in errors)
     return {
-        "type": "/problems/validation",
+        "type": problem_type("/problems/validation"),
         "title": "Invalid request",
         "status": 422,
         "detail": f"These fields are not valid: {names}",
@@ -196,7 +196,13 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["type", "title", "status"],
     "properties": {
-        "type": {"type": "string"},
+        "type": {
+            "type": "string",
+            "format": "uri",
+            "description": "What kind of problem this is: an absolute URI (RFC 9457), one of\n\n"
+            + "\n".join(f"- `{problem_type(name)}`: {meaning}" for name, meaning in PROBLEM_TYPES.items()),
+            "examples": [problem_type(name) for name in PROBLEM_TYPES],
+        },
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pitchin_core.auth import hash_key
+from pitchin_core.errors import problem_type
 from pitchin_core.gate import CALLER
 from pitchin_core.uow import AMBIENT, AlreadyAnswered, RequestClaim
 from pitchin_core.worker import BatchWorker
@@ -147,7 +148,7 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str, extr
 
 async def _problem(send: Send, status: int, detail: str, field: str | None) -> None:
     problem: dict[str, Any] = {
-        "type": "/problems/idempotency",
+        "type": problem_type("/problems/idempotency"),
         "title": "Idempotency-Key",
         "status": status,
         "detail": detail,

@@ -132,7 +132,7 @@ async def test_the_same_id_with_other_content_is_refused_as_reused(open_service_
 
     reused = await pipeline.decide(db.uow, person(name="Someone else"), REG, service.apply, now=NOW)
     assert (reused.status, reused.outcome, reused.reason, reused.replayed) == (409, "rejected", "id-reused", False)
-    assert reused.body["type"] == "/problems/ingest/id-reused"
+    assert reused.body["type"] == "tag:pitchin.example,2026:problems/ingest/id-reused"
     assert reused.body["errors"] == [
         {"field": "id", "message": "'e1' was already used by this source for another event"}
     ]
@@ -149,7 +149,7 @@ async def test_a_domain_error_rolls_back_the_savepoint_and_keeps_the_rejection(o
 
     answer = await pipeline.decide(db.uow, person(), REG, service.apply, now=NOW, stage_rejections=True)
     assert (answer.status, answer.outcome, answer.reason) == (409, "rejected", "conflict")
-    assert answer.body["type"] == "/problems/ingest/conflict"
+    assert answer.body["type"] == "tag:pitchin.example,2026:problems/ingest/conflict"
     assert answer.body["errors"] == [{"field": "data.external_id", "message": "taken"}]
     assert (answer.body["id"], answer.body["source"]) == ("e1", SOURCE)
 

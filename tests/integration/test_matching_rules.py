@@ -183,7 +183,7 @@ async def test_an_offer_is_answered_only_with_its_own_token_while_it_is_open(ope
     with pytest.raises(OfferClosed) as late:
         await service.accept_offer(m, first["data"]["offer_id"], _claims(first), expiry + timedelta(seconds=1))
     assert late.value.problem_body() == {
-        "type": "/problems/offer-closed",
+        "type": "tag:pitchin.example,2026:problems/offer-closed",
         "title": "Offer no longer open",
         "status": 409,
         "detail": "This offer has expired.",

@@ -256,7 +256,11 @@ async def test_a_person_or_room_booked_twice_is_a_conflict_naming_the_clash(open
             NOW,
         )
     body = person.value.problem_body()
-    assert (person.value.status, body["type"], body["title"]) == (409, "/problems/clash", "Booked twice")
+    assert (person.value.status, body["type"], body["title"]) == (
+        409,
+        "tag:pitchin.example,2026:problems/clash",
+        "Booked twice",
+    )
     assert body["clashes"] == [
         {"what": "person", "name": "Gloria Cruz", "session_id": opening.session_id, "event_id": panel.event_id}
     ]

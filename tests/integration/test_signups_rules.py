@@ -88,7 +88,10 @@ async def test_a_second_signup_with_the_same_email_is_a_conflict_and_emits_nothi
     assert donor.email == "twice@example.org" and donor.organisation_id == ORG
     with pytest.raises(Conflict) as refused:
         await donors.sign_up(db.uow, STAFF, _signup(email="twice@example.org"), NOW)
-    assert refused.value.title == "Already signed up" and refused.value.kind == "/problems/duplicate"
+    assert (
+        refused.value.title == "Already signed up"
+        and refused.value.kind == "tag:pitchin.example,2026:problems/duplicate"
+    )
     assert refused.value.errors == [FieldError("email", "already signed up")]
     assert await db.types_emitted() == ["org.pitchin.donor.registered.v1"]
     [registered] = await db.outbox()

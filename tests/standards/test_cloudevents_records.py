@@ -1,12 +1,21 @@
-"""The records Pitch In writes to Kafka, read by the official CloudEvents SDK (cloudevents 2.x, Kafka binding)."""
+"""The records Pitch In writes to Kafka, read by the official CloudEvents SDK (cloudevents 2.x, Kafka binding):
+as the codec writes them, and as they come off the running system's broker."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime
 
+import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
 from pitchin_core.contracts.cloudevents import CloudEvent, from_kafka, to_kafka_headers, to_kafka_value
+from pitchin_core.contracts.donors import DonorRegisteredV1
+from pitchin_core.contracts.topics import topic_for
+from pitchin_testing.stack import Stack
+from tests.conftest import Tenant
+from tests.e2e.helpers import read_topic, sign_up
 
 
 def test_the_sdk_reads_our_binary_mode_record_as_we_wrote_it() -> None:
@@ -33,3 +42,26 @@ def test_the_sdk_reads_our_binary_mode_record_as_we_wrote_it() -> None:
     assert read.get_data() == sent.data
     # And what the SDK writes, Pitch In reads the same way.
     assert from_kafka(headers, value) == sent
+
+
+@pytest.mark.e2e
+def test_the_sdk_reads_the_records_signups_wrote_to_kafka(stack: Stack, tenant: Tenant) -> None:
+    # Records read back from the running system's broker, as any CloudEvents consumer would get them.
+    donor = sign_up(stack, tenant.organiser_key, email=f"sdk-{uuid.uuid4().hex[:8]}@example.org").json()
+    records = asyncio.run(
+        read_topic(
+            stack.kafka_bootstrap,
+            topic_for(DonorRegisteredV1).name,
+            lambda r: (r.get("data") or {}).get("donor_id") == donor["donor_id"],
+            1,
+        )
+    )
+    assert len(records) == 1
+    for record in records:
+        read = from_binary_event(KafkaMessage(headers=record["headers"], key=record["key"], value=record["value"]))
+        assert read.get_specversion() == "1.0" and read.get_type() == "org.pitchin.donor.registered.v1"
+        assert read.get_source() == "/pitchin/signups" and read.get_datacontenttype() == "application/json"
+        assert read.get_attributes()["tenant"] == f"{tenant.federation_id}/{tenant.organisation_id}"
+        assert read.get_time() is not None and read.get_id()
+        data = read.get_data()
+        assert isinstance(data, dict) and data["donor_id"] == donor["donor_id"]

@@ -64,7 +64,7 @@ async def test_the_fake_has_no_database() -> None:
 def test_domain_errors_answer_as_problem_details() -> None:
     refused = Refused("skills.0.skill", "not in the federation's skills", title="Sign-up refused")
     assert refused.problem_body() == {
-        "type": "/problems/validation",
+        "type": "tag:pitchin.example,2026:problems/validation",
         "title": "Sign-up refused",
         "status": 422,
         "detail": "skills.0.skill: not in the federation's skills",

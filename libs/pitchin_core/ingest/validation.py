@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from pitchin_core.contracts.cloudevents import SPEC_VERSION, tenant_of
 from pitchin_core.contracts.ingest import BY_TYPE, Published, RejectionReason
-from pitchin_core.errors import DomainError
+from pitchin_core.errors import DomainError, problem_type
 from pitchin_core.ingest.envelope import Envelope
 from pitchin_core.ingest.publishers import Registration
 
@@ -56,7 +56,7 @@ class Rejection(Exception):
 
     def problem_body(self) -> dict[str, Any]:
         return {
-            "type": f"/problems/ingest/{self.reason}",
+            "type": problem_type(f"/problems/ingest/{self.reason}"),
             "title": _TITLES.get(self.reason, "Event refused"),
             "status": self.status,
             "detail": str(self),

@@ -20,7 +20,7 @@ def test_an_event_refused_is_a_422_on_its_field() -> None:
     refused = EventRefused("starts_at", "an event cannot start in the past")
     assert str(refused) == "an event cannot start in the past" and refused.field == "starts_at"
     assert _text(refused.problem_body()) == (
-        '{"type":"/problems/validation","title":"Event refused","status":422,'
+        '{"type":"tag:pitchin.example,2026:problems/validation","title":"Event refused","status":422,'
         '"detail":"starts_at: an event cannot start in the past",'
         '"errors":[{"field":"starts_at","message":"an event cannot start in the past"}]}'
     )
@@ -30,7 +30,7 @@ def test_a_step_not_possible_now_is_a_409_naming_the_state() -> None:
     refused = TransitionRefused("publish", "cancelled", ["draft"])
     assert refused.state == "cancelled" and refused.action == "publish"
     assert _text(refused.problem_body()) == (
-        '{"type":"/problems/lifecycle","title":"Not possible now","status":409,'
+        '{"type":"tag:pitchin.example,2026:problems/lifecycle","title":"Not possible now","status":409,'
         '"detail":"cannot publish an event that is cancelled (only from: draft)","state":"cancelled"}'
     )
 
@@ -51,7 +51,7 @@ def test_a_clash_is_a_409_listing_the_clashes_then_the_fields() -> None:
     assert refused.errors == [FieldError("people", person), FieldError("room", room)]
     assert _text(refused.problem_body()) == _text(
         {
-            "type": "/problems/clash",
+            "type": "tag:pitchin.example,2026:problems/clash",
             "title": "Booked twice",
             "status": 409,
             "detail": f"{person}; {room}",

@@ -9,12 +9,14 @@ from starlette.middleware import Middleware
 
 from pitchin_core.ingest.http_door import MAX_BODY_BYTES
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
 from pitchin_core.settings import ServiceSettings
-from pitchin_signups import api, handlers
+from pitchin_signups import api, erasure_api, handlers, osdi_read
 from pitchin_signups.booking_door import BookingDoor
 from pitchin_signups.ingest import osdi, routes
 from pitchin_signups.service.bookings import BookingDesk
+from pitchin_signups.service.erasure import RETENTION
 from pitchin_signups.service.taxonomy import Taxonomies
 
 
@@ -30,7 +32,7 @@ def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     runtime = Runtime(settings or SignupsSettings(), files("pitchin_signups") / "migrations")
     handlers.register(runtime)
     app = runtime.http_app(
-        [api.router, routes.router, osdi.router],
+        [api.router, erasure_api.router, erasure_api.subject_access, routes.router, osdi.router, osdi_read.router],
         title="Pitch In signups",
         # A donors' CSV may be a federation's whole list; ingest answers its own 413 (in its
         # problem format, counted) at MAX_BODY_BYTES, so the gate's bound there is only a backstop.
@@ -40,6 +42,7 @@ def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     # The rush's route as plain ASGI, innermost, so every middleware still applies (booking_door.py).
     app.user_middleware.append(Middleware(BookingDoor, desk=desk, keys=runtime.api_keys, pool=lambda: runtime.pool))
     app.state.taxonomies = Taxonomies()
+    enforce(app, runtime, RETENTION)  # docs/privacy.md
     return app
 
 

@@ -86,7 +86,7 @@ def test_a_refused_signup_names_the_field_in_a_422() -> None:
         )
     assert refused.value.status == 422
     assert refused.value.problem_body() == {
-        "type": "/problems/validation",
+        "type": "tag:pitchin.example,2026:problems/validation",
         "title": "Sign-up refused",
         "status": 422,
         "detail": "contact.sms: SMS was chosen but no phone number was given",

@@ -154,7 +154,7 @@ def test_bookings_close_at_the_deadline_or_the_start_and_not_for_cancelled_event
     with pytest.raises(BookingRefused) as refused:
         check_can_book(EventForBooking("e", NOW + timedelta(days=1), None, "cancelled", True), NOW)
     assert refused.value.problem_body() == {
-        "type": "/problems/validation",
+        "type": "tag:pitchin.example,2026:problems/validation",
         "title": "Booking refused",
         "status": 409,
         "detail": "event_id: the event is cancelled",
@@ -258,7 +258,7 @@ def test_refusals_are_titled_by_what_was_refused() -> None:
         (422, "Change refused", "deadline: the deadline has already passed"),
         (409, "Change refused", "status: the need is closed and can no longer change"),
     ]
-    assert not_live.value.problem_body()["type"] == "/problems/validation"
+    assert not_live.value.problem_body()["type"] == "tag:pitchin.example,2026:problems/validation"
 
 
 def test_unknown_skills_are_each_named_by_their_place() -> None:
@@ -266,7 +266,7 @@ def test_unknown_skills_are_each_named_by_their_place() -> None:
     with pytest.raises(UnknownSkill) as refused:
         check_known(["social-media", "knitting", "juggling"], DEFAULT_SKILLS, "needs.0.required_skills")
     assert refused.value.problem_body() == {
-        "type": "/problems/validation",
+        "type": "tag:pitchin.example,2026:problems/validation",
         "title": "Unknown skill",
         "status": 422,
         "detail": "needs.0.required_skills.1.skill: 'knitting' is not in the federation's skills; "
