@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pitchin_core.auth import FEDERATION_STAFF, WEB_FRONT, CallerDep, StaffDep, for_web_front, web_front_proof
 from pitchin_core.contracts.common import Email, Identifier
@@ -39,6 +39,18 @@ class ErasureAsked(BaseModel):
         return self
 
 
+class ErasureAccepted(BaseModel):
+    """An erasure request taken: the other services erase their part; `Location` shows how far."""
+
+    model_config = ConfigDict(extra="allow")
+
+    request_id: str = Field(description="The request, as `GET /v1/erasure-requests/{request_id}` names it")
+    status: str = Field(description="Where it stands: done once every service has reported")
+
+
+ACCEPTED_DOC: dict[int | str, dict[str, Any]] = {202: {"model": ErasureAccepted}}
+
+
 def _uow(request: Request) -> UnitOfWork:
     uow: UnitOfWork = request.app.state.runtime.uow
     return uow
@@ -57,7 +69,7 @@ def _accepted(view: dict[str, Any]) -> Response:
     )
 
 
-@router.post("/erasure-requests", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/erasure-requests", status_code=status.HTTP_202_ACCEPTED, responses=ACCEPTED_DOC)
 async def ask_erasure(asked: ErasureAsked, caller: StaffDep, request: Request) -> Response:
     """Forget a person, by email or donor id, in every service. Answered at once; staff only."""
     person = PersonToErase(email=asked.email, donor_id=asked.donor_id)
@@ -81,7 +93,7 @@ def _person_or_staff(caller_role: str) -> str:
     raise Forbidden("Only the person (through their own page) or federation staff may ask for an erasure.")
 
 
-@router.post("/donors/{donor_id}/erasure-request", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/donors/{donor_id}/erasure-request", status_code=status.HTTP_202_ACCEPTED, responses=ACCEPTED_DOC)
 @for_web_front
 async def donor_asks_erasure(donor_id: str, caller: CallerDep, request: Request) -> Response:
     """A donor asks to be forgotten from their own page (the web front, with their link); or staff for them."""
@@ -95,7 +107,7 @@ async def donor_asks_erasure(donor_id: str, caller: CallerDep, request: Request)
     return _accepted({"request_id": view["request_id"], "status": view["status"]})
 
 
-@router.post("/bookings/{booking_id}/erasure-request", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/bookings/{booking_id}/erasure-request", status_code=status.HTTP_202_ACCEPTED, responses=ACCEPTED_DOC)
 @for_web_front
 async def booker_asks_erasure(booking_id: str, caller: CallerDep, request: Request) -> Response:
     """Someone who booked a place (a donor or not) asks to be forgotten from their booking's page
