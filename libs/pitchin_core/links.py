@@ -15,6 +15,10 @@ person who made it: notifications mails it, the web checks it, and a bare bookin
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 from dataclasses import dataclass
 
 from pitchin_core.settings import local_secret
@@ -103,3 +107,74 @@ def read_donor_link(secret: str, token: str, now: float, kind: str = PREFIX) -> 
     if "." in donor_id:
         raise BadLink("not a link of this kind")
     return DonorLink(donor_id=donor_id, expires=expires)
+
+
+# -- references: what a stored message holds where its signed link will go ------------------
+#
+# A delivery row is kept for months and read by organisers and operators, so it holds no
+# credential: planning writes ``~d1~<donor id>~<tag>~`` or ``~b1~<booking id>~<tag>~`` where
+# the link goes, and the sender signs it when it hands the message to the channel (the link's
+# lifetime starts then, not when the message was planned, held for quiet hours or a digest).
+# The tag binds the reference to the message's holder (whom it is for, as the sender names
+# them): without it anyone who can put text in a message (an event's title, a template
+# override) could write a reference to another donor and receive the signed link.
+# A reference opens nothing: the web front reads links only.
+# Only unreserved URL characters, none of which HTML escaping, quoted-printable or URL quoting
+# touch. The tag is long enough that a reference takes at least the SMS units of the link it
+# becomes (``~`` is two units in GSM-7, one in UCS-2), so an SMS fitted to its segments with
+# the reference still fits once signed.
+REFERENCE_KINDS = (PREFIX, BOOKING_PREFIX)
+_REFERENCE_TAG_BYTES = 39  # 52 base64url characters: the length of a link's ".<expiry>.<signature>" less 6
+_REFERENCE_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_REFERENCE = re.compile(r"~(d1|b1)~([A-Za-z0-9_-]{1,200})~([A-Za-z0-9_-]{52})~")
+
+
+def _reference_tag(secret: str, kind: str, subject_id: str, holder: str) -> str:
+    # Its own HMAC context ("reference"), so a tag is never a signature of any token.
+    body = f"reference\n{kind}\n{subject_id}\n{holder}".encode()
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha512).digest()[:_REFERENCE_TAG_BYTES]
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def link_reference(secret: str, kind: str, subject_id: str, holder: str) -> str:
+    """What a message for `holder` stores where the `kind` link for `subject_id` goes, signed when sent."""
+    if kind not in REFERENCE_KINDS:
+        raise ValueError(f"no references for links of kind {kind!r}")
+    if not _REFERENCE_ID.fullmatch(subject_id):
+        raise ValueError("an id in a reference is letters, digits, '-' and '_'")
+    return f"~{kind}~{subject_id}~{_reference_tag(secret, kind, subject_id, holder)}~"
+
+
+def sign_references(text: str, secret: str, now: float, holder: str) -> str:
+    """`text` with each reference made for `holder` replaced by its freshly signed link.
+
+    A reference with a tag for another holder (copied or forged into the text) is left as
+    it is: it opens nothing, and signing it would give this holder someone else's link.
+    """
+    if "~" not in text:
+        return text
+
+    def signed(found: re.Match[str]) -> str:
+        kind, subject_id, tag = found.groups()
+        if not hmac.compare_digest(tag, _reference_tag(secret, kind, subject_id, holder)):
+            return found.group(0)
+        if kind == BOOKING_PREFIX:
+            return sign_booking_link(secret, subject_id, now)
+        return sign_donor_link(secret, subject_id, now)
+
+    return _REFERENCE.sub(signed, text)
+
+
+def rebind_references(text: str, secret: str, holder: str, new_holder: str) -> str:
+    """`text` with the references made for `holder` made again for `new_holder` (a digest, which
+    gathers messages for one address, is sent as one message); others are left as they are."""
+    if "~" not in text or holder == new_holder:
+        return text
+
+    def rebound(found: re.Match[str]) -> str:
+        kind, subject_id, tag = found.groups()
+        if not hmac.compare_digest(tag, _reference_tag(secret, kind, subject_id, holder)):
+            return found.group(0)
+        return link_reference(secret, kind, subject_id, new_holder)
+
+    return _REFERENCE.sub(rebound, text)

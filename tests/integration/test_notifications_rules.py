@@ -9,6 +9,8 @@ webhooks, overrides, erasure, tenancy and re-sending.
 from __future__ import annotations
 
 import json
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
@@ -24,9 +26,10 @@ from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, Don
 from pitchin_core.contracts.matching import OfferExpiredV1, OfferMadeV1
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventKind, EventRescheduledV1, ReminderDueV1
 from pitchin_core.errors import Conflict, Forbidden, NotFound
-from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_references
 from pitchin_core.outbound import OutboundRefused
 from pitchin_notifications import storage
+from pitchin_notifications.domain.messages import link_holder
 from pitchin_notifications.service import configuration, deliveries, subscriptions
 from pitchin_notifications.service.configuration import TemplateDoesNotCompile
 from pitchin_notifications.service.messages import Notifications, Policy
@@ -52,6 +55,12 @@ async def _open(open_service_database: Any) -> tuple[ServiceDatabase, Notificati
 
 async def _rows(db: ServiceDatabase, event: CloudEvent) -> list[asyncpg.Record]:
     return await db.pool.fetch("SELECT * FROM deliveries WHERE event_id = $1 ORDER BY recipient, channel", event.id)
+
+
+def _signed_links_in(row: asyncpg.Record) -> list[str]:
+    """Donor or booking tokens (``d1.…``, ``b1.…``) a stored delivery holds: there should be none."""
+    stored = " ".join(str(row[c] or "") for c in ("subject", "body_text", "body_html", "action_url"))
+    return re.findall(r"\b[db]1\.[A-Za-z0-9_-]+\.\d+\.", stored)
 
 
 def _donor(donor_id: str = "don_farra", **overrides: Any) -> DonorRegisteredV1:
@@ -130,7 +139,9 @@ async def test_a_redelivered_event_stages_its_messages_once(open_service_databas
         "don_farra@example.org",
     )
     assert welcome["status"] == "pending" and welcome["person_ref"] == "don_farra"
-    assert "/me/d1.don_farra." in welcome["body_text"]
+    # Issue 17: the row holds a reference to the donor's link, signed only when the mail is sent.
+    assert "/me/~d1~don_farra~" in welcome["body_text"] and "/me/~d1~don_farra~" in welcome["action_url"]
+    assert not _signed_links_in(welcome)
 
     booked = _booking("bkg_ana")
     confirmed = cloud_event(booked)
@@ -235,6 +246,11 @@ async def test_low_priority_messages_wait_for_one_digest(open_service_database: 
     assert digest is not None
     assert digest["subject"] == "Pitch In: 2 updates" and digest["status"] == "pending"
     assert digest["body_text"].count("has expired") == 2
+    # The items link to the donor's page by reference, signed for the digest's reader when it is sent.
+    assert digest["body_text"].count("/me/~d1~don_farra~") == 2 and not _signed_links_in(digest)
+    holder = link_holder(digest["person_ref"], digest["recipient"])
+    sent = sign_references(digest["body_text"], LOCAL_DONOR_LINK_SECRET, time.time(), holder)
+    assert "~d1~" not in sent and sent.count("/me/d1.don_farra.") == 2
     assert await notifications.make_digests(db.uow) == -1  # nothing else due
 
 
@@ -505,7 +521,10 @@ async def test_a_fan_out_page_is_staged_set_based_skipping_the_suppressed_and_ad
     assert len(rows) == 445 and all(r["status"] == "pending" and r["bulk"] for r in rows)
     sample = next(r for r in rows if r["recipient"] == people[3].email)
     assert "Person 3" in sample["body_text"]
-    assert booking_link_in(sample["body_text"], LOCAL_DONOR_LINK_SECRET) == "bkg_003"
+    assert "/bookings/~b1~bkg_003~" in sample["body_text"] and not _signed_links_in(sample)
+    holder = link_holder(sample["person_ref"], sample["recipient"])
+    sent = sign_references(sample["body_text"], LOCAL_DONOR_LINK_SECRET, time.time(), holder)
+    assert booking_link_in(sent, LOCAL_DONOR_LINK_SECRET) == "bkg_003", "the reference signs to that booking's link"
     assert sample["unsubscribe_url"] and sample["unsubscribe_url"] in sample["body_text"]
 
     # A crash after a page was staged but before the job advanced: the page runs again, adds nothing.

@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from pitchin_core.links import link_reference, read_donor_link
 from pitchin_core.telemetry import Metrics
 from pitchin_notifications import storage
 from pitchin_notifications.channels import Outcome
+from pitchin_notifications.domain.messages import link_holder
 from pitchin_notifications.sender import ChannelPolicy, ChannelSender, NotificationJobs, Sender
 from pitchin_notifications.service.messages import Notifications, Policy
 from pitchin_notifications.templates import Renderer
@@ -27,6 +29,7 @@ from tests.integration.conftest import ServiceDatabase
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = files("pitchin_notifications") / "migrations"
+SECRET = "sender-test-donor-link-secret-of-40-chars"
 
 
 class RecordingEmail:
@@ -37,6 +40,7 @@ class RecordingEmail:
     def __init__(self, outcome: Outcome | None = None) -> None:
         self.outcome = outcome or Outcome()
         self.sent: list[uuid.UUID] = []
+        self.texts: dict[uuid.UUID, str] = {}  # the body each delivery was sent with
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
         self.release.set()
@@ -46,6 +50,7 @@ class RecordingEmail:
         self.entered.set()
         await self.release.wait()
         self.sent.append(row["delivery_id"])
+        self.texts[row["delivery_id"]] = row["body_text"]
         return self.outcome
 
     async def close(self) -> None:
@@ -74,7 +79,9 @@ async def _stage(db: ServiceDatabase, count: int) -> list[uuid.UUID]:
     return ids
 
 
-def _sender(db: ServiceDatabase, adapter: RecordingEmail, *, batch: int = 100, attempts: int = 6) -> Sender:
+def _sender(
+    db: ServiceDatabase, adapter: RecordingEmail, *, batch: int = 100, attempts: int = 6, secret: str = SECRET
+) -> Sender:
     return Sender(
         db.pool,
         Metrics("notifications-test"),
@@ -83,6 +90,7 @@ def _sender(db: ServiceDatabase, adapter: RecordingEmail, *, batch: int = 100, a
         policies={"email": ChannelPolicy(max_attempts=attempts, concurrency=10, batch_size=batch)},
         retry_base=0.05,
         retry_cap=0.1,
+        donor_link_secret=secret,
     )
 
 
@@ -112,6 +120,45 @@ async def test_every_due_delivery_is_sent_once_in_batches(open_service_database:
     assert sorted(adapter.sent) == sorted(ids)  # each once
     assert await db.pool.fetchval("SELECT bool_and(attempts = 1 AND sent_at IS NOT NULL) FROM deliveries")
     assert adapter.closed
+
+
+async def test_the_mail_is_sent_with_signed_links_and_the_row_keeps_references(open_service_database: Any) -> None:
+    """Issue 17: the delivery log holds a reference; the sender signs the link as it sends."""
+    db = await open_service_database("notifications", MIGRATIONS)
+    page = "/me/" + link_reference(SECRET, "d1", "don_ana", link_holder("don_ana", "ana@example.org"))
+    stored = f"Your page: https://pitchin.example{page}"
+    delivery_id = uuid.uuid4()
+    async with db.uow() as tx:
+        await storage.stage_delivery(
+            tx.conn,
+            delivery_id=delivery_id,
+            idempotency_key="test:links",
+            federation_id="fed-wm",
+            organisation_id=None,
+            event_id="evt-links",
+            event_type="org.pitchin.donor.registered.v1",
+            channel="email",
+            recipient="ana@example.org",
+            subject="Welcome",
+            body_text=stored,
+            body_html=None,
+            traceparent=None,
+            person_ref="don_ana",
+        )
+    adapter = RecordingEmail()
+    sender = _sender(db, adapter)
+    await sender.start()
+    try:
+
+        async def sent() -> bool:
+            return (await _statuses(db)) == Counter({"sent": 1})
+
+        await eventually_async(sent, timeout=10, interval=0.02, what="the welcome sent")
+    finally:
+        await sender.stop()
+    token = adapter.texts[delivery_id].rsplit("/me/", 1)[1]
+    assert read_donor_link(SECRET, token, time.time()).donor_id == "don_ana"
+    assert await db.pool.fetchval("SELECT body_text FROM deliveries WHERE delivery_id = $1", delivery_id) == stored
 
 
 async def _true(value: bool) -> bool:

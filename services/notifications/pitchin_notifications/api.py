@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pitchin_core.auth import CallerDep
+from pitchin_core.auth import CallerDep, checks_credential
 from pitchin_core.http import Problem
 from pitchin_core.uow import UnitOfWork
 from pitchin_notifications.domain.messages import RULES
@@ -281,6 +281,7 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribe</
     tags=["unsubscribe"],
     responses={404: {"description": "The link is not valid (a page saying so)", "content": {"text/html": {}}}},
 )
+@checks_credential("the signed unsubscribe token in the mail")
 async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     """A page with a button: a GET never unsubscribes (link scanners follow links)."""
     who = _service(request).check_token(token)
@@ -294,6 +295,7 @@ async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
 
 
 @router.post("/unsubscribe", tags=["unsubscribe"])
+@checks_credential("the signed unsubscribe token in the mail")
 async def unsubscribe(request: Request, token: str) -> dict[str, Any]:
     """The one-click POST a mail client sends with body ``List-Unsubscribe=One-Click``."""
     raw = (await request.body()).decode("utf-8", "replace")

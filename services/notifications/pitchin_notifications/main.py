@@ -59,7 +59,8 @@ class NotificationsSettings(ServiceSettings):
     outbound_allow: str = ""
     # Secrets (ServiceSettings refuses local or weak ones in staging and production).
     unsubscribe_secret: str = local_secret("unsubscribe-secret")
-    # Signs the links to donors' own pages on the web front (shared with the web front).
+    # Signs the links to donors' own pages and attendees' bookings on the web front (shared with
+    # the web front), when the sender sends a message.
     donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
 
     @field_validator("quiet_hours")
@@ -125,6 +126,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             },
             retry_base=settings.retry_base_seconds,
             retry_cap=settings.retry_cap_seconds,
+            # The sender signs the donor and booking links of a message when it sends it.
+            donor_link_secret=settings.donor_link_secret,
             jobs=(
                 lambda: notifications.expand_next_job(runtime.uow),
                 lambda: notifications.make_digests(runtime.uow),

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter, Histogram
 
+from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_references
 from pitchin_core.telemetry import Metrics
 from pitchin_core.worker import BatchWorker
 from pitchin_notifications import storage
 from pitchin_notifications.channels import ChannelAdapter, Outcome
-from pitchin_notifications.domain.messages import next_attempt
+from pitchin_notifications.domain.messages import link_holder, next_attempt
 
 log = logging.getLogger(__name__)
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -35,6 +37,26 @@ LONGEST_SLEEP = 5.0
 STOP_GRACE_SECONDS = 8.0
 
 Job = Callable[[], Awaitable[int]]
+# What a channel puts in front of a person: where a stored message's link references are signed.
+SIGNED_PARTS = ("subject", "body_text", "body_html")
+# Webhook bodies are event data for an organisation's endpoint: nothing in them is signed for anyone.
+SIGNED_CHANNELS = frozenset({"email", "sms"})
+
+
+def with_signed_links(row: Any, channel: str, secret: str, now: float) -> Any:
+    """The message the channel sends: `row` with its link references replaced by freshly signed links.
+
+    The stored row keeps the references (issue 17: the delivery log holds no credential), and
+    each link's lifetime starts now, when it is sent, not when the message was planned or held.
+    """
+    if channel not in SIGNED_CHANNELS:
+        return row
+    holder = link_holder(row["person_ref"], row["recipient"])
+    sent = dict(row)
+    for part in SIGNED_PARTS:
+        if sent.get(part):
+            sent[part] = sign_references(sent[part], secret, now, holder)
+    return sent
 
 
 @dataclass(frozen=True)
@@ -106,8 +128,10 @@ class ChannelSender(_GracefulWorker):
         deliveries: Counter,
         send_seconds: Histogram,
         service: str,
+        donor_link_secret: str = LOCAL_DONOR_LINK_SECRET,
     ) -> None:
         super().__init__(pool, name=f"sender-{channel_name}", batch_size=policy.batch_size)
+        self.donor_link_secret = donor_link_secret
         self.channel_name = channel_name
         self.adapter = adapter
         self.policy = policy
@@ -128,7 +152,8 @@ class ChannelSender(_GracefulWorker):
     async def _guarded(self, row: Any) -> Outcome:
         async with self._slots:
             try:
-                return await self.adapter.send(row)
+                sent = with_signed_links(row, self.channel_name, self.donor_link_secret, time.time())
+                return await self.adapter.send(sent)
             except Exception as exc:  # an adapter bug must not stop the batch or lose the row
                 log.exception("%s adapter failed on delivery %s", self.channel_name, row["delivery_id"])
                 return Outcome(error=f"{type(exc).__name__}: {exc}")
@@ -240,6 +265,7 @@ class Sender:
         retry_base: float = 2.0,
         retry_cap: float = 900.0,
         jobs: tuple[Job, ...] = (),
+        donor_link_secret: str = LOCAL_DONOR_LINK_SECRET,
     ) -> None:
         self.schema = schema
         self.adapters = adapters
@@ -266,6 +292,7 @@ class Sender:
                 deliveries=deliveries,
                 send_seconds=send_seconds,
                 service=metrics.service,
+                donor_link_secret=donor_link_secret,
             )
             for name, adapter in adapters.items()
         ]

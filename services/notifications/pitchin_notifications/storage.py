@@ -115,7 +115,8 @@ async def claim_due(conn: Conn, channel: str, limit: int) -> list[asyncpg.Record
     return await conn.fetch(
         "SELECT d.delivery_id, d.idempotency_key, d.federation_id, d.recipient, d.subject, d.body_text,"
         " d.body_html, d.unsubscribe_url, d.attempts, d.traceparent, d.subscription_id, d.event_type, d.priority,"
-        " c.smtp_host, c.smtp_port, c.mail_from, c.sms_base_url, c.sms_account_sid, c.sms_auth_token, c.sms_from,"
+        " d.person_ref, c.smtp_host, c.smtp_port, c.mail_from,"
+        " c.sms_base_url, c.sms_account_sid, c.sms_auth_token, c.sms_from,"
         " c.max_attempts, c.retry_base_seconds,"
         " w.url AS webhook_url, w.secret AS webhook_secret, w.status AS webhook_status"
         " FROM deliveries d LEFT JOIN channel_config c USING (federation_id)"

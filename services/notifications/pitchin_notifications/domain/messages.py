@@ -186,6 +186,15 @@ class PlannedMessage:
         return f"{event_id}:{self.recipient.lower()}:{self.channel}"
 
 
+def link_holder(person_ref: str | None, address: str | None) -> str:
+    """Whom a message's link references are bound to (pitchin_core.links.link_reference): the donor
+    when the person is one, else their address. A person's email and SMS share one planned context,
+    so it is the person, not the channel's address; the sender names a row's holder the same way."""
+    if person_ref:
+        return f"donor:{person_ref}"
+    return f"address:{(address or '').strip().lower()}"
+
+
 def channels_for(rule: Rule, person: Recipient, suppressed: frozenset[tuple[str, str]] = frozenset()) -> list[Channel]:
     """The rule's channels this person can and wants to be reached on."""
     if not person.active:
@@ -263,10 +272,11 @@ def plan(
 ) -> list[PlannedMessage]:
     """The messages ``rule`` sends to ``person`` (none if they cannot or will not be reached).
 
-    ``donor_page`` is the path of the donor's own page with its signed link (``/me/d1.…``),
-    made by the service, which holds the secret; rules whose action is DONOR_PAGE link there.
-    ``booking_page`` likewise (``/bookings/b1.…``) for the booking the message is about; without
-    one, booking links fall back to the event's page.
+    ``donor_page`` is the path of the donor's own page with a reference to their link
+    (``/me/~d1~…~``, signed when the message is sent), made by the service, which holds the
+    secret; rules whose action is DONOR_PAGE link there. ``booking_page`` likewise
+    (``/bookings/~b1~…~``) for the booking the message is about; without one, booking links fall
+    back to the event's page.
     """
     event = event or {}
     base = public_base_url.rstrip("/")

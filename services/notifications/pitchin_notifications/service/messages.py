@@ -35,7 +35,7 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorStatus, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.db import Conn
 from pitchin_core.errors import NotFound
-from pitchin_core.links import LOCAL_DONOR_LINK_SECRET, sign_booking_link, sign_donor_link
+from pitchin_core.links import BOOKING_PREFIX, LOCAL_DONOR_LINK_SECRET, PREFIX, link_reference, rebind_references
 from pitchin_core.telemetry import current_traceparent
 from pitchin_core.uow import AMBIENT, BatchTransaction, Tenant, Transactions
 from pitchin_notifications import storage
@@ -50,6 +50,7 @@ from pitchin_notifications.domain.messages import (
     Priority,
     Recipient,
     Rule,
+    link_holder,
     plan,
     rules_for,
 )
@@ -141,18 +142,27 @@ class Notifications:
         return self.policy.public_base_url.rstrip("/")
 
     def _donor_page(self, rule: Rule, person: Recipient) -> str | None:
-        """The path of a donor's own page on the web front, signed for them, in mail to a donor."""
+        """The path of a donor's own page on the web front, in mail to a donor: a reference the
+        sender signs when it sends the message, so the stored row holds no credential (issue 17)."""
         if rule.audience is not Audience.donor or not person.ref:
             return None
-        return "/me/" + sign_donor_link(self.policy.donor_link_secret, person.ref, datetime.now(UTC).timestamp())
+        return self._page("/me/", PREFIX, person.ref, person)
 
-    def _booking_page(self, data: dict[str, Any]) -> str | None:
-        """The path of the attendee's booking page, signed for that booking (the web checks it)."""
+    def _booking_page(self, data: dict[str, Any], person: Recipient) -> str | None:
+        """The path of the attendee's booking page: a reference signed for that booking when sent."""
         booking_id = data.get("booking_id")
-        if not isinstance(booking_id, str) or not booking_id or "." in booking_id:
+        if not isinstance(booking_id, str) or not booking_id:
             return None
-        now = datetime.now(UTC).timestamp()
-        return "/bookings/" + sign_booking_link(self.policy.donor_link_secret, booking_id, now)
+        return self._page("/bookings/", BOOKING_PREFIX, booking_id, person)
+
+    def _page(self, path: str, kind: str, subject_id: str, person: Recipient) -> str | None:
+        holder = link_holder(person.ref, person.email or person.phone)
+        try:
+            return path + link_reference(self.policy.donor_link_secret, kind, subject_id, holder)
+        except ValueError:
+            # An id no link can name: the message links to the event or front page instead.
+            log.warning("no %s link for id %r", kind, subject_id)
+            return None
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -367,7 +377,7 @@ class Notifications:
             public_base_url=self.base,
             suppressed=suppressed,
             donor_page=self._donor_page(rule, person),
-            booking_page=self._booking_page(data),
+            booking_page=self._booking_page(data, person),
         )
 
     def _delivery(self, message: PlannedMessage, job: _Staging, overrides: Overrides) -> storage.NewDelivery:
@@ -539,6 +549,7 @@ class Notifications:
                 if not items:
                     continue
                 digest_id = uuid.uuid4()
+                holder = link_holder(items[0]["person_ref"], group["recipient"])
                 planned = PlannedMessage(
                     template="digest",
                     channel="email",
@@ -546,7 +557,10 @@ class Notifications:
                     language=items[0]["language"],
                     context={
                         "name": "",
-                        "items": [{"subject": i["subject"], "action_url": i["action_url"]} for i in items],
+                        "items": [
+                            {"subject": i["subject"], "action_url": self._rebound(i, group["recipient"], holder)}
+                            for i in items
+                        ],
                     },
                     priority=Priority.normal,
                 )
@@ -576,6 +590,14 @@ class Notifications:
                 await storage.mark_digested(conn, [i["delivery_id"] for i in items], digest_id)
                 made += 1
         return made or -1
+
+    def _rebound(self, item: asyncpg.Record, recipient: str, holder: str) -> str | None:
+        """A held message's link as the digest (sent to `holder`) carries it: still a reference."""
+        url: str | None = item["action_url"]
+        if not url:
+            return url
+        own = link_holder(item["person_ref"], recipient)
+        return rebind_references(url, self.policy.donor_link_secret, own, holder)
 
     # -- one-click unsubscribe -------------------------------------------------------------
 
