@@ -68,7 +68,9 @@ test: setup lint typecheck  ## everything CI runs: lint, types, unit, standards,
 	bash deploy/observability/install.sh
 	bash deploy/web/install.sh
 	bash deploy/tools/install-standards-tools.sh >/dev/null
-	PITCHIN_STANDARDS_REQUIRED=1 $(PYTEST) -q tests/unit services tests/standards tests/integration tests/e2e tests/browser tests/chart
+# Integration tests SIGKILL and restart the session's shared Kafka and PostgreSQL: they run before
+# anything starts the services on them (the standards judges that read a running stack, e2e).
+	PITCHIN_STANDARDS_REQUIRED=1 $(PYTEST) -q tests/unit services tests/integration tests/standards tests/e2e tests/browser tests/chart
 
 bench: setup  ## benchmarks that print figures beside this machine's raw Kafka/PostgreSQL limits
 	bash deploy/tools/install-bench-tools.sh
