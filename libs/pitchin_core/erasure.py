@@ -20,8 +20,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from datetime import datetime
 
+from pitchin_core.contracts.privacy import ErasureCompletedV1, ErasureRequestedV1
 from pitchin_core.db import Conn
+from pitchin_core.uow import Transaction
 
 _BLOCK = 64  # SHA-256's block size (RFC 2104's B)
 
@@ -105,3 +108,25 @@ def rows(status: str) -> int:
     """The row count of an asyncpg command status (``UPDATE 3``, ``DELETE 0``)."""
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
+
+
+async def finish_erasure(
+    tx: Transaction,
+    request: ErasureRequestedV1,
+    service: str,
+    counts: dict[str, int],
+    needles: Sequence[str],
+    now: datetime,
+) -> None:
+    """What every consuming service does last for a request: forget its stored answers and parked
+    events that name the person, then report the counts per table to signups."""
+    counts["idempotency_keys"] = await forget_answers(tx.conn, needles)
+    counts["outbox_dead_letters"] = await forget_parked_events(tx.conn, needles)
+    done = ErasureCompletedV1(
+        federation_id=request.federation_id,
+        request_id=request.request_id,
+        service=service,
+        counts=counts,
+        completed_at=now,
+    )
+    await tx.emit(done, key=request.request_id, subject=f"erasure-requests/{request.request_id}")

@@ -17,8 +17,8 @@ from typing import Any
 
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.privacy import ErasureCompletedV1, ErasureRequestedV1
-from pitchin_core.erasure import PersonHasher, forget_answers, forget_parked_events, needles_of, rows
+from pitchin_core.contracts.privacy import ErasureRequestedV1
+from pitchin_core.erasure import PersonHasher, finish_erasure, needles_of, rows
 from pitchin_core.retention import PARKED_EVENTS, Rule
 from pitchin_core.subject_access import SubjectAccessAsked, rows_of
 from pitchin_core.uow import Tenant, Transactions
@@ -118,16 +118,7 @@ async def erase(uow: Transactions, hasher: PersonHasher, event: CloudEvent, data
                 ERASED_VERSION,
             )
         )
-        counts["idempotency_keys"] = await forget_answers(conn, needles)
-        counts["outbox_dead_letters"] = await forget_parked_events(conn, needles)
-        done = ErasureCompletedV1(
-            federation_id=data.federation_id,
-            request_id=data.request_id,
-            service=SERVICE,
-            counts=counts,
-            completed_at=now,
-        )
-        await tx.emit(done, key=data.request_id, subject=f"erasure-requests/{data.request_id}")
+        await finish_erasure(tx, data, SERVICE, counts, needles, now)
         return True
 
 
