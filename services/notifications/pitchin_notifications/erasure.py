@@ -18,6 +18,7 @@ from typing import Any
 from pitchin_core.auth import Caller
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.privacy import ErasureRequestedV1
+from pitchin_core.db import Conn
 from pitchin_core.erasure import PersonHasher, finish_erasure, needles_of, rows
 from pitchin_core.retention import PARKED_EVENTS, Rule
 from pitchin_core.subject_access import SubjectAccessAsked, rows_of
@@ -35,65 +36,28 @@ async def erase(uow: Transactions, hasher: PersonHasher, event: CloudEvent, data
         if not await tx.first_delivery(event):
             return False
         conn = tx.conn
-        people = await conn.fetch(
-            "SELECT donor_id, email, phone FROM people WHERE donor_id = ANY($1::text[])", data.donor_ids
-        )
+        # The person's rows are locked first (bookings before the donor, in the order a booking
+        # fact's message takes them, so the two never deadlock), and anonymised before their
+        # messages are looked for: a message being staged from them (which holds them FOR SHARE, see
+        # service/messages.py) either commits before the search below and is found, or waits
+        # for this transaction and then reads the erased rows.
         attendees = await conn.fetch(
             "SELECT booking_id, email FROM attendees WHERE booking_id = ANY($1::text[]) OR donor_id = ANY($2::text[])"
-            f" OR {hasher.sql('email', 4, 5)} = $3",
+            f" OR {hasher.sql('email', 4, 5)} = $3 FOR UPDATE",
             data.booking_ids,
             data.donor_ids,
             data.person_hash,
             hasher.inner,
             hasher.outer,
         )
+        people = await conn.fetch(
+            "SELECT donor_id, email, phone FROM people WHERE donor_id = ANY($1::text[]) FOR UPDATE", data.donor_ids
+        )
         addresses = [
             a.lower() for a in needles_of([r["email"] for r in (*people, *attendees)], [r["phone"] for r in people])
         ]
         needles = needles_of(addresses, data.donor_ids, data.booking_ids, data.pending_ids)
-        deliveries = [
-            r["delivery_id"]
-            for r in await conn.fetch(
-                "SELECT delivery_id FROM deliveries WHERE person_ref = ANY($1::text[])"
-                " OR lower(recipient) = ANY($2::text[])"
-                f" OR (channel <> 'webhook' AND {hasher.sql('recipient', 5, 6)} = $3)"
-                " OR EXISTS (SELECT 1 FROM unnest($4::text[]) n WHERE strpos(body_text, n) > 0)",
-                data.donor_ids,
-                addresses,
-                data.person_hash,
-                needles,
-                hasher.inner,
-                hasher.outer,
-            )
-        ]
         counts: dict[str, int] = {}
-        counts["dead_letters"] = rows(
-            await conn.execute(
-                "UPDATE dead_letters SET recipient = 'erased', reason = 'erased' WHERE delivery_id = ANY($1::uuid[])",
-                deliveries,
-            )
-        )
-        # A webhook's recipient is the organisation's endpoint, not the person: it stays. A message
-        # still waiting is not sent blank: it is suppressed.
-        counts["deliveries"] = rows(
-            await conn.execute(
-                "UPDATE deliveries SET recipient = CASE WHEN channel = 'webhook' THEN recipient ELSE 'erased' END,"
-                " subject = '', body_text = '', body_html = NULL, action_url = NULL, unsubscribe_url = NULL,"
-                " last_error = NULL, idempotency_key = 'erased:' || delivery_id::text,"
-                " status = CASE WHEN status IN ('pending', 'held') THEN 'suppressed' ELSE status END,"
-                " updated_at = now() WHERE delivery_id = ANY($1::uuid[])",
-                deliveries,
-            )
-        )
-        counts["fanouts"] = rows(
-            await conn.execute(
-                "UPDATE fanouts SET data = '{}'::jsonb, done_at = coalesce(done_at, now())"
-                " WHERE target = ANY($1::text[]) OR EXISTS"
-                " (SELECT 1 FROM unnest($2::text[]) n WHERE strpos(data::text, n) > 0)",
-                data.donor_ids,
-                needles,
-            )
-        )
         counts["attendees"] = rows(
             await conn.execute(
                 "UPDATE attendees SET name = 'erased', email = 'erased+' || booking_id || '@invalid',"
@@ -118,8 +82,66 @@ async def erase(uow: Transactions, hasher: PersonHasher, event: CloudEvent, data
                 ERASED_VERSION,
             )
         )
+        counts["deliveries"] = counts["dead_letters"] = 0
+        # Twice: a digest folding the person's held messages may commit while the first pass waits
+        # on their rows; the second pass finds the digest it made.
+        for _ in range(2):
+            found = await _erase_messages(conn, hasher, data, addresses, needles)
+            counts["deliveries"] += found[0]
+            counts["dead_letters"] += found[1]
+        counts["fanouts"] = rows(
+            await conn.execute(
+                "UPDATE fanouts SET data = '{}'::jsonb, done_at = coalesce(done_at, now())"
+                " WHERE target = ANY($1::text[]) OR EXISTS"
+                " (SELECT 1 FROM unnest($2::text[]) n WHERE strpos(data::text, n) > 0)",
+                data.donor_ids,
+                needles,
+            )
+        )
         await finish_erasure(tx, data, SERVICE, counts, needles, now)
         return True
+
+
+async def _erase_messages(
+    conn: Conn, hasher: PersonHasher, data: ErasureRequestedV1, addresses: list[str], needles: list[str]
+) -> tuple[int, int]:
+    """Blank every message to or about the person not blanked yet: (deliveries, dead letters) changed."""
+    deliveries = [
+        r["delivery_id"]
+        for r in await conn.fetch(
+            "SELECT delivery_id FROM deliveries WHERE idempotency_key NOT LIKE 'erased:%'"
+            " AND (person_ref = ANY($1::text[]) OR lower(recipient) = ANY($2::text[])"
+            f" OR (channel <> 'webhook' AND {hasher.sql('recipient', 5, 6)} = $3)"
+            " OR EXISTS (SELECT 1 FROM unnest($4::text[]) n WHERE strpos(body_text, n) > 0))",
+            data.donor_ids,
+            addresses,
+            data.person_hash,
+            needles,
+            hasher.inner,
+            hasher.outer,
+        )
+    ]
+    if not deliveries:
+        return 0, 0
+    dead_letters = rows(
+        await conn.execute(
+            "UPDATE dead_letters SET recipient = 'erased', reason = 'erased' WHERE delivery_id = ANY($1::uuid[])",
+            deliveries,
+        )
+    )
+    # A webhook's recipient is the organisation's endpoint, not the person: it stays. A message
+    # still waiting is not sent blank: it is suppressed.
+    changed = rows(
+        await conn.execute(
+            "UPDATE deliveries SET recipient = CASE WHEN channel = 'webhook' THEN recipient ELSE 'erased' END,"
+            " subject = '', body_text = '', body_html = NULL, action_url = NULL, unsubscribe_url = NULL,"
+            " last_error = NULL, idempotency_key = 'erased:' || delivery_id::text,"
+            " status = CASE WHEN status IN ('pending', 'held') THEN 'suppressed' ELSE status END,"
+            " updated_at = now() WHERE delivery_id = ANY($1::uuid[])",
+            deliveries,
+        )
+    )
+    return changed, dead_letters
 
 
 # What notifications keeps and for how long (docs/privacy.md), enforced by pitchin_core.retention.

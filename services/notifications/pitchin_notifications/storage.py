@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -446,8 +446,19 @@ async def upsert_person(conn: Conn, row: dict[str, Any]) -> bool:
     return result.endswith(" 1")
 
 
-async def get_person(conn: Conn, donor_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM people WHERE donor_id = $1", donor_id)
+async def get_person(conn: Conn, donor_id: str, *, to_message: bool = False) -> asyncpg.Record | None:
+    """The donor's copy; `to_message` holds it FOR SHARE until the message staged from it commits."""
+    lock = " FOR SHARE" if to_message else ""
+    return await conn.fetchrow(f"SELECT * FROM people WHERE donor_id = $1{lock}", donor_id)
+
+
+async def booking_erased(conn: Conn, facts: Mapping[str, Any]) -> bool:
+    """Whether the booking these facts are about belongs to a person erased here (held FOR SHARE,
+    as get_person's `to_message`)."""
+    email = await conn.fetchval(
+        "SELECT email FROM attendees WHERE booking_id = $1 FOR SHARE", str(facts.get("booking_id", ""))
+    )
+    return email is not None and str(email).startswith("erased+") and str(email).endswith("@invalid")
 
 
 async def withdraw_person(conn: Conn, donor_id: str) -> None:

@@ -263,6 +263,10 @@ class Notifications:
                     target = str(dumped["event_id"])
                     statuses = ["confirmed"] if rule.audience is Audience.attendees else ["confirmed", "waitlisted"]
                 else:
+                    if rule.audience is Audience.booker and await storage.booking_erased(conn, dumped):
+                        # The person asked to be forgotten while this fact was on its way: it
+                        # names them, so nothing it would send is staged (erasure.py).
+                        continue
                     person = await self._recipient(conn, rule.audience, dumped)
                     if person is not None:
                         await self._stage(
@@ -301,13 +305,16 @@ class Notifications:
         return TenantPolicy(quiet, digest)
 
     async def _recipient(self, conn: Conn, audience: Audience, data: Mapping[str, Any]) -> Recipient | None:
+        # The person's row is read FOR SHARE: an erasure (erasure.py) locks it FOR UPDATE before
+        # it looks for their messages, so a message staged from the row's old contents commits
+        # before that search (and is found), or waits and reads the erased row.
         if audience is Audience.donor:
-            row = await storage.get_person(conn, str(data.get("donor_id", "")))
+            row = await storage.get_person(conn, str(data.get("donor_id", "")), to_message=True)
             return None if row is None else _person(row)
         if audience is Audience.organiser:
             return Recipient(name="", email=data.get("organiser_email"), time_zone=data.get("time_zone"))
         if audience is Audience.booker:
-            donor = await storage.get_person(conn, data["donor_id"]) if data.get("donor_id") else None
+            donor = await storage.get_person(conn, data["donor_id"], to_message=True) if data.get("donor_id") else None
             return _booker(data["name"], data["email"], data.get("language", "en"), donor)
         return None
 
