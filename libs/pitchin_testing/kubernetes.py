@@ -599,7 +599,7 @@ class ControlPlane:
         )
 
         def node_ready() -> bool:
-            conditions = self.api.get(f"/api/v1/nodes/{NODE_NAME}")["status"].get("conditions", [])
+            conditions = (self.api.get(f"/api/v1/nodes/{NODE_NAME}").get("status") or {}).get("conditions") or []
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
         self._wait(deadline, f"node {NODE_NAME} Ready", node_ready, "kwok")
@@ -637,9 +637,9 @@ class ControlPlane:
 
             def established(name: str = name) -> bool:
                 got = self.api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                return any(
-                    c["type"] == "Established" and c["status"] == "True" for c in got["status"].get("conditions", [])
-                )
+                # A CRD read just after its creation may carry `status.conditions: null`.
+                conditions = (got.get("status") or {}).get("conditions") or []
+                return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
             self.api.wait_for(f"CRD {name} Established", established, timeout)
 

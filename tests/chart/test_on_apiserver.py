@@ -296,7 +296,7 @@ def assert_available(cluster: Cluster, ns: str, image_tag: str | None = None) ->
     )
     for name, d in found.items():
         status = d["status"]
-        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
         assert conditions.get("Available") == "True", (name, status)
         assert status.get("observedGeneration") == d["metadata"]["generation"], (name, status)
         assert status.get("readyReplicas") == status.get("replicas") == status.get("updatedReplicas"), (name, status)
