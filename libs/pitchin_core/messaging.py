@@ -28,7 +28,7 @@ import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -47,6 +47,7 @@ from pydantic import ValidationError
 
 from pitchin_core.contracts.cloudevents import CloudEvent, InvalidCloudEvent, from_kafka
 from pitchin_core.contracts.common import EventData
+from pitchin_core.contracts.ingest import TOPIC as INGEST_TOPIC
 from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.contracts.topics import TopicSpec, dead_letter_topic
 from pitchin_core.kafka_auth import (
@@ -58,6 +59,9 @@ from pitchin_core.kafka_auth import (
 )
 from pitchin_core.telemetry import Metrics
 from pitchin_core.uow import one_transaction
+
+if TYPE_CHECKING:
+    from pitchin_core.personal import Opener
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("pitchin.messaging")
@@ -122,7 +126,14 @@ class DeadLetters:
         # A publisher's own ingest topic has no dead-letter topic of its own: its records are
         # parked on pitchin.ingest.v1's (dlq_source_topic says which topic they came from).
         parked = dead_letter_topic(topic_of_record(topic), self.consumer_group)
-        await self.producer.send_and_wait(parked, value=record.value, key=record.key, headers=headers)
+        value = record.value
+        if topic_of_record(topic) == INGEST_TOPIC and value is not None:
+            # What other systems publish comes in clear and cannot be sealed by Pitch In; its topic
+            # is trimmed once consumed (pitchin_core.ingest.trim). Parked for 30 days, it would
+            # outlive that: the reason, the attributes and the offsets are kept, not the data.
+            headers.append(("dlq_value_dropped", f"{len(value)} bytes".encode()))
+            value = None
+        await self.producer.send_and_wait(parked, value=value, key=record.key, headers=headers)
         self.metrics.dead_letters.labels(self.metrics.service, topic, category).inc()
         # Handled, so a warning (not an error or worse): the record is kept and the stream flows on.
         log.warning(
@@ -331,13 +342,41 @@ class BatchApplier:
     a partition come in offset order and are applied in that order).
     """
 
-    def __init__(self, spec: TopicSpec, group: str, handler: EventHandler) -> None:
+    def __init__(self, spec: TopicSpec, group: str, handler: EventHandler, opener: Opener | None = None) -> None:
         self.spec = spec
         self.group = group
         self.handler = handler
+        # Opens sealed personal fields before the data is parsed (pitchin_core.personal); the
+        # record itself, sent to a dead-letter topic, stays sealed.
+        self.opener = opener
         self.retry_delay = 0.1
 
     def read(self, record: ConsumerRecord[Any, Any]) -> Delivery:
+        delivery = self.read_event(record)
+        if delivery.event is not None:
+            self.parse(delivery)
+        return delivery
+
+    async def read_all(self, records: list[ConsumerRecord[Any, Any]]) -> list[Delivery]:
+        """The batch's records read, their sealed fields opened with one key look-up, then parsed."""
+        deliveries = [self.read_event(r) for r in records]
+        if self.opener is not None:
+            opened = await self.opener.open([d.event for d in deliveries])
+            for d, event in zip(deliveries, opened, strict=True):
+                d.event = event
+        for d in deliveries:
+            if d.event is not None:
+                self.parse(d)
+        return deliveries
+
+    def parse(self, delivery: Delivery) -> None:
+        assert delivery.event is not None
+        try:
+            delivery.data = parse_event(delivery.event, self.spec.event_types)
+        except PoisonMessage as exc:
+            delivery.poison = exc
+
+    def read_event(self, record: ConsumerRecord[Any, Any]) -> Delivery:
         delivery = Delivery(record)
         try:
             for _, value in record.headers or ():
@@ -349,17 +388,19 @@ class BatchApplier:
             return delivery
         try:
             delivery.event = from_kafka(record.headers or (), record.value)
-            delivery.data = parse_event(delivery.event, self.spec.event_types)
         except InvalidCloudEvent as exc:
             delivery.poison = PoisonMessage(str(exc), "not-a-cloudevent")
-        except PoisonMessage as exc:
-            delivery.poison = exc
         return delivery
 
     async def __call__(
         self, records: list[ConsumerRecord[Any, Any]]
     ) -> list[tuple[ConsumerRecord[Any, Any], PoisonMessage]]:
-        deliveries = [self.read(r) for r in records]
+        try:
+            # Outside the record-by-record fallback: a failure to open is the batch's (retried), never a record's.
+            deliveries = await self.read_all(records)
+        except TRANSIENT_ERRORS as exc:
+            await self._pause(exc)
+            raise
         try:
             await self._together(deliveries)
         except TRANSIENT_ERRORS as exc:
@@ -411,13 +452,14 @@ def subscribe(
     handler: EventHandler,
     dead_letters: Callable[[], DeadLetters],
     settings: ConsumerSettings,
+    opener: Opener | None = None,
 ) -> None:
     """Wire `handler` to a topic of the table, in batches, with the delivery rules above."""
     subscribe_batches(
         broker,
         spec.name,
         group=group,
-        handler=BatchApplier(spec, group, handler),
+        handler=BatchApplier(spec, group, handler, opener),
         dead_letters=dead_letters,
         settings=settings,
     )

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -33,6 +33,9 @@ from pitchin_core.errors import Refused
 from pitchin_core.kafka_auth import KafkaCredentials, client_options
 from pitchin_core.telemetry import Metrics, context_from, current_traceparent
 from pitchin_core.worker import BatchWorker
+
+if TYPE_CHECKING:
+    from pitchin_core.personal import Sealer
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("pitchin.outbox")
@@ -175,6 +178,7 @@ class OutboxRelay(BatchWorker):
         batch_size: int = 500,
         idle_poll_seconds: float = 1.0,
         publish_timeout_seconds: float = 60.0,
+        sealer: Sealer | None = None,
     ) -> None:
         super().__init__(
             pool, name=f"outbox-relay-{schema}", batch_size=batch_size, idle_poll_seconds=idle_poll_seconds
@@ -188,6 +192,10 @@ class OutboxRelay(BatchWorker):
         self.publish_timeout_seconds = publish_timeout_seconds
         self._lock_name = f"pitchin-outbox-{schema}"
         self._measured_at = -math.inf
+        # Seals personal fields as rows leave for Kafka (pitchin_core.personal): the rows, and the
+        # SQL that stages them, stay as they are. This pass's sealed payloads, by seq.
+        self.sealer = sealer
+        self._sealed: dict[int, str] = {}
 
     async def work_once(self) -> int:
         return await self.drain_once()
@@ -222,6 +230,8 @@ class OutboxRelay(BatchWorker):
         )
         if not rows:
             return 0
+        # Keys are looked up once for the pass; signups away pauses the relay with every row kept.
+        self._sealed = await self.sealer.seal(rows) if self.sealer is not None else {}
         outcome = await self._publish(rows)
         settled = await self._settle(conn, outcome)
         if outcome.transient is not None:
@@ -330,7 +340,7 @@ class OutboxRelay(BatchWorker):
             try:
                 headers = to_kafka_headers(event, extra=carrier.items())
                 key = row["message_key"].encode("utf-8")
-                value = row["payload"].encode("utf-8")
+                value = self._sealed.get(row["seq"], row["payload"]).encode("utf-8")
             except (ValueError, TypeError) as exc:
                 raise Unpublishable(f"the row cannot be made a Kafka record: {exc}", "unserialisable") from exc
             # send() only enqueues (or refuses a record larger than max_request_size at once);

@@ -22,6 +22,7 @@ from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.keys import ApiKeyIssuedV1, ApiKeyRevokedV1
 from pitchin_core.contracts.topics import API_KEYS, TopicSpec, all_topic_names
 from pitchin_core.db import create_pool, migrate
+from pitchin_core.erasure import person_hasher
 from pitchin_core.gate import RequestGate
 from pitchin_core.http import (
     NATIVE_TELEMETRY_OFF,
@@ -37,6 +38,7 @@ from pitchin_core.kafka_auth import kafka_credentials
 from pitchin_core.lag import start_lag_monitor, stop_lag_monitor
 from pitchin_core.messaging import ConsumerSettings, DeadLetters, EventHandler, create_broker, subscribe
 from pitchin_core.outbox import OutboxRelay, new_producer
+from pitchin_core.personal import CachedKeys, KeyStore, Opener, PersonKeysSettings, RemoteKeys, Sealer
 from pitchin_core.settings import ServiceSettings
 from pitchin_core.telemetry import Metrics, setup_logging, setup_tracing
 from pitchin_core.uow import UnitOfWork
@@ -72,6 +74,15 @@ class Runtime:
         self.expired_answers: ExpiredAnswers | None = None
         self._lag_monitor: asyncio.Task[None] | None = None
         self.api_keys = KnownKeys()
+        # Personal fields leave sealed and are opened as they arrive (pitchin_core.personal): with
+        # signups' keys, asked over its internal routes (signups reads its own table instead).
+        self.person_keys: CachedKeys | None = None
+        self._remote_keys: RemoteKeys | None = None
+        if isinstance(settings, PersonKeysSettings):
+            self._remote_keys = RemoteKeys(
+                settings.signups_url, secret=settings.person_keys_secret, service=settings.service_name
+            )
+            self.person_keys = CachedKeys(self._remote_keys, ttl_seconds=settings.person_keys_cache_seconds)
         # Every use case's transactions; the pool is read when a transaction opens.
         self.uow = UnitOfWork(lambda: self.pool, source=self.source, consumer=settings.service_name)
 
@@ -131,7 +142,15 @@ class Runtime:
             handler=handler,
             dead_letters=lambda: self.dead_letters,
             settings=self.consumer_settings,
+            opener=Opener(self.person_keys) if self.person_keys is not None else None,
         )
+
+    def keep_person_keys(self, store: KeyStore) -> None:
+        """Seal and open with `store` rather than asking signups (signups itself, holding the keys)."""
+        if self.person_keys is None:
+            raise ValueError("this service's settings have no person keys (pitchin_core.personal.PersonKeysSettings)")
+        self.person_keys.store = store
+        self._remote_keys = None
 
     @property
     def consumer_settings(self) -> ConsumerSettings:
@@ -157,6 +176,7 @@ class Runtime:
             metrics=self.metrics,
             batch_size=s.outbox_batch_size,
             idle_poll_seconds=s.outbox_poll_seconds,
+            sealer=Sealer(self.person_keys, person_hasher(s)) if self.person_keys is not None else None,
         )
         self.uow.on_committed_events(self.relay.wake)
         await self.relay.start()
@@ -175,6 +195,8 @@ class Runtime:
             await self.expired_answers.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self._remote_keys is not None:
+            await self._remote_keys.close()
         if self._pool is not None:
             await self._pool.close()
         self.tracer_provider.shutdown()

@@ -38,6 +38,7 @@ SECRET_SETTINGS = (
     "PITCHIN_OFFER_TOKEN_SECRET",
     "PITCHIN_UNSUBSCRIBE_SECRET",
     "PITCHIN_SESSION_SECRET",
+    "PITCHIN_PERSON_KEYS_SECRET",
 )
 
 
@@ -112,6 +113,12 @@ class Stack:
         for name, count in (workers or {}).items():
             for service in self._replicas.get(name, ()):
                 service.env["PITCHIN_WORKERS"] = str(count)
+        # Where the others ask signups for person keys (pitchin_core.personal): its first replica.
+        if "signups" in self.services:
+            for name, processes in self._replicas.items():
+                for service in processes:
+                    if name not in ("signups", "web"):
+                        service.env["PITCHIN_SIGNUPS_URL"] = self.services["signups"].url
         if "web" in self.services:
             web = self.services["web"]
             web.env.update(

@@ -204,3 +204,21 @@ def booking_link_in(text: str, secret: str) -> str | None:
     raises BadLink when the link is forged or expired."""
     found = _BOOKING_CANCEL_LINK.search(text)
     return read_booking_link(secret, found.group(1), time.time()) if found else None
+
+
+def opened(stack: Stack, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data as a consumer reads it: its sealed personal fields opened with signups' keys
+    (pitchin_core.personal), asked as notifications asks for them."""
+    from pitchin_core.personal import RemoteKeys, is_sealed, opened_data
+
+    async def open_all() -> dict[str, Any]:
+        secret = stack["signups"].env["PITCHIN_PERSON_KEYS_SECRET"]
+        keys = RemoteKeys(stack["signups"].url, secret=secret, service="notifications")
+        try:
+            wanted = [v["key"] for v in data.values() if is_sealed(v)]
+            secrets = await keys.opening_keys(wanted) if wanted else {}
+        finally:
+            await keys.close()
+        return opened_data(data, secrets.get)
+
+    return asyncio.run(open_all())

@@ -9,9 +9,11 @@ then asks for their erasure and searches again.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -21,6 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.topics import all_topic_partitions
+from pitchin_core.erasure import person_hasher
+from pitchin_core.personal import KeyStore, RemoteKeys, Sealer, is_sealed, opened_data
 from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.smtp_sink import SmtpSink
 from pitchin_testing.stack import Stack
@@ -350,13 +354,19 @@ async def _requests_of(database_url: str, federation: str, marker: str) -> list[
         await conn.close()
 
 
-async def _topics_holding(bootstrap: str, needles: dict[str, str], within: float = 60.0) -> dict[str, set[str]]:
+async def _topics_holding(
+    bootstrap: str, needles: dict[str, str], keys: KeyStore | None = None, within: float = 60.0
+) -> dict[str, set[str]]:
     """For each needle, the topics (dead-letter topics included) on which a record's key, value or
-    headers hold it, read from the beginning of every partition to its end as the Kafka admin."""
+    headers hold it, read from the beginning of every partition to its end as the Kafka admin.
+
+    With `keys` the records are read as a consumer reads them: their sealed fields opened with
+    the keys signups still holds (one look-up for them all); without, as the bytes Kafka keeps."""
     consumer = AIOKafkaConsumer(**admin_options(bootstrap), enable_auto_commit=False, group_id=None)
     await consumer.start()
     found: dict[str, set[str]] = {label: set() for label in needles}
     wanted = {label: needle.lower().encode() for label, needle in needles.items()}
+    read: list[tuple[str, bytes]] = []
     try:
         # Every topic of the table and its dead-letter topics (publishers' own topics carry no one here).
         partitions = [TopicPartition(t, p) for t, count in all_topic_partitions().items() for p in range(count)]
@@ -369,29 +379,77 @@ async def _topics_holding(bootstrap: str, needles: dict[str, str], within: float
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batch.items():
                     for r in records:
-                        blob = b"".join([r.key or b"", r.value or b"", *(v or b"" for _, v in r.headers)]).lower()
-                        for label, needle in wanted.items():
-                            if needle in blob:
-                                found[label].add(tp.topic)
+                        blob = b"".join([r.key or b"", r.value or b"", *(v or b"" for _, v in r.headers)])
+                        # Opened, the value is what is read: its JSON is parsed and written again.
+                        read.append((tp.topic, blob if keys is None else r.value or b""))
                 for tp in list(pending):
                     if await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
     finally:
         await consumer.stop()
+    if keys is not None:
+        read = await _open_all(read, keys)
+    for topic, blob in read:
+        for label, needle in wanted.items():
+            if needle in blob.lower():
+                found[label].add(topic)
     return found
 
 
-def test_what_kafka_still_holds_of_an_erased_person(stack: Stack, kafka_server: KafkaServer) -> None:
-    """Issue 19's last point, measured: the person's records on the topics and a dead-letter topic.
+async def _open_all(read: list[tuple[str, bytes]], keys: KeyStore) -> list[tuple[str, bytes]]:
+    """Each record's value with its sealed fields opened, as JSON text."""
+    parsed: list[tuple[str, Any]] = []
+    for topic, value in read:
+        try:
+            parsed.append((topic, json.loads(value)))
+        except ValueError:
+            parsed.append((topic, None))
+    key_ids = {v["key"] for _, data in parsed if isinstance(data, dict) for v in data.values() if is_sealed(v)}
+    secrets = await keys.opening_keys(key_ids) if key_ids else {}
+    return [
+        (topic, json.dumps(opened_data(data, secrets.get)).encode() if isinstance(data, dict) else value)
+        for (topic, data), (_, value) in zip(parsed, read, strict=True)
+    ]
 
-    Crypto-shredding is chosen (docs/privacy.md) but not built: until it is, this test finds the
-    person on Kafka before the erasure (so the search works), and reports as xfail, naming every
-    topic where they are still readable after it."""
+
+async def _topics_opened(stack: Stack, bootstrap: str, needles: dict[str, str]) -> dict[str, set[str]]:
+    """`_topics_holding` with the records opened by every key signups still holds."""
+    keys = _keys_of(stack)
+    try:
+        return await _topics_holding(bootstrap, needles, keys)
+    finally:
+        await keys.close()
+
+
+def _keys_of(stack: Stack) -> RemoteKeys:
+    """Signups' keys, asked as notifications asks for them (its service token)."""
+    secret = stack["signups"].env["PITCHIN_PERSON_KEYS_SECRET"]
+    return RemoteKeys(stack["signups"].url, secret=secret, service="notifications")
+
+
+async def _sealed_as_signups_would(stack: Stack, data: dict[str, Any], event_type: str) -> dict[str, Any]:
+    """`data` with its personal fields sealed by the relay's own Sealer, under the person's key."""
+    keys = _keys_of(stack)
+    try:
+        hasher = person_hasher(SimpleNamespace(donor_link_secret=stack.donor_link_secret))
+        row = {"seq": 1, "event_type": event_type, "payload": json.dumps(data), "occurred_at": datetime.now(UTC)}
+        sealed = await Sealer(keys, hasher).seal([row])
+        found: dict[str, Any] = json.loads(sealed[1])
+        return found
+    finally:
+        await keys.close()
+
+
+def test_an_erased_person_is_readable_on_no_topic_or_dead_letter_topic(stack: Stack, kafka_server: KafkaServer) -> None:
+    """Issue 19's last point: the person's records stay on the topics and on dead-letter topics
+    (Kafka cannot edit them), sealed with their key; the erasure destroys it, and then no one can
+    read them there, even with every key signups still holds."""
     federation = stack.web_federation_id
     organiser = stack.issue_key(federation, f"org-{uuid.uuid4().hex[:8]}", "organiser")
     staff = stack.issue_key(federation, None, "federation-staff")
     marker = uuid.uuid4().hex[:10]
     name, email = f"Wilhelmina Strachey-{marker}", f"kafka-erase-{marker}@example.org"
+    person = {"email": email, "name": name}
     donor_id = sign_up(stack, organiser, name=name, email=email, phone=None).json()["donor_id"]
     event_id = create_event(stack, organiser, title=f"Meet-up {marker}").json()["event_id"]
     wait_until_signups_knows(stack, organiser, event_id)
@@ -402,27 +460,42 @@ def test_what_kafka_still_holds_of_an_erased_person(stack: Stack, kafka_server: 
         timeout=15,
     )
     assert booked.status_code == 201, booked.text
-    # One of their events is refused by its consumers (its data misses the booking id): dead-lettered.
+    # One of their events, sealed as signups' relay seals it, is refused by its consumers (its
+    # data misses the booking id): both dead-letter it, bytes untouched.
+    poison_data = asyncio.run(
+        _sealed_as_signups_would(
+            stack,
+            {"federation_id": federation, "event_id": event_id, "donor_id": donor_id, "name": name, "email": email},
+            "org.pitchin.booking.confirmed.v1",
+        )
+    )
+    assert is_sealed(poison_data["email"]), poison_data
     poison = CloudEvent(
         id=str(uuid.uuid4()),
         source="/pitchin/signups",
         type="org.pitchin.booking.confirmed.v1",
-        data={"federation_id": federation, "event_id": event_id, "name": name, "email": email},
+        data=poison_data,
         time=datetime.now(UTC),
         tenant=federation,
     )
     asyncio.run(send_cloud_events(kafka_server.bootstrap, "pitchin.bookings.v1", [(event_id, poison)]))
     dead_letter_topics = {"pitchin.bookings.v1.notifications.dlq", "pitchin.bookings.v1.scheduling.dlq"}
+    everywhere = {"pitchin.donors.v1", "pitchin.bookings.v1", *dead_letter_topics}
 
-    def on_kafka() -> dict[str, set[str]] | None:
-        found = asyncio.run(_topics_holding(kafka_server.bootstrap, {"email": email, "name": name}))
-        return found if {"pitchin.donors.v1", "pitchin.bookings.v1", *dead_letter_topics} <= found["email"] else None
+    def opened_on_kafka() -> dict[str, set[str]] | None:
+        found = asyncio.run(_topics_opened(stack, kafka_server.bootstrap, person))
+        return found if everywhere <= found["email"] and everywhere <= found["name"] else None
 
-    eventually(on_kafka, timeout=60, interval=1.0, what="the person on the topics and dead-letter topics")
+    # Readable with the person's key on every one of those topics (so the search can fail)...
+    eventually(opened_on_kafka, timeout=60, interval=1.0, what="the person on the topics and dead-letter topics")
+    # ...and as Kafka keeps the bytes, on none: sealed from the first record.
+    assert asyncio.run(_topics_holding(kafka_server.bootstrap, person)) == {"email": set(), "name": set()}
+
     asked = httpx.post(
         f"{stack['signups'].url}/v1/erasure-requests", json={"email": email}, headers=bearer(staff), timeout=15
     )
     assert asked.status_code == 202, asked.text
+    assert asked.json()["services"]["signups"]["counts"]["person_keys"] >= 1, "the donor's key at least"
     # The erasure request itself carries no address and no name.
     request = asyncio.run(
         read_topic(
@@ -430,9 +503,10 @@ def test_what_kafka_still_holds_of_an_erased_person(stack: Stack, kafka_server: 
         )
     )
     assert email.encode() not in request[0]["value"] and name.encode() not in request[0]["value"]
-    after = asyncio.run(_topics_holding(kafka_server.bootstrap, {"email": email, "name": name}))
-    if any(after.values()):
-        pytest.xfail(f"crypto-shredding not built (docs/privacy.md); still readable on Kafka: {after}")
+    # The keys went in the request's own transaction: no one can open the records any more.
+    after = asyncio.run(_topics_opened(stack, kafka_server.bootstrap, person))
+    assert after == {"email": set(), "name": set()}, after
+    assert asyncio.run(_topics_holding(kafka_server.bootstrap, person)) == {"email": set(), "name": set()}
 
 
 def test_the_hours_an_erased_donor_gave_stay_in_the_totals_without_their_words(

@@ -27,7 +27,7 @@ from pitchin_core.signing import webhook_signature
 from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.stack import Stack
 from tests.e2e.conftest import Tenant
-from tests.e2e.helpers import bearer, create_event, eventually, read_topic
+from tests.e2e.helpers import bearer, create_event, eventually, opened, read_topic
 from tests.unit.factories import donor_signup
 
 pytestmark = pytest.mark.e2e
@@ -167,7 +167,7 @@ def test_the_same_downstream_events_as_the_api(stack: Stack, tenant: Tenant, kaf
     found = downstream(kafka_server.bootstrap, tenant.federation_id, "pitchin.donors.v1", 2)
     assert types(found) == ["donor.registered", "donor.registered"]
     ignore = {"donor_id", "email", "registered_at"}
-    first, second = ({k: v for k, v in r["data"].items() if k not in ignore} for r in found)
+    first, second = ({k: v for k, v in opened(stack, r["data"]).items() if k not in ignore} for r in found)
     assert first == second
     assert {r["headers"]["ce_source"] for r in found} == {b"/pitchin/signups"}
 
@@ -248,7 +248,7 @@ def test_kafka_rejections_and_dead_letters(stack: Stack, tenant: Tenant, kafka_s
     # Applied once: registered, then the newer sign-up updated it; the stale update changed nothing.
     donors = downstream(kafka_server.bootstrap, tenant.federation_id, "pitchin.donors.v1", 2)
     assert types(donors) == ["donor.registered", "donor.updated"]
-    assert donors[1]["data"]["name"] == person["name"]
+    assert opened(stack, donors[1]["data"])["name"] == person["name"]
     # ...and stays so: nothing more arrives for this federation.
     with pytest.raises(TimeoutError):
         downstream(kafka_server.bootstrap, tenant.federation_id, "pitchin.donors.v1", 3, within=3)
@@ -397,7 +397,7 @@ def test_osdi_person_signup_and_record_attendance(stack: Stack, tenant: Tenant, 
     osdi = {"OSDI-API-Token": creds.key}
     answer = httpx.post(f"{stack['signups'].url}/v1/osdi/person_signup", json=signup, headers=osdi, timeout=15)
     assert answer.status_code == 202, answer.text
-    donor = downstream(kafka_server.bootstrap, tenant.federation_id, "pitchin.donors.v1", 1)[0]["data"]
+    donor = opened(stack, downstream(kafka_server.bootstrap, tenant.federation_id, "pitchin.donors.v1", 1)[0]["data"])
     assert donor["email"] == email and donor["name"] == "Farra Trompeter"
     assert donor["skills"] == [
         {"skill": "social-media", "level": "expert"},

@@ -21,11 +21,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pitchin_core.contracts.cloudevents import InvalidCloudEvent, from_kafka
+from pitchin_core.contracts.cloudevents import CloudEvent, InvalidCloudEvent, from_kafka
 from pitchin_core.contracts.topics import DONORS, NEEDS, TopicSpec
 from pitchin_core.db import create_pool
 from pitchin_core.kafka_auth import client_options, kafka_credentials
 from pitchin_core.messaging import PoisonMessage, parse_event
+from pitchin_core.personal import CachedKeys, Opener, RemoteKeys
 from pitchin_core.uow import UnitOfWork
 from pitchin_matching import service, storage
 from pitchin_matching.main import MatchingSettings
@@ -47,6 +48,8 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
     )
     await consumer.start()
     counts = {"applied": 0, "skipped": 0}
+    keys = RemoteKeys(settings.signups_url, secret=settings.person_keys_secret, service=settings.service_name)
+    opener = Opener(CachedKeys(keys))
     try:
         specs = {spec.name: spec for spec in TOPICS}
         partitions = await partitions_of(options, list(specs))
@@ -60,13 +63,22 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=1000)
                 for tp, records in batch.items():
+                    read: list[CloudEvent | None] = []
                     for record in records:
-                        if record.offset >= ends[tp]:
+                        try:
+                            read.append(
+                                from_kafka(record.headers or (), record.value) if record.offset < ends[tp] else None
+                            )
+                        except InvalidCloudEvent:
+                            counts["skipped"] += 1
+                            read.append(None)
+                    # Personal fields opened as the consumers open them: one key look-up per batch.
+                    for event in await opener.open(read):
+                        if event is None:
                             continue
                         try:
-                            event = from_kafka(record.headers or (), record.value)
                             data = parse_event(event, specs[tp.topic].event_types)
-                        except (InvalidCloudEvent, PoisonMessage):
+                        except PoisonMessage:
                             counts["skipped"] += 1
                             continue
                         await service.replay(tx, event, data)
@@ -79,6 +91,7 @@ async def rebuild(settings: MatchingSettings) -> dict[str, int]:
             counts["needs"] = await tx.conn.fetchval("SELECT count(*) FROM needs")
     finally:
         await consumer.stop()
+        await keys.close()
         await pool.close()
     return counts
 

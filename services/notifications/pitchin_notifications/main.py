@@ -12,9 +12,10 @@ from pydantic import Field, field_validator
 from pitchin_core.http import run_beside
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.outbound import parse_allowed
+from pitchin_core.personal import PersonKeysSettings
 from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
-from pitchin_core.settings import ServiceSettings, local_secret
+from pitchin_core.settings import local_secret
 from pitchin_core.subject_access import router_for
 from pitchin_notifications import api, handlers
 from pitchin_notifications.channels import ChannelAdapter, EmailChannel, SmsChannel, WebhookChannel
@@ -25,7 +26,7 @@ from pitchin_notifications.service.messages import Notifications, Policy
 from pitchin_notifications.templates import Renderer
 
 
-class NotificationsSettings(ServiceSettings):
+class NotificationsSettings(PersonKeysSettings):
     service_name: str = "notifications"
     http_port: int = 8003
     # email

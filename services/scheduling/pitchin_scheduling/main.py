@@ -10,16 +10,16 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.personal import PersonKeysSettings
 from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
-from pitchin_core.settings import ServiceSettings
 from pitchin_core.subject_access import router_for
 from pitchin_scheduling import api, handlers
 from pitchin_scheduling.erasure import RETENTION, export
 from pitchin_scheduling.timer import ReminderTimer
 
 
-class SchedulingSettings(ServiceSettings):
+class SchedulingSettings(PersonKeysSettings):
     service_name: str = "scheduling"
     http_port: int = 8004
     # Checks the booking links the web front forwards for a person's calendar (pitchin_core.links),

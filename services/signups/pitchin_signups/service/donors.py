@@ -22,7 +22,7 @@ from pitchin_core.db import Conn
 from pitchin_core.errors import Conflict, DomainError, FieldError, NotFound
 from pitchin_core.outbox import StagedEvent
 from pitchin_core.uow import Transactions
-from pitchin_signups import storage
+from pitchin_signups import person_keys, storage
 from pitchin_signups.domain import csv_import
 from pitchin_signups.domain.donors import (
     DonorChanges,
@@ -236,6 +236,8 @@ async def withdraw(uow: Transactions, caller: Caller, donor_id: str, erase: bool
             raise Conflict(f"Donor {donor_id} was erased on {row['erased_at']:%Y-%m-%d}.", title="Already erased")
         if erase:
             await storage.erase_donor(tx.conn, donor_id, now)
+            # Their records on Kafka open as erased from now on (pitchin_core.personal).
+            await person_keys.destroy(tx.conn, row["federation_id"], [f"donor:{donor_id}"], now)
         else:
             await storage.withdraw_donor(tx.conn, donor_id, now)
         event = DonorWithdrawnV1(

@@ -21,10 +21,11 @@ from pitchin_core.contracts.topics import PRIVACY
 from pitchin_core.db import Conn
 from pitchin_core.erasure import PersonHasher, forget_answers, forget_parked_events, needles_of, rows
 from pitchin_core.errors import Conflict, NotFound
+from pitchin_core.personal import erased_subjects
 from pitchin_core.retention import PARKED_EVENTS, Rule
 from pitchin_core.subject_access import SubjectAccessAsked, rows_of
 from pitchin_core.uow import Tenant, Transactions
-from pitchin_signups import storage
+from pitchin_signups import person_keys, storage
 from pitchin_signups.service import new_id
 
 SERVICE = "signups"
@@ -170,6 +171,9 @@ async def request(
             now,
         )
         counts = await _erase_here(tx.conn, found, now)
+        # Crypto-shredding: every record about the person on Kafka, wherever it is kept, now opens as erased.
+        subjects = erased_subjects(found.donor_ids, person_hash)
+        counts["person_keys"] = await person_keys.destroy(tx.conn, federation_id, subjects, now)
         await _record(tx.conn, federation_id, request_id, SERVICE, counts, now)
         # The donor records end as an erasing withdrawal does: consumers of pitchin.donors.v1
         # (and organisations' webhooks) see the donor leave, by id only.
