@@ -146,7 +146,8 @@ async def test_a_redelivered_event_is_applied_once(open_service_database: Any) -
 
 async def test_a_donors_open_offers_stop_at_the_federations_cap(open_service_database: Any) -> None:
     db, m = await _matching(open_service_database)
-    await service.set_policy(m, STAFF, PolicyDocument(max_open_per_donor=2))
+    # Two pending offers allowed, so the load cap is what stops the third (the ask budget has its own tests).
+    await service.set_policy(m, STAFF, PolicyDocument(max_open_per_donor=2, max_pending_per_donor=2))
     await _learn(m, _donor("don_1"), _need("need_1"), _need("need_2"), _need("need_3"))
     offers = await _offers_made(db)
     assert len(offers) == 2 and {o["data"]["donor_id"] for o in offers} == {"don_1"}

@@ -3,8 +3,8 @@ pitchin.matches.v1, keyed by need id."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import ClassVar
+from datetime import date, datetime
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -88,3 +88,46 @@ class AssignmentReleasedV1(OfferFacts):
     event_type: ClassVar[str] = "org.pitchin.assignment.released.v1"
     reason: str = Field(default="", max_length=1000)
     released_at: datetime
+
+
+# Hours the donor logs on confirmed work (issue 22); only confirmed hours count on their record.
+
+
+class HoursLoggedV1(OfferFacts):
+    """The donor logged time given on confirmed work (`offer_id` is the assignment's): not counted
+    until the organisation confirms it."""
+
+    event_type: ClassVar[str] = "org.pitchin.hours.logged.v1"
+    log_id: Identifier
+    worked_on: date
+    hours: float = Field(gt=0, le=24)
+    note: str = Field(default="", max_length=1000)
+    logged_at: datetime
+
+
+class HoursConfirmedV1(OfferFacts):
+    """The organisation confirmed logged hours, as logged or adjusted: from now they count."""
+
+    event_type: ClassVar[str] = "org.pitchin.hours.confirmed.v1"
+    log_id: Identifier
+    worked_on: date
+    hours_logged: float = Field(gt=0, le=24)
+    hours: float = Field(ge=0, le=24)
+    adjusted: bool = False
+    reason: str = Field(default="", max_length=1000)
+    confirmed_at: datetime
+
+
+class NeedEscalatedV1(EventData):
+    """A step of an urgent need's escalation, for its organiser to see: the first wave asked,
+    the ask widened as the deadline nears, a donor reclaimed from a normal need, or the others
+    stood down once the places were filled. Keyed by the need, with its offers."""
+
+    event_type: ClassVar[str] = "org.pitchin.need.escalated.v1"
+    need_id: Identifier
+    fight_id: Identifier
+    step: int = Field(ge=0)
+    kind: Literal["first-wave", "widened", "reclaimed", "stood-down"]
+    detail: str = Field(default="", max_length=1000)
+    offers_wanted: int = Field(default=0, ge=0, description="Offers in flight per free place after this step")
+    at: datetime

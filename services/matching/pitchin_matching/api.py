@@ -28,7 +28,8 @@ from pitchin_core.auth import (
 )
 from pitchin_core.errors import Forbidden, NotFound, Unauthorised
 from pitchin_core.links import DONOR_LINK_HEADER, PREFIX, RECORD_PREFIX, opens_donor
-from pitchin_matching import service
+from pitchin_matching import hours, service
+from pitchin_matching.domain.hours import HoursConfirmation, HoursLog
 from pitchin_matching.domain.policy import PolicyDocument
 from pitchin_matching.domain.tokens import InvalidToken, TokenClaims, verify
 from pitchin_matching.service import Matching
@@ -109,6 +110,14 @@ async def need_candidates(
     """The best donors for a need, each score explained component by component."""
     _is_organiser_or_staff(caller)
     return await service.candidates(_matching(request), caller, need_id, limit, datetime.now(UTC))
+
+
+@router.get("/needs/{need_id}/escalation")
+async def need_escalation(need_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    """An urgent need's escalation: each step taken (first wave, widened, reclaimed, stood down)
+    and when the next is due, for its organisation and federation."""
+    _is_organiser_or_staff(caller)
+    return await service.need_escalation(_matching(request), caller, need_id)
 
 
 @router.get("/needs/{need_id}/offers")
@@ -225,6 +234,63 @@ async def complete_assignment(
     return await service.complete_assignment(
         _matching(request), caller, assignment_id, body.hours_given, body.thanks, datetime.now(UTC)
     )
+
+
+# --- hours the donor logs, the organisation confirms (issue 22) ------------------------------
+
+
+@router.post("/donors/{donor_id}/assignments/{assignment_id}/hours", status_code=201)
+@checks_credential("the donor's own token (the web front: their signed link)")
+@for_web_front
+async def log_hours(
+    donor_id: str,
+    assignment_id: str,
+    body: HoursLog,
+    request: Request,
+    tokens: OfferTokens,
+    authorization: Annotated[str | None, Header(max_length=1000)] = None,
+) -> dict[str, Any]:
+    """The donor logs hours given on a day of their confirmed work, with a note: they count on the
+    record once the organisation confirms them. Only the donor logs their own hours."""
+    # The Authorization header is read here, not declared as the bearer scheme: a declared scheme
+    # makes the request gate demand an API key of every POST, and a donor has only their token.
+    scheme, _, key = (authorization or "").partition(" ")
+    credentials = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=key) if key and scheme.lower() == "bearer" else None
+    )
+    caller = await _for_donor(request, donor_id, credentials, *tokens)
+    if caller is not None and caller.role != WEB_FRONT:
+        raise Forbidden("Only the donor logs their own hours; the organisation confirms them.")
+    return await hours.log_hours(_matching(request), donor_id, assignment_id, body, datetime.now(UTC))
+
+
+@router.get("/donors/{donor_id}/hours")
+@checks_credential("the donor's own token, or a key of their federation")
+@for_web_front
+async def donor_hours(
+    donor_id: str, request: Request, credentials: OptionalBearer, tokens: OfferTokens
+) -> dict[str, Any]:
+    """A donor's confirmed work with the hours logged on it, confirmed or awaiting confirmation."""
+    caller = await _for_donor(request, donor_id, credentials, *tokens)
+    return await hours.of_donor(_matching(request), donor_id, caller)
+
+
+@router.get("/needs/{need_id}/hours")
+async def need_hours(need_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    """The hours donors logged on a need's work, for its organisation to confirm or adjust."""
+    _is_organiser_or_staff(caller)
+    return await hours.of_need(_matching(request), caller, need_id)
+
+
+@router.post("/hours/{log_id}/confirm")
+async def confirm_hours(
+    log_id: str, caller: CallerDep, request: Request, body: HoursConfirmation | None = None
+) -> dict[str, Any]:
+    """Confirm logged hours as logged, or adjusted (`hours`, with a `reason` the donor sees): from now
+    they count on the donor's record and in the totals. Only the need's organisation or federation staff."""
+    _is_organiser_or_staff(caller)
+    confirmation = body or HoursConfirmation()
+    return await hours.confirm_hours(_matching(request), caller, log_id, confirmation, datetime.now(UTC))
 
 
 @router.get("/totals")

@@ -1,4 +1,5 @@
-"""The offer clock: expires due offers (a durable timer: the `offers` table) and sweeps waiting needs.
+"""The offer clock: expires due offers (a durable timer: the `offers` table), takes urgent needs'
+due escalation steps (a durable timer: `needs.escalate_at`) and sweeps waiting needs.
 
 Nothing about a timer lives in memory: an offer's `expires_at` is its timer, so a restart
 or a second replica simply finds the due rows (claimed with FOR UPDATE SKIP LOCKED) and
@@ -49,6 +50,14 @@ class OfferClock(BatchWorker):
             due_in = await storage.federations_with_due_offers(tx.conn, now)
         for federation_id in due_in:
             while (done := await service.expire_due(m, federation_id, now, BATCH)) > 0:
+                expired += done
+                if done < BATCH:
+                    break
+        # Escalation steps of urgent needs: durable timers on the needs' rows, taken the same way.
+        async with m.uow(readonly=True) as tx:
+            escalating_in = await storage.federations_with_due_escalations(tx.conn, now)
+        for federation_id in escalating_in:
+            while (done := await service.escalate_due(m, federation_id, now, BATCH)) > 0:
                 expired += done
                 if done < BATCH:
                     break

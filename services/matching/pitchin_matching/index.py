@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pitchin_matching.domain.budget import RECENT_ASKS
 from pitchin_matching.domain.donors import DonorProfile
 from pitchin_matching.domain.needs import NeedState
 from pitchin_matching.domain.ranking import (
@@ -53,9 +54,11 @@ _LAYOUT: dict[str, tuple[type[np.generic], float | int | bool]] = {
     "registered": (np.float64, 0.0),
     "completed": (np.int32, 0),
     "declined": (np.int32, 0),
+    "pending": (np.int16, 0),
+    "recent_asks": (np.float64, math.nan),
 }
 # Columns with more than one value per row.
-_WIDTH = {"slots": (SLOT_WORDS,)}
+_WIDTH = {"slots": (SLOT_WORDS,), "recent_asks": (RECENT_ASKS,)}
 
 
 class _Bits:
@@ -85,6 +88,8 @@ class DonorStats:
     last_asked: datetime | None = None
     completed: int = 0
     declined: int = 0
+    pending: int = 0  # offers waiting for the donor's answer
+    recent_asks: Sequence[datetime] = ()  # when the donor's latest offers were made (at most RECENT_ASKS)
 
 
 class DonorIndex:
@@ -156,6 +161,11 @@ class DonorIndex:
             c.last_asked[row] = stats.last_asked.timestamp() if stats.last_asked else np.nan
             c.completed[row] = stats.completed
             c.declined[row] = stats.declined
+            assert c.pending is not None and c.recent_asks is not None
+            c.pending[row] = stats.pending
+            asks = [at.timestamp() for at in stats.recent_asks[:RECENT_ASKS]]
+            c.recent_asks[row] = math.nan
+            c.recent_asks[row, : len(asks)] = asks
 
     def load_rows(self, rows: Sequence[Any]) -> None:
         """Add or replace donors read by `storage.donors_for_index` or `storage.donors_changed_since`."""
@@ -184,6 +194,8 @@ class DonorIndex:
                 last_asked=row["last_asked"],
                 completed=int(row["completed"]),
                 declined=int(row["declined"]),
+                pending=int(row["pending"]),
+                recent_asks=tuple(row["recent_asks"]),
             )
             self.upsert(profile, row["registered_at"], stats)
 

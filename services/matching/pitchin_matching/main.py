@@ -11,9 +11,10 @@ from pydantic import Field
 
 from pitchin_core.http import run_beside
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.personal import PersonKeysSettings
 from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
-from pitchin_core.settings import ServiceSettings, local_secret
+from pitchin_core.settings import local_secret
 from pitchin_core.subject_access import router_for
 from pitchin_matching import api, handlers
 from pitchin_matching.clock import OfferClock
@@ -25,7 +26,7 @@ from pitchin_matching.service import Matching
 log = logging.getLogger(__name__)
 
 
-class MatchingSettings(ServiceSettings):
+class MatchingSettings(PersonKeysSettings):
     service_name: str = "matching"
     http_port: int = 8002
     # Signs the donor links in offer emails; a `*_secret`, so refused outside local use unless real.

@@ -12,9 +12,10 @@ process wrote them (`follow.py`), and catches up before each ranking.
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +31,7 @@ from pitchin_core.contracts.matching import (
     AssignmentCompletedV1,
     AssignmentConfirmedV1,
     AssignmentReleasedV1,
+    NeedEscalatedV1,
     OfferAcceptedV1,
     OfferCancelledV1,
     OfferDeclinedV1,
@@ -41,14 +43,17 @@ from pitchin_core.db import Conn
 from pitchin_core.errors import Conflict, NotFound
 from pitchin_core.uow import Tenant, Transaction, UnitOfWork
 from pitchin_matching import storage
-from pitchin_matching.domain.assignment import Demand, assign
+from pitchin_matching.domain.assignment import Demand
+from pitchin_matching.domain.budget import WEEK_SECONDS, AskBudget, spare_asks
 from pitchin_matching.domain.donors import WITHDRAWN_VERSION, DonorProfile, profile_of, supersedes
-from pitchin_matching.domain.needs import NeedState, need_of, need_supersedes, offers_wanted
+from pitchin_matching.domain.escalation import Escalation, describe, next_step_at, widened
+from pitchin_matching.domain.needs import NeedState, need_of, need_supersedes
 from pitchin_matching.domain.policy import PolicyDocument
 from pitchin_matching.domain.ranking import Policy, explain, rank, slots_of
 from pitchin_matching.domain.tokens import TokenClaims, sign
 from pitchin_matching.follow import IndexFollower
 from pitchin_matching.index import DonorIndex
+from pitchin_matching.planning import Pass, Waiting, need_policy, plan_pass, rank_waiting
 
 TOKEN_GRACE = timedelta(days=7)
 
@@ -78,8 +83,13 @@ class Matching:
 
 
 async def policy_of(conn: Conn, federation_id: str, now: datetime) -> Policy:
-    stored = await storage.get_policy(conn, federation_id)
-    return PolicyDocument.model_validate(stored or {}).to_policy(now)
+    return (await settings_of(conn, federation_id, now))[0]
+
+
+async def settings_of(conn: Conn, federation_id: str, now: datetime) -> tuple[Policy, Escalation]:
+    """A federation's matching policy and escalation rules, as stored or by default."""
+    document = PolicyDocument.model_validate(await storage.get_policy(conn, federation_id) or {})
+    return document.to_policy(now), document.escalation.to_rules()
 
 
 # --- donors and needs: the read model, and what a change of it causes -------------------------
@@ -168,6 +178,7 @@ async def learn_need(m: Matching, event: CloudEvent, data: NeedOpenedV1 | NeedUp
         if need is None:
             return
         if need.is_open:
+            await _start_escalation(tx, need, now)
             await _match(tx, m, need.federation_id, now, force=[need.need_id])
         else:
             offers = await storage.pending_offers_of_need(tx.conn, need.need_id)
@@ -234,6 +245,10 @@ async def accept_offer(m: Matching, offer_id: str, claims: TokenClaims, now: dat
             # The places are taken: the others asked at the same time are told at once.
             others = await storage.pending_offers_of_need(conn, offer["need_id"])
             await _cancel_offers(tx, m, others, "the need is filled", now)
+            if need["escalation_from"] is not None:
+                await storage.stop_escalation(conn, offer["need_id"])
+                detail = f"the places are filled: {len(others)} other donor(s) stood down and thanked"
+                await _escalation_step(tx, need, "stood-down", detail, 0, now)
         return {"offer_id": offer_id, "status": "accepted", "assignment_id": offer_id}
 
 
@@ -246,7 +261,9 @@ async def decline_offer(m: Matching, offer_id: str, claims: TokenClaims, reason:
         _refuse_answer(offer, now)
         await storage.answer_offer(tx.conn, offer_id, "declined", now, reason)
         await _emit(tx, OfferDeclinedV1(**_facts(offer), reason=reason, declined_at=now), offer)
-        await _match(tx, m, offer["federation_id"], now, force=[offer["need_id"]])
+        # The donor has no offer waiting now: needs that found nobody within the budget may ask them.
+        await storage.retry_needs_of(tx.conn, offer["federation_id"])
+        await _match(tx, m, offer["federation_id"], now, force=[offer["need_id"]], freed=[offer["donor_id"]])
         return {"offer_id": offer_id, "status": "declined"}
 
 
@@ -264,7 +281,9 @@ async def expire_due(m: Matching, federation_id: str, now: datetime, limit: int 
             await storage.answer_offer(tx.conn, offer["offer_id"], "expired", now)
             await _emit(tx, OfferExpiredV1(**_facts(offer), expired_at=now), offer)
         if due:
-            await _match(tx, m, federation_id, now, force=sorted({o["need_id"] for o in due}))
+            await storage.retry_needs_of(tx.conn, federation_id)  # their donors may be asked again
+            needs, donors = sorted({o["need_id"] for o in due}), sorted({o["donor_id"] for o in due})
+            await _match(tx, m, federation_id, now, force=needs, freed=donors)
         return len(due)
 
 
@@ -423,13 +442,19 @@ async def donor_record(m: Matching, donor_id: str, caller: Caller | None) -> dic
     tenant = await _donor_tenant(m, donor_id, caller)
     async with m.uow(tenant, readonly=True) as tx:
         rows = await storage.donor_record(tx.conn, tenant.federation_id, donor_id)
+        logged = await storage.confirmed_hours_in_progress(tx.conn, tenant.federation_id, donor_id)
     work = [dict(r) for r in rows]
+    in_progress = [dict(r) for r in logged]
+    # Only confirmed hours count (issue 22): work marked done with its final figure, and the hours
+    # the organisation confirmed on work still going on; hours logged and not confirmed do not.
+    given = sum(w["hours_given"] or 0.0 for w in work) + sum(p["hours_confirmed"] for p in in_progress)
     return {
         "donor_id": donor_id,
-        "hours_given": round(sum(w["hours_given"] or 0.0 for w in work), 1),
+        "hours_given": round(given, 1),
         "completed": len(work),
-        "organisations": sorted({w["organisation_id"] for w in work if w["organisation_id"]}),
+        "organisations": sorted({w["organisation_id"] for w in [*work, *in_progress] if w["organisation_id"]}),
         "work": work,
+        "in_progress": in_progress,
     }
 
 
@@ -478,7 +503,9 @@ async def candidates(m: Matching, caller: Caller, need_id: str, limit: int, now:
     await m.ready.wait()
     await m.follower.catch_up()  # what other processes committed up to now, this organiser sees
     query = m.index.query(need, policy, slots_of(policy.collaboration_utc))
-    ranking = rank(m.index.columns, query, policy, now.timestamp(), limit)
+    # Everyone who fits, those already asked or past their ask budget too: the organiser sees
+    # who was offered (offer_status) and why the others rank where they do.
+    ranking = rank(m.index.columns, query, policy, now.timestamp(), limit, budgeted=False)
     listed = []
     for i, r in enumerate(ranking.rows.tolist()):
         value = {name: float(v[i]) for name, v in ranking.values.items()}
@@ -541,71 +568,223 @@ async def _release_all(tx: Transaction, m: Matching, donor_id: str, reason: str,
         await _release(tx, m, assignment, reason, now)
 
 
-async def _match(tx: Transaction, m: Matching, federation_id: str, now: datetime, force: Sequence[str] = ()) -> int:
+async def _match(
+    tx: Transaction,
+    m: Matching,
+    federation_id: str,
+    now: datetime,
+    force: Sequence[str] = (),
+    reclaim: bool = True,
+    freed: Sequence[str] = (),
+) -> int:
     """Make the offers a federation's waiting needs want now, chosen by the global assignment.
 
     Ranking reads the in-memory index, caught up first: under the federation lock every
     other transaction of this federation has committed, so it ranks from all of them (this
-    transaction's own changes reach the index after it commits). Each chosen donor's load
-    and status are then read from the tables, so the cap holds whatever the index says.
+    transaction's own changes reach the index after it commits). Each chosen donor's load,
+    ask budget and status are then read from the tables, so the cap and the budget hold
+    whatever the index says. Each need ranks and fans out as its escalation step widens it
+    (`domain.escalation`); a newcomers' share of the week's offers is kept (`domain.spread`);
+    a critical need that finds too few may reclaim donors from normal needs' pending offers.
+    `freed`: donors whose offers this transaction answered (the index does not know it yet).
     """
     conn = tx.conn
-    policy = await policy_of(conn, federation_id, now)
-    rows = await storage.needs_waiting(conn, federation_id, now, dict(policy.fan_out), m.max_needs_per_pass, force)
+    policy, rules = await settings_of(conn, federation_id, now)
+    rows = await storage.needs_waiting(
+        conn, federation_id, now, dict(policy.fan_out), m.max_needs_per_pass, force, rules.more_per_step
+    )
     if not rows:
         return 0
     await m.follower.catch_up_within(tx)
     needs = [storage.need_from_row(r) for r in rows]
     asked = await storage.offered_donors(conn, [n.need_id for n in needs])
-    collaboration = slots_of(policy.collaboration_utc)
+    waiting = [
+        Waiting(need, r["active_assignments"], r["pending_offers"], r["escalation_stage"], asked.get(need.need_id, ()))
+        for need, r in zip(needs, rows, strict=True)
+    ]
     at = now.timestamp()
-    demands: list[Demand] = []
-    chosen_from: dict[tuple[str, str], tuple[int, dict[str, float], Any]] = {}
-    by_id: dict[str, NeedState] = {}
-    for need, row in zip(needs, rows, strict=True):
-        places = offers_wanted(
-            donors_wanted=need.donors_wanted,
-            active_assignments=row["active_assignments"],
-            pending_offers=row["pending_offers"],
-            urgency=need.urgency,
-            fan_out=dict(policy.fan_out),
-        )
-        if places == 0:
-            continue
-        by_id[need.need_id] = need
-        query = m.index.query(need, policy, collaboration)
-        exclude = m.index.rows_of(asked.get(need.need_id, ()))
-        # A few more than the places: the global assignment may give some of them elsewhere.
-        ranking = rank(m.index.columns, query, policy, at, limit=places * 3 + 5, exclude=exclude)
-        listed = []
-        for i, r in enumerate(ranking.rows.tolist()):
-            donor = m.index.donor_at(r)
-            listed.append((donor, float(ranking.scores[i])))
-            chosen_from[(need.need_id, donor)] = (r, {k: float(v[i]) for k, v in ranking.values.items()}, query)
-        demands.append(Demand(need.need_id, need.urgency, need.deadline.timestamp(), places, listed))
-    everyone = sorted({donor for demand in demands for donor, _ in demand.candidates})
-    loads = await storage.donor_loads(conn, everyone)
-    statuses = await storage.donor_status(conn, everyone)
-    capacity = {
-        donor: policy.max_open_per_donor - loads.get(donor, 0) for donor in everyone if statuses.get(donor) == "active"
-    }
-    plan = assign(demands, capacity, at)
+    found = rank_waiting(m.index, waiting, policy, rules, at, freed)
+    capacity = await _spare(conn, policy, found.donors, now)
+    week = await storage.offers_since(conn, federation_id, now - timedelta(seconds=WEEK_SECONDS))
+    plan = plan_pass(found, capacity, policy, week, at)
     made = 0
     short: list[str] = []
-    for demand in demands:
-        need = by_id[demand.need_id]
+    for demand in found.demands:
+        need = found.needs[demand.need_id]
         donors = plan[demand.need_id]
         if len(donors) < demand.places:
             short.append(demand.need_id)
         for donor in donors:
-            row_index, value, query = chosen_from[(need.need_id, donor)]
-            components = explain(m.index.columns, row_index, value, query, policy, at)
+            components = found.explain(m.index, need.need_id, donor, at)
             score = round(sum(c.points for c in components), 3)
-            made += await _make_offer(tx, m, need, donor, score, components, policy, now)
+            made += await _make_offer(tx, m, need, donor, score, components, policy, now, donor in found.newcomers)
+    if reclaim:
+        critical = [d for d in found.demands if d.urgency == "critical" and len(plan[d.need_id]) < d.places]
+        reclaimed, still_short, renew = await _reclaim(tx, m, critical, found, plan, asked, policy, rules, now)
+        made += reclaimed
+        short = [n for n in short if n not in {d.need_id for d in critical}] + still_short
+        if renew:
+            # The normal needs that lost a donor are asked again at once, never reclaiming in turn.
+            made += await _match(tx, m, federation_id, now, force=renew, reclaim=False)
     if short:
         # Found too few: rest until a donor joins or changes (retry_needs_of) or a while passes.
         await storage.postpone_needs(conn, short, now + timedelta(seconds=m.retry_seconds))
     return made
+
+
+async def _spare(conn: Conn, policy: Policy, donors: Sequence[str], now: datetime) -> dict[str, int]:
+    """Offers each active donor may be made now: the load cap and the ask budget, from the tables."""
+    loads = await storage.donor_loads(conn, donors)
+    statuses = await storage.donor_status(conn, donors)
+    budget = policy.ask_budget
+    asks = await storage.donor_asks(conn, donors, now - timedelta(seconds=WEEK_SECONDS)) if budget else {}
+    capacity: dict[str, int] = {}
+    for donor in donors:
+        if statuses.get(donor) != "active":
+            continue
+        spare = policy.max_open_per_donor - loads.get(donor, 0)
+        if budget is not None:
+            spare = min(spare, spare_asks(*asks.get(donor, (0, 0)), budget))
+        capacity[donor] = spare
+    return capacity
+
+
+async def _reclaim(
+    tx: Transaction,
+    m: Matching,
+    demands: Sequence[Demand],
+    found: Pass,
+    plan: dict[str, list[str]],
+    asked: dict[str, set[str]],
+    policy: Policy,
+    rules: Escalation,
+    now: datetime,
+) -> tuple[int, list[str], list[str]]:
+    """Critical needs that found too few free donors take donors from normal needs' pending offers.
+
+    A donor is reclaimed only when the one pending offer is all that keeps them from being
+    asked: the weekly asks and the load cap still hold once that offer is cancelled. The
+    donor is told the first offer is withdrawn (with thanks), the critical one is made, and
+    the normal need is re-offered. Returns the offers made, the critical needs still short,
+    and the needs to re-offer.
+    """
+    if not demands:
+        return 0, [], []
+    conn = tx.conn
+    at = now.timestamp()
+    budget = policy.ask_budget or AskBudget(max_pending=policy.max_open_per_donor, weekly_asks=10**6)
+    # One pending offer more than the budget and the cap allow: the one that would be withdrawn.
+    loosened = replace(
+        policy,
+        max_open_per_donor=policy.max_open_per_donor + 1,
+        ask_budget=AskBudget(max_pending=budget.max_pending + 1, weekly_asks=budget.weekly_asks),
+    )
+    collaboration = slots_of(policy.collaboration_utc)
+    made, short, renew = 0, [], []
+    taken: set[str] = {d for donors in plan.values() for d in donors}
+    for demand in demands:
+        need = found.needs[demand.need_id]
+        row = await storage.get_need(conn, need.need_id)
+        stage = row["escalation_stage"] if row is not None else 0
+        wider = need_policy(loosened, rules, need.urgency, stage)
+        query = m.index.query(need, wider, collaboration)
+        exclude = m.index.rows_of({*asked.get(need.need_id, ()), *plan[need.need_id], *taken})
+        wanted = demand.places - len(plan[need.need_id])
+        ranking = rank(m.index.columns, query, wider, at, limit=wanted * 3 + 5, exclude=exclude)
+        ranked = [m.index.donor_at(r) for r in ranking.rows.tolist()]
+        holding = await storage.reclaimable_offers(conn, ranked)
+        spare = await _spare(conn, loosened, list(holding), now)
+        for i, donor in enumerate(ranked):
+            if wanted == 0:
+                break
+            offer = holding.get(donor)
+            if offer is None or spare.get(donor, 0) <= 0:
+                continue
+            reason = "a more urgent need asked for you; thank you, we will ask someone else for this one"
+            await _cancel_offers(tx, m, [offer], reason, now)
+            value = {k: float(v[i]) for k, v in ranking.values.items()}
+            components = explain(m.index.columns, int(ranking.rows[i]), value, query, wider, at)
+            score = round(sum(c.points for c in components), 3)
+            made += await _make_offer(tx, m, need, donor, score, components, policy, now, value["newcomer"] > 0)
+            taken.add(donor)
+            renew.append(offer["need_id"])
+            wanted -= 1
+            if row is not None:
+                detail = f"a donor's pending offer for need {offer['need_id']} was withdrawn for this critical need"
+                await _escalation_step(tx, row, "reclaimed", detail, demand.places, now)
+        if wanted > 0:
+            short.append(need.need_id)
+    return made, short, sorted(set(renew))
+
+
+async def _start_escalation(tx: Transaction, need: NeedState, now: datetime) -> None:
+    """An escalating need's timer and its first step (the first wave), once per need."""
+    policy, rules = await settings_of(tx.conn, need.federation_id, now)
+    if not rules.applies(need.urgency):
+        return
+    if await storage.start_escalation(tx.conn, need.need_id, now, next_step_at(rules, now, need.deadline, 0)):
+        row = await storage.get_need(tx.conn, need.need_id)
+        assert row is not None
+        wanted = math.ceil(need.donors_wanted * policy.fan_out.get(need.urgency, 1.0))
+        detail = f"the best-fit {wanted} asked first ({policy.fan_out.get(need.urgency, 1.0):g} per place)"
+        await _escalation_step(tx, row, "first-wave", detail, wanted, now)
+
+
+async def _escalation_step(
+    tx: Transaction, need: asyncpg.Record, kind: str, detail: str, offers_wanted: int, now: datetime
+) -> None:
+    """Record a step of a need's escalation and tell everyone (the organiser sees it)."""
+    step = await storage.add_escalation_step(
+        tx.conn, need["need_id"], need["federation_id"], kind, detail, offers_wanted, now
+    )
+    event = NeedEscalatedV1(
+        federation_id=need["federation_id"],
+        organisation_id=need["organisation_id"],
+        need_id=need["need_id"],
+        fight_id=need["fight_id"],
+        step=step,
+        kind=kind,
+        detail=detail,
+        offers_wanted=offers_wanted,
+        at=now,
+    )
+    await tx.emit(event, key=need["need_id"], subject=f"needs/{need['need_id']}/escalation/{step}")
+
+
+async def escalate_due(m: Matching, federation_id: str, now: datetime, limit: int = 200) -> int:
+    """Take the due escalation steps of a federation's needs and make the offers they want now,
+    in one transaction: the timer is the need's row, so each step is taken once across restarts."""
+    async with m.uow(Tenant(federation_id)) as tx:
+        await storage.lock_federation(tx.conn, federation_id)
+        due = await storage.claim_due_escalations(tx.conn, federation_id, now, limit)
+        if not due:
+            return 0
+        policy, rules = await settings_of(tx.conn, federation_id, now)
+        for need in due:
+            stage = int(need["escalation_stage"]) + 1
+            following = next_step_at(rules, need["escalation_from"], need["deadline"], stage)
+            await storage.set_escalation(tx.conn, need["need_id"], stage, following)
+            wider = widened(policy, rules, need["urgency"], stage)
+            wanted = math.ceil(need["donors_wanted"] * wider.fan_out.get(need["urgency"], 1.0))
+            await _escalation_step(tx, need, "widened", describe(policy, rules, need["urgency"], stage), wanted, now)
+        await _match(tx, m, federation_id, now, force=[n["need_id"] for n in due])
+        return len(due)
+
+
+async def need_escalation(m: Matching, caller: Caller, need_id: str) -> dict[str, Any]:
+    """A need's escalation for its organisation or federation: the steps taken, and the next one."""
+    async with m.uow(caller.tenant, readonly=True) as tx:
+        need = await storage.get_need(tx.conn, need_id)
+        if need is None or not caller.can_act_for(need["federation_id"], need["organisation_id"]):
+            raise NotFound("need", need_id)
+        steps = await storage.escalation_steps(tx.conn, need_id)
+    return {
+        "need_id": need_id,
+        "urgency": need["urgency"],
+        "stage": need["escalation_stage"],
+        "next_step_at": need["escalate_at"],
+        "steps": [dict(s) for s in steps],
+    }
 
 
 async def _make_offer(
@@ -617,6 +796,7 @@ async def _make_offer(
     components: Sequence[Any],
     policy: Policy,
     now: datetime,
+    newcomer: bool = False,
 ) -> int:
     offer_id = f"off_{uuid.uuid4().hex[:20]}"
     expires_at = now + timedelta(seconds=policy.offer_ttl_seconds)
@@ -630,6 +810,7 @@ async def _make_offer(
         explanation=[e.model_dump() for e in explanation],
         made_at=now,
         expires_at=expires_at,
+        newcomer=newcomer,
     )
     if not inserted:
         return 0

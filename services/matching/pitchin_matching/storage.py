@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
 from pitchin_core.db import Conn
+from pitchin_matching.domain.budget import RECENT_ASKS
 from pitchin_matching.domain.donors import DonorProfile
 from pitchin_matching.domain.needs import OPEN_STATUSES, NeedState
 
@@ -115,11 +116,13 @@ _INDEX_ROW = (
     " coalesce((SELECT array_agg(s.skill || '=' || s.level) FROM donor_skills s WHERE s.donor_id = d.donor_id),"
     " '{}') AS skills,"
     " coalesce(o.pending, 0) + coalesce(a.active, 0) AS load, o.last_asked,"
-    " coalesce(o.declined, 0) AS declined, coalesce(a.confirmed, 0) AS completed"
+    " coalesce(o.declined, 0) AS declined, coalesce(a.confirmed, 0) AS completed,"
+    " coalesce(o.pending, 0) AS pending, coalesce(o.recent_asks, '{}') AS recent_asks"
 )
 _OFFER_FIGURES = (
     "SELECT donor_id, count(*) FILTER (WHERE status = 'pending') AS pending,"
-    " count(*) FILTER (WHERE status IN ('declined', 'expired')) AS declined, max(made_at) AS last_asked FROM offers"
+    " count(*) FILTER (WHERE status IN ('declined', 'expired')) AS declined, max(made_at) AS last_asked,"
+    f" (array_agg(made_at ORDER BY made_at DESC))[1:{RECENT_ASKS}] AS recent_asks FROM offers"
 )
 _ASSIGNMENT_FIGURES = (
     "SELECT donor_id, count(*) FILTER (WHERE status IN ('accepted', 'confirmed')) AS active,"
@@ -288,12 +291,19 @@ async def get_need(conn: Conn, need_id: str) -> asyncpg.Record | None:
 
 
 async def needs_waiting(
-    conn: Conn, federation_id: str, now: datetime, fan_out: dict[str, float], limit: int, force: Sequence[str] = ()
+    conn: Conn,
+    federation_id: str,
+    now: datetime,
+    fan_out: dict[str, float],
+    limit: int,
+    force: Sequence[str] = (),
+    more_per_step: float = 0.0,
 ) -> list[asyncpg.Record]:
     """Open needs of a federation with fewer offers in flight than their urgency wants.
 
     Most urgent and nearest deadline first; needs that found nobody recently wait for
-    `retry_after` unless named in `force`.
+    `retry_after` unless named in `force`. Each escalation step adds `more_per_step` offers
+    in flight per free place (`domain.escalation.widened`).
     """
     return await conn.fetch(
         "SELECT n.*, coalesce(a.active, 0) AS active_assignments, coalesce(o.pending, 0) AS pending_offers"
@@ -305,7 +315,8 @@ async def needs_waiting(
         " WHERE n.federation_id = $1 AND n.status = ANY($2::text[]) AND n.deadline > $3"
         "  AND (n.retry_after IS NULL OR n.retry_after <= $3 OR n.need_id = ANY($8::text[]))"
         "  AND coalesce(o.pending, 0) < ceil(greatest(n.donors_wanted - coalesce(a.active, 0), 0)"
-        "   * CASE n.urgency WHEN 'critical' THEN $4::float8 WHEN 'high' THEN $5::float8 ELSE $6::float8 END)"
+        "   * (CASE n.urgency WHEN 'critical' THEN $4::float8 WHEN 'high' THEN $5::float8 ELSE $6::float8 END"
+        "   + n.escalation_stage * $9::float8))"
         " ORDER BY CASE n.urgency WHEN 'critical' THEN 0 WHEN 'high' THEN 1 ELSE 2 END, n.deadline, n.need_id"
         " LIMIT $7",
         federation_id,
@@ -316,6 +327,7 @@ async def needs_waiting(
         fan_out.get("normal", 1.0),
         limit,
         list(force),
+        more_per_step,
     )
 
 
@@ -363,10 +375,12 @@ async def insert_offer(
     explanation: list[dict[str, Any]],
     made_at: datetime,
     expires_at: datetime,
+    newcomer: bool = False,
 ) -> bool:
     status: str = await conn.execute(
         "INSERT INTO offers (offer_id, need_id, fight_id, donor_id, federation_id, organisation_id, status, score,"
-        " explanation, made_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8::jsonb, $9, $10)"
+        " explanation, made_at, expires_at, newcomer)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8::jsonb, $9, $10, $11)"
         " ON CONFLICT (need_id, donor_id) DO NOTHING",
         offer_id,
         need.need_id,
@@ -378,6 +392,7 @@ async def insert_offer(
         json.dumps(explanation),
         made_at,
         expires_at,
+        newcomer,
     )
     return status == "INSERT 0 1"
 
@@ -516,11 +531,16 @@ async def donor_record(conn: Conn, federation_id: str, donor_id: str) -> list[as
 
 
 async def hours_by_organisation(conn: Conn, federation_id: str) -> list[asyncpg.Record]:
-    """Hours given and pieces of work done, per member organisation of a federation."""
+    """Confirmed hours given and pieces of work done, per member organisation of a federation: work
+    marked done counts its final figure, work in progress its confirmed logged hours (domain.hours)."""
     return await conn.fetch(
-        "SELECT coalesce(organisation_id, '') AS organisation_id, sum(hours_given)::float8 AS hours_given,"
-        " count(*) AS completed FROM assignments WHERE federation_id = $1 AND status = 'completed'"
-        " GROUP BY 1 ORDER BY 1",
+        "SELECT organisation_id, sum(hours)::float8 AS hours_given, count(*) FILTER (WHERE done) AS completed FROM ("
+        " SELECT coalesce(organisation_id, '') AS organisation_id, hours_given AS hours, true AS done"
+        " FROM assignments WHERE federation_id = $1 AND status = 'completed'"
+        " UNION ALL SELECT coalesce(l.organisation_id, ''), l.hours_confirmed, false"
+        " FROM hour_logs l JOIN assignments a USING (assignment_id)"
+        " WHERE l.federation_id = $1 AND l.status = 'confirmed' AND a.status <> 'completed'"
+        ") AS counted GROUP BY 1 ORDER BY 1",
         federation_id,
     )
 
@@ -578,3 +598,229 @@ async def donor_reachable_by(conn: Conn, donor_id: str, federation_id: str, orga
         organisation_id,
     )
     return bool(found)
+
+
+# --- the ask budget and escalation (migration 005) ------------------------------------------
+
+
+async def donor_asks(conn: Conn, donor_ids: Sequence[str], since: datetime) -> dict[str, tuple[int, int]]:
+    """Per donor: offers waiting for their answer, and offers made since `since` (the ask budget's
+    figures from the tables, under the federation lock: exact whatever the index says)."""
+    rows = await conn.fetch(
+        "SELECT donor_id, count(*) FILTER (WHERE status = 'pending') AS pending,"
+        " count(*) FILTER (WHERE made_at > $2) AS asked FROM offers"
+        " WHERE donor_id = ANY($1::text[]) AND (status = 'pending' OR made_at > $2) GROUP BY donor_id",
+        list(donor_ids),
+        since,
+    )
+    return {r["donor_id"]: (int(r["pending"]), int(r["asked"])) for r in rows}
+
+
+async def offers_since(conn: Conn, federation_id: str, since: datetime) -> tuple[int, int]:
+    """A federation's offers made since `since`: all of them, and those to newcomers."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS offered, count(*) FILTER (WHERE newcomer) AS to_newcomers FROM offers"
+        " WHERE federation_id = $1 AND made_at > $2",
+        federation_id,
+        since,
+    )
+    assert row is not None
+    return int(row["offered"]), int(row["to_newcomers"])
+
+
+async def reclaimable_offers(conn: Conn, donor_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """Per donor: a pending offer of theirs for a need that is not critical (one a critical need
+    may take the donor from), locked; the oldest when there are several."""
+    rows = await conn.fetch(
+        "SELECT o.* FROM offers o JOIN needs n USING (need_id) WHERE o.donor_id = ANY($1::text[])"
+        " AND o.status = 'pending' AND n.urgency <> 'critical' ORDER BY o.made_at, o.offer_id FOR UPDATE OF o",
+        list(donor_ids),
+    )
+    found: dict[str, asyncpg.Record] = {}
+    for row in rows:
+        found.setdefault(row["donor_id"], row)
+    return found
+
+
+async def start_escalation(conn: Conn, need_id: str, start: datetime, next_at: datetime | None) -> bool:
+    """The need's escalation timer, set once (a later version of the need keeps it); True if set now."""
+    status: str = await conn.execute(
+        "UPDATE needs SET escalation_from = $2, escalate_at = $3 WHERE need_id = $1 AND escalation_from IS NULL",
+        need_id,
+        start,
+        next_at,
+    )
+    return status == "UPDATE 1"
+
+
+async def set_escalation(conn: Conn, need_id: str, stage: int, next_at: datetime | None) -> None:
+    await conn.execute(
+        "UPDATE needs SET escalation_stage = $2, escalate_at = $3, retry_after = NULL WHERE need_id = $1",
+        need_id,
+        stage,
+        next_at,
+    )
+
+
+async def stop_escalation(conn: Conn, need_id: str) -> None:
+    await conn.execute("UPDATE needs SET escalate_at = NULL WHERE need_id = $1", need_id)
+
+
+async def claim_due_escalations(conn: Conn, federation_id: str, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Open needs of a federation whose next escalation step is due, locked (another replica's
+    clock skips them); needs whose places are all taken are not widened."""
+    return await conn.fetch(
+        "SELECT n.* FROM needs n WHERE n.federation_id = $1 AND n.escalate_at <= $2"
+        " AND n.status = ANY($4::text[]) AND n.deadline > $2"
+        " AND (SELECT count(*) FROM assignments a WHERE a.need_id = n.need_id AND a.status <> 'released')"
+        "  < n.donors_wanted"
+        " ORDER BY n.escalate_at LIMIT $3 FOR UPDATE OF n SKIP LOCKED",
+        federation_id,
+        now,
+        limit,
+        OPEN,
+    )
+
+
+async def federations_with_due_escalations(conn: Conn, now: datetime, limit: int = 100) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT federation_id FROM needs WHERE escalate_at <= $1 AND status = ANY($2::text[]) LIMIT $3",
+        now,
+        OPEN,
+        limit,
+    )
+    return [r["federation_id"] for r in rows]
+
+
+async def add_escalation_step(
+    conn: Conn, need_id: str, federation_id: str, kind: str, detail: str, offers_wanted: int, at: datetime
+) -> int:
+    """Record a step of a need's escalation; returns its number (0 for the first)."""
+    step: int = await conn.fetchval(
+        "INSERT INTO escalation_steps (need_id, federation_id, step, kind, detail, offers_wanted, taken_at)"
+        " SELECT $1, $2, coalesce(max(step) + 1, 0), $3, $4, $5, $6 FROM escalation_steps WHERE need_id = $1"
+        " RETURNING step",
+        need_id,
+        federation_id,
+        kind,
+        detail,
+        offers_wanted,
+        at,
+    )
+    return step
+
+
+async def escalation_steps(conn: Conn, need_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT step, kind, detail, offers_wanted, taken_at FROM escalation_steps WHERE need_id = $1 ORDER BY step",
+        need_id,
+    )
+
+
+# --- hours the donor logs (issue 22, migration 004) ----------------------------------------
+
+
+async def insert_hour_log(
+    conn: Conn, log_id: str, assignment: asyncpg.Record, worked_on: date, hours: float, note: str, at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO hour_logs (log_id, assignment_id, need_id, fight_id, donor_id, federation_id, organisation_id,"
+        " worked_on, hours, note, logged_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        log_id,
+        assignment["assignment_id"],
+        assignment["need_id"],
+        assignment["fight_id"],
+        assignment["donor_id"],
+        assignment["federation_id"],
+        assignment["organisation_id"],
+        worked_on,
+        hours,
+        note,
+        at,
+    )
+
+
+async def hours_of_donor_day(conn: Conn, donor_id: str, worked_on: date, *, besides: str | None = None) -> float:
+    """What a donor logged for a day on all their work (a confirmed log: its confirmed hours)."""
+    found: float = await conn.fetchval(
+        "SELECT coalesce(sum(coalesce(hours_confirmed, hours)), 0)::float8 FROM hour_logs"
+        " WHERE donor_id = $1 AND worked_on = $2 AND log_id IS DISTINCT FROM $3",
+        donor_id,
+        worked_on,
+        besides,
+    )
+    return found
+
+
+async def get_hour_log(conn: Conn, log_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT log_id, assignment_id, need_id, fight_id, donor_id, federation_id, organisation_id, worked_on,"
+        " hours::float8 AS hours, note, logged_at, status, hours_confirmed::float8 AS hours_confirmed, reason,"
+        " confirmed_at FROM hour_logs WHERE log_id = $1" + (" FOR UPDATE" if lock else ""),
+        log_id,
+    )
+
+
+async def confirm_hour_log(conn: Conn, log_id: str, hours: float, reason: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE hour_logs SET status = 'confirmed', hours_confirmed = $2, reason = $3, confirmed_at = $4"
+        " WHERE log_id = $1",
+        log_id,
+        hours,
+        reason,
+        at,
+    )
+
+
+_LOG_COLUMNS = (
+    "l.log_id, l.assignment_id, l.need_id, l.donor_id, l.organisation_id, l.worked_on, l.hours::float8 AS hours,"
+    " l.note, l.logged_at, l.status, l.hours_confirmed::float8 AS hours_confirmed, l.reason, l.confirmed_at"
+)
+
+
+async def hour_logs_of_need(conn: Conn, need_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_LOG_COLUMNS} FROM hour_logs l WHERE l.need_id = $1 ORDER BY l.worked_on, l.logged_at", need_id
+    )
+
+
+async def work_of_donor(conn: Conn, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
+    """A donor's confirmed and completed work in a federation, newest first, with its hours by state."""
+    return await conn.fetch(
+        "SELECT a.assignment_id, a.need_id, a.fight_id, a.organisation_id, a.status, a.confirmed_at, a.completed_at,"
+        " a.hours_given::float8 AS hours_given, coalesce(n.title, '') AS need_title,"
+        " coalesce(sum(l.hours_confirmed) FILTER (WHERE l.status = 'confirmed'), 0)::float8 AS confirmed_logs,"
+        " coalesce(sum(l.hours) FILTER (WHERE l.status = 'logged'), 0)::float8 AS pending_logs"
+        " FROM assignments a LEFT JOIN needs n USING (need_id) LEFT JOIN hour_logs l USING (assignment_id)"
+        " WHERE a.federation_id = $1 AND a.donor_id = $2 AND a.status IN ('confirmed', 'completed', 'released')"
+        " GROUP BY a.assignment_id, n.title ORDER BY a.confirmed_at DESC NULLS LAST, a.assignment_id",
+        federation_id,
+        donor_id,
+    )
+
+
+async def hour_logs_of_donor(conn: Conn, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_LOG_COLUMNS} FROM hour_logs l WHERE l.federation_id = $1 AND l.donor_id = $2"
+        " ORDER BY l.worked_on DESC, l.logged_at DESC",
+        federation_id,
+        donor_id,
+    )
+
+
+async def confirmed_hours_in_progress(conn: Conn, federation_id: str, donor_id: str) -> list[asyncpg.Record]:
+    """Confirmed logged hours on a donor's work not marked done (marked done, its final figure counts instead)."""
+    return await conn.fetch(
+        "SELECT a.assignment_id, a.need_id, a.organisation_id, a.status, coalesce(n.title, '') AS need_title,"
+        " sum(l.hours_confirmed)::float8 AS hours_confirmed"
+        " FROM hour_logs l JOIN assignments a USING (assignment_id) LEFT JOIN needs n ON n.need_id = a.need_id"
+        " WHERE l.federation_id = $1 AND l.donor_id = $2 AND l.status = 'confirmed' AND a.status <> 'completed'"
+        " GROUP BY a.assignment_id, n.title ORDER BY a.assignment_id",
+        federation_id,
+        donor_id,
+    )
+
+
+async def lock_donor_hours(conn: Conn, donor_id: str) -> None:
+    """One log or confirmation of a donor's hours at a time, so two at once cannot overfill a day."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('pitchin-hours:' || $1))", donor_id)

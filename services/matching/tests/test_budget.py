@@ -4,10 +4,19 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from pitchin_matching.domain.budget import WEEK_SECONDS, AskBudget, asks_in_week, spare_asks, within_budget
+from pitchin_matching.domain.budget import (
+    RECENT_ASKS,
+    WEEK_SECONDS,
+    AskBudget,
+    asks_in_week,
+    note_ask,
+    spare_asks,
+    weekly_counts,
+    within_budget,
+)
 from pitchin_matching.domain.donors import DonorProfile
 from pitchin_matching.domain.needs import NeedState
-from pitchin_matching.domain.ranking import Policy, rank, slots_of
+from pitchin_matching.domain.ranking import Policy, explain, rank, slots_of
 from pitchin_matching.index import DonorIndex
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -20,6 +29,8 @@ def test_the_default_budget_is_one_pending_offer_and_three_asks_a_week() -> None
         AskBudget(max_pending=0)
     with pytest.raises(ValueError, match="at least one"):
         AskBudget(weekly_asks=0)
+    with pytest.raises(ValueError, match="at most"):
+        AskBudget(weekly_asks=RECENT_ASKS + 1)  # the index could not count them
 
 
 @pytest.mark.parametrize(
@@ -94,14 +105,19 @@ NEED = NeedState(
 )
 
 
-def _ranked(policy: Policy, pending: list[int] | None, asked: list[int] | None) -> list[str]:
+def _ranked(policy: Policy, pending: list[int] | None, asked: list[int] | None, days_ago: float = 1.0) -> list[str]:
     index = DonorIndex(capacity=4)
     for name in ("free", "waiting", "asked-thrice"):
         index.upsert(_donor(name), NOW - timedelta(days=365))
     columns = index.columns
     if pending is not None and asked is not None:
-        columns.pending = np.array(pending, dtype=np.int16)
-        columns.asked_this_week = np.array(asked, dtype=np.int16)
+        assert columns.pending is not None and columns.recent_asks is not None
+        columns.pending[:3] = pending
+        for row, times in enumerate(asked):
+            for n in range(times):
+                note_ask(columns.recent_asks[row], NOW.timestamp() - days_ago * 86_400 - n)
+    else:
+        columns.pending = columns.recent_asks = None
     query = index.query(NEED, policy, slots_of(policy.collaboration_utc))
     return sorted(index.donor_at(r) for r in rank(columns, query, policy, NOW.timestamp(), limit=10).rows.tolist())
 
@@ -112,6 +128,49 @@ def test_ranking_leaves_out_donors_past_their_budget() -> None:
     # A looser budget lets the thrice-asked donor in; the one waiting on an answer stays out.
     looser = replace(budgeted, ask_budget=AskBudget(max_pending=1, weekly_asks=4))
     assert _ranked(looser, pending=[0, 1, 0], asked=[0, 1, 3]) == ["asked-thrice", "free"]
+
+
+def test_asks_age_out_of_the_week_without_anything_re_reading_the_donor() -> None:
+    budgeted = Policy(ask_budget=DEFAULT)
+    # The same three asks, eight days ago: the thrice-asked donor may be asked again.
+    assert _ranked(budgeted, pending=[0, 1, 0], asked=[0, 1, 3], days_ago=8) == ["asked-thrice", "free"]
+
+
+def test_weekly_counts_and_note_ask_keep_the_latest_asks() -> None:
+    now = NOW.timestamp()
+    recent = np.full((2, 4), np.nan)
+    for at in (now - 9 * 86_400, now - 3600, now - 60):
+        note_ask(recent[0], at)
+    assert weekly_counts(recent, now).tolist() == [2, 0]
+    for at in (now - 5, now - 4, now - 3):  # a fifth and sixth ask replace the oldest ones
+        note_ask(recent[0], at)
+    assert sorted(recent[0].tolist()) == [now - 60, now - 5, now - 4, now - 3]
+    assert weekly_counts(recent, now).tolist() == [4, 0]
+
+
+def test_each_ask_this_week_lowers_a_donors_rank_for_the_next() -> None:
+    index = DonorIndex(capacity=4)
+    for name in ("asked-twice", "asked-never"):
+        index.upsert(_donor(name), NOW - timedelta(days=365))
+    assert index.columns.recent_asks is not None
+    for n in range(2):
+        note_ask(index.columns.recent_asks[0], NOW.timestamp() - 86_400 * (n + 1))
+    policy = Policy(ask_budget=DEFAULT, recency_days=0.5)  # recency alone would not tell them apart
+    query = index.query(NEED, policy, slots_of(policy.collaboration_utc))
+    ranking = rank(index.columns, query, policy, NOW.timestamp(), limit=10)
+    assert [index.donor_at(r) for r in ranking.rows.tolist()] == ["asked-never", "asked-twice"]
+    spread = ranking.values["spread"].tolist()
+    assert spread == pytest.approx([0.0, -2 / 3])
+    components = explain(
+        index.columns,
+        int(ranking.rows[1]),
+        {k: float(v[1]) for k, v in ranking.values.items()},
+        query,
+        policy,
+        NOW.timestamp(),
+    )
+    [why] = [c.why for c in components if c.name == "spread"]
+    assert why == "asked 2 time(s) in the last 7 days of at most 3"
 
 
 def test_without_a_budget_or_its_counts_only_the_load_cap_applies() -> None:

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 from pitchin_matching.domain.budget import AskBudget
-from pitchin_matching.simulation import BUDGETED, EVERYONE, GREEDY, PITCH_IN, Comparison, compare, default_policy
-from pitchin_matching.simulation.metrics import gini, lowest_gini, most_asks_in_a_week
+from pitchin_matching.simulation import (
+    EVERYONE,
+    GREEDY,
+    PITCH_IN,
+    UNBUDGETED,
+    Comparison,
+    compare,
+    default_policy,
+    default_rules,
+)
+from pitchin_matching.simulation.metrics import gini, lowest_gini, measure, most_asks_in_a_week
 from pitchin_matching.simulation.model import generate
 from pitchin_matching.simulation.policies import PitchIn
 from pitchin_matching.simulation.week import run
@@ -73,7 +82,7 @@ def test_pitch_in_never_asks_a_donor_beyond_the_cap_it_is_configured_with() -> N
     assert week().metrics[EVERYONE].max_load > default_policy().max_open_per_donor
     world = generate(SEED, donors=DONORS, needs=NEEDS, critical=CRITICAL)
     one_at_a_time = replace(default_policy(), max_open_per_donor=1)
-    outcome = run(world, PitchIn(one_at_a_time), one_at_a_time)
+    outcome = run(world, PitchIn(one_at_a_time, default_rules()), one_at_a_time)
     assert outcome.max_load == 1
     assert outcome.offers, "a cap of one still asks people"
 
@@ -87,12 +96,41 @@ def test_most_asks_in_a_week_counts_a_sliding_seven_days_per_donor() -> None:
     assert most_asks_in_a_week(np.array([1, 2, 3], dtype=np.int64), np.zeros(3)) == 1
 
 
-def test_the_ask_budget_holds_in_the_week_and_is_tighter_than_the_load_cap_alone() -> None:
-    budget = AskBudget()
-    budgeted = week().outcomes[BUDGETED]
-    assert budgeted.policy == "Pitch In + ask budget"
-    assert budgeted.max_pending <= budget.max_pending
-    assert week().metrics[BUDGETED].max_weekly_asks <= budget.weekly_asks
+def test_the_ask_budget_the_service_applies_holds_in_the_week_and_is_tighter_than_the_load_cap_alone() -> None:
+    budget = default_policy().ask_budget
+    assert budget == AskBudget(max_pending=1, weekly_asks=3), "the federation's default"
+    pitch_in = week().outcomes[PITCH_IN]
+    assert pitch_in.policy == "Pitch In"
+    assert pitch_in.max_pending <= budget.max_pending
+    assert week().metrics[PITCH_IN].max_weekly_asks <= budget.weekly_asks
     # Without the budget the load cap alone lets a donor hold two unanswered offers in the same week:
     # the budget, not the cap, is what keeps it to one.
-    assert week().outcomes[PITCH_IN].max_pending > budget.max_pending
+    assert week().outcomes[UNBUDGETED].max_pending > budget.max_pending
+
+
+def test_a_tighter_weekly_cap_is_kept_and_asks_fewer_times_per_donor() -> None:
+    world = generate(SEED, donors=DONORS, needs=NEEDS, critical=CRITICAL)
+    once = replace(default_policy(), ask_budget=AskBudget(max_pending=1, weekly_asks=1))
+    outcome = run(world, PitchIn(once, default_rules()), once)
+    assert measure(outcome).max_weekly_asks == 1
+    assert week().metrics[PITCH_IN].max_weekly_asks > 1, "the default cap lets someone be asked twice"
+
+
+def test_the_newcomers_share_is_kept_and_lifts_their_share_over_the_engine_without_it() -> None:
+    m = week().metrics
+    share = default_policy().newcomer_share
+    assert share == 0.3
+    # The engine keeps the share of offers to those it ranks as newcomers when offered; the metric
+    # counts those who were newcomers when the week began (a few have served or aged out since).
+    assert m[PITCH_IN].newcomer_share >= share - 0.01
+    assert m[PITCH_IN].newcomer_share > m[UNBUDGETED].newcomer_share
+
+
+def test_escalation_brings_the_first_yes_for_critical_needs_sooner() -> None:
+    # Ten critical needs: with four, one slow donor decides the p90.
+    world = generate(SEED, donors=2_000, needs=100, critical=10)
+    policy = default_policy()
+    escalated = measure(run(world, PitchIn(policy, default_rules()), policy))
+    flat = measure(run(world, PitchIn(policy, None), policy))
+    assert escalated.critical_first_p90_h < flat.critical_first_p90_h
+    assert escalated.critical_places_filled >= flat.critical_places_filled

@@ -11,10 +11,11 @@ in a federation are solved together:
 2. **Within a tier, a maximum-weight bipartite matching** between the tier's free places
    (one row per offer a need wants now) and donors with spare capacity (one column per
    donor), on the sparse graph of each need's top candidates. An edge's value is
-   `COVER + score + deadline bonus`: COVER (larger than any score) makes the matching first
-   cover as many places as possible, then prefer better-fitting donors, then needs whose
-   deadline is nearer. Every row also has a private "leave unfilled" column, so a full
-   matching always exists. It is solved exactly with LAPJVsp
+   `COVER + score + deadline bonus + spread bonus`: COVER (larger than any score) makes the
+   matching first cover as many places as possible, then prefer better-fitting donors, then
+   needs whose deadline is nearer, and needs with fewer places taken (SmartSort's spreading:
+   a need's pull drops with each acceptance, so more needs get their first yes). Every row
+   also has a private "leave unfilled" column, so a full matching always exists. It is solved exactly with LAPJVsp
    (`scipy.sparse.csgraph.min_weight_full_bipartite_matching`, Jonker-Volgenant on a sparse
    graph), in near-linear time on these sparse graphs.
 3. **Capacity in rounds**: a column is a donor once per round, so no donor gets two places
@@ -40,6 +41,8 @@ from pitchin_matching.domain.needs import URGENCY_RANK
 
 COVER = 1_000.0
 DEADLINE_BONUS = 50.0
+# The pull of a need with no acceptance yet; 1/2 of it with one, 1/3 with two...
+SPREAD_BONUS = 20.0
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -52,6 +55,7 @@ class Demand:
     deadline: float  # epoch seconds
     places: int
     candidates: Sequence[tuple[str, float]]
+    accepted: int = 0  # places already taken (active assignments)
 
 
 def assign(demands: Sequence[Demand], capacity: Mapping[str, int], now: float) -> dict[str, list[str]]:
@@ -78,6 +82,7 @@ def _one_round(demands: Sequence[Demand], spare: dict[str, int], plan: dict[str,
             continue
         taken = set(plan[demand.need_id])
         urgency_bonus = DEADLINE_BONUS / (1.0 + max(demand.deadline - now, 0.0) / SECONDS_PER_DAY)
+        urgency_bonus += SPREAD_BONUS / (1.0 + demand.accepted)
         usable = [(d, s) for d, s in demand.candidates if spare.get(d, 0) > 0 and d not in taken]
         if not usable:
             continue

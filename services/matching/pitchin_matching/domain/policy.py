@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pitchin_core.contracts.common import TimeZoneName, Weekday, WeeklyWindow
+from pitchin_matching.domain.budget import RECENT_ASKS, AskBudget
 from pitchin_matching.domain.donors import windows_in_utc
+from pitchin_matching.domain.escalation import Escalation
 from pitchin_matching.domain.ranking import Policy, Weights
 
 _WORKDAYS = (Weekday.mon, Weekday.tue, Weekday.wed, Weekday.thu, Weekday.fri)
@@ -24,12 +27,53 @@ class CollaborationHours(BaseModel):
     )
 
 
+UrgencyName = Literal["critical", "high", "normal"]
+
+
+def _critical_only() -> list[UrgencyName]:
+    return ["critical"]
+
+
+class EscalationRules(BaseModel):
+    """How an urgent need's ask widens as its deadline nears (`domain.escalation`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    urgencies: list[UrgencyName] = Field(default_factory=_critical_only, max_length=3)
+    at: list[float] = Field(
+        default_factory=lambda: [0.01, 0.03, 0.08, 0.2],
+        max_length=10,
+        description="Fractions of the time from learning the need to its deadline at which the ask widens",
+    )
+    more_per_step: float = Field(default=1.0, ge=0, le=10, description="Offers in flight per free place added")
+    reach_per_step: float = Field(default=1.5, ge=1, le=10, description="Factor on the on-site reach per step")
+
+    @field_validator("at")
+    @classmethod
+    def _increasing_fractions(cls, at: list[float]) -> list[float]:
+        if any(not 0 < a < 1 for a in at) or at != sorted(set(at)):
+            raise ValueError("steps are increasing fractions strictly between 0 and 1")
+        return at
+
+    def to_rules(self) -> Escalation:
+        return Escalation(frozenset(self.urgencies), tuple(self.at), self.more_per_step, self.reach_per_step)
+
+
 class PolicyDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weights: dict[str, float] = Field(
         default_factory=dict, max_length=32, description="Overrides of the default weights by name"
     )
     max_open_per_donor: int = Field(default=2, ge=1, le=20)
+    max_pending_per_donor: int = Field(
+        default=1, ge=1, le=20, description="Offers one donor may have waiting for their answer at once"
+    )
+    weekly_asks: int = Field(
+        default=3, ge=1, le=RECENT_ASKS, description="Offers one donor may be made in any seven days"
+    )
+    newcomer_share: float = Field(
+        default=0.3, ge=0, le=1, description="Share of a week's offers kept for newcomers when any fit"
+    )
+    escalation: EscalationRules = Field(default_factory=EscalationRules)
     offer_ttl_seconds: int = Field(default=48 * 3600, ge=1, le=60 * 24 * 3600)
     fan_out: dict[str, float] = Field(
         default_factory=lambda: {"critical": 3.0, "high": 2.0, "normal": 1.0}, max_length=8
@@ -70,4 +114,6 @@ class PolicyDocument(BaseModel):
             newcomer_days=self.newcomer_days,
             overlap_target_hours=self.overlap_target_hours,
             collaboration_utc=collaboration,
+            ask_budget=AskBudget(max_pending=self.max_pending_per_donor, weekly_asks=self.weekly_asks),
+            newcomer_share=self.newcomer_share,
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import numpy.typing as npt
 
-from pitchin_matching.domain.budget import AskBudget, within_budget
+from pitchin_matching.domain.budget import AskBudget, weekly_counts, within_budget
 from pitchin_matching.domain.needs import URGENCY_RANK
 
 SLOT_MINUTES = 30
@@ -53,6 +53,9 @@ class Weights:
     recency: float = 10.0
     newcomer: float = 10.0
     history: float = 10.0
+    # SmartSort's idea on the donor side: each ask this week lowers the donor's rank for the
+    # next, so the same people do not take every ask (0 without an ask budget to count against).
+    spread: float = 10.0
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -82,6 +85,8 @@ class Policy:
     collaboration_utc: tuple[tuple[int, int], ...] = ()
     # How often one donor may be asked; None: only the load cap applies.
     ask_budget: AskBudget | None = None
+    # The share of a week's offers kept for newcomers when any fit (`domain.spread`); 0: none kept.
+    newcomer_share: float = 0.0
 
 
 @dataclass
@@ -108,7 +113,8 @@ class DonorColumns:
     declined: npt.NDArray[np.int32]  # offers declined or left to expire
     # What the ask budget reads; None where an index does not count them (the budget is then not applied).
     pending: npt.NDArray[np.int16] | None = None  # offers waiting for the donor's answer
-    asked_this_week: npt.NDArray[np.int16] | None = None  # offers made in the last seven days
+    # (rows, budget.RECENT_ASKS) epoch seconds of the donor's latest offers, NaN for none.
+    recent_asks: Floats | None = None
 
 
 @dataclass(frozen=True)
@@ -151,8 +157,21 @@ def slots_of(intervals: Sequence[tuple[int, int]]) -> Words:
     return bits
 
 
-def hard_filter(columns: DonorColumns, query: NeedQuery, policy: Policy, exclude: Ints | None = None) -> Ints:
-    """Rows of the donors who may be asked at all."""
+def hard_filter(
+    columns: DonorColumns,
+    query: NeedQuery,
+    policy: Policy,
+    exclude: Ints | None = None,
+    now: float | None = None,
+    unsure: Ints | None = None,
+) -> Ints:
+    """Rows of the donors who may be asked at all (the ask budget counts the week up to `now`;
+    without `now` it is not applied: who fits, however often asked).
+
+    `unsure` rows pass the load cap and the budget whatever the columns say: their figures
+    changed in the running transaction, which the index cannot see yet (the offer engine
+    checks every chosen donor against the tables anyway).
+    """
     n = columns.size
     if not query.required:
         rows = np.flatnonzero(columns.federation[:n] == query.federation)
@@ -170,14 +189,24 @@ def hard_filter(columns: DonorColumns, query: NeedQuery, policy: Policy, exclude
             if column is None:
                 return np.empty(0, dtype=np.int64)
             rows = rows[column[rows] >= minimum]
-    rows = rows[columns.active[rows] & (columns.load[rows] < policy.max_open_per_donor)]
-    if policy.ask_budget is not None and columns.pending is not None and columns.asked_this_week is not None:
-        rows = rows[within_budget(columns.pending[rows], columns.asked_this_week[rows], policy.ask_budget)]
+    unsure_here = np.isin(rows, unsure) if unsure is not None and unsure.size else np.zeros(rows.size, np.bool_)
+    keep = columns.active[rows] & ((columns.load[rows] < policy.max_open_per_donor) | unsure_here)
+    rows, unsure_here = rows[keep], unsure_here[keep]
+    if policy.ask_budget is not None and now is not None and columns.pending is not None:
+        asked = asked_this_week(columns, rows, now)
+        rows = rows[within_budget(columns.pending[rows], asked, policy.ask_budget) | unsure_here]
     if not query.remote:
         rows = rows[within_reach(columns, rows, query, policy)]
     if exclude is not None and exclude.size:
         rows = rows[~np.isin(rows, exclude)]
     return rows.astype(np.int64, copy=False)
+
+
+def asked_this_week(columns: DonorColumns, rows: Ints, now: float) -> npt.NDArray[np.int16]:
+    """Offers made to each row's donor in the seven days up to `now` (0 where the index keeps no times)."""
+    if columns.recent_asks is None:
+        return np.zeros(rows.size, dtype=np.int16)
+    return weekly_counts(columns.recent_asks[rows], now)
 
 
 def within_reach(columns: DonorColumns, rows: Ints, query: NeedQuery, policy: Policy) -> Bools:
@@ -257,6 +286,11 @@ def component_values(
     declined = columns.declined[rows].astype(np.float64)
     # Laplace-smoothed share of yeses, centred: no history is neutral (0), not a penalty.
     values["history"] = 2.0 * (completed + 1.0) / (completed + declined + 2.0) - 1.0
+
+    if policy.ask_budget is not None:
+        values["spread"] = -asked_this_week(columns, rows, now).astype(np.float64) / policy.ask_budget.weekly_asks
+    else:
+        values["spread"] = np.zeros(m)
     return values
 
 
@@ -302,11 +336,16 @@ def rank(
     now: float,
     limit: int,
     exclude: Ints | None = None,
+    newcomers: int = 0,
+    budgeted: bool = True,
+    unsure: Ints | None = None,
 ) -> Ranking:
-    """The best `limit` donors for a need, best first (ties: the earlier-registered row first)."""
+    """The best `limit` donors for a need, best first (ties: the earlier-registered row first),
+    and the best `newcomers` newcomers beyond them, so a newcomers' share can be kept from them.
+    Not `budgeted`: donors past their ask budget are ranked too (an organiser's view of who fits)."""
     if query.deadline <= now or limit <= 0:
         return Ranking(np.empty(0, dtype=np.int64), np.empty(0), {}, 0)
-    rows = hard_filter(columns, query, policy, exclude)
+    rows = hard_filter(columns, query, policy, exclude, now if budgeted else None, unsure)
     eligible = int(rows.size)
     if eligible == 0:
         return Ranking(rows, np.empty(0), {}, 0)
@@ -314,6 +353,13 @@ def rank(
     scores = scores_of(values, policy.weights)
     if eligible > limit:
         top = np.argpartition(-scores, limit - 1)[:limit]
+        if newcomers > 0:
+            beyond = np.ones(eligible, dtype=np.bool_)
+            beyond[top] = False
+            new = np.flatnonzero(beyond & (values["newcomer"] > 0))
+            if new.size > newcomers:
+                new = new[np.argpartition(-scores[new], newcomers - 1)[:newcomers]]
+            top = np.concatenate([top, new])
     else:
         top = np.arange(eligible)
     order = top[np.lexsort((rows[top], -scores[top]))]
@@ -380,4 +426,11 @@ def explain(
     why["recency"] = "never asked" if math.isnan(last) else f"last asked {(now - last) / SECONDS_PER_DAY:.1f} days ago"
     why["newcomer"] = "newcomer boost" if value["newcomer"] > 0 else "not a newcomer (has served or joined long ago)"
     why["history"] = f"{int(columns.completed[row])} confirmed, {int(columns.declined[row])} declined or expired"
+    budget = policy.ask_budget
+    why["spread"] = (
+        f"asked {round(-value['spread'] * budget.weekly_asks)} time(s) in the last 7 days of at most"
+        f" {budget.weekly_asks}"
+        if budget is not None
+        else "the federation sets no weekly ask budget"
+    )
     return [Component(name, round(value[name] * getattr(w, name), 3), why[name]) for name in Weights.names()]

@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from pitchin_matching.domain.budget import AskBudget
+from pitchin_matching.domain.escalation import Escalation
 from pitchin_matching.domain.policy import PolicyDocument
 from pitchin_matching.domain.ranking import Policy
 from pitchin_matching.simulation.metrics import Metrics, measure, table
 from pitchin_matching.simulation.model import WEEK_START, generate
-from pitchin_matching.simulation.policies import Everyone, Greedy, PitchIn
+from pitchin_matching.simulation.policies import Chooser, Everyone, Greedy, PitchIn
 from pitchin_matching.simulation.week import Outcome, run
 
-# Where each policy's week is in a `Comparison`.
-EVERYONE, GREEDY, PITCH_IN, BUDGETED = range(4)
+# Where each policy's week is in a `Comparison`: the two baselines, Pitch In as the service runs
+# it, and Pitch In without the ask budget, the newcomers' share and escalation (as it ran before).
+EVERYONE, GREEDY, PITCH_IN, UNBUDGETED = range(4)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Comparison:
     seconds: tuple[float, ...]
 
     def table(self) -> str:
-        return table(self.names, self.metrics, judged=(PITCH_IN, BUDGETED), greedy=GREEDY)
+        return table(self.names, self.metrics, judged=(PITCH_IN,), greedy=GREEDY)
 
 
 def default_policy() -> Policy:
@@ -33,15 +34,36 @@ def default_policy() -> Policy:
     return PolicyDocument().to_policy(WEEK_START)
 
 
-def compare(seed: int, *, donors: int, needs: int, critical: int, policy: Policy | None = None) -> Comparison:
-    """The policies on the same generated week: everyone who fits, greedy, Pitch In as the service runs
-    it today, and Pitch In with the per-donor ask budget (`domain.budget`, not yet in the service)."""
+def default_rules() -> Escalation:
+    """The escalation rules a federation gets when it sets none."""
+    return PolicyDocument().escalation.to_rules()
+
+
+def compare(
+    seed: int,
+    *,
+    donors: int,
+    needs: int,
+    critical: int,
+    policy: Policy | None = None,
+    rules: Escalation | None = None,
+) -> Comparison:
+    """The policies on the same generated week: everyone who fits, greedy, Pitch In as the service
+    runs it, and Pitch In without the ask budget, the newcomers' share, the spreading term and
+    escalation (the engine before they were wired in), to show what they change."""
     policy = policy or default_policy()
-    budgeted = replace(policy, ask_budget=policy.ask_budget or AskBudget())
+    rules = rules or default_rules()
+    unbudgeted = replace(policy, ask_budget=None, newcomer_share=0.0, weights=replace(policy.weights, spread=0.0))
     world = generate(seed, donors=donors, needs=needs, critical=critical)
     outcomes: list[Outcome] = []
     seconds: list[float] = []
-    for chooser in (Everyone(policy), Greedy(policy), PitchIn(policy), PitchIn(budgeted)):
+    choosers: tuple[Chooser, ...] = (
+        Everyone(policy),
+        Greedy(policy),
+        PitchIn(policy, rules),
+        PitchIn(unbudgeted, None, "Pitch In, no budget or escalation"),
+    )
+    for chooser in choosers:
         started = time.perf_counter()
         outcomes.append(run(world, chooser, policy))
         seconds.append(time.perf_counter() - started)

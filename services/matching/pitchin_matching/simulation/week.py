@@ -2,9 +2,11 @@
 
 Events run in time order from one heap. Matching is asked for offers when the service
 would be: a need opens, an offer is declined or expires (that need forced), and on the
-clock's sweep (hourly here). An ask ages out of the donor's weekly count seven days after it
-was made. An acceptance that fills a need stands the others down at
-once (their offers are cancelled), as `service.accept_offer` does. The donor index's
+clock's sweep (hourly here), and when an urgent need's escalation step falls due (as the
+offer clock takes `service.escalate_due`). An ask ages out of the donor's weekly count seven
+days after it was made (the index keeps ask times, as the service's does). An acceptance
+that fills a need stands the others down at once (their offers are cancelled), as
+`service.accept_offer` does. The donor index's
 load, last-asked, completed and declined columns are kept as `follow.IndexFollower` would
 keep them from the tables.
 """
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
-from pitchin_matching.domain.budget import WEEK_SECONDS
+from pitchin_matching.domain.budget import note_ask
+from pitchin_matching.domain.escalation import next_step_at
 from pitchin_matching.domain.ranking import Policy
 from pitchin_matching.index import DonorIndex, DonorStats
 from pitchin_matching.simulation.model import HOUR, World, acceptance_chance, decline_reason, true_fit
@@ -25,7 +29,7 @@ from pitchin_matching.simulation.policies import Chooser, NeedProgress, fitting
 SWEEP_SECONDS = HOUR
 
 # Event kinds, in the order they run when they fall at the same second.
-DEADLINE, ANSWER, EXPIRE, OPEN, SWEEP, AGE = range(6)
+DEADLINE, ANSWER, EXPIRE, OPEN, SWEEP, ESCALATE = range(6)
 
 
 @dataclass
@@ -56,13 +60,14 @@ class Outcome:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+def _time(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
 def build_index(world: World) -> DonorIndex:
     index = DonorIndex(capacity=len(world.donors))
     for donor, at in zip(world.donors, world.registered_at, strict=True):
         index.upsert(donor, at, DonorStats())
-    # The counts the ask budget reads (the service's index does not keep them yet).
-    index.columns.pending = np.zeros(len(world.donors), dtype=np.int16)
-    index.columns.asked_this_week = np.zeros(len(world.donors), dtype=np.int16)
     return index
 
 
@@ -70,8 +75,8 @@ def run(world: World, chooser: Chooser, policy: Policy) -> Outcome:
     """One week under `chooser`; `policy` gives the offer expiry and the pool the spread is measured over."""
     index = build_index(world)
     columns = index.columns
-    assert columns.pending is not None and columns.asked_this_week is not None
-    pending, asked_this_week = columns.pending, columns.asked_this_week
+    assert columns.pending is not None and columns.recent_asks is not None
+    pending, recent_asks = columns.pending, columns.recent_asks
     rng = np.random.default_rng(world.seed + 1)  # the same draws for every policy's week
     progress = [NeedProgress(need=n.need) for n in world.needs]
     position = {n.need.need_id: i for i, n in enumerate(world.needs)}
@@ -91,6 +96,7 @@ def run(world: World, chooser: Chooser, policy: Policy) -> Outcome:
     passes = 0
     heap: list[tuple[float, int, int, int]] = []
     sequence = 0
+    started: dict[int, float] = {}  # per escalating need: when matching learnt it
 
     def schedule(at: float, kind: int, subject: int) -> None:
         nonlocal sequence
@@ -116,6 +122,10 @@ def run(world: World, chooser: Chooser, policy: Policy) -> Outcome:
                 max_load = max(max_load, int(columns.load[rows].max()))
                 max_pending = max(max_pending, int(pending[rows].max()))
 
+    def retry_all() -> None:
+        for p in progress:
+            p.retry_after = 0.0
+
     def make_offer(i: int, row: int, now: float) -> None:
         offer_id = len(offers)
         offers.append(Offer(need=i, row=row, made_at=now))
@@ -126,8 +136,7 @@ def run(world: World, chooser: Chooser, policy: Policy) -> Outcome:
         columns.last_asked[row] = now
         asks[row] += 1
         pending[row] += 1
-        asked_this_week[row] += 1
-        schedule(now + WEEK_SECONDS, AGE, row)
+        note_ask(recent_asks[row], now)
         responder = world.responders[row]
         schedule(now + policy.offer_ttl_seconds, EXPIRE, offer_id)
         if rng.random() < responder.p_answer:
@@ -173,18 +182,36 @@ def run(world: World, chooser: Chooser, policy: Policy) -> Outcome:
             reason = decline_reason(parts, int(commitments[row]))
             reasons[reason] = reasons.get(reason, 0) + 1
             close_offer(offer_id, "declined", now, reason)
+            retry_all()  # as `service.decline_offer`: the donor's budget has room again
             match(now, [need.need_id])
 
     while heap:
         now, kind, _, subject = heapq.heappop(heap)
         if kind == OPEN:
             progress[subject].opened = True
-            match(now, [world.needs[subject].need.need_id])
+            need = world.needs[subject].need
+            if chooser.rules is not None and chooser.rules.applies(need.urgency):
+                started[subject] = now
+                step_at = next_step_at(chooser.rules, _time(now), need.deadline, 0)
+                if step_at is not None:
+                    schedule(step_at.timestamp(), ESCALATE, subject)
+            match(now, [need.need_id])
+        elif kind == ESCALATE:
+            p, need = progress[subject], world.needs[subject].need
+            if p.closed or p.active_assignments >= need.donors_wanted or chooser.rules is None:
+                continue  # filled (stood down) or past its deadline: no further step
+            p.escalation_stage += 1
+            p.retry_after = 0.0
+            step_at = next_step_at(chooser.rules, _time(started[subject]), need.deadline, p.escalation_stage)
+            if step_at is not None:
+                schedule(step_at.timestamp(), ESCALATE, subject)
+            match(now, [need.need_id])
         elif kind == ANSWER:
             answer(subject, now)
         elif kind == EXPIRE:
             if offers[subject].status == "pending":
                 close_offer(subject, "expired", now)
+                retry_all()
                 match(now, [world.needs[offers[subject].need].need.need_id])
         elif kind == DEADLINE:
             progress[subject].closed = True
@@ -196,8 +223,6 @@ def run(world: World, chooser: Chooser, policy: Policy) -> Outcome:
                 columns.completed[row] += 1
         elif kind == SWEEP:
             match(now, [])
-        elif kind == AGE:
-            asked_this_week[subject] -= 1  # an ask made a week ago no longer counts
     return Outcome(
         policy=chooser.name,
         world=world,
