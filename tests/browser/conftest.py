@@ -104,7 +104,7 @@ class Visitor:
         step = len(self.seen) + 1
         # Named by the page's path, never its query or a signed link (tokens stay out of artifacts).
         path = urlsplit(self.page.url).path
-        path = re.sub(r"/(me|record|v1/donors)/[^/]+", r"/\1/link", path)
+        path = re.sub(r"/(me|record|v1/donors|bookings)/[^/]+", r"/\1/link", path)
         slug = re.sub(r"[^a-z0-9]+", "-", (label or path).lower())
         shot = SCREENSHOTS / f"{self.name}-{step:02d}-{slug.strip('-')[:60] or 'home'}.png"
         shot.parent.mkdir(parents=True, exist_ok=True)

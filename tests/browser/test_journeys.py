@@ -22,7 +22,7 @@ from pitchin_testing.stack import Stack
 from pitchin_web.messages import cy, es
 from tests.browser.conftest import Visitor, off_loop
 from tests.conftest import Tenant
-from tests.e2e.helpers import bearer, eventually, wait_until_signups_knows
+from tests.e2e.helpers import bearer, create_event, eventually, wait_until_signups_knows
 from tests.e2e.test_notifications_kit import configure
 
 
@@ -457,3 +457,57 @@ def test_a_reader_chooses_their_language_with_a_plain_link(visitor: Visitor) -> 
     who.go("/events")
     assert page.get_attribute("html", "lang") == "es"
     assert es.MESSAGES["nav.signup"] in page.inner_text("header nav")
+
+
+def test_a_person_on_the_waitlist_takes_a_freed_place_from_the_offer_email(
+    visitor: Visitor, stack: Stack, web_tenant: Tenant, mailbox: SmtpSink
+) -> None:
+    who, page = visitor, visitor.page
+    title = f"Housing co-op open meeting {uuid.uuid4().hex[:4]}"
+    created = create_event(stack, web_tenant.organiser_key, capacity=1, waitlist_offer_seconds=3600, title=title)
+    event_id = created.json()["event_id"]
+    wait_until_signups_knows(stack, web_tenant.organiser_key, event_id)
+    holder = httpx.post(
+        f"{stack['signups'].url}/v1/events/{event_id}/bookings",
+        json={"name": "Early Bird", "email": f"early-{uuid.uuid4().hex[:6]}@example.org"},
+        headers=bearer(web_tenant.staff_key),
+        timeout=15,
+    )
+    assert holder.status_code == 201, holder.text
+
+    # Full: the reader joins the waitlist from the public page.
+    who.go(f"/events/{event_id}")
+    assert "number 1 on the waitlist" in page.inner_text("#places")
+    waiting = f"wren-{uuid.uuid4().hex[:6]}@example.org"
+    page.fill("#f-name", "Wren Waiting")
+    page.fill("#f-email", waiting)
+    who.submit("form[action$='/rsvp'] button[type=submit]")
+    assert "number 1 on the waitlist" in page.inner_text("main")
+
+    # The place frees up: it is offered to Wren by email, with a link to take it.
+    cancelled = httpx.post(
+        f"{stack['signups'].url}/v1/bookings/{holder.json()['booking_id']}/cancel",
+        headers=bearer(web_tenant.staff_key),
+        timeout=15,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    mail = mailbox.wait_for(lambda m: m["To"] == waiting and "A place is free" in str(m["Subject"]), timeout=60)
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = re.search(r"https?://\S+/bookings/\S+/take", text)
+    assert found, text
+
+    # A new reader meanwhile is told the truth: the freed place is being offered to the waitlist.
+    public = browser_of(who)
+    public.go(f"/events/{event_id}")
+    assert "being offered to the people on the waitlist" in public.page.inner_text("#places")
+
+    # From the mail: the page says until when the place is held; one click takes it.
+    who.go(urlsplit(found.group(0)).path)
+    assert "is held for you until" in page.inner_text("#offer")
+    buttons = page.locator("form[action$='/offer'] button[type=submit]")
+    assert buttons.first.inner_text() == "Take the place" and buttons.nth(1).inner_text() == "Give up my spot"
+    who.submit("form[action$='/offer'] button[type=submit]")
+    assert "The place is yours" in page.inner_text(".flash")
+    assert f"You have a place at {title}" in page.inner_text("main")
+    confirmed = mailbox.wait_for(lambda m: m["To"] == waiting and "You have a place" in str(m["Subject"]), timeout=60)
+    assert title in str(confirmed["Subject"])

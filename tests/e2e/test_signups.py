@@ -252,15 +252,20 @@ def test_a_booking_rush_confirms_exactly_capacity_and_waitlists_the_rest_in_orde
     assert listing["confirmed"] == 60
     assert Counter(b["status"] for b in listing["items"]) == {"confirmed": 60, "waitlisted": attempts - 60}
 
-    # A cancelled place goes to the first in line, in order.
+    # A cancelled place is offered to the first in line, in order, and held for them.
     by_position = sorted(waitlisted, key=lambda w: w["position"])
     for booking in confirmed[:3]:
         result = _post(stack, f"/v1/bookings/{booking['booking_id']}/cancel", tenant.staff_key, None)
         assert result.status_code == 200, result.text
     promoted = [_get(stack, f"/v1/bookings/{w['booking_id']}", tenant.staff_key).json() for w in by_position[:4]]
-    assert [p["status"] for p in promoted] == ["confirmed", "confirmed", "confirmed", "waitlisted"]
+    assert [p["status"] for p in promoted] == ["offered", "offered", "offered", "waitlisted"]
     assert promoted[3]["position"] == 1
-    assert _get(stack, f"/v1/events/{event_id}/bookings", tenant.organiser_key).json()["confirmed"] == 60
+    held = _get(stack, f"/v1/events/{event_id}/bookings", tenant.organiser_key).json()
+    assert (held["confirmed"], held["offered"]) == (57, 3)
+    taken = _post(stack, f"/v1/bookings/{promoted[0]['booking_id']}/offer/accept", tenant.staff_key, None)
+    assert taken.status_code == 200, taken.text
+    assert _get(stack, f"/v1/bookings/{promoted[0]['booking_id']}", tenant.staff_key).json()["status"] == "confirmed"
+    assert _get(stack, f"/v1/events/{event_id}/bookings", tenant.organiser_key).json()["confirmed"] == 58
 
     # Booking again with a place still held (any case of the address) is refused; the first
     # three confirmed cancelled above, so one after them still holds a place.

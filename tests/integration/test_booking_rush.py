@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pitchin_core.contracts.bookings import BookingPromotedV1
+from pitchin_core.contracts.bookings import BookingOfferedV1
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventKind
 from pitchin_core.errors import Conflict
 from pitchin_core.uow import AMBIENT, RequestClaim
@@ -91,14 +91,21 @@ async def test_a_rush_books_exactly_the_capacity_then_the_waitlist_in_arrival_or
     staged = await db.outbox()
     assert len(staged) == PEOPLE and len({e["data"]["booking_id"] for e in staged}) == PEOPLE
 
-    # Twenty confirmed people cancel at once: the first twenty in line move up, in line order.
+    # Twenty confirmed people cancel at once: the first twenty in line are offered the places
+    # (held for them, so nobody else can take them), in line order.
     in_line = {a.booking_id: a.position or 0 for _, a in booked if a.status == "waitlisted"}
     leaving = [a.booking_id for _, a in booked[:20]]
     outcomes = await asyncio.gather(*(bookings.cancel(db.uow, STAFF, b, NOW) for b in leaving))
-    promoted = [e for events in outcomes for e in events if isinstance(e, BookingPromotedV1)]
-    assert sorted(in_line[e.booking_id] for e in promoted) == list(range(1, 21))
-    counters = await db.pool.fetchrow("SELECT confirmed, waitlisted FROM known_events WHERE event_id = $1", event_id)
-    assert (counters["confirmed"], counters["waitlisted"]) == (CAPACITY, PEOPLE - CAPACITY - 20)
+    offered = [e for events in outcomes for e in events if isinstance(e, BookingOfferedV1)]
+    assert sorted(in_line[e.booking_id] for e in offered) == list(range(1, 21))
+    counters = await db.pool.fetchrow(
+        "SELECT confirmed, offered, waitlisted FROM known_events WHERE event_id = $1", event_id
+    )
+    assert (counters["confirmed"], counters["offered"], counters["waitlisted"]) == (
+        CAPACITY - 20,
+        20,
+        PEOPLE - CAPACITY - 20,
+    )
     still_waiting = next(a for i, a in booked if a.status == "waitlisted" and in_line[a.booking_id] == 21)
     assert (await bookings.get(db.uow, STAFF, still_waiting.booking_id))["position"] == 1
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pitchin_core.contracts.bookings import BookingPromotedV1
+from pitchin_core.contracts.bookings import BookingOfferAcceptedV1, BookingOfferedV1
 from pitchin_core.contracts.matching import AssignmentConfirmedV1, AssignmentReleasedV1
 from pitchin_core.contracts.scheduling import EventCancelledV1, EventCreatedV1, EventKind
 from pitchin_core.errors import Conflict, FieldError, Forbidden, NotFound
@@ -282,14 +282,24 @@ async def test_places_go_up_to_capacity_then_the_waitlist_in_order(open_service_
     listing = await bookings.of_event(db.uow, ORGANISER, event.event_id, None)
     assert (listing["capacity"], listing["confirmed"], len(listing["items"])) == (2, 2, 5)
 
-    # A cancelled place goes to the first in line; the rest move up.
+    # A cancelled place is offered to the first in line and held for them; the rest move up.
     cancelled = await bookings.cancel(db.uow, STAFF, answers[0].booking_id, NOW)
     assert [set(e["data"]) for e in (await db.outbox())[-2:]] == [set(type(e).model_fields) for e in cancelled]
-    assert [e.event_type for e in cancelled] == ["org.pitchin.booking.cancelled.v1", "org.pitchin.booking.promoted.v1"]
-    promoted = cancelled[1]
-    assert isinstance(promoted, BookingPromotedV1) and promoted.booking_id == answers[2].booking_id
-    assert (await bookings.get(db.uow, STAFF, answers[2].booking_id))["status"] == "confirmed"
+    assert [e.event_type for e in cancelled] == ["org.pitchin.booking.cancelled.v1", "org.pitchin.booking.offered.v1"]
+    offered = cancelled[1]
+    assert isinstance(offered, BookingOfferedV1) and offered.booking_id == answers[2].booking_id
+    assert offered.expires_at > NOW
+    assert (await bookings.get(db.uow, STAFF, answers[2].booking_id))["status"] == "offered"
     assert (await bookings.get(db.uow, STAFF, answers[3].booking_id))["position"] == 1
+    held = await bookings.of_event(db.uow, ORGANISER, event.event_id, None)
+    assert (held["confirmed"], held["offered"]) == (1, 1)
+    # An offered place is not yet a place at the door.
+    with pytest.raises(Conflict) as not_yet:
+        await bookings.check_in(db.uow, ORGANISER, answers[2].booking_id, NOW)
+    assert not_yet.value.title == "Not confirmed"
+    taken = await bookings.answer_offer(db.uow, STAFF, answers[2].booking_id, "accept", NOW)
+    assert [type(e) for e in taken] == [BookingOfferAcceptedV1]
+    assert (await bookings.get(db.uow, STAFF, answers[2].booking_id))["status"] == "confirmed"
     assert (await bookings.of_event(db.uow, ORGANISER, event.event_id, None))["confirmed"] == 2
     with pytest.raises(Conflict) as twice:
         await bookings.cancel(db.uow, STAFF, answers[0].booking_id, NOW)
@@ -308,7 +318,8 @@ async def test_places_go_up_to_capacity_then_the_waitlist_in_order(open_service_
         "org.pitchin.booking.waitlisted.v1",
         "org.pitchin.booking.waitlisted.v1",
         "org.pitchin.booking.cancelled.v1",
-        "org.pitchin.booking.promoted.v1",
+        "org.pitchin.booking.offered.v1",
+        "org.pitchin.booking.offer-accepted.v1",
     ]
     assert {e["key"] for e in await db.outbox()} == {event.event_id}
 

@@ -15,6 +15,9 @@ from pydantic import Field
 
 from pitchin_core.contracts.common import Contract, Email, EventData, Identifier, Label, TimeZoneName, Url
 
+# The longest an organiser may hold a freed place for one person on the waitlist.
+WAITLIST_OFFER_MAX_SECONDS = 7 * 24 * 3600
+
 
 class EventKind(StrEnum):
     conference = "conference"
@@ -78,6 +81,7 @@ class EventCreatedV1(EventData):
     booking_deadline: datetime | None = None
     waitlist: bool = True
     hashtag: Label | None = None
+    waitlist_offer_seconds: int | None = Field(default=None, ge=5, le=WAITLIST_OFFER_MAX_SECONDS)
     series_id: Identifier | None = None
 
 
@@ -107,6 +111,9 @@ class EventSnapshot(EventFacts):
     free_places: bool = True
     booking_deadline: datetime | None = None
     waitlist: bool = True
+    # How long a freed place is held for the first on the waitlist (signups shortens it as the
+    # booking deadline nears); none: the default, 24 hours.
+    waitlist_offer_seconds: int | None = Field(default=None, ge=5, le=WAITLIST_OFFER_MAX_SECONDS)
     co_hosts: list[Label] = Field(default_factory=list, max_length=20)
     supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
     image_urls: list[Url] = Field(default_factory=list, max_length=10)

@@ -68,7 +68,7 @@ BOOKINGS = TopicSpec(
     producer="signups",
     consumers=("notifications", "scheduling"),
     event_types=declared_in(bookings),
-    description="Places at events: confirmed, waitlisted, promoted, cancelled.",
+    description="Places at events: confirmed, waitlisted, freed ones offered to the waitlist, cancelled.",
 )
 MATCHES = TopicSpec(
     name="pitchin.matches.v1",

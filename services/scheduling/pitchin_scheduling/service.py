@@ -23,6 +23,9 @@ from pitchin_core.contracts.bookings import (
     BookingCancelledV1,
     BookingConfirmedV1,
     BookingFacts,
+    BookingOfferAcceptedV1,
+    BookingOfferDeclinedV1,
+    BookingOfferExpiredV1,
     BookingPromotedV1,
     BookingWaitlistedV1,
 )
@@ -316,6 +319,10 @@ BOOKING_STATUS: dict[type[BookingFacts], tuple[str, str]] = {
     BookingPromotedV1: ("confirmed", "promoted_at"),
     BookingWaitlistedV1: ("waitlisted", "waitlisted_at"),
     BookingCancelledV1: ("cancelled", "cancelled_at"),
+    # Waitlist offers (issue 22): taking the place confirms; giving it up or letting it lapse cancels.
+    BookingOfferAcceptedV1: ("confirmed", "accepted_at"),
+    BookingOfferDeclinedV1: ("cancelled", "declined_at"),
+    BookingOfferExpiredV1: ("cancelled", "expired_at"),
 }
 
 

@@ -43,6 +43,7 @@ _EVENT_COLUMNS = (
     "free_places",
     "booking_deadline",
     "waitlist",
+    "waitlist_offer_seconds",
     "co_hosts",
     "supporting_organisations",
     "image_urls",

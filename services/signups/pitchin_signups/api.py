@@ -15,19 +15,20 @@ from pitchin_core.auth import WEB_FRONT, CallerDep, KeyRecord, StaffDep, for_web
 from pitchin_core.contracts.bookings import BookingConfirmedV1, BookingWaitlistedV1
 from pitchin_core.contracts.donors import DonorRegisteredV1, DonorUpdatedV1, DonorWithdrawnV1
 from pitchin_core.contracts.fights import FightOpenedV1, NeedOpenedV1, NeedStatus, NeedUpdatedV1, Urgency
-from pitchin_core.errors import Forbidden
+from pitchin_core.errors import Forbidden, Refused
 from pitchin_core.http import Problem
 from pitchin_core.ingest import PublisherSummary
 from pitchin_core.links import BOOKING_LINK_HEADER, DONOR_LINK_HEADER, RECORD_PREFIX, opens_booking, opens_donor
 from pitchin_core.links import PREFIX as DONOR_PREFIX
 from pitchin_core.uow import UnitOfWork
+from pitchin_signups.domain import attendance as attendance_rules
 from pitchin_signups.domain.api_keys import KeyRequest, KeyRotation
 from pitchin_signups.domain.bookings import BookingRequest
 from pitchin_signups.domain.donors import DonorChanges, DonorSignup
 from pitchin_signups.domain.fights import FightDraft, NeedChanges, NeedDraft
 from pitchin_signups.domain.publishers import PublisherRegistration
 from pitchin_signups.domain.suggestions import suggest
-from pitchin_signups.service import api_keys, bookings, donors, fights, publishers
+from pitchin_signups.service import api_keys, attendance, bookings, donors, fights, publishers
 from pitchin_signups.service import taxonomy as skills_taxonomy
 
 router = APIRouter(prefix="/v1")
@@ -432,9 +433,62 @@ async def cancel_booking(booking_id: str, caller: CallerDep, request: Request) -
     return {"events": [{"type": e.event_type, **e.model_dump(mode="json")} for e in events]}
 
 
+@router.post("/bookings/{booking_id}/offer/{answer}", tags=["bookings"])
+@for_web_front
+async def answer_booking_offer(
+    booking_id: str, answer: Literal["accept", "decline"], caller: CallerDep, request: Request
+) -> dict[str, Any]:
+    """Take the place offered to this waitlisted booking, or give up the waitlist spot (issue 22).
+
+    A declined place is offered to the next on the waitlist in the same call. 409 when no offer
+    is open (expired, answered, never made); accepting again answers with no events.
+    """
+    # The web front answers only with the signed link mailed to the person offered the place.
+    web_front_proof(
+        request, caller, BOOKING_LINK_HEADER, lambda secret, link, now: opens_booking(secret, link, booking_id, now)
+    )
+    events = await bookings.answer_offer(_uow(request), caller, booking_id, answer, _now())
+    return {"events": [{"type": e.event_type, **e.model_dump(mode="json")} for e in events]}
+
+
 @router.post("/bookings/{booking_id}/check-in", tags=["bookings"])
 async def check_in(booking_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
     return await bookings.check_in(_uow(request), caller, booking_id, _now())
+
+
+# After the event: attendance, turnout and feedback (issue 22) -------------------------------------
+
+
+@router.post("/bookings/{booking_id}/attendance", tags=["bookings"])
+async def mark_attendance(
+    booking_id: str, body: attendance_rules.AttendanceMark, caller: CallerDep, request: Request
+) -> dict[str, Any]:
+    """The organiser says whether the person with a confirmed place came (`attended` or `no_show`),
+    once the event has begun. A check-in at the door already counts as attended; the people who
+    came are thanked by email, with a link to say how it was."""
+    if body.outcome is attendance_rules.Outcome.unmarked:
+        raise Refused("outcome", "a mark is attended or no_show")
+    return await attendance.mark_place(_uow(request), caller, booking_id, body.outcome, _now())
+
+
+@router.get("/events/{event_id}/turnout", tags=["bookings"])
+async def event_turnout(event_id: str, caller: CallerDep, request: Request) -> dict[str, Any]:
+    """Confirmed places by what became of them (attended, no-show, unmarked), each place's outcome,
+    and the feedback of the people who came: for the event's organisation and federation staff."""
+    return await attendance.of_event(_uow(request), caller, event_id)
+
+
+@router.post("/bookings/{booking_id}/feedback", tags=["bookings"])
+@for_web_front
+async def give_feedback(
+    booking_id: str, body: attendance_rules.Feedback, caller: CallerDep, request: Request
+) -> dict[str, Any]:
+    """A person who came rates the event from 1 to 5, with a comment if they like (the thank-you's link)."""
+    # The web front acts for the person only with the signed link mailed to them for this booking.
+    web_front_proof(
+        request, caller, BOOKING_LINK_HEADER, lambda secret, link, now: opens_booking(secret, link, booking_id, now)
+    )
+    return await attendance.give_feedback(_uow(request), caller, booking_id, body, _now())
 
 
 # Publishing systems ----------------------------------------------------------------------------

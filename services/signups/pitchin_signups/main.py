@@ -2,37 +2,55 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from importlib.resources import files
 
 from fastapi import FastAPI
+from pydantic import Field
 from starlette.middleware import Middleware
 
+from pitchin_core.http import run_beside
 from pitchin_core.ingest.http_door import MAX_BODY_BYTES
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
+from pitchin_core.personal import PersonKeysSettings
 from pitchin_core.retention import enforce
 from pitchin_core.runtime import Runtime, serve
-from pitchin_core.settings import ServiceSettings
-from pitchin_signups import api, erasure_api, handlers, osdi_read
+from pitchin_signups import api, erasure_api, handlers, osdi_read, person_keys
 from pitchin_signups.booking_door import BookingDoor
 from pitchin_signups.ingest import osdi, routes
+from pitchin_signups.offer_clock import OfferClock
 from pitchin_signups.service.bookings import BookingDesk
 from pitchin_signups.service.erasure import RETENTION
 from pitchin_signups.service.taxonomy import Taxonomies
 
 
-class SignupsSettings(ServiceSettings):
+class SignupsSettings(PersonKeysSettings):
     service_name: str = "signups"
     http_port: int = 8001
     # Checks the donor and booking links the web front forwards for a person (pitchin_core.links),
     # shared with the web front and notifications: the web's own key opens no donor or booking.
     donor_link_secret: str = LOCAL_DONOR_LINK_SECRET
+    # How often the waitlist offer clock looks for due offers (offer_clock.py): an offer lapses
+    # at most this long after its deadline.
+    offer_clock_seconds: float = Field(default=1.0, gt=0, le=60)
 
 
 def create_app(settings: SignupsSettings | None = None) -> FastAPI:
-    runtime = Runtime(settings or SignupsSettings(), files("pitchin_signups") / "migrations")
+    settings_ = settings or SignupsSettings()
+    runtime = Runtime(settings_, files("pitchin_signups") / "migrations")
+    # Signups holds the person keys: its relay and consumers read the table, not its own route.
+    runtime.keep_person_keys(person_keys.LocalKeys(lambda: runtime.pool))
     handlers.register(runtime)
     app = runtime.http_app(
-        [api.router, erasure_api.router, erasure_api.subject_access, routes.router, osdi.router, osdi_read.router],
+        [
+            api.router,
+            erasure_api.router,
+            erasure_api.subject_access,
+            routes.router,
+            osdi.router,
+            osdi_read.router,
+            person_keys.router,
+        ],
         title="Pitch In signups",
         # A donors' CSV may be a federation's whole list; ingest answers its own 413 (in its
         # problem format, counted) at MAX_BODY_BYTES, so the gate's bound there is only a backstop.
@@ -42,6 +60,14 @@ def create_app(settings: SignupsSettings | None = None) -> FastAPI:
     # The rush's route as plain ASGI, innermost, so every middleware still applies (booking_door.py).
     app.user_middleware.append(Middleware(BookingDoor, desk=desk, keys=runtime.api_keys, pool=lambda: runtime.pool))
     app.state.taxonomies = Taxonomies()
+
+    async def start_offer_clock(workers: AsyncExitStack) -> None:
+        clock = OfferClock(runtime.uow, poll_seconds=settings_.offer_clock_seconds)
+        app.state.offer_clock = clock
+        await clock.start()
+        workers.push_async_callback(clock.stop)
+
+    run_beside(app, start_offer_clock)
     enforce(app, runtime, RETENTION)  # docs/privacy.md
     return app
 

@@ -368,12 +368,14 @@ async def apply_event_facts(
     """
     result: str = await conn.execute(
         "INSERT INTO known_events (event_id, federation_id, organisation_id, title, starts_at, capacity,"
-        " booking_deadline, waitlist, status, version) VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, true),"
-        " coalesce($9, 'published'), $10)"
+        " booking_deadline, waitlist, status, version, waitlist_offer_seconds)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, true), coalesce($9, 'published'), $10, $12)"
         " ON CONFLICT (event_id) DO UPDATE SET title = EXCLUDED.title, starts_at = EXCLUDED.starts_at,"
         " capacity = CASE WHEN $11 THEN EXCLUDED.capacity ELSE known_events.capacity END,"
         " booking_deadline = CASE WHEN $11 THEN EXCLUDED.booking_deadline ELSE known_events.booking_deadline END,"
         " waitlist = CASE WHEN $11 THEN EXCLUDED.waitlist ELSE known_events.waitlist END,"
+        " waitlist_offer_seconds = CASE WHEN $11 THEN EXCLUDED.waitlist_offer_seconds"
+        " ELSE known_events.waitlist_offer_seconds END,"
         " status = coalesce($9, known_events.status), version = EXCLUDED.version"
         " WHERE known_events.version < EXCLUDED.version",
         fact.event_id,
@@ -387,6 +389,7 @@ async def apply_event_facts(
         status,
         fact.version,
         details is not None,
+        (details or {}).get("waitlist_offer_seconds"),
     )
     return result != "INSERT 0 0"
 
@@ -407,8 +410,35 @@ async def book_many(
 async def cancel_booking(
     conn: Conn, booking_id: str, federation_id: str, now: datetime, meta: str
 ) -> list[asyncpg.Record]:
-    """Cancel and promote the next in one call (migration 003): the events staged, in order."""
+    """Cancel and offer the freed place to the waitlist in one call (migration 007): the events staged, in order."""
     return await conn.fetch("SELECT * FROM cancel_booking($1, $2, $3, $4::jsonb)", booking_id, federation_id, now, meta)
+
+
+async def answer_offer(
+    conn: Conn, booking_id: str, federation_id: str, now: datetime, answer: str, meta: str
+) -> list[asyncpg.Record]:
+    """Take or give up an offered place (migration 007): the events staged, or one row saying why not."""
+    return await conn.fetch(
+        "SELECT * FROM answer_offer($1, $2, $3, $4, $5::jsonb)", booking_id, federation_id, now, answer, meta
+    )
+
+
+async def offer_free_places(conn: Conn, event_id: str, now: datetime, meta: str) -> list[asyncpg.Record]:
+    """Offer an event's free places to its waitlist, under its lock (migration 007): the offers staged."""
+    return await conn.fetch("SELECT * FROM offer_free_places($1, $2, $3::jsonb)", event_id, now, meta)
+
+
+async def expire_offers(conn: Conn, federation_id: str, now: datetime, limit: int, meta: str) -> list[asyncpg.Record]:
+    """Expire due offers of up to `limit` events and offer their places on (migration 007)."""
+    return await conn.fetch("SELECT * FROM expire_offers($1, $2, $3, $4::jsonb)", federation_id, now, limit, meta)
+
+
+async def federations_with_due_offers(conn: Conn, now: datetime) -> list[str]:
+    """Across tenants: the federations with an offer due to expire (the clock then works as each)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT federation_id FROM bookings WHERE status = 'offered' AND offer_expires_at <= $1", now
+    )
+    return [r["federation_id"] for r in rows]
 
 
 async def get_booking(conn: Conn, booking_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
@@ -449,9 +479,79 @@ async def bookings_of_person(conn: Conn, federation_id: str, email: str, limit: 
 
 async def list_bookings(conn: Conn, event_id: str, status: str | None) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT booking_id, donor_id, name, email, status, waitlist_seq, created_at, confirmed_at, checked_in_at"
+        "SELECT booking_id, donor_id, name, email, status, waitlist_seq, created_at, confirmed_at, checked_in_at,"
+        " offered_at, offer_expires_at, cancel_reason"
         " FROM bookings WHERE event_id = $1 AND ($2::text IS NULL OR status = $2)"
         " ORDER BY status, waitlist_seq NULLS FIRST, created_at",
         event_id,
         status,
+    )
+
+
+# Attendance and feedback (issue 22, migration 008) ---------------------------------------------
+
+
+async def place_for_attendance(conn: Conn, booking_id: str) -> asyncpg.Record | None:
+    """A booking with its event's start and status and what was marked of it, the booking locked
+    (marks and a check-in at the door for the same place go one after the other)."""
+    return await conn.fetchrow(
+        "SELECT b.*, e.starts_at, e.status AS event_status, a.outcome AS mark, a.first_attended_at"
+        " FROM bookings b JOIN known_events e USING (event_id) LEFT JOIN attendance a USING (booking_id)"
+        " WHERE b.booking_id = $1 FOR UPDATE OF b",
+        booking_id,
+    )
+
+
+async def save_attendance(
+    conn: Conn, place: asyncpg.Record, outcome: str, now: datetime, *, by_check_in: bool, first_time: bool
+) -> None:
+    await conn.execute(
+        "INSERT INTO attendance (booking_id, event_id, federation_id, organisation_id, outcome, marked_at,"
+        " by_check_in, first_attended_at) VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7,"
+        " CASE WHEN $8::boolean THEN $6::timestamptz END)"
+        " ON CONFLICT (booking_id) DO UPDATE SET outcome = EXCLUDED.outcome, marked_at = EXCLUDED.marked_at,"
+        " by_check_in = EXCLUDED.by_check_in,"
+        " first_attended_at = coalesce(attendance.first_attended_at, EXCLUDED.first_attended_at)",
+        place["booking_id"],
+        place["event_id"],
+        place["federation_id"],
+        place["organisation_id"],
+        outcome,
+        now,
+        by_check_in,
+        first_time,
+    )
+
+
+async def places_of_event(conn: Conn, event_id: str) -> list[asyncpg.Record]:
+    """Every confirmed place of an event with what was marked of it: the turnout's rows."""
+    return await conn.fetch(
+        "SELECT b.booking_id, b.status, b.checked_in_at, a.outcome AS mark, a.first_attended_at"
+        " FROM bookings b LEFT JOIN attendance a USING (booking_id)"
+        " WHERE b.event_id = $1 AND b.status = 'confirmed' ORDER BY b.booking_id",
+        event_id,
+    )
+
+
+async def save_feedback(conn: Conn, place: asyncpg.Record, rating: int, comment: str, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO booking_feedback (booking_id, event_id, federation_id, organisation_id, rating, comment,"
+        " given_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (booking_id) DO UPDATE SET"
+        " rating = EXCLUDED.rating, comment = EXCLUDED.comment, given_at = EXCLUDED.given_at",
+        place["booking_id"],
+        place["event_id"],
+        place["federation_id"],
+        place["organisation_id"],
+        rating,
+        comment,
+        now,
+    )
+
+
+async def feedback_of_event(conn: Conn, event_id: str, limit: int = 100) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT booking_id, rating, comment, given_at FROM booking_feedback WHERE event_id = $1"
+        " ORDER BY given_at DESC LIMIT $2",
+        event_id,
+        limit,
     )

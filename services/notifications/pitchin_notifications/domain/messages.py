@@ -61,6 +61,8 @@ DONOR_PAGE = "/me"
 # The action of a rule whose link is the attendee's signed booking page (view and cancel): a
 # bare booking id opens nothing (issue 17), so the service signs `/bookings/b1.…` per booking.
 BOOKING_PAGE = "/bookings"
+# The action of a rule whose link is the feedback form on the attendee's signed booking page.
+FEEDBACK_PAGE = "/bookings/feedback"
 # The offer's page on the web front, opened with the offer's token when the event carries one.
 OFFER_PAGE = "/offers/{offer_id}"
 EMAIL_AND_SMS = (Channel.email, Channel.sms)
@@ -97,6 +99,10 @@ def _by_themselves(data: Mapping[str, Any]) -> bool:
     return not data.get("by_organiser")
 
 
+def _first_attendance(data: Mapping[str, Any]) -> bool:
+    return data.get("first_time", True) is not False
+
+
 def _critical(data: Mapping[str, Any]) -> bool:
     return data.get("urgency") == "critical"
 
@@ -127,10 +133,19 @@ RULES: tuple[Rule, ...] = (
     Rule("org.pitchin.booking.confirmed.v1", "booking_confirmed", B, EMAIL, U, BOOKING_PAGE),
     Rule("org.pitchin.booking.waitlisted.v1", "booking_waitlisted", B, EMAIL, U, BOOKING_PAGE),
     Rule("org.pitchin.booking.promoted.v1", "booking_promoted", B, EMAIL_AND_SMS, U, BOOKING_PAGE),
+    # waitlist offers (issue 22): the offer is urgent (it lapses) and pointless once expired; a
+    # lapsed one is told at once too, while booking again may still find a place
+    Rule("org.pitchin.booking.offered.v1", "booking_offered", B, EMAIL_AND_SMS, U, BOOKING_PAGE,
+         send_by="expires_at"),
+    Rule("org.pitchin.booking.offer-accepted.v1", "booking_offer_accepted", B, EMAIL, U, BOOKING_PAGE),
+    Rule("org.pitchin.booking.offer-expired.v1", "booking_offer_expired", B, EMAIL, U, "/events/{event_id}"),
     Rule("org.pitchin.booking.cancelled.v1", "booking_cancelled", B, EMAIL, U, "/events/{event_id}",
          applies=_by_themselves),
     Rule("org.pitchin.booking.cancelled.v1", "booking_cancelled_by_organiser", B, EMAIL_AND_SMS, U,
          "/events/{event_id}", applies=_by_organiser),
+    # after the event: the people who came are thanked once, with a short feedback link
+    Rule("org.pitchin.booking.attended.v1", "attended_thanks", B, EMAIL, N, FEEDBACK_PAGE,
+         applies=_first_attendance),
     # events: to the organiser, and event-wide to the people who booked
     Rule("org.pitchin.event.created.v1", "event_created", ORG, EMAIL, U, "/events/{event_id}"),
     Rule("org.pitchin.event.reminder-due.v1", "event_reminder", A, EMAIL_AND_SMS, N, "/events/{event_id}",
@@ -220,6 +235,7 @@ def links(data: Mapping[str, Any], base: str, booking_page: str | None = None) -
     if booking_page:
         out["booking_url"] = f"{base}{booking_page}"
         out["cancel_url"] = f"{base}{booking_page}/cancel"
+        out["feedback_url"] = f"{base}{booking_page}/feedback"
     if offer_id := data.get("offer_id"):
         out["offer_url"] = f"{base}/offers/{offer_id}"
         out["accept_url"] = f"{base}/offers/{offer_id}/accept"
@@ -291,6 +307,8 @@ def plan(
             action_url = link_set["profile_url"]
         elif rule.action == BOOKING_PAGE:
             action_url = link_set.get("booking_url") or link_set.get("event_url", base)
+        elif rule.action == FEEDBACK_PAGE:
+            action_url = link_set.get("feedback_url") or link_set.get("event_url", base)
         elif rule.action in PRODUCER_LINKS:
             action_url = link_set.get(rule.action, base)
         else:
@@ -309,6 +327,7 @@ def plan(
         **link_set,
         "starts": format_when(event.get("starts_at") or data.get("starts_at"), zone),
         "ends": format_when(event.get("ends_at") or data.get("ends_at"), zone),
+        "until": format_when(data.get("expires_at") or data.get("offered_until"), zone),  # a waitlist offer's deadline
     }
     send_by = _as_datetime(_field(rule.send_by, data, event)) if rule.send_by else None
     priority = rule.priority_for(data)

@@ -27,6 +27,9 @@ from pitchin_core.contracts.bookings import (
     BookingCancelledV1,
     BookingConfirmedV1,
     BookingFacts,
+    BookingOfferAcceptedV1,
+    BookingOfferDeclinedV1,
+    BookingOfferExpiredV1,
     BookingPromotedV1,
     BookingWaitlistedV1,
 )
@@ -89,6 +92,9 @@ BOOKING_STATUS: dict[type[BookingFacts], str] = {
     BookingPromotedV1: "confirmed",
     BookingWaitlistedV1: "waitlisted",
     BookingCancelledV1: "cancelled",
+    BookingOfferAcceptedV1: "confirmed",  # waitlist offers (issue 22): taken, or given up / lapsed
+    BookingOfferDeclinedV1: "cancelled",
+    BookingOfferExpiredV1: "cancelled",
 }
 
 # What a consumed event teaches the read models, inside the transaction that stages its messages.

@@ -15,6 +15,7 @@ from pydantic import Field, HttpUrl, field_validator, model_validator
 
 from pitchin_core.contracts.common import Contract, Email, EventData, Label, TimeZoneName
 from pitchin_core.contracts.scheduling import (
+    WAITLIST_OFFER_MAX_SECONDS,
     EventArchivedV1,
     EventCancelledV1,
     EventCreatedV1,
@@ -77,6 +78,13 @@ class EventDraft(Contract):
     free_places: bool = True
     booking_deadline: datetime | None = Field(default=None, description="Local time in `time_zone`, or an instant")
     waitlist: bool = True
+    waitlist_offer_seconds: int | None = Field(
+        default=None,
+        ge=5,
+        le=WAITLIST_OFFER_MAX_SECONDS,
+        description="How long a freed place is held for the first on the waitlist; default 24 hours,"
+        " shorter as the booking deadline nears, never past it",
+    )
     co_hosts: list[Label] = Field(default_factory=list, max_length=20)
     supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
     image_urls: list[HttpUrl] = Field(default_factory=list, max_length=10)
@@ -118,6 +126,7 @@ class EventChanges(Contract):
     free_places: bool | None = None
     booking_deadline: datetime | None = None
     waitlist: bool | None = None
+    waitlist_offer_seconds: int | None = Field(default=None, ge=5, le=WAITLIST_OFFER_MAX_SECONDS)
     co_hosts: list[Label] | None = Field(default=None, max_length=20)
     supporting_organisations: list[Label] | None = Field(default=None, max_length=50)
     image_urls: list[HttpUrl] | None = Field(default=None, max_length=10)
@@ -157,6 +166,7 @@ class Event(Contract):
     free_places: bool = True
     booking_deadline: datetime | None = None
     waitlist: bool = True
+    waitlist_offer_seconds: int | None = None
     co_hosts: list[Label] = Field(default_factory=list, max_length=20)
     supporting_organisations: list[Label] = Field(default_factory=list, max_length=50)
     image_urls: list[str] = Field(default_factory=list)
@@ -292,6 +302,7 @@ def create_event(
         free_places=draft.free_places,
         booking_deadline=deadline,
         waitlist=draft.waitlist,
+        waitlist_offer_seconds=draft.waitlist_offer_seconds,
         co_hosts=[c.strip() for c in draft.co_hosts if c.strip()],
         supporting_organisations=[s.strip() for s in draft.supporting_organisations if s.strip()],
         image_urls=[str(u) for u in draft.image_urls],

@@ -7,7 +7,8 @@ Capacity itself is enforced in PostgreSQL under the event's row lock (`book_many
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import Field
 
@@ -73,3 +74,51 @@ _STATUS_AFTER: dict[type[EventFacts], str] = {
 def status_after(fact: EventFacts) -> str | None:
     """The event's status once `fact` happened, or None when the fact does not change it."""
     return _STATUS_AFTER.get(type(fact))
+
+
+# Waitlist offers (issue 22) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfferRule:
+    """How long a freed place is held for the person it is offered to.
+
+    The organiser's window (`waitlist_offer_seconds`; none: `default`), shortened as bookings
+    close: at most `share` of the time left, so the next on the list still has a chance when
+    this one lets it lapse, but at least `floor` (or all the time left, when less). Never past
+    the booking deadline. The offers are made in PostgreSQL under the event's lock
+    (`offer_expiry`, migration 007), which is given this rule's numbers (`as_json`).
+    """
+
+    default: timedelta = timedelta(hours=24)
+    share: float = 0.5
+    floor: timedelta = timedelta(hours=1)
+
+    def window(self, configured_seconds: int | None, now: datetime, closes: datetime) -> timedelta | None:
+        """How long an offer made `now` stays open; None when bookings have closed (no offers then)."""
+        left = closes - now
+        if left <= timedelta(0):
+            return None
+        wanted = self.default if configured_seconds is None else timedelta(seconds=configured_seconds)
+        return min(wanted, max(left * self.share, min(self.floor, left)))
+
+    def expires_at(self, configured_seconds: int | None, now: datetime, closes: datetime) -> datetime | None:
+        window = self.window(configured_seconds, now, closes)
+        return None if window is None else now + window
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "default_seconds": int(self.default.total_seconds()),
+            "share": self.share,
+            "floor_seconds": int(self.floor.total_seconds()),
+        }
+
+
+OFFER_RULE = OfferRule()
+
+
+class OfferNotOpen(Refused):
+    """An answer to an offer that is not open: expired, answered, or never made (409)."""
+
+    status = 409
+    default_title = "Offer not open"

@@ -16,27 +16,32 @@ from pitchin_core.auth import Caller
 from pitchin_core.contracts.bookings import (
     BookingCancelledV1,
     BookingConfirmedV1,
-    BookingPromotedV1,
+    BookingFacts,
+    BookingOfferAcceptedV1,
+    BookingOfferDeclinedV1,
+    BookingOfferedV1,
+    BookingOfferExpiredV1,
     BookingWaitlistedV1,
 )
 from pitchin_core.contracts.cloudevents import CloudEvent
-from pitchin_core.contracts.common import EventData
 from pitchin_core.contracts.scheduling import EventCreatedV1, EventFacts, EventSnapshot
 from pitchin_core.contracts.topics import topic_for
 from pitchin_core.errors import Conflict, FieldError, Invalid, NotFound
 from pitchin_core.group_commit import GroupCommit
 from pitchin_core.telemetry import Metrics, current_traceparent
-from pitchin_core.uow import AMBIENT, RequestClaim, Tenant, Transactions, UnitOfWork
+from pitchin_core.uow import AMBIENT, RequestClaim, Tenant, Transaction, Transactions, UnitOfWork
 from pitchin_signups import storage
 from pitchin_signups.domain.bookings import (
     NOT_BOOKABLE,
+    OFFER_RULE,
     BookingRefused,
     BookingRequest,
     EventForBooking,
+    OfferNotOpen,
     check_can_book,
     status_after,
 )
-from pitchin_signups.service import new_id
+from pitchin_signups.service import attendance, new_id
 
 # Events ---------------------------------------------------------------------------------------
 
@@ -44,12 +49,14 @@ from pitchin_signups.service import new_id
 async def learn_event(uow: Transactions, event: CloudEvent, data: EventCreatedV1 | EventSnapshot) -> bool:
     """Keep what bookings need of scheduling's event: times, capacity, registration, status.
 
-    Created and the snapshots (published, updated) carry the whole registration.
+    Created and the snapshots (published, updated) carry the whole registration. A capacity
+    raised frees places: they are offered to the waitlist in the same transaction.
     """
     details: dict[str, object] = {
         "capacity": data.capacity,
         "booking_deadline": data.booking_deadline,
         "waitlist": data.waitlist,
+        "waitlist_offer_seconds": data.waitlist_offer_seconds,
     }
     return await _learn(uow, event, data, data.status.value, details)
 
@@ -69,7 +76,10 @@ async def _learn(
     async with uow(Tenant(data.federation_id, data.organisation_id)) as tx:
         if not await tx.first_delivery(event):
             return False
-        await storage.apply_event_facts(tx.conn, data, status=status, details=details)
+        changed = await storage.apply_event_facts(tx.conn, data, status=status, details=details)
+        if changed and details is not None:
+            rows = await storage.offer_free_places(tx.conn, data.event_id, datetime.now(UTC), _offer_meta(tx.source))
+            tx.emitted_by_sql(*(r["outbox_id"] for r in rows))
         return True
 
 
@@ -85,6 +95,7 @@ async def of_event(uow: Transactions, caller: Caller, event_id: str, status: str
         "capacity": event["capacity"],
         "confirmed": event["confirmed"],
         "waitlisted": event["waitlisted"],
+        "offered": event["offered"],  # places held for open offers (their deadlines: the items')
         "items": [dict(r) for r in rows],
     }
 
@@ -103,6 +114,7 @@ async def places(uow: Transactions, caller: Caller, event_id: str) -> dict[str, 
         "capacity": event["capacity"],
         "confirmed": event["confirmed"],
         "waitlisted": event["waitlisted"],
+        "offered": event["offered"],  # held for the waitlist: a new booking does not get them
     }
 
 
@@ -282,38 +294,111 @@ async def get(uow: Transactions, caller: Caller, booking_id: str) -> dict[str, A
     return body
 
 
-async def cancel(uow: Transactions, caller: Caller, booking_id: str, now: datetime) -> list[EventData]:
-    """Cancel a booking; a confirmed place goes to the first on the waitlist, in the same call."""
+def _offer_meta(source: str, **more: object) -> str:
+    """What every call that may offer freed places takes (migration 007), with `more` of its own."""
     traceparent, tracestate = current_traceparent()
-    ids = (uuid.uuid4(), uuid.uuid4())
-    async with uow(caller.tenant) as tx:
-        meta = {
+    return json.dumps(
+        {
             "topic": _TOPIC,
-            "source": tx.source,
-            "cancelled_type": BookingCancelledV1.event_type,
-            "promoted_type": BookingPromotedV1.event_type,
-            "cancelled_id": str(ids[0]),
-            "promoted_id": str(ids[1]),
-            "by_organisation": caller.organisation_id,
+            "source": source,
+            "offered_type": BookingOfferedV1.event_type,
+            "refused_statuses": list(NOT_BOOKABLE),
+            "offer_rule": OFFER_RULE.as_json(),
             "traceparent": traceparent,
             "tracestate": tracestate,
+            **more,
         }
+    )
+
+
+# The event each kind of row the offer calls return stands for.
+_STAGED: dict[str, type[BookingFacts]] = {
+    "cancelled": BookingCancelledV1,
+    "offered": BookingOfferedV1,
+    "accepted": BookingOfferAcceptedV1,
+    "declined": BookingOfferDeclinedV1,
+    "expired": BookingOfferExpiredV1,
+}
+
+
+def _staged(tx: Transaction, rows: Sequence[asyncpg.Record]) -> list[BookingFacts]:
+    """The events a call staged in the outbox, as their contracts; the relay is woken for them."""
+    tx.emitted_by_sql(*(r["outbox_id"] for r in rows))
+    return [_STAGED[r["kind"]].model_validate_json(r["payload"]) for r in rows]
+
+
+async def cancel(uow: Transactions, caller: Caller, booking_id: str, now: datetime) -> list[BookingFacts]:
+    """Cancel a booking; a place it held is offered to the first on the waitlist, in the same call."""
+    cancelled_id = uuid.uuid4()
+    async with uow(caller.tenant) as tx:
+        meta = _offer_meta(
+            tx.source,
+            cancelled_type=BookingCancelledV1.event_type,
+            cancelled_id=str(cancelled_id),
+            by_organisation=caller.organisation_id,
+        )
         if caller.organisation_id is not None:
             # An organisation's key cancels bookings of its own events only (the SQL call checks the federation).
             found = await storage.get_booking(tx.conn, booking_id)
             if found is None or not caller.can_act_for(found["federation_id"], found["organisation_id"]):
                 raise NotFound("booking", booking_id)
-        rows = await storage.cancel_booking(tx.conn, booking_id, caller.federation_id, now, json.dumps(meta))
+        rows = await storage.cancel_booking(tx.conn, booking_id, caller.federation_id, now, meta)
         kinds = [r["kind"] for r in rows]
         if kinds == ["not_found"]:
             raise NotFound("booking", booking_id)
         if kinds == ["already_cancelled"]:
             raise Conflict(f"Booking {booking_id} was cancelled.", title="Already cancelled")
-        tx.emitted_by_sql(*ids[: len(rows)])
-    events: list[EventData] = [BookingCancelledV1.model_validate_json(rows[0]["payload"])]
-    if len(rows) > 1:
-        events.append(BookingPromotedV1.model_validate_json(rows[1]["payload"]))
-    return events
+        return _staged(tx, rows)
+
+
+# Why an answer to an offer changed nothing, as the person reads it.
+_NOT_OPEN = {
+    "expired": "the offer expired and the place went to the next person on the waitlist",
+    "not_offered": "no place is offered to this booking now",
+    "refused": "the event does not take bookings now",
+}
+
+
+async def answer_offer(
+    uow: Transactions, caller: Caller, booking_id: str, answer: str, now: datetime
+) -> list[BookingFacts]:
+    """Take the place offered (`accept`) or give up the waitlist spot (`decline`); a declined
+    place is offered to the next, in the same call. Accepting twice is answered as the first was."""
+    if answer not in ("accept", "decline"):
+        raise ValueError(answer)
+    answer_id = uuid.uuid4()
+    async with uow(caller.tenant) as tx:
+        if caller.organisation_id is not None:
+            found = await storage.get_booking(tx.conn, booking_id)
+            if found is None or not caller.can_act_for(found["federation_id"], found["organisation_id"]):
+                raise NotFound("booking", booking_id)
+        meta = _offer_meta(
+            tx.source,
+            accepted_type=BookingOfferAcceptedV1.event_type,
+            declined_type=BookingOfferDeclinedV1.event_type,
+            answer_id=str(answer_id),
+        )
+        rows = await storage.answer_offer(tx.conn, booking_id, caller.federation_id, now, answer, meta)
+        kind = rows[0]["kind"]
+        if kind == "not_found":
+            raise NotFound("booking", booking_id)
+        if kind == "accepted_before":
+            return []
+        if kind in _NOT_OPEN:
+            raise OfferNotOpen("booking_id", _NOT_OPEN[kind])
+        return _staged(tx, rows)
+
+
+async def expire_due(uow: Transactions, federation_id: str, now: datetime, limit: int) -> list[BookingFacts]:
+    """Expire a federation's due offers (of up to `limit` events) and offer the places on, in one transaction.
+
+    The expiry, its event and the next offer commit together: a crash before the commit leaves
+    the offer due (the next tick does it), a crash after leaves nothing to redo, so each offer
+    expires once across restarts and replicas.
+    """
+    async with uow(Tenant(federation_id)) as tx:
+        meta = _offer_meta(tx.source, expired_type=BookingOfferExpiredV1.event_type)
+        return _staged(tx, await storage.expire_offers(tx.conn, federation_id, now, limit, meta))
 
 
 async def check_in(uow: Transactions, caller: Caller, booking_id: str, now: datetime) -> dict[str, Any]:
@@ -321,6 +406,7 @@ async def check_in(uow: Transactions, caller: Caller, booking_id: str, now: date
         row = await storage.get_booking(tx.conn, booking_id)
         if row is None or not caller.can_act_for(row["federation_id"], row["organisation_id"]):
             raise NotFound("booking", booking_id)
+        await attendance.on_check_in(tx, booking_id, now)  # a check-in at the door counts as attended (issue 22)
         checked = await storage.check_in(tx.conn, booking_id, now)
         if checked is None:
             raise Conflict(

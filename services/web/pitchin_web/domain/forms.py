@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pitchin_web.domain.timefmt import end_of_day, is_zone, parse_date, parse_local, parse_time
@@ -460,3 +460,45 @@ def publisher(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Er
 
 
 PUBLISHER_FIELDS = same_names("source", "label", "organisations", "rate_per_second")
+
+
+# -- after the event: feedback, and the hours donors log (issue 22) ----------------------------------
+
+RATINGS = ("1", "2", "3", "4", "5")
+
+
+def feedback(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]:
+    """A rating from 1 to 5 and, if the person likes, a comment."""
+    errors: Errors = {}
+    rating = _choice(form, "rating", RATINGS, errors)
+    comment = _text(form, "comment", labels["comment"], errors, required=False, max_len=2000)
+    return {"rating": int(rating) if rating in RATINGS else None, "comment": comment}, errors
+
+
+FEEDBACK_FIELDS = same_names("rating", "comment")
+
+
+def hours_log(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]:
+    """Hours the donor gave on a day (the day checked against the calendar by matching)."""
+    errors: Errors = {}
+    worked_on = form.get("worked_on")
+    try:
+        date.fromisoformat(worked_on)
+    except ValueError:
+        errors["worked_on"] = FieldError("field.date")
+    hours = _number(form, "hours", 0.1, 24, errors)
+    note = _text(form, "note", labels["note"], errors, required=False, max_len=1000)
+    return {"worked_on": worked_on, "hours": None if hours is None else round(hours, 1), "note": note}, errors
+
+
+HOURS_FIELDS = same_names("worked_on", "hours", "note")
+
+
+def hours_confirmation(form: Form, labels: Mapping[str, str]) -> tuple[dict[str, Any], Errors]:
+    """The organisation confirms logged hours; a figure (0 to 24) adjusts them, with a reason."""
+    errors: Errors = {}
+    body: dict[str, Any] = {"reason": _text(form, "reason", labels["reason"], errors, required=False, max_len=1000)}
+    hours = _number(form, "hours", 0, 24, errors, required=False)
+    if hours is not None:
+        body["hours"] = round(hours, 1)
+    return body, errors

@@ -18,10 +18,11 @@ class Places:
     capacity: int | None
     confirmed: int
     waitlisted: int
+    offered: int = 0  # held for people on the waitlist who were offered a freed place (issue 22)
 
     @property
     def free(self) -> int | None:
-        return None if self.capacity is None else max(self.capacity - self.confirmed, 0)
+        return None if self.capacity is None else max(self.capacity - self.confirmed - self.offered, 0)
 
     def waitlist_position(self, waitlist: bool) -> int | None:
         """The position a new booking would get, when the event is full and keeps a waitlist."""
@@ -64,6 +65,7 @@ def places_of(event: Mapping[str, Any], bookings: Mapping[str, Any] | None) -> P
             bookings.get("capacity", event.get("capacity")),
             int(bookings.get("confirmed") or 0),
             int(bookings.get("waitlisted") or 0),
+            int(bookings.get("offered") or 0),
         )
     counts = event.get("attendees") or {}
     return Places(event.get("capacity"), int(counts.get("confirmed", 0)), int(counts.get("waitlisted", 0)))
@@ -277,7 +279,8 @@ def donor_record(record: Mapping[str, Any], zone: str, language: str = "en") -> 
         for w in record.get("work") or []
     ]
     return DonorRecordView(
-        hours_given=round(sum(w.hours_given for w in work), 1),
+        # Matching's total: confirmed hours on work still going on count too (issue 22), not only work done.
+        hours_given=round(float(record.get("hours_given", sum(w.hours_given for w in work))), 1),
         completed=len(work),
         organisations=len({w.organisation_id for w in work if w.organisation_id}),
         work=work,

@@ -257,6 +257,26 @@ MESSAGES: dict[str, str] = {
     "booking.cancel": "Canslo fy archeb",
     "booking.status.confirmed": "Lle wedi'i gadarnhau",
     "booking.status.waitlisted": "Ar y rhestr aros",
+    # -- waitlist offers (issue 22) --------------------------------------------------------
+    "event.full.offering": (
+        "Mae'n llawn: mae lleoedd sy'n dod yn rhydd yn cael eu cynnig i'r bobl ar y rhestr aros. Os "
+        "cofrestrwch chi nawr, chi fydd rhif {position} ar y rhestr aros."
+    ),
+    "booking.offered": (
+        "Mae lle yn {title} yn cael ei gadw i chi tan {until}. Cymerwch ef, neu rhowch eich lle i fyny er "
+        "mwyn i'r person nesaf fynd."
+    ),
+    "booking.offer.take": "Cymryd y lle",
+    "booking.offer.give_up": "Rhoi fy lle i fyny",
+    "booking.offer.taken": "Chi piau'r lle: welwn ni chi yno.",
+    "booking.offer.given_up": (
+        "Rydych chi wedi rhoi eich lle i fyny; mae'r lle yn mynd i'r person nesaf. Diolch am roi gwybod."
+    ),
+    "booking.offer.closed": "Nid yw'r cynnig hwn ar agor mwyach: daeth i ben neu cafodd ei ateb yn barod.",
+    "booking.offer.expired": (
+        "Ni chymerwyd y lle a gadwyd i chi mewn pryd ac mae wedi mynd i'r person nesaf ar y rhestr aros."
+    ),
+    "booking.status.offered": "Mae lle yn cael ei gadw i chi",
     "booking.cancel.done": "Mae eich archeb wedi'i chanslo.",
     "booking.email_sent": "Rydyn ni wedi anfon y manylion i {email}.",
     "booking.calendar.rotate": "Rhowch ddolen calendr newydd i mi (bydd yr hen un yn peidio â gweithio)",
@@ -443,4 +463,46 @@ MESSAGES: dict[str, str] = {
         "Rhowch y ddwy i weinyddwyr y system. Os cofrestrwch yr un ffynhonnell eto, bydd rhai newydd yn cael eu "
         "creu a bydd y rhain yn peidio â gweithio."
     ),
+    # after the event and hours donors log (issue 22)
+    "feedback.title": "Sut oedd e?",
+    "feedback.lead": "Diolch am ddod i {title}. Dywedwch wrth y trefnwyr sut oedd e.",
+    "feedback.rating": "Eich sgôr",
+    "feedback.rating.choose": "Dewiswch sgôr",
+    "feedback.rating.5": "5 - ardderchog",
+    "feedback.rating.4": "4 - da",
+    "feedback.rating.3": "3 - iawn",
+    "feedback.rating.2": "2 - ddim yn wych",
+    "feedback.rating.1": "1 - gwael",
+    "feedback.comment": "Sylw",
+    "feedback.comment.hint": "Beth weithiodd, beth i'w newid y tro nesaf.",
+    "feedback.send": "Anfon",
+    "feedback.thanks": "Diolch: mae eich adborth gan y trefnwyr.",
+    "event.turnout": "Presenoldeb: daeth {attended}, ni ddaeth {no_show}, {unmarked} heb eu marcio, o {confirmed} lle.",
+    "event.attended": "Daeth",
+    "event.no_show": "Ni ddaeth",
+    "event.mark_attended": "Daeth",
+    "event.mark_no_show": "Ni ddaeth",
+    "event.marked": "Wedi marcio: {name}.",
+    "event.feedback": "Adborth: {count} ateb, {average} allan o 5 ar gyfartaledd.",
+    "hours.title": "Yr oriau a roesoch",
+    "hours.explain": (
+        "Cofnodwch yr oriau a roesoch ar waith a gadarnhawyd. Maen nhw'n cyfrif ar eich cofnod unwaith y bydd "
+        "y sefydliad yn eu cadarnhau."
+    ),
+    "hours.counted": "{hours} awr wedi'u cyfrif",
+    "hours.awaiting": "{hours} awr yn aros i'r sefydliad eu cadarnhau",
+    "hours.worked_on": "Diwrnod",
+    "hours.hours": "Oriau",
+    "hours.note": "Beth wnaethoch chi",
+    "hours.log": "Cofnodi oriau",
+    "hours.logged": "Mae eich oriau wedi'u cofnodi. Maen nhw'n cyfrif unwaith y bydd y sefydliad yn eu cadarnhau.",
+    "hours.status.logged": "yn aros am gadarnhad",
+    "hours.status.confirmed": "wedi'u cadarnhau: {hours} awr",
+    "hours.none": "Dim oriau wedi'u cofnodi eto.",
+    "hours.to_confirm": "Oriau a gofnodwyd",
+    "hours.confirm": "Cadarnhau",
+    "hours.adjust_to": "Oriau i'w cyfrif, os nad fel y'u cofnodwyd",
+    "hours.reason": "Rheswm, i'r rhoddwr",
+    "hours.confirmed": "Oriau wedi'u cadarnhau.",
+    "hours.refused": "Heb ei gadw: {message}",
 }

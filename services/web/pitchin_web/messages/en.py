@@ -240,6 +240,25 @@ MESSAGES: dict[str, str] = {
     "booking.cancel": "Cancel my booking",
     "booking.status.confirmed": "Place confirmed",
     "booking.status.waitlisted": "On the waitlist",
+    # -- waitlist offers (issue 22) --------------------------------------------------------
+    "event.full.offering": (
+        "Fully booked: freed places are being offered to the people on the waitlist. If you sign up now you "
+        "will be number {position} on the waitlist."
+    ),
+    "booking.offered": (
+        "A place at {title} is held for you until {until}. Take it, or give up your spot so the next person can go."
+    ),
+    "booking.offer.take": "Take the place",
+    "booking.offer.give_up": "Give up my spot",
+    "booking.offer.taken": "The place is yours: see you there.",
+    "booking.offer.given_up": (
+        "You gave up your spot; the place goes to the next person. Thank you for letting us know."
+    ),
+    "booking.offer.closed": "This offer is no longer open: it expired or was already answered.",
+    "booking.offer.expired": (
+        "The place held for you was not taken in time and has gone to the next person on the waitlist."
+    ),
+    "booking.status.offered": "A place is held for you",
     "booking.cancel.done": "Your booking is cancelled.",
     "booking.email_sent": "We have sent the details to {email}.",
     "booking.calendar.rotate": "Give me a new calendar link (the old one stops working)",
@@ -413,4 +432,45 @@ MESSAGES: dict[str, str] = {
     "publisher.registered.next": (
         "Give both to the system's administrators. Registering the same source again gives new ones and stops these."
     ),
+    # after the event and hours donors log (issue 22)
+    "feedback.title": "How was it?",
+    "feedback.lead": "Thank you for coming to {title}. Tell the organisers how it was.",
+    "feedback.rating": "Your rating",
+    "feedback.rating.choose": "Choose a rating",
+    "feedback.rating.5": "5 - excellent",
+    "feedback.rating.4": "4 - good",
+    "feedback.rating.3": "3 - all right",
+    "feedback.rating.2": "2 - not great",
+    "feedback.rating.1": "1 - poor",
+    "feedback.comment": "Comment",
+    "feedback.comment.hint": "What worked, what to change next time.",
+    "feedback.send": "Send",
+    "feedback.thanks": "Thank you: the organisers have your feedback.",
+    "event.turnout": "Turnout: {attended} came, {no_show} did not come, {unmarked} not marked, of {confirmed} places.",
+    "event.attended": "Came",
+    "event.no_show": "Did not come",
+    "event.mark_attended": "Came",
+    "event.mark_no_show": "Did not come",
+    "event.marked": "Marked: {name}.",
+    "event.feedback": "Feedback: {count} answers, {average} out of 5 on average.",
+    "hours.title": "Hours you gave",
+    "hours.explain": (
+        "Log the hours you gave on confirmed work. They count on your record once the organisation confirms them."
+    ),
+    "hours.counted": "{hours} hours counted",
+    "hours.awaiting": "{hours} hours waiting for the organisation to confirm",
+    "hours.worked_on": "Day",
+    "hours.hours": "Hours",
+    "hours.note": "What you did",
+    "hours.log": "Log hours",
+    "hours.logged": "Your hours are logged. They count once the organisation confirms them.",
+    "hours.status.logged": "waiting for confirmation",
+    "hours.status.confirmed": "confirmed: {hours} hours",
+    "hours.none": "No hours logged yet.",
+    "hours.to_confirm": "Hours logged",
+    "hours.confirm": "Confirm",
+    "hours.adjust_to": "Hours to count, if not as logged",
+    "hours.reason": "Reason, for the donor",
+    "hours.confirmed": "Hours confirmed.",
+    "hours.refused": "Not saved: {message}",
 }

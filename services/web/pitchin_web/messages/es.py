@@ -258,6 +258,24 @@ MESSAGES: dict[str, str] = {
     "booking.cancel": "Cancelar mi reserva",
     "booking.status.confirmed": "Plaza confirmada",
     "booking.status.waitlisted": "En la lista de espera",
+    # -- waitlist offers (issue 22) --------------------------------------------------------
+    "event.full.offering": (
+        "No quedan plazas: las plazas que se liberan se están ofreciendo a la lista de espera. Si te apuntas "
+        "ahora serás el número {position} de la lista de espera."
+    ),
+    "booking.offered": (
+        "Tienes una plaza reservada en {title} hasta {until}. Acéptala o deja tu sitio para que vaya la "
+        "siguiente persona."
+    ),
+    "booking.offer.take": "Aceptar la plaza",
+    "booking.offer.give_up": "Dejar mi sitio",
+    "booking.offer.taken": "La plaza es tuya: nos vemos allí.",
+    "booking.offer.given_up": "Has dejado tu sitio; la plaza pasa a la siguiente persona. Gracias por avisar.",
+    "booking.offer.closed": "Esta oferta ya no está abierta: caducó o ya se respondió.",
+    "booking.offer.expired": (
+        "La plaza reservada para ti no se aceptó a tiempo y ha pasado a la siguiente persona de la lista de espera."
+    ),
+    "booking.status.offered": "Tienes una plaza reservada",
     "booking.cancel.done": "Tu reserva se ha cancelado.",
     "booking.email_sent": "Hemos enviado los detalles a {email}.",
     "booking.calendar.rotate": "Dame un enlace de calendario nuevo (el anterior dejará de funcionar)",
@@ -443,4 +461,48 @@ MESSAGES: dict[str, str] = {
         "Dáselos a quienes administran el sistema. Si vuelves a registrar el mismo origen, se generarán otros "
         "nuevos y estos dejarán de funcionar."
     ),
+    # after the event and hours donors log (issue 22)
+    "feedback.title": "¿Qué tal fue?",
+    "feedback.lead": "Gracias por venir a {title}. Cuéntales a quienes lo organizaron qué tal fue.",
+    "feedback.rating": "Tu valoración",
+    "feedback.rating.choose": "Elige una valoración",
+    "feedback.rating.5": "5 - excelente",
+    "feedback.rating.4": "4 - bien",
+    "feedback.rating.3": "3 - normal",
+    "feedback.rating.2": "2 - no muy bien",
+    "feedback.rating.1": "1 - mal",
+    "feedback.comment": "Comentario",
+    "feedback.comment.hint": "Qué funcionó y qué cambiar la próxima vez.",
+    "feedback.send": "Enviar",
+    "feedback.thanks": "Gracias: tu opinión ya ha llegado a la organización.",
+    "event.turnout": (
+        "Asistencia: vinieron {attended}, no vinieron {no_show}, {unmarked} sin marcar, de {confirmed} plazas."
+    ),
+    "event.attended": "Vino",
+    "event.no_show": "No vino",
+    "event.mark_attended": "Vino",
+    "event.mark_no_show": "No vino",
+    "event.marked": "Marcado: {name}.",
+    "event.feedback": "Opiniones: {count} respuestas, {average} de 5 de media.",
+    "hours.title": "Horas que has dado",
+    "hours.explain": (
+        "Registra las horas que has dado en trabajos confirmados. Cuentan en tu historial cuando la "
+        "organización las confirma."
+    ),
+    "hours.counted": "{hours} horas contadas",
+    "hours.awaiting": "{hours} horas pendientes de confirmar por la organización",
+    "hours.worked_on": "Día",
+    "hours.hours": "Horas",
+    "hours.note": "Qué hiciste",
+    "hours.log": "Registrar horas",
+    "hours.logged": "Tus horas están registradas. Contarán cuando la organización las confirme.",
+    "hours.status.logged": "pendiente de confirmar",
+    "hours.status.confirmed": "confirmadas: {hours} horas",
+    "hours.none": "Aún no hay horas registradas.",
+    "hours.to_confirm": "Horas registradas",
+    "hours.confirm": "Confirmar",
+    "hours.adjust_to": "Horas a contar, si no son las registradas",
+    "hours.reason": "Motivo, para la persona voluntaria",
+    "hours.confirmed": "Horas confirmadas.",
+    "hours.refused": "No se ha guardado: {message}",
 }

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from pitchin_web.clients import Services
-from pitchin_web.pages import common, donors, organisers, public, staff, unsubscribe
+from pitchin_web.pages import common, donors, feedback, organisers, public, staff, unsubscribe
 from pitchin_web.pages.common import Doors, Web, install_page_errors, templates
 
 if TYPE_CHECKING:
@@ -23,5 +23,5 @@ def install(app: FastAPI, settings: WebSettings, services: Services) -> None:
     """The pages, their dependencies and their error pages on `app` (after pitchin_core's error handlers)."""
     app.state.web = Web(settings=settings, services=services, templates=templates(), doors=Doors(settings))
     install_page_errors(app)
-    for pages in (public, donors, common, organisers, staff, unsubscribe):
+    for pages in (public, feedback, donors, common, organisers, staff, unsubscribe):
         app.include_router(pages.router)

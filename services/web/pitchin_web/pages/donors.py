@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -41,6 +42,7 @@ from pitchin_web.pages.common import (
     redirect,
     render,
     skills,
+    submit,
     translator,
     web_of,
     when,
@@ -236,10 +238,12 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
     proof = {DONOR_LINK_HEADER: link}  # the services check the donor's link themselves, not the web's key
     donor = await web.services.signups.call("GET", donor_path, key=key, headers=proof)
     zone = _donor_zone(donor)
-    offered, record, bookings = await asyncio.gather(
+    offered, record, bookings, hours = await asyncio.gather(
         optional(web.services.matching.call("GET", f"{donor_path}/offers", key=key, headers=proof)),
         optional(web.services.matching.call("GET", f"{donor_path}/record", key=key, headers=proof)),
         _donor_bookings(request, donor_path, proof, zone),
+        # Confirmed work and the hours logged on it, where the donor logs more (issue 22).
+        optional(web.services.matching.call("GET", f"{donor_path}/hours", key=key, headers=proof)),
     )
     offers = [views.offer_view(o, zone, now(), language(request)) for o in (offered or {}).get("offers", [])]
     return render(
@@ -253,7 +257,35 @@ async def donor_page(request: Request, link: str) -> HTMLResponse:
         record=views.donor_record(record, zone, language(request)) if record is not None else None,
         share_url=f"/record/{sign_record_link(web.settings.donor_link_secret, donor_id, time.time())}",
         link=link,
+        hours=hours,
+        today=now().astimezone(ZoneInfo(zone)).date().isoformat(),
     )
+
+
+@router.post("/me/{link}/hours/{assignment_id}")
+async def log_hours(request: Request, link: str, assignment_id: str) -> Response:
+    """The donor logs hours on their confirmed work; matching checks their link itself."""
+    form = await posted_form(request)
+    web = web_of(request)
+    _, donor_path = _linked_donor(request, link, read_donor_link, "me.title")
+    t = translator(request)
+    payload, errors = forms.hours_log(form, t.labels(note="hours.note"))
+    if not errors:
+        call = web.services.matching.call(
+            "POST",
+            f"{donor_path}/assignments/{quote(assignment_id)}/hours",
+            key=web.settings.federation_key,
+            json=payload,
+            headers={DONOR_LINK_HEADER: link},
+        )
+        _, errors = await submit(call, forms.HOURS_FIELDS, "hours", passes=(401, 403, 404))
+    if errors:
+        # One line for the one form that was sent (the page has a form per piece of work).
+        first = next(iter(errors.values()))
+        flash(request, "hours.refused", message=t(first.key, **first.values))
+    else:
+        flash(request, "hours.logged")
+    return redirect(f"/me/{quote(link)}#hours")
 
 
 @router.post("/me/{link}/erase")

@@ -6,6 +6,7 @@ services decide what they may see and do.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,7 @@ from pitchin_web.pages.common import (
     language,
     login_key,
     now,
+    optional,
     post_form,
     posted_form,
     redirect,
@@ -145,6 +147,7 @@ async def need_page(request: Request, need_id: str) -> HTMLResponse:
     need = await web.services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
     candidates: dict[str, Any] | None = None
     offers: list[dict[str, Any]] = []
+    hour_logs: list[dict[str, Any]] = []
     unavailable = False
     try:
         candidates = await web.services.matching.call(
@@ -152,6 +155,9 @@ async def need_page(request: Request, need_id: str) -> HTMLResponse:
         )
         offered = await web.services.matching.call("GET", f"/v1/needs/{quote(need_id)}/offers", key=key)
         offers = offered.get("offers", [])
+        # Hours donors logged on this need's work, to confirm or adjust (issue 22).
+        logged = await web.services.matching.call("GET", f"/v1/needs/{quote(need_id)}/hours", key=key)
+        hour_logs = logged.get("logs", [])
     except ServiceError as exc:
         if exc.status in (401, 403):
             raise
@@ -163,6 +169,7 @@ async def need_page(request: Request, need_id: str) -> HTMLResponse:
         need=need,
         candidates=candidates,
         offers=offers,
+        hour_logs=hour_logs,
         unavailable=unavailable,
         deadline=format_when(need.get("deadline"), zone, language(request)),
     )
@@ -209,6 +216,26 @@ async def complete(request: Request, assignment_id: str) -> Response:
         errors=errors,
         values=form.fields,
     )
+
+
+@router.post("/organiser/hours/{log_id}/confirm")
+async def confirm_hours(request: Request, log_id: str) -> Response:
+    """The organisation confirms hours a donor logged, as logged or adjusted (a figure and a reason)."""
+    key = login_key(request)
+    form = await posted_form(request)
+    t = translator(request)
+    payload, errors = forms.hours_confirmation(form, t.labels(reason="hours.reason"))
+    if not errors:
+        call = web_of(request).services.matching.call(
+            "POST", f"/v1/hours/{quote(log_id)}/confirm", key=key, json=payload
+        )
+        _, errors = await submit(call, {"hours": "hours", "reason": "reason"}, "hours", passes=(401, 403, 404))
+    if errors:
+        first = next(iter(errors.values()))
+        flash(request, "hours.refused", message=t(first.key, **first.values))
+    else:
+        flash(request, "hours.confirmed")
+    return redirect(f"/organiser/needs/{quote(form.get('need_id'))}#hours")
 
 
 # After the completion routes: this one would take /complete for an {action}.
@@ -266,6 +293,9 @@ async def _manage(request: Request, event_id: str, **extra: Any) -> HTMLResponse
         items = []
     confirmed, waiting = views.booking_rows(items)
     sessions = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}/sessions", key=key)
+    # After the event: who came (a check-in counts), who did not, and what they thought (issue 22).
+    turnout = await optional(web.services.signups.call("GET", f"/v1/events/{quote(event_id)}/turnout", key=key))
+    begun = now() >= datetime.fromisoformat(str(event["starts_at"]).replace("Z", "+00:00"))
     zone = zone_of(request, event["time_zone"])
     return render(
         request,
@@ -276,6 +306,8 @@ async def _manage(request: Request, event_id: str, **extra: Any) -> HTMLResponse
         waiting=waiting,
         sessions=[{**s, "when": when(request, s, zone)} for s in sessions],
         when=when(request, event, zone),
+        turnout=turnout,
+        begun=begun,
         **extra,
     )
 
@@ -291,6 +323,18 @@ async def check_in(request: Request, booking_id: str) -> Response:
     form = await posted_form(request)
     await web_of(request).services.signups.call("POST", f"/v1/bookings/{quote(booking_id)}/check-in", key=key)
     flash(request, "event.checked_in.done", name=form.get("name"))
+    return redirect(f"/organiser/events/{quote(form.get('event_id'))}#bookings")
+
+
+@router.post("/organiser/bookings/{booking_id}/attendance")
+async def mark_attendance(request: Request, booking_id: str) -> Response:
+    """The organiser marks a confirmed place attended or no-show, from the bookings list."""
+    key = login_key(request)
+    form = await posted_form(request)
+    outcome = "no_show" if form.get("outcome") == "no_show" else "attended"
+    path = f"/v1/bookings/{quote(booking_id)}/attendance"
+    await web_of(request).services.signups.call("POST", path, key=key, json={"outcome": outcome})
+    flash(request, "event.marked", name=form.get("name"))
     return redirect(f"/organiser/events/{quote(form.get('event_id'))}#bookings")
 
 

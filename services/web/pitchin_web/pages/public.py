@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from pitchin_core.links import BadLink, read_booking_link, sign_booking_link
 from pitchin_web.clients import ServiceError
 from pitchin_web.domain import forms, views
-from pitchin_web.domain.timefmt import is_zone, iso_instant
+from pitchin_web.domain.timefmt import format_when, is_zone, iso_instant
 from pitchin_web.pages.common import (
     LinkRefused,
     flash,
@@ -178,8 +178,9 @@ def _feed_path(feed: Any) -> str | None:
 
 
 @router.get("/bookings/{link}", response_class=HTMLResponse)
-async def booking_page(request: Request, link: str) -> HTMLResponse:
+async def booking_page(request: Request, link: str, choice: str | None = None) -> HTMLResponse:
     booking, event, feed_url = await _booking(request, link)
+    zone = zone_of(request, event["time_zone"])
     return render(
         request,
         "booking.html",
@@ -187,10 +188,44 @@ async def booking_page(request: Request, link: str) -> HTMLResponse:
         event=event,
         link=link,
         feed_url=feed_url,
-        when=when(request, event, zone_of(request, event["time_zone"])),
+        when=when(request, event, zone),
+        # A waitlist offer (issue 22): until when the place is held, and the answer the mail's link chose.
+        offer_until=format_when(booking.get("offer_expires_at"), zone, language(request)),
+        choice=choice,
         sent_to=request.session.pop("last_email", None),
         noindex=True,
     )
+
+
+@router.get("/bookings/{link}/take", response_class=HTMLResponse)
+async def booking_offer_take_page(request: Request, link: str) -> HTMLResponse:
+    # The offer mail's "take the place" link lands here; a GET never answers (mail scanners
+    # follow links): the page puts that answer's button first.
+    return await booking_page(request, link, choice="accept")
+
+
+@router.get("/bookings/{link}/give-up", response_class=HTMLResponse)
+async def booking_offer_give_up_page(request: Request, link: str) -> HTMLResponse:
+    return await booking_page(request, link, choice="decline")
+
+
+@router.post("/bookings/{link}/offer")
+async def booking_offer_answer(request: Request, link: str) -> Response:
+    """The person offered a freed place takes it or gives up their spot: one button, one call to signups."""
+    form = await posted_form(request)
+    answer = "decline" if form.get("answer") == "decline" else "accept"
+    web = web_of(request)
+    booking_id, proof = _proof(request, link)
+    path = f"/v1/bookings/{quote(booking_id)}/offer/{answer}"
+    try:
+        await web.services.signups.call("POST", path, key=web.settings.federation_key, headers=proof)
+    except ServiceError as exc:
+        if exc.status != 409:
+            raise
+        flash(request, "booking.offer.closed")  # expired or answered meanwhile: the page says which
+        return redirect(f"/bookings/{quote(link)}")
+    flash(request, "booking.offer.taken" if answer == "accept" else "booking.offer.given_up")
+    return redirect(f"/bookings/{quote(link)}")
 
 
 @router.get("/bookings/{link}/cancel", response_class=HTMLResponse)
