@@ -52,6 +52,13 @@ def fake_services(request: httpx.Request) -> httpx.Response:
         items = [
             {"booking_id": "bkg_1", "name": "Rosa", "email": "r@x.org", "status": "confirmed", "checked_in_at": None},
             {"booking_id": "bkg_2", "name": "Sam", "email": "s@x.org", "status": "waitlisted", "waitlist_seq": 4},
+            {
+                "booking_id": "bkg_3",
+                "name": "Ade",
+                "email": "a@x.org",
+                "status": "offered",
+                "offer_expires_at": "2027-10-04T17:00:00+00:00",
+            },
         ]
         return httpx.Response(200, json={"event_id": "evt_1", "capacity": 2, "confirmed": 2, "items": items})
     if path == "/v1/events/evt_1/places":
@@ -170,6 +177,10 @@ def test_organiser_pages_need_a_login_then_render(client: TestClient) -> None:
         assert answer.text.count("<h1") == 1, path
     manage = client.get("/organiser/events/evt_1").text
     assert "Rosa" in manage and "Sam" in manage
+    # An open waitlist offer is listed apart, with when the held place moves on (issue 22).
+    offers = manage[manage.index('id="offers"') : manage.index('id="waitlist"')]
+    assert "Ade" in offers and "held until Mon 4 Oct 2027, 18:00 BST" in offers and "Sam" not in offers
+    assert "1 booked, 1 waiting · 1 offered" in manage
 
 
 def test_offer_link_without_token_asks_for_the_email_link(client: TestClient) -> None:

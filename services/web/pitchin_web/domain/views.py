@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -223,11 +223,23 @@ class BookingRow:
     status: str
     checked_in: bool
     position: int
+    # A waitlist offer's deadline (issue 22): when the held place moves on to the next in line.
+    offer_expires_at: str | None = None
 
 
-def booking_rows(items: Iterable[Mapping[str, Any]]) -> tuple[list[BookingRow], list[BookingRow]]:
-    """Confirmed (by name) and waitlisted (in waitlist order) bookings of an event."""
-    confirmed, waiting = [], []
+@dataclass(frozen=True)
+class EventBookings:
+    """An event's bookings as the organiser reads them: who has a place, who has been offered
+    one and until when, and who is waiting, in the order they will be offered."""
+
+    confirmed: list[BookingRow]
+    offered: list[BookingRow]
+    waiting: list[BookingRow]
+
+
+def booking_rows(items: Iterable[Mapping[str, Any]]) -> EventBookings:
+    """Confirmed (by name), offered (soonest deadline first) and waitlisted (in waitlist order)."""
+    confirmed, offered, waiting = [], [], []
     for item in items:
         row = BookingRow(
             booking_id=str(item["booking_id"]),
@@ -236,16 +248,22 @@ def booking_rows(items: Iterable[Mapping[str, Any]]) -> tuple[list[BookingRow], 
             status=str(item.get("status")),
             checked_in=item.get("checked_in_at") is not None,
             position=int(item.get("waitlist_seq") or 0),
+            offer_expires_at=str(item["offer_expires_at"]) if item.get("offer_expires_at") else None,
         )
         if row.status == "confirmed":
             confirmed.append(row)
+        elif row.status == "offered":
+            offered.append(row)
         elif row.status == "waitlisted":
             waiting.append(row)
     confirmed.sort(key=lambda r: r.name.lower())
+    offered.sort(key=lambda r: r.offer_expires_at or "")
     waiting.sort(key=lambda r: r.position)
-    return confirmed, [
-        BookingRow(r.booking_id, r.name, r.email, r.status, r.checked_in, i + 1) for i, r in enumerate(waiting)
-    ]
+    return EventBookings(
+        confirmed=confirmed,
+        offered=offered,
+        waiting=[replace(r, position=i + 1) for i, r in enumerate(waiting)],
+    )
 
 
 @dataclass(frozen=True)

@@ -396,6 +396,12 @@ MESSAGES: dict[str, str] = {
     "event.public_page": "Tudalen gyhoeddus",
     "event.bookings": "Archebion",
     "event.waitlist": "Rhestr aros",
+    "event.offers": "Lleoedd a gynigiwyd i'r rhestr aros",
+    "event.offers.explain": (
+        "Caiff pob lle ei gadw nes i'r person ateb neu i'r cynnig ddod i ben; yna mae'n mynd i'r nesaf yn y rhes."
+    ),
+    "event.offer_until": "wedi ei gadw tan {until}",
+    "event.offered_count": "{offered} wedi eu cynnig",
     "event.checkin": "Cofrestru wrth gyrraedd",
     "event.checked_in": "Wedi cyrraedd",
     "event.checked_in.done": "Mae {name} wedi cofrestru wrth gyrraedd.",

@@ -370,6 +370,12 @@ MESSAGES: dict[str, str] = {
     "event.public_page": "Public page",
     "event.bookings": "Bookings",
     "event.waitlist": "Waitlist",
+    "event.offers": "Places offered to the waitlist",
+    "event.offers.explain": (
+        "Each place is held until the person answers or the offer runs out; then it goes to the next in line."
+    ),
+    "event.offer_until": "held until {until}",
+    "event.offered_count": "{offered} offered",
     "event.checkin": "Check in",
     "event.checked_in": "Checked in",
     "event.checked_in.done": "{name} is checked in.",

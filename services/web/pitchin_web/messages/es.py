@@ -395,6 +395,13 @@ MESSAGES: dict[str, str] = {
     "event.public_page": "Página pública",
     "event.bookings": "Reservas",
     "event.waitlist": "Lista de espera",
+    "event.offers": "Plazas ofrecidas a la lista de espera",
+    "event.offers.explain": (
+        "Cada plaza se reserva hasta que la persona responda o venza la oferta; "
+        "después pasa a la siguiente de la lista."
+    ),
+    "event.offer_until": "reservada hasta {until}",
+    "event.offered_count": "{offered} ofrecidas",
     "event.checkin": "Registrar llegada",
     "event.checked_in": "Llegada registrada",
     "event.checked_in.done": "Se ha registrado la llegada de {name}.",

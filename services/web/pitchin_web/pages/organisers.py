@@ -291,7 +291,7 @@ async def _manage(request: Request, event_id: str, **extra: Any) -> HTMLResponse
         if exc.status != 404:
             raise
         items = []
-    confirmed, waiting = views.booking_rows(items)
+    bookings = views.booking_rows(items)
     sessions = await web.services.scheduling.call("GET", f"/v1/events/{quote(event_id)}/sessions", key=key)
     # After the event: who came (a check-in counts), who did not, and what they thought (issue 22).
     turnout = await optional(web.services.signups.call("GET", f"/v1/events/{quote(event_id)}/turnout", key=key))
@@ -302,8 +302,12 @@ async def _manage(request: Request, event_id: str, **extra: Any) -> HTMLResponse
         "manage_event.html",
         status=extra.pop("status", 200),
         event=event,
-        confirmed=confirmed,
-        waiting=waiting,
+        confirmed=bookings.confirmed,
+        # Open waitlist offers with the moment each place moves on, in the reader's zone.
+        offered=[
+            {"row": b, "until": format_when(b.offer_expires_at, zone, language(request))} for b in bookings.offered
+        ],
+        waiting=bookings.waiting,
         sessions=[{**s, "when": when(request, s, zone)} for s in sessions],
         when=when(request, event, zone),
         turnout=turnout,
