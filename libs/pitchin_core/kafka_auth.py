@@ -40,6 +40,9 @@ INGEST_PUBLISHER_PARTITIONS = 1
 # How soon a pattern subscription sees a publisher's new topic (aiokafka's default is 5 minutes;
 # 3 s measured 1.5 s from topic creation to the first record consumed, see the shared notes).
 METADATA_MAX_AGE_MS = 3000
+# The service that deletes what every ingest consumer has applied from the ingest topics, which
+# hold people in clear as publishers sent them (issue 19; pitchin_signups.ingest_trim).
+INGEST_TRIMMER = "signups"
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def topic_of_record(topic: str) -> str:
 
 Resource = Literal["topic", "group", "transactional-id", "cluster"]
 Pattern = Literal["literal", "prefixed"]
-Operation = Literal["Read", "Write", "Describe", "Create", "IdempotentWrite"]
+Operation = Literal["Read", "Write", "Describe", "Create", "IdempotentWrite", "Delete"]
 
 
 @dataclass(frozen=True, order=True)
@@ -138,6 +141,13 @@ def service_grants(service: str) -> tuple[Grant, ...]:
                 grants.add(Grant("topic", INGEST_PUBLISHER_PREFIX, "prefixed", "Read"))
     if any(service in spec.consumers for spec in topics.TOPICS):
         grants.add(Grant("group", service, "literal", "Read"))
+    if service == INGEST_TRIMMER:
+        # DeleteRecords on the ingest topics, up to what every ingest consumer group has
+        # committed, which it reads with DESCRIBE on those groups. The prefix also covers the
+        # ingest dead-letter topics; the trimmer deletes only from the base and publisher topics.
+        grants.add(Grant("topic", topics.INGEST.name, "literal", "Delete"))
+        grants.add(Grant("topic", INGEST_PUBLISHER_PREFIX, "prefixed", "Delete"))
+        grants |= {Grant("group", g, "literal", "Describe") for g in topics.INGEST.consumers if g != service}
     return tuple(sorted(grants))
 
 

@@ -62,6 +62,7 @@ _OPERATIONS = {
     "Describe": AclOperation.DESCRIBE,
     "Create": AclOperation.CREATE,
     "IdempotentWrite": AclOperation.IDEMPOTENT_WRITE,
+    "Delete": AclOperation.DELETE,
 }
 
 

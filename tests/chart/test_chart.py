@@ -46,7 +46,7 @@ from pydantic_settings import BaseSettings
 
 import pitchin_core.migrate
 from pitchin_core.contracts.topics import INGEST, TOPICS, all_topic_names, consumed_by, dead_letter_topic
-from pitchin_core.kafka_auth import INGEST_PUBLISHER_PREFIX
+from pitchin_core.kafka_auth import INGEST_PUBLISHER_PREFIX, INGEST_TRIMMER
 from pitchin_core.settings import ServiceSettings
 from pitchin_testing.install import PREFERRED_PG_MAJOR
 
@@ -499,6 +499,10 @@ def test_kafka_users_have_least_privilege_acls(renders: dict[str, Rendered]) -> 
                 if spec is INGEST:
                     prefix = INGEST_PUBLISHER_PREFIX
                     expected |= {("topic", prefix, "Read"), ("topic", prefix, "Describe")}
+        if name == INGEST_TRIMMER:
+            # It deletes what every ingest consumer group has applied (pitchin_signups.ingest_trim).
+            expected |= {("topic", INGEST.name, "Delete"), ("topic", INGEST_PUBLISHER_PREFIX, "Delete")}
+            expected |= {("group", g, "Describe") for g in INGEST.consumers if g != name}
         assert granted == expected, f"{name}: extra {granted - expected}, missing {expected - granted}"
 
 

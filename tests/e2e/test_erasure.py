@@ -21,9 +21,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from examples.publishers import kafka_publisher
+from examples.publishers.samples import every_type
 from pitchin_core.contracts.cloudevents import CloudEvent
 from pitchin_core.contracts.topics import all_topic_partitions
 from pitchin_core.erasure import person_hasher
+from pitchin_core.kafka_auth import ingest_topic
 from pitchin_core.personal import KeyStore, RemoteKeys, Sealer, is_sealed, opened_data
 from pitchin_testing.kafka import KafkaServer, admin_options
 from pitchin_testing.smtp_sink import SmtpSink
@@ -547,3 +550,62 @@ def test_the_hours_an_erased_donor_gave_stay_in_the_totals_without_their_words(
     assert totals() == (6.5, 1), "the federation's totals are unchanged"
     kept = _places(stack, {"thanks": thanks})
     assert kept == {"thanks": set()}, kept
+
+
+def _bytes_of(record: Any) -> bytes:
+    return b"".join([record.key or b"", record.value or b"", *(v or b"" for _, v in record.headers)])
+
+
+async def _ingest_records(bootstrap: str, topic: str) -> tuple[int, int, list[bytes]]:
+    """A publisher topic as the Kafka admin reads it: where its one partition starts and ends,
+    and every record still on it (key, value and headers as bytes)."""
+    consumer = AIOKafkaConsumer(**admin_options(bootstrap), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.seek_to_beginning(tp)
+        held: list[bytes] = []
+        async with asyncio.timeout(30):
+            while await consumer.position(tp) < end:
+                for records in (await consumer.getmany(tp, timeout_ms=500)).values():
+                    held += [_bytes_of(r) for r in records]
+        return start, end, held
+    finally:
+        await consumer.stop()
+
+
+def test_what_a_publisher_sent_leaves_kafka_once_every_consumer_has_applied_it(
+    stack: Stack, tenant: Tenant, kafka_server: KafkaServer
+) -> None:
+    """Publishers send people in clear, which Pitch In cannot seal: once signups and scheduling
+    have both committed past a record, signups deletes it (DeleteRecords, ingest_trim.py), well
+    within the minute an erasure has."""
+    source = f"/crm/trim-{uuid.uuid4().hex[:8]}"
+    stack.register_publisher(source, tenant.federation_id, (tenant.organisation_id,))
+    kafka = stack.publisher_kafka[source]
+    topic = ingest_topic(source)
+    run = uuid.uuid4().hex[:8]
+    signed_up = every_type(tenant.federation_id, tenant.organisation_id, run)[0]
+    login = kafka_publisher.sasl(kafka.username, kafka.password)
+    asyncio.run(kafka_publisher.publish(kafka_server.bootstrap, source, [signed_up], topic=topic, login=login))
+    # Applied first: the donor exists (nothing was deleted before signups read it).
+    registered = asyncio.run(
+        read_topic(
+            kafka_server.bootstrap,
+            "pitchin.donors.v1",
+            lambda r: isinstance(r.get("data"), dict) and r["data"].get("federation_id") == tenant.federation_id,
+            1,
+            60,
+        )
+    )
+    assert registered[0]["type"] == "org.pitchin.donor.registered.v1"
+
+    def trimmed() -> tuple[int, int, list[bytes]] | None:
+        start, end, held = asyncio.run(_ingest_records(kafka_server.bootstrap, topic))
+        return (start, end, held) if start == end else None
+
+    start, end, held = eventually(trimmed, timeout=60, interval=1.0, what="the publisher's topic trimmed")
+    assert end == 1 and held == [], (start, end, held)  # the one record was written, and is gone

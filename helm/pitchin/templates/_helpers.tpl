@@ -134,6 +134,7 @@ only through this, never .Values.services. */}}
 {{- $svc := mustMergeOverwrite (deepCopy $.Values.serviceDefaults) $own (dict "name" $name) }}
 {{- $produces := list }}
 {{- $consumes := list }}
+{{- $trims := list }}
 {{- range $topic := $topics }}
 {{- if has $name $topic.writers }}
 {{- $produces = append $produces $topic.name }}
@@ -143,9 +144,14 @@ only through this, never .Values.services. */}}
 {{- $consumes = append $consumes (dict "topic" $topic.name "deadLetter" .deadLetter) }}
 {{- end }}
 {{- end }}
+{{- if eq ($topic.trimmedBy | default "") $name }}
+{{- $groups := list }}
+{{- range $topic.consumers }}{{- if ne .group $name }}{{- $groups = append $groups .group }}{{- end }}{{- end }}
+{{- $trims = append $trims (dict "topic" $topic.name "groups" $groups) }}
+{{- end }}
 {{- end }}
 {{- if or $produces $consumes }}
-{{- $_ := set $svc "kafka" (dict "produces" $produces "consumes" $consumes) }}
+{{- $_ := set $svc "kafka" (dict "produces" $produces "consumes" $consumes "trims" $trims) }}
 {{- end }}
 {{- $_ := set $services $name $svc }}
 {{- end }}

@@ -58,5 +58,27 @@ spec:
           patternType: literal
         operations: [Read]
       {{- end }}
+      {{- range $svc.kafka.trims }}
+      # Deletes what every consumer group has applied from this topic and every publisher's own
+      # topic (people in clear as publishers sent them: docs/privacy.md), reading how far the
+      # other groups have committed.
+      - resource:
+          type: topic
+          name: {{ .topic }}
+          patternType: literal
+        operations: [Delete]
+      - resource:
+          type: topic
+          name: {{ .topic }}.
+          patternType: prefix
+        operations: [Delete]
+      {{- range .groups }}
+      - resource:
+          type: group
+          name: {{ . }}
+          patternType: literal
+        operations: [Describe]
+      {{- end }}
+      {{- end }}
 {{- end }}
 {{- end }}

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pitchin_core.contracts.common import EventData
-from pitchin_core.contracts.topics import TOPICS, TopicSpec
+from pitchin_core.contracts.topics import INGEST, TOPICS, TopicSpec
+from pitchin_core.kafka_auth import INGEST_TRIMMER
 
 REPO = Path(__file__).resolve().parents[3]
 ROOT = REPO / "docs" / "contracts"
@@ -141,6 +142,10 @@ def chart_topics() -> str:
         lines.append("    consumers:")
         for group in spec.consumers:
             lines += [f"      - group: {group}", f"        deadLetter: {spec.dead_letter(group)}"]
+        if spec is INGEST:
+            # Who deletes what every consumer group has applied (DELETE on the topics, DESCRIBE
+            # on the other groups): pitchin_core.kafka_auth.INGEST_TRIMMER.
+            lines.append(f"    trimmedBy: {INGEST_TRIMMER}")
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 
 from pitchin_core.http import run_beside
 from pitchin_core.ingest.http_door import MAX_BODY_BYTES
+from pitchin_core.kafka_auth import kafka_credentials
 from pitchin_core.links import LOCAL_DONOR_LINK_SECRET
 from pitchin_core.personal import PersonKeysSettings
 from pitchin_core.retention import enforce
@@ -18,6 +19,7 @@ from pitchin_core.runtime import Runtime, serve
 from pitchin_signups import api, erasure_api, handlers, osdi_read, person_keys
 from pitchin_signups.booking_door import BookingDoor
 from pitchin_signups.ingest import osdi, routes
+from pitchin_signups.ingest_trim import IngestTrimmer
 from pitchin_signups.offer_clock import OfferClock
 from pitchin_signups.service.bookings import BookingDesk
 from pitchin_signups.service.erasure import RETENTION
@@ -33,6 +35,9 @@ class SignupsSettings(PersonKeysSettings):
     # How often the waitlist offer clock looks for due offers (offer_clock.py): an offer lapses
     # at most this long after its deadline.
     offer_clock_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How often what every ingest consumer has applied is deleted from the ingest topics
+    # (ingest_trim.py): publishers' records in clear outlive their use by at most this long.
+    ingest_trim_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
 def create_app(settings: SignupsSettings | None = None) -> FastAPI:
@@ -67,7 +72,16 @@ def create_app(settings: SignupsSettings | None = None) -> FastAPI:
         await clock.start()
         workers.push_async_callback(clock.stop)
 
+    async def start_ingest_trim(workers: AsyncExitStack) -> None:
+        trimmer = IngestTrimmer(
+            settings_.kafka_bootstrap, kafka_credentials(settings_), interval=settings_.ingest_trim_seconds
+        )
+        app.state.ingest_trimmer = trimmer
+        await trimmer.start()
+        workers.push_async_callback(trimmer.stop)
+
     run_beside(app, start_offer_clock)
+    run_beside(app, start_ingest_trim)
     enforce(app, runtime, RETENTION)  # docs/privacy.md
     return app
 
