@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -527,6 +528,16 @@ def test_the_hours_an_erased_donor_gave_stay_in_the_totals_without_their_words(
     assert httpx.post(_at(matching, made["accept_url"]), timeout=10).status_code == 200
     assignment = f"{matching}/v1/assignments/{offer['offer_id']}"
     assert httpx.post(f"{assignment}/confirm", headers=organiser, timeout=10).is_success
+    # The donor logs hours with a note in their own words (left unconfirmed: completion counts).
+    token = {"token": urlsplit(made["offers_url"]).query.removeprefix("token=")}
+    note = f"Leaflets with Perpetua's neighbours ({donor_id})"
+    logged = httpx.post(
+        f"{matching}/v1/donors/{donor_id}/assignments/{offer['offer_id']}/hours",
+        json={"worked_on": datetime.now(UTC).date().isoformat(), "hours": 2, "note": note},
+        params=token,
+        timeout=10,
+    )
+    assert logged.status_code == 201, logged.text
     thanks = f"Thank you Perpetua, the leaflets were perfect ({donor_id})"
     done = httpx.post(f"{assignment}/complete", json={"hours_given": 6.5, "thanks": thanks}, headers=organiser)
     assert done.status_code == 200, done.text
@@ -538,6 +549,8 @@ def test_the_hours_an_erased_donor_gave_stay_in_the_totals_without_their_words(
         return mine["hours_given"], mine["completed"]
 
     assert totals() == (6.5, 1)
+    # Found before, so finding it nowhere after means something.
+    assert any("hour_logs" in place for place in _places(stack, {"note": note})["note"])
     asked = httpx.post(f"{stack['signups'].url}/v1/erasure-requests", json={"donor_id": donor_id}, headers=staff)
     assert asked.status_code == 202, asked.text
     progress = f"{stack['signups'].url}/v1/erasure-requests/{asked.json()['request_id']}"
@@ -547,9 +560,10 @@ def test_the_hours_an_erased_donor_gave_stay_in_the_totals_without_their_words(
         what="the erasure to be done",
     )
     assert finished["services"]["matching"]["counts"]["assignments"] == 1
+    assert finished["services"]["matching"]["counts"]["hour_logs"] == 1
     assert totals() == (6.5, 1), "the federation's totals are unchanged"
-    kept = _places(stack, {"thanks": thanks})
-    assert kept == {"thanks": set()}, kept
+    kept = _places(stack, {"thanks": thanks, "note": note})
+    assert kept == {"thanks": set(), "note": set()}, kept
 
 
 def _bytes_of(record: Any) -> bytes:

@@ -52,6 +52,14 @@ async def erase(uow: Transactions, event: CloudEvent, data: ErasureRequestedV1) 
                 data.donor_ids,
             )
         )
+        # The donor's own words on the hours they logged, and the organiser's reply; the hours stay.
+        counts["hour_logs"] = rows(
+            await tx.conn.execute(
+                "UPDATE hour_logs SET note = '', reason = ''"
+                " WHERE donor_id = ANY($1::text[]) AND (note <> '' OR reason <> '')",
+                data.donor_ids,
+            )
+        )
         needles = needles_of(data.donor_ids)
         await finish_erasure(tx, data, SERVICE, counts, needles, now)
         return True

@@ -122,6 +122,13 @@ async def _erase_here(conn: Conn, found: Found, now: datetime) -> dict[str, int]
             found.booking_ids,
         )
     )
+    # What they wrote about an event; the rating stays in the event's average.
+    counts["booking_feedback"] = rows(
+        await conn.execute(
+            "UPDATE booking_feedback SET comment = '' WHERE booking_id = ANY($1::text[]) AND comment <> ''",
+            found.booking_ids,
+        )
+    )
     counts["pending_signups"] = rows(
         await conn.execute("DELETE FROM pending_signups WHERE pending_id = ANY($1::text[])", found.pending_ids)
     )
