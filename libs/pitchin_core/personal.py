@@ -294,6 +294,9 @@ class PersonKeysSettings(ServiceSettings):
 
 
 PERSON_KEYS_PATH = "/internal/person-keys"
+# The most keys one call to signups asks for (its routes refuse more); RemoteKeys asks in chunks
+# of this, since a batch of a rush may carry 10,000 different people.
+MAX_KEYS_ASKED = 5000
 _TOKEN_LABEL = "pitchin/person-keys/v1/"
 
 
@@ -343,20 +346,30 @@ class RemoteKeys:
         return found
 
     async def sealing_keys(self, subjects: Collection[Subject]) -> dict[Subject, SealingKey]:
-        body = {"subjects": [{"federation_id": f, "subject": s} for f, s in subjects]}
-        answer = await self._post("seal", body)
-        return {
-            (k["federation_id"], k["subject"]): SealingKey(
-                k["key_id"],
-                base64.b64decode(k["key"]),
-                datetime.fromisoformat(k["erased_at"]) if k.get("erased_at") else None,
+        found: dict[Subject, SealingKey] = {}
+        asked = list(subjects)
+        for start in range(0, len(asked), MAX_KEYS_ASKED):
+            chunk = asked[start : start + MAX_KEYS_ASKED]
+            answer = await self._post("seal", {"subjects": [{"federation_id": f, "subject": s} for f, s in chunk]})
+            found.update(
+                {
+                    (k["federation_id"], k["subject"]): SealingKey(
+                        k["key_id"],
+                        base64.b64decode(k["key"]),
+                        datetime.fromisoformat(k["erased_at"]) if k.get("erased_at") else None,
+                    )
+                    for k in answer["keys"]
+                }
             )
-            for k in answer["keys"]
-        }
+        return found
 
     async def opening_keys(self, key_ids: Collection[str]) -> dict[str, bytes | None]:
-        answer = await self._post("open", {"key_ids": list(key_ids)})
-        return {k: (base64.b64decode(v) if v else None) for k, v in answer["keys"].items()}
+        found: dict[str, bytes | None] = {}
+        asked = list(key_ids)
+        for start in range(0, len(asked), MAX_KEYS_ASKED):
+            answer = await self._post("open", {"key_ids": asked[start : start + MAX_KEYS_ASKED]})
+            found.update({k: (base64.b64decode(v) if v else None) for k, v in answer["keys"].items()})
+        return found
 
 
 # --- where events leave and arrive ----------------------------------------------------------

@@ -8,6 +8,7 @@ contract whose name or format looks personal fails here until it is sealed or sa
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
@@ -30,12 +32,14 @@ from pitchin_core.contracts.registry import EVENT_TYPES
 from pitchin_core.erasure import PersonHasher
 from pitchin_core.personal import (
     ERASED,
+    MAX_KEYS_ASKED,
     NOT_PERSONAL,
     PERSONAL,
     PERSONAL_BY_TYPE,
     CachedKeys,
     Opener,
     PersonKeysSettings,
+    RemoteKeys,
     Sealer,
     SealingKey,
     Subject,
@@ -272,3 +276,27 @@ def test_a_sealed_value_moved_to_another_field_or_tenant_does_not_open() -> None
     data["name"], data["email"] = data["email"], data["name"]
     [opened] = asyncio.run(Opener(CachedKeys(keys)).open([_event(json.dumps(data), booking)]))
     assert opened is not None and opened.data["name"] == ERASED["name"] and opened.data["email"] == ERASED["email"]
+
+
+def test_remote_keys_ask_signups_in_chunks_its_routes_take() -> None:
+    """A rush's batch may carry 10,000 different people; signups refuses more than
+    MAX_KEYS_ASKED keys a call, so asking for them all at once would stall the consumer."""
+    sizes: list[int] = []
+
+    def signups(request: httpx.Request) -> httpx.Response:
+        asked = json.loads(request.content)["key_ids"]
+        sizes.append(len(asked))
+        if len(asked) > MAX_KEYS_ASKED:
+            return httpx.Response(422, json={"title": "too many"})
+        return httpx.Response(200, json={"keys": {k: base64.b64encode(b"k" * 32).decode() for k in asked}})
+
+    async def ask() -> dict[str, bytes | None]:
+        keys = RemoteKeys("http://signups", secret="s" * 40, service="notifications")
+        keys._client = httpx.AsyncClient(base_url="http://signups", transport=httpx.MockTransport(signups))
+        try:
+            return await keys.opening_keys([f"key-{i}" for i in range(2 * MAX_KEYS_ASKED + 1)])
+        finally:
+            await keys.close()
+
+    found = asyncio.run(ask())
+    assert len(found) == 2 * MAX_KEYS_ASKED + 1 and sizes == [MAX_KEYS_ASKED, MAX_KEYS_ASKED, 1]

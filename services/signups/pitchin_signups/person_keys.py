@@ -23,11 +23,18 @@ from pitchin_core.contracts.common import Identifier
 from pitchin_core.db import Conn
 from pitchin_core.erasure import rows
 from pitchin_core.errors import Unauthorised
-from pitchin_core.personal import PERSON_KEYS_PATH, KeysUnavailable, SealingKey, Subject, service_of_token
+from pitchin_core.personal import (
+    MAX_KEYS_ASKED,
+    PERSON_KEYS_PATH,
+    KeysUnavailable,
+    SealingKey,
+    Subject,
+    service_of_token,
+)
 
 # The services that may ask (signups reads its own table).
 ASKING_SERVICES = frozenset({"matching", "notifications", "scheduling"})
-MAX_ASKED = 5000  # a relay pass or a consumer batch is at most 10 000 rows; most share a person
+MAX_ASKED = MAX_KEYS_ASKED  # callers ask in chunks of this (RemoteKeys)
 
 _LIVE_AND_ERASED = (
     "SELECT w.federation_id, w.subject, k.key_id::text AS key_id, k.secret,"
