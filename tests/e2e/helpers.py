@@ -209,16 +209,21 @@ def booking_link_in(text: str, secret: str) -> str | None:
 def opened(stack: Stack, data: dict[str, Any]) -> dict[str, Any]:
     """An event's data as a consumer reads it: its sealed personal fields opened with signups' keys
     (pitchin_core.personal), asked as notifications asks for them."""
+    return opened_all(stack, [data])[0]
+
+
+def opened_all(stack: Stack, datas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`opened` for many events' data, with one look-up for all their keys."""
     from pitchin_core.personal import RemoteKeys, is_sealed, opened_data
 
-    async def open_all() -> dict[str, Any]:
+    async def open_all() -> list[dict[str, Any]]:
         secret = stack["signups"].env["PITCHIN_PERSON_KEYS_SECRET"]
         keys = RemoteKeys(stack["signups"].url, secret=secret, service="notifications")
         try:
-            wanted = [v["key"] for v in data.values() if is_sealed(v)]
+            wanted = sorted({v["key"] for data in datas for v in data.values() if is_sealed(v)})
             secrets = await keys.opening_keys(wanted) if wanted else {}
         finally:
             await keys.close()
-        return opened_data(data, secrets.get)
+        return [opened_data(data, secrets.get) for data in datas]
 
     return asyncio.run(open_all())
