@@ -134,7 +134,9 @@ class DeadLetters:
             headers.append(("dlq_value_dropped", f"{len(value)} bytes".encode()))
             value = None
         await self.producer.send_and_wait(parked, value=value, key=record.key, headers=headers)
-        self.metrics.dead_letters.labels(self.metrics.service, topic, category).inc()
+        # Labelled by the topic family, not a publisher's own topic: one series per publisher
+        # would put ids in label values (dlq_source_topic on the parked record says which one).
+        self.metrics.dead_letters.labels(self.metrics.service, topic_of_record(topic), category).inc()
         # Handled, so a warning (not an error or worse): the record is kept and the stream flows on.
         log.warning(
             "dead-lettered %s@%s/%s to %s (%s): %s",

@@ -178,3 +178,32 @@ async def test_a_dead_lettered_record_is_a_warning_naming_the_reason_and_where_i
     assert entry.levelno == logging.WARNING
     assert sent == [entry.dead_letter_topic]  # type: ignore[attr-defined]
     assert "data.email: not an email" in entry.getMessage() and sent[0] in entry.getMessage()
+
+
+async def test_a_record_from_a_publishers_own_topic_is_counted_under_the_ingest_topic() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from pitchin_core.contracts.topics import INGEST
+    from pitchin_core.kafka_auth import ingest_topic
+    from pitchin_core.messaging import DeadLetters
+    from pitchin_core.telemetry import Metrics
+
+    class Producer:
+        async def send_and_wait(self, topic: str, **_: Any) -> None:
+            return None
+
+    own = ingest_topic("/crm/acme-branch")
+    assert own != INGEST.name
+    metrics = Metrics("signups")
+    record = SimpleNamespace(topic=own, partition=0, offset=7, value=b"{", key=None, headers=[])
+    await DeadLetters(Producer(), "signups", metrics).send(record, "data: not JSON", "schema")
+    counted = {
+        sample.labels["topic"]
+        for family in metrics.registry.collect()
+        if family.name == "pitchin_dead_letters"
+        for sample in family.samples
+        if sample.name == "pitchin_dead_letters_total"
+    }
+    # One series per publisher would put an id in a label value; the parked record names the topic.
+    assert counted == {INGEST.name}
