@@ -444,7 +444,20 @@ def uninstalled(cluster: Cluster, rolled_back: Step) -> tuple[Step, dict[str, se
         }
         for kind, path in KEPT_KINDS.items()
     }
-    step = timed(cluster, "uninstall", RELEASE, "--namespace", DEFAULT_NS, "--wait", "--timeout", HELM_TIMEOUT)
+    # Foreground: each Deployment goes only once its ReplicaSets and Pods have gone, so --wait
+    # returns when the pods are gone too (in the background the garbage collector is still at it).
+    step = timed(
+        cluster,
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        DEFAULT_NS,
+        "--cascade",
+        "foreground",
+        "--wait",
+        "--timeout",
+        HELM_TIMEOUT,
+    )
     return step, before
 
 
