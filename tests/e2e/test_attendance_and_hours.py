@@ -193,6 +193,20 @@ def test_attended_and_no_show_with_check_in_counting_thanks_by_mail_feedback_and
     assert shown["count"] == 1 and shown["average_rating"] == 5
     assert [c["comment"] for c in shown["comments"]] == ["Friendly and useful"]
 
+    # Ana asks to be erased from her booking page: her comment is her own words and goes; her
+    # rating stays in the count and the average (issue 19).
+    booking_page = feedback_path.removesuffix("/feedback")
+    with httpx.Client(base_url=stack["web"].url, timeout=15) as web:
+        asked = web.post(f"{booking_page}/erase", data={"csrf": _csrf(web, booking_page)})
+        assert asked.status_code == 303, asked.text
+
+    def feedback_once_erased() -> dict[str, Any] | None:
+        now = httpx.get(f"{signups}/v1/events/{event_id}/turnout", headers=organiser).json()["feedback"]
+        return now if not now["comments"] else None
+
+    after = eventually(feedback_once_erased, timeout=60, what="Ana's comment to be erased")
+    assert after["count"] == 1 and after["average_rating"] == 5
+
 
 def test_logged_hours_count_on_the_record_only_once_confirmed_or_adjusted(
     stack: Stack, tenant: Tenant, kafka_server: KafkaServer
