@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from pitchin_core.contracts.common import (
     MAX_CAUSES,
@@ -14,6 +14,7 @@ from pitchin_core.contracts.common import (
     Availability,
     Consent,
     ContactPreferences,
+    Contract,
     DonorSkill,
     Email,
     EventData,
@@ -32,6 +33,65 @@ class DonorStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+class LendingScope(StrEnum):
+    """Which member organisations of the federation may ask the donor, as the donor chose."""
+
+    home = "home"  # only the organisation they signed up through
+    named = "named"  # that one and the organisations they name
+    federation = "federation"  # any member organisation
+
+
+# The most organisations a donor may name: a choice a person makes by hand, not a directory.
+MAX_LENDING_ORGANISATIONS = 50
+
+
+class Lending(Contract):
+    """The donor's consent to be asked by member organisations other than their own.
+
+    Absent, it is the narrowest (`home`): the donor has not agreed to more. A donor with no
+    home organisation (signed up at federation level) has the federation as their home, so
+    every member organisation may ask them whatever the scope (`may_ask`).
+    """
+
+    scope: LendingScope = LendingScope.home
+    organisations: list[Identifier] = Field(
+        default_factory=list,
+        max_length=MAX_LENDING_ORGANISATIONS,
+        validate_default=True,
+        description="With `named` only, and then at least one: the other organisations that may ask",
+    )
+
+    @field_validator("organisations")
+    @classmethod
+    def _named_only(cls, organisations: list[str], info: ValidationInfo) -> list[str]:
+        scope = info.data.get("scope")
+        if scope == LendingScope.named and not organisations:
+            raise ValueError("name at least one organisation with the scope named")
+        if scope != LendingScope.named and organisations:
+            raise ValueError("organisations are named only with the scope named")
+        return list(dict.fromkeys(organisations))  # each once, in the order given
+
+
+def may_ask(lending: Lending, home_organisation: str | None, asking_organisation: str | None) -> bool:
+    """Whether `asking_organisation` (a need's organisation) may ask a donor of `home_organisation`.
+
+    One rule for every service that chooses or shows candidates:
+    - a donor with no home organisation belongs to the whole federation: anyone may ask;
+    - their own organisation may always ask;
+    - a need with no organisation (the federation's own) asks only donors who agreed to the
+      whole federation, besides the home-less ones above: `named` names member organisations,
+      and a federation-level need is none of them;
+    - otherwise `federation` lets every member organisation ask, `named` the ones named.
+    """
+    if home_organisation is None or home_organisation == asking_organisation:
+        return True
+    if lending.scope == LendingScope.federation:
+        return True
+    if asking_organisation is None:
+        return False
+    return lending.scope == LendingScope.named and asking_organisation in lending.organisations
+
+
 class DonorRegisteredV1(EventData):
     event_type: ClassVar[str] = "org.pitchin.donor.registered.v1"
     donor_id: Identifier
@@ -46,6 +106,7 @@ class DonorRegisteredV1(EventData):
     union_member: bool = False
     contact: ContactPreferences
     consent: Consent
+    lending: Lending = Field(default_factory=Lending, description="Who may ask them; absent: `home` only")
     status: DonorStatus = DonorStatus.active
     registered_at: datetime
 
@@ -67,6 +128,7 @@ class DonorUpdatedV1(EventData):
     union_member: bool = False
     contact: ContactPreferences
     consent: Consent
+    lending: Lending = Field(default_factory=Lending, description="Who may ask them; absent: `home` only")
     status: DonorStatus
     updated_at: datetime
 

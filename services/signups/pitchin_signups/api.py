@@ -334,6 +334,49 @@ async def get_need(need_id: str, caller: CallerDep, request: Request) -> dict[st
     return await fights.get_need(_uow(request), caller, need_id)
 
 
+class CandidateProfilesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    donor_ids: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        max_length=50, description="The candidates matching proposed for the need (at most 50)"
+    )
+
+
+class CandidateSkill(BaseModel):
+    skill: str
+    level: str
+
+
+class CandidateProfile(BaseModel):
+    """What an organiser may see of a candidate before they say yes: no email, phone or address."""
+
+    donor_id: str
+    name: str
+    organisation_id: str | None = Field(description="The donor's home organisation; null: the federation's own")
+    skills: list[CandidateSkill]
+    languages: list[str]
+    remote: bool
+    lent: bool = Field(description="Their home is another organisation, whose donor they are lent as")
+
+
+class CandidateProfiles(BaseModel):
+    profiles: list[CandidateProfile]
+
+
+@router.post("/needs/{need_id}/candidate-profiles", response_model=CandidateProfiles, tags=["fights"])
+async def candidate_profiles(
+    need_id: str, body: CandidateProfilesRequest, caller: CallerDep, request: Request
+) -> dict[str, Any]:
+    """Short profiles of a need's candidates, for its organiser's page: by name, not by id.
+
+    Only active donors whose lending choice lets the need's organisation ask them are in the
+    answer (the others, and unknown ids, are left out); never contact details. For whoever may
+    act for the need (as `GET /v1/needs/{need_id}`); an unknown need is 404.
+    """
+    found = await donors.candidate_profiles(_uow(request), caller, need_id, body.donor_ids)
+    return {"profiles": found}
+
+
 @router.patch("/needs/{need_id}", response_model=NeedUpdatedV1, tags=["fights"])
 async def change_need(need_id: str, changes: NeedChanges, caller: CallerDep, request: Request) -> Any:
     return await fights.change_need(_uow(request), caller, need_id, changes, _now())

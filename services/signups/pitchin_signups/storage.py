@@ -13,7 +13,9 @@ from pitchin_core.contracts.scheduling import EventCreatedV1, EventFacts
 from pitchin_core.db import Conn
 from pitchin_core.outbox import OUTBOX_COLUMNS, StagedEvent
 
-_PROFILE = {"skills", "availability", "place", "languages", "causes", "union_member", "contact", "consent"}
+# The donor's profile, kept as one jsonb column: a new field (like `lending`) needs no migration,
+# and a row stored before it had one reads as the contract's default.
+_PROFILE = {"skills", "availability", "place", "languages", "causes", "union_member", "contact", "consent", "lending"}
 
 
 # Donors ---------------------------------------------------------------------------------
@@ -148,6 +150,19 @@ async def list_donors(
         after[0] if after else None,
         after[1] if after else "",
         limit,
+    )
+
+
+async def active_donors_among(conn: Conn, federation_id: str, donor_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The active donors of a federation among `donor_ids`, with what a candidate's profile shows
+    and what decides who may ask them (home organisation, lending); never contact details."""
+    return await conn.fetch(
+        "SELECT donor_id, organisation_id, name, profile->'skills' AS skills, profile->'languages' AS languages,"
+        " coalesce((profile->'place'->>'remote')::boolean, true) AS remote, profile->'lending' AS lending"
+        " FROM donors WHERE federation_id = $1 AND donor_id = ANY($2::text[]) AND status = 'active'"
+        " ORDER BY donor_id",
+        federation_id,
+        list(donor_ids),
     )
 
 

@@ -29,6 +29,7 @@ from pitchin_core.contracts.donors import (
     DonorRegisteredV1,
     DonorStatus,
     DonorUpdatedV1,
+    Lending,
 )
 from pitchin_core.errors import Conflict, FieldError, Refused
 
@@ -49,6 +50,10 @@ class DonorSignup(Contract):
     consent: Consent
     organisation_id: Identifier | None = Field(
         default=None, description="The member organisation the person signed up through, if any."
+    )
+    lending: Lending = Field(
+        default_factory=Lending,
+        description="Which other member organisations may ask them; absent: only their own (`home`)",
     )
 
 
@@ -97,6 +102,7 @@ def register(
         union_member=signup.union_member,
         contact=signup.contact,
         consent=signup.consent,
+        lending=signup.lending,
         registered_at=now,
     )
 
@@ -187,6 +193,7 @@ class DonorChanges(Contract):
     union_member: bool | None = None
     contact: ContactPreferences | None = None
     consent: Consent | None = None
+    lending: Lending | None = Field(default=None, description="The donor's new choice of who may ask them")
     status: DonorStatus | None = Field(default=None, description="active or paused; withdraw with its own call")
 
 

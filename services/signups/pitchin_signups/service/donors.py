@@ -17,6 +17,8 @@ from pitchin_core.contracts.donors import (
     DonorRegisteredV1,
     DonorUpdatedV1,
     DonorWithdrawnV1,
+    Lending,
+    may_ask,
 )
 from pitchin_core.db import Conn
 from pitchin_core.errors import Conflict, DomainError, FieldError, NotFound
@@ -206,6 +208,43 @@ async def find(
     """A page of the donors the caller may see (an organisation's own, or the whole federation's)."""
     rows = await visible_to(uow, caller, storage.list_donors, skill=skill, status=status, after=after, limit=limit)
     return [{**dict(r), "skills": json.loads(r["skills"] or "[]")} for r in rows]
+
+
+async def candidate_profiles(
+    uow: Transactions, caller: Caller, need_id: str, donor_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Short profiles of the donors an organiser sees as candidates for a need: name, home
+    organisation, skills, languages and whether they work remotely; never how to reach them.
+
+    Only active donors of the need's federation whose lending choice lets the need's
+    organisation ask them (`may_ask`); others among `donor_ids` are left out, as unknown ones
+    are, so the answer tells nobody who exists outside their reach. The caller must be able to
+    act for the need (its organisation's organiser, or federation staff): else 404, as for
+    `GET /v1/needs/{need_id}`. `lent` is true for a donor whose home is another organisation.
+    """
+    async with uow(caller.tenant, readonly=True) as tx:
+        need = await storage.get_need(tx.conn, caller.federation_id, need_id)
+        if need is None or not caller.can_act_for(need["federation_id"], need["organisation_id"]):
+            raise NotFound("need", need_id)
+        rows = await storage.active_donors_among(tx.conn, need["federation_id"], donor_ids)
+    asking = need["organisation_id"]
+    profiles = []
+    for row in rows:
+        lending = Lending.model_validate_json(row["lending"]) if row["lending"] else Lending()
+        if not may_ask(lending, row["organisation_id"], asking):
+            continue
+        profiles.append(
+            {
+                "donor_id": row["donor_id"],
+                "name": row["name"],
+                "organisation_id": row["organisation_id"],
+                "skills": json.loads(row["skills"] or "[]"),
+                "languages": json.loads(row["languages"] or "[]"),
+                "remote": row["remote"],
+                "lent": row["organisation_id"] is not None and row["organisation_id"] != asking,
+            }
+        )
+    return profiles
 
 
 async def change(
