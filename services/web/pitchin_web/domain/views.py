@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from pitchin_web.domain import reasons as plain
 from pitchin_web.domain.timefmt import as_datetime, format_span, format_when
+from pitchin_web.messages import Translator
 
 BOOKABLE = ("published", "live")
 
@@ -121,7 +124,7 @@ def _hashtag(tag: Any) -> str | None:
 class Reason:
     name: str
     points: float
-    why: str
+    why: str  # in the donor's words (domain.reasons), not the engine's
 
 
 @dataclass(frozen=True)
@@ -135,15 +138,26 @@ class OfferView:
     urgency: str
     reasons: list[Reason]
     open: bool
+    # Who asks and for which fight, where the services give them (see pages/offers.py).
+    organisation: str = ""
+    fight_title: str = ""
+    fight_story: str = ""
+    task: str = ""
+    contact: str = ""
 
 
-def offer_view(offer: Mapping[str, Any], zone: str, now: datetime, language: str = "en") -> OfferView:
+def offer_view(
+    offer: Mapping[str, Any],
+    zone: str,
+    now: datetime,
+    language: str = "en",
+    skill_labels: Mapping[str, str] | None = None,
+) -> OfferView:
+    """An offer as the donor reads it: the task, who asks, and the three or four reasons that mattered."""
     expires_at = as_datetime(offer.get("expires_at"))
-    reasons = [
-        Reason(str(c.get("name", "")), float(c.get("points", 0)), str(c.get("why", "")))
-        for c in offer.get("explanation") or []
-        if c.get("why")
-    ]
+    explanation = offer.get("explanation") or []
+    said = plain.phrased(explanation, "donor", Translator(language), skill_labels)
+    reasons = [Reason(c.name, c.points, why) for c, why in said]
     status = str(offer.get("status", "pending"))
     return OfferView(
         offer_id=str(offer["offer_id"]),
@@ -153,9 +167,180 @@ def offer_view(offer: Mapping[str, Any], zone: str, now: datetime, language: str
         deadline=format_when(offer.get("deadline"), zone, language),
         expires=format_when(expires_at, zone, language),
         urgency=str(offer.get("urgency") or "normal"),
-        reasons=sorted(reasons, key=lambda r: -r.points),
+        reasons=reasons,
         open=status == "pending" and (expires_at is None or expires_at > now),
+        organisation=_text(offer.get("organisation_name")),
+        fight_title=_text(offer.get("fight_title")),
+        fight_story=_text(offer.get("fight_description")),
+        task=_text(offer.get("need_description") or offer.get("description")),
+        contact=_text(offer.get("contact")),
     )
+
+
+def _text(value: Any) -> str:
+    return str(value).strip() if isinstance(value, str) else ""
+
+
+# -- the organiser's need page: people by name, reasons in words, the escalation's steps ----------
+
+
+@dataclass(frozen=True)
+class Person:
+    """A donor as an organiser may see them before they say yes: a name and a short profile, no contact."""
+
+    donor_id: str
+    name: str  # "" when signups did not give a profile (out of the need's lending scope, or unanswered)
+    lent: bool = False
+    skills: list[tuple[str, str]] = field(default_factory=list)  # (label, level), strongest first
+    languages: list[str] = field(default_factory=list)
+    remote: bool | None = None
+
+
+TOP_SKILLS = 3
+
+
+def people(profiles: Mapping[str, Any] | None, skill_labels: Mapping[str, str]) -> dict[str, Person]:
+    """Signups' candidate profiles by donor id (an empty answer when it gave none)."""
+    found: dict[str, Person] = {}
+    for p in (profiles or {}).get("profiles") or []:
+        if not isinstance(p, Mapping) or not p.get("donor_id") or not str(p.get("name") or "").strip():
+            continue
+        held = sorted(
+            (s for s in p.get("skills") or [] if isinstance(s, Mapping) and s.get("skill")),
+            key=lambda s: -_level_rank(s.get("level")),
+        )
+        found[str(p["donor_id"])] = Person(
+            donor_id=str(p["donor_id"]),
+            name=str(p["name"]).strip(),
+            lent=bool(p.get("lent")),
+            skills=[
+                (plain.skill_label(str(s["skill"]), skill_labels), str(s.get("level") or "")) for s in held[:TOP_SKILLS]
+            ],
+            languages=[plain.language_name(str(tag)) for tag in p.get("languages") or []],
+            remote=bool(p["remote"]) if "remote" in p else None,
+        )
+    return found
+
+
+def _level_rank(level: Any) -> int:
+    return plain.LEVELS.index(level) if level in plain.LEVELS else -1
+
+
+def person(found: Mapping[str, Person], donor_id: Any) -> Person:
+    """The donor by name where signups gave their profile, else a neutral stand-in (never the raw id)."""
+    return found.get(str(donor_id)) or Person(donor_id=str(donor_id), name="")
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    who: Person
+    score: float
+    offer_status: str | None
+    reasons: list[str]
+
+
+def candidate_rows(
+    answer: Mapping[str, Any] | None, found: Mapping[str, Person], language: str, skill_labels: Mapping[str, str]
+) -> list[CandidateView]:
+    """Matching's candidates by name, each with the three or four components that set them apart."""
+    t = Translator(language)
+    return [
+        CandidateView(
+            who=person(found, c.get("donor_id")),
+            score=float(c.get("score") or 0),
+            offer_status=c.get("offer_status"),
+            reasons=plain.plain_reasons(c.get("components"), "organiser", t, skill_labels),
+        )
+        for c in (answer or {}).get("candidates") or []
+    ]
+
+
+@dataclass(frozen=True)
+class AskedView:
+    offer_id: str
+    who: Person
+    status: str
+    assignment_status: str | None
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """Said yes, and the organiser has neither confirmed nor released them yet."""
+        return self.status == "accepted" and self.assignment_status in (None, "accepted")
+
+    @property
+    def confirmed(self) -> bool:
+        return self.assignment_status == "confirmed"
+
+
+def asked_rows(offers: Iterable[Mapping[str, Any]], found: Mapping[str, Person]) -> list[AskedView]:
+    return [
+        AskedView(
+            offer_id=str(o["offer_id"]),
+            who=person(found, o.get("donor_id")),
+            status=str(o.get("status") or ""),
+            assignment_status=o.get("assignment_status"),
+        )
+        for o in offers
+    ]
+
+
+def placed(offers: Iterable[Mapping[str, Any]]) -> int:
+    """Donors confirmed on a need, as matching has them (it confirms them; signups learns it later)."""
+    return sum(1 for o in offers if o.get("assignment_status") in ("confirmed", "completed"))
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    when: str
+    at_iso: str
+    what: str
+
+
+@dataclass(frozen=True)
+class EscalationView:
+    steps: list[EscalationStep]
+    next_step: str  # when the next widening is due, in words; "" when none is planned
+
+
+_REACH = re.compile(r"reach (\d+) km")
+
+
+def escalation_view(answer: Mapping[str, Any] | None, zone: str, language: str = "en") -> EscalationView | None:
+    """An urgent need's escalation in words, times in the reader's zone; None for a need without one."""
+    if not answer:
+        return None
+    steps = [s for s in answer.get("steps") or [] if isinstance(s, Mapping)]
+    due = answer.get("next_step_at")
+    if not steps and not due:
+        return None
+    t = Translator(language)
+    shown = [
+        EscalationStep(
+            when=format_when(s.get("taken_at"), zone, language),
+            at_iso=(at.isoformat() if (at := as_datetime(s.get("taken_at"))) else ""),
+            what=_step_words(s, t),
+        )
+        for s in steps
+    ]
+    stood_down = any(s.get("kind") == "stood-down" for s in steps)
+    if due and not stood_down:
+        next_step = t("escalation.next", when=format_when(due, zone, language))
+    else:
+        next_step = t("escalation.filled") if stood_down else t("escalation.no_next")
+    return EscalationView(steps=shown, next_step=next_step)
+
+
+def _step_words(step: Mapping[str, Any], t: Translator) -> str:
+    kind = str(step.get("kind") or "")
+    offers = int(step.get("offers_wanted") or 0)
+    if kind == "widened":
+        reach = _REACH.search(str(step.get("detail") or ""))
+        if reach:
+            return t("escalation.widened", step=step.get("step", ""), km=reach.group(1), offers=offers)
+        return t("escalation.widened.plain", step=step.get("step", ""), offers=offers)
+    if kind in ("first-wave", "replaced", "reclaimed", "stood-down"):
+        return t(f"escalation.{kind}", offers=offers)
+    return t("escalation.other")
 
 
 @dataclass

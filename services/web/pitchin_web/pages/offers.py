@@ -15,7 +15,19 @@ from fastapi.responses import HTMLResponse, Response
 
 from pitchin_web.clients import ServiceError
 from pitchin_web.domain import views
-from pitchin_web.pages.common import LinkRefused, flash, language, now, posted_form, redirect, render, web_of, zone_of
+from pitchin_web.pages.common import (
+    LinkRefused,
+    flash,
+    language,
+    now,
+    optional,
+    posted_form,
+    redirect,
+    render,
+    skills,
+    web_of,
+    zone_of,
+)
 
 router = APIRouter()
 
@@ -39,7 +51,8 @@ async def donor_offers(request: Request, donor_id: str, token: str = "") -> HTML
     answer = await _with_offer_token(request, "GET", f"/v1/donors/{quote(donor_id)}/offers", token)
     zone = zone_of(request)
     with_needs = await asyncio.gather(*(_with_need(request, o) for o in answer.get("offers", [])))
-    offers = [views.offer_view(o, zone, now(), language(request)) for o in with_needs]
+    labels = await _skill_labels(request)
+    offers = [views.offer_view(o, zone, now(), language(request), labels) for o in with_needs]
     return render(request, "offers.html", offers=offers, token=token)
 
 
@@ -54,9 +67,15 @@ async def offer_page(request: Request, offer_id: str, token: str = "") -> HTMLRe
     A GET never answers (mail scanners follow links); the buttons POST with the token.
     """
     offer = await _with_offer_token(request, "GET", f"/v1/offers/{quote(offer_id)}", token)
-    view = views.offer_view(await _with_need(request, offer), zone_of(request), now(), language(request))
+    labels = await _skill_labels(request)
+    view = views.offer_view(await _with_need(request, offer), zone_of(request), now(), language(request), labels)
     choice = "decline" if request.url.path.endswith("/decline") else "accept"
     return render(request, "offer.html", offer=view, token=token, choice=choice)
+
+
+async def _skill_labels(request: Request) -> dict[str, str]:
+    """The federation's names for its skills, so a reason reads "Data and analytics", not a slug."""
+    return await optional(skills(request, web_of(request).settings.federation_key)) or {}
 
 
 async def _with_need(request: Request, offer: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ services decide what they may see and do.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -144,35 +145,79 @@ def _suggest_again(
 async def need_page(request: Request, need_id: str) -> HTMLResponse:
     key = login_key(request)
     web = web_of(request)
-    need = await web.services.signups.call("GET", f"/v1/needs/{quote(need_id)}", key=key)
+    path = f"/v1/needs/{quote(need_id)}"
+    need = await web.services.signups.call("GET", path, key=key)
     candidates: dict[str, Any] | None = None
     offers: list[dict[str, Any]] = []
     hour_logs: list[dict[str, Any]] = []
     unavailable = False
     try:
-        candidates = await web.services.matching.call(
-            "GET", f"/v1/needs/{quote(need_id)}/candidates", key=key, params={"limit": 10}
+        answers: tuple[Any, Any, Any] = await asyncio.gather(
+            web.services.matching.call("GET", f"{path}/candidates", key=key, params={"limit": 10}),
+            web.services.matching.call("GET", f"{path}/offers", key=key),
+            # Hours donors logged on this need's work, to confirm or adjust (issue 22).
+            web.services.matching.call("GET", f"{path}/hours", key=key),
         )
-        offered = await web.services.matching.call("GET", f"/v1/needs/{quote(need_id)}/offers", key=key)
-        offers = offered.get("offers", [])
-        # Hours donors logged on this need's work, to confirm or adjust (issue 22).
-        logged = await web.services.matching.call("GET", f"/v1/needs/{quote(need_id)}/hours", key=key)
-        hour_logs = logged.get("logs", [])
+        candidates, offers, hour_logs = answers[0], answers[1].get("offers", []), answers[2].get("logs", [])
     except ServiceError as exc:
         if exc.status in (401, 403):
             raise
         unavailable = True
+    labels = await optional(skills(request, key)) or {}
+    escalation, found = await asyncio.gather(
+        _escalation(request, key, path),
+        _people(request, key, path, [*(candidates or {}).get("candidates", []), *offers, *hour_logs], labels),
+    )
     zone = zone_of(request)
+    lang = language(request)
     return render(
         request,
         "need.html",
         need=need,
-        candidates=candidates,
-        offers=offers,
-        hour_logs=hour_logs,
+        candidates=views.candidate_rows(candidates, found, lang, labels),
+        asked=views.asked_rows(offers, found),
+        hour_logs=[{**log, "who": views.person(found, log.get("donor_id"))} for log in hour_logs],
+        # Matching confirms assignments and signups learns of it from Kafka a moment later: the
+        # count beside the confirmed donors is matching's, signups' only when matching is not answering.
+        placed=len(need.get("assigned_donors") or ()) if unavailable else views.placed(offers),
         unavailable=unavailable,
-        deadline=format_when(need.get("deadline"), zone, language(request)),
+        escalation=views.escalation_view(escalation, zone, lang),
+        deadline=format_when(need.get("deadline"), zone, lang),
     )
+
+
+async def _escalation(request: Request, key: str, need_path: str) -> dict[str, Any] | None:
+    """Matching's escalation of the need (urgent needs only); None when it has none or is not answering."""
+    try:
+        found: dict[str, Any] = await web_of(request).services.matching.call("GET", f"{need_path}/escalation", key=key)
+    except ServiceError as exc:
+        if exc.status in (401, 403):
+            raise
+        return None
+    return found
+
+
+async def _people(
+    request: Request, key: str, need_path: str, rows: list[dict[str, Any]], labels: dict[str, str]
+) -> dict[str, views.Person]:
+    """The donors on the page by name, as signups lets the need's organisation see them (lending scope).
+
+    A donor left out of signups' answer, or every donor when signups does not answer, reads as
+    "a donor": the page still works, and shows no raw id in place of a name.
+    """
+    ids = list(dict.fromkeys(str(r["donor_id"]) for r in rows if r.get("donor_id")))[:PROFILES_AT_ONCE]
+    if not ids:
+        return {}
+    try:
+        answer = await web_of(request).services.signups.call(
+            "POST", f"{need_path}/candidate-profiles", key=key, json={"donor_ids": ids}
+        )
+    except ServiceError:
+        return {}
+    return views.people(answer if isinstance(answer, dict) else None, labels)
+
+
+PROFILES_AT_ONCE = 50  # what signups' candidate-profiles takes in one call
 
 
 # -- assignments ---------------------------------------------------------------------------------------
