@@ -326,7 +326,12 @@ def test_donor_answers_an_offer_from_the_email_link(
     # The link's host is the deployment's public address; here the test's web front.
     who.go(f"{link.path}?{link.query}")
     assert "Can you help with: Who signed the petition" in page.inner_text("main h2")
-    assert "Why we asked you" in page.inner_text("main")
+    offer_text = page.inner_text("main")
+    assert "Why we asked you" in offer_text
+    # The reasons that mattered, in the donor's words (issue 21), not the engine's.
+    assert "at expert level" in offer_text and "You know" in offer_text, offer_text
+    for engine in ("open offer(s)", "names no causes", "same for every candidate", "needs expert"):
+        assert engine not in offer_text, engine
     who.submit("form[action$='/answer'] button[type=submit]")
     assert "The organisers will be in touch" in page.inner_text("main")
 
@@ -338,11 +343,25 @@ def test_donor_answers_an_offer_from_the_email_link(
         return True if "You said yes" in page.inner_text("main") else None
 
     eventually(accepted, timeout=30, what="the organiser page to show the accepted offer")
-    assert donor_id in page.inner_text("main")
+    # People by name, never by id (issue 21); reasons in words, no zero terms.
+    shown = page.inner_text("main")
+    assert page.locator("section:has(#cand-title) h3", has_text="Ada Analyst").count() == 1
+    assert "Ada Analyst" in page.inner_text("section:has(#offers-title)")
+    assert donor_id not in shown, "no raw donor id on the organiser's page"
+    assert "+0.00" not in shown and "same for every candidate" not in shown
+    assert "Knows " in shown and "at expert level" in shown
+    # A critical need escalates: its first wave is on the page, with the next step.
+    escalation = page.inner_text("section#escalation")
+    assert "How the ask is widening" in escalation and "Asked the best-fit" in escalation, escalation
     who.check("need-accepted")
 
-    # The organiser confirms, then marks the work done with a word of thanks (first sent wrong).
+    # The organiser confirms: Confirm and Release go, the confirmed donor counts at once (matching's
+    # count; signups learns the confirmation over Kafka a moment later), and Mark done appears.
     who.submit("form[action$='/confirm'] button[type=submit]")
+    asked = page.locator("section:has(#offers-title)")
+    assert asked.locator("form[action$='/confirm'], form[action$='/release']").count() == 0
+    assert "confirmed" in asked.inner_text()
+    assert "1 of 1 confirmed" in page.inner_text("main")
     page.locator("a", has_text="Mark done").first.click()
     who.check("complete")
     page.fill("#f-hours_given", "0")
@@ -353,7 +372,7 @@ def test_donor_answers_an_offer_from_the_email_link(
     page.fill("#f-thanks", thanks)
     who.submit()
     assert "Marked done" in page.inner_text("main") and "done" in page.inner_text("main")
-    assert re.search(r"· 1/\d+ ·", page.inner_text("main")), "the need counts its assigned donor"
+    assert "1 of 1 confirmed" in page.inner_text("main"), "the need counts its assigned donor"
 
     # The thank-you email links to the donor's own page (a signed link: no password), which
     # shows the hours and the thanks ...
