@@ -300,21 +300,6 @@ async def totals(caller: StaffDep, request: Request) -> dict[str, Any]:
     return {"organisations": [dict(r) for r in rows]}
 
 
-@router.get("/totals/organisation")
-async def organisation_totals(
-    caller: CallerDep,
-    request: Request,
-    organisation_id: Annotated[
-        str | None, Query(max_length=80, description="Staff: the organisation; an organiser's is their own")
-    ] = None,
-) -> dict[str, Any]:
-    """One member organisation's totals, for its home page: hours given to its needs, and its
-    donors' help elsewhere: hours lent to other organisations' needs, work done there, the
-    thanks they received and the latest such work. For its organisers and federation staff."""
-    _is_organiser_or_staff(caller)
-    return await service.organisation_totals(_matching(request), caller, organisation_id)
-
-
 @router.get("/policy", response_model=PolicyDocument)
 async def get_policy(caller: CallerDep, request: Request) -> Any:
     return await service.policy(_matching(request), caller)

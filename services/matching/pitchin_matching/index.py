@@ -21,7 +21,6 @@ import numpy as np
 
 from pitchin_matching.domain.budget import RECENT_ASKS
 from pitchin_matching.domain.donors import DonorProfile
-from pitchin_matching.domain.lending import FEDERATION_NEED, NO_HOME, scope_code
 from pitchin_matching.domain.needs import NeedState
 from pitchin_matching.domain.ranking import (
     NO_SKILL,
@@ -57,8 +56,6 @@ _LAYOUT: dict[str, tuple[type[np.generic], float | int | bool]] = {
     "declined": (np.int32, 0),
     "pending": (np.int16, 0),
     "recent_asks": (np.float64, math.nan),
-    "home": (np.int32, NO_HOME),
-    "lending": (np.int8, 0),
 }
 # Columns with more than one value per row.
 _WIDTH = {"slots": (SLOT_WORDS,), "recent_asks": (RECENT_ASKS,)}
@@ -101,15 +98,13 @@ class DonorIndex:
         self._rows: dict[str, int] = {}
         self._federations: dict[str, int] = {}
         self._countries: dict[str, int] = {}
-        self._organisations: dict[str, int] = {}
-        self._named: dict[int, tuple[int, ...]] = {}  # row -> the organisation codes its donor named
         self._languages = _Bits()
         self._causes = _Bits()
         self._capacity = 0
         empty: dict[str, Any] = {
             name: np.empty((0, *_WIDTH.get(name, ())), dtype) for name, (dtype, _) in _LAYOUT.items()
         }
-        self.columns = DonorColumns(size=0, skills={}, naming={}, **empty)
+        self.columns = DonorColumns(size=0, skills={}, **empty)
         self._grow(capacity)
 
     def __len__(self) -> int:
@@ -125,15 +120,6 @@ class DonorIndex:
 
     def rows_of(self, donor_ids: Iterable[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
         return np.fromiter((r for d in donor_ids if (r := self._rows.get(d)) is not None), dtype=np.int64)
-
-    def organisation_code(self, organisation_id: str | None) -> int:
-        """An organisation's code (interned on first sight); None, the federation itself, is FEDERATION_NEED."""
-        if organisation_id is None:
-            return FEDERATION_NEED
-        code = self._organisations.get(organisation_id)
-        if code is None:
-            code = self._organisations[organisation_id] = len(self._organisations)
-        return code
 
     def federation_code(self, federation_id: str) -> int:
         code = self._federations.get(federation_id)
@@ -170,7 +156,6 @@ class DonorIndex:
         c.languages[row] = np.uint64(self._languages.mask(donor.languages))
         c.causes[row] = np.uint64(self._causes.mask(donor.causes))
         c.registered[row] = registered_at.timestamp()
-        self._lend(row, donor)
         if stats is not None:
             c.load[row] = stats.load
             c.last_asked[row] = stats.last_asked.timestamp() if stats.last_asked else np.nan
@@ -182,20 +167,6 @@ class DonorIndex:
             c.recent_asks[row] = math.nan
             c.recent_asks[row, : len(asks)] = asks
 
-    def _lend(self, row: int, donor: DonorProfile) -> None:
-        """Who may ask the donor: their home organisation, their lending scope, the organisations named."""
-        c = self.columns
-        assert c.home is not None and c.lending is not None and isinstance(c.naming, dict)
-        c.home[row] = NO_HOME if donor.organisation_id is None else self.organisation_code(donor.organisation_id)
-        c.lending[row] = scope_code(donor.lending_scope)
-        for code in self._named.pop(row, ()):
-            c.naming[code].discard(row)
-        named = tuple(self.organisation_code(o) for o in donor.lending_organisations)
-        if named:
-            self._named[row] = named
-            for code in named:
-                c.naming.setdefault(code, set()).add(row)
-
     def load_rows(self, rows: Sequence[Any]) -> None:
         """Add or replace donors read by `storage.donors_for_index` or `storage.donors_changed_since`."""
         for row in rows:
@@ -204,7 +175,7 @@ class DonorIndex:
             profile = DonorProfile(
                 donor_id=row["donor_id"],
                 federation_id=row["federation_id"],
-                organisation_id=row["organisation_id"],
+                organisation_id=None,
                 status=row["status"],
                 version=0,
                 time_zone="UTC",
@@ -217,8 +188,6 @@ class DonorIndex:
                 causes=tuple(row["causes"]),
                 skills={slug: int(level) for slug, level in skills.items()},
                 windows_utc=tuple(zip(windows[0::2], windows[1::2], strict=True)),
-                lending_scope=row["lending_scope"],
-                lending_organisations=tuple(row["lending_organisations"]),
             )
             stats = DonorStats(
                 load=int(row["load"]),
@@ -251,7 +220,6 @@ class DonorIndex:
             cause_bits=self._causes.mask(need.causes, create=False),
             cause_count=len(need.causes),
             collaboration=collaboration,
-            organisation=self.organisation_code(need.organisation_id),
         )
 
     # --- storage ----------------------------------------------------------------------

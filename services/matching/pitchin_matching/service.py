@@ -40,7 +40,7 @@ from pitchin_core.contracts.matching import (
     ScoreComponent,
 )
 from pitchin_core.db import Conn
-from pitchin_core.errors import Conflict, NotFound, Refused
+from pitchin_core.errors import Conflict, NotFound
 from pitchin_core.uow import Tenant, Transaction, UnitOfWork
 from pitchin_matching import storage
 from pitchin_matching.domain.assignment import Demand
@@ -487,36 +487,6 @@ async def totals(m: Matching, caller: Caller) -> list[asyncpg.Record]:
     """Hours given and work done per member organisation of the caller's federation."""
     async with m.uow(caller.tenant, readonly=True) as tx:
         return await storage.hours_by_organisation(tx.conn, caller.federation_id)
-
-
-async def organisation_totals(m: Matching, caller: Caller, organisation_id: str | None) -> dict[str, Any]:
-    """One member organisation's totals: hours given to its needs, and its own donors' help
-    elsewhere (hours lent to other organisations' needs, work done there, thanks received,
-    and the latest such work). An organiser's are their organisation's; staff name one.
-
-    An organisation matching has never heard of in the caller's federation, or another
-    organisation than an organiser's own, is 404: nobody learns of other tenants' organisations.
-    """
-    wanted = organisation_id or caller.organisation_id
-    if wanted is None:
-        raise Refused("organisation_id", "federation staff name the organisation")
-    if not caller.can_act_for(caller.federation_id, wanted):
-        raise NotFound("organisation", wanted)
-    async with m.uow(caller.tenant, readonly=True) as tx:
-        if not await storage.organisation_known(tx.conn, caller.federation_id, wanted):
-            raise NotFound("organisation", wanted)
-        rows = await storage.hours_by_organisation(tx.conn, caller.federation_id, wanted)
-        work = await storage.lent_work(tx.conn, caller.federation_id, wanted)
-    row = dict(rows[0]) if rows else {}
-    return {
-        "organisation_id": wanted,
-        "hours_given": round(row.get("hours_given") or 0.0, 1),
-        "completed": row.get("completed") or 0,
-        "hours_lent": round(row.get("hours_lent") or 0.0, 1),
-        "lent_completed": row.get("lent_completed") or 0,
-        "thanks_received": row.get("thanks_received") or 0,
-        "lent_work": [dict(w) for w in work],
-    }
 
 
 async def candidates(m: Matching, caller: Caller, need_id: str, limit: int, now: datetime) -> dict[str, Any]:

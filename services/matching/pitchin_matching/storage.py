@@ -36,14 +36,13 @@ async def upsert_donor(conn: Conn, donor: DonorProfile, registered_at: datetime)
     """Store the donor's profile; returns the registration time kept (the first one seen)."""
     kept: datetime = await conn.fetchval(
         "INSERT INTO donors (donor_id, federation_id, organisation_id, status, version, time_zone, hours_per_week,"
-        " remote, latitude, longitude, country, languages, causes, windows_utc, registered_at, lending_scope,"
-        " lending_organisations) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        " remote, latitude, longitude, country, languages, causes, windows_utc, registered_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " ON CONFLICT (donor_id) DO UPDATE SET organisation_id = EXCLUDED.organisation_id, status = EXCLUDED.status,"
         " version = EXCLUDED.version, time_zone = EXCLUDED.time_zone, hours_per_week = EXCLUDED.hours_per_week,"
         " remote = EXCLUDED.remote, latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,"
         " country = EXCLUDED.country, languages = EXCLUDED.languages, causes = EXCLUDED.causes,"
-        " windows_utc = EXCLUDED.windows_utc, lending_scope = EXCLUDED.lending_scope,"
-        " lending_organisations = EXCLUDED.lending_organisations, learned_at = now(), changed_by = pg_current_xact_id()"
+        " windows_utc = EXCLUDED.windows_utc, learned_at = now(), changed_by = pg_current_xact_id()"
         " RETURNING registered_at",
         donor.donor_id,
         donor.federation_id,
@@ -60,8 +59,6 @@ async def upsert_donor(conn: Conn, donor: DonorProfile, registered_at: datetime)
         list(donor.causes),
         [minute for interval in donor.windows_utc for minute in interval],
         registered_at,
-        donor.lending_scope,
-        list(donor.lending_organisations),
     )
     await conn.execute("DELETE FROM donor_skills WHERE donor_id = $1", donor.donor_id)
     await conn.executemany(
@@ -88,7 +85,6 @@ async def withdraw_donor(
     if erase:
         await conn.execute(
             "UPDATE donors SET languages = '{}', causes = '{}', windows_utc = '{}', latitude = NULL,"
-            " lending_organisations = '{}',"
             " longitude = NULL, country = NULL, hours_per_week = 0, changed_by = pg_current_xact_id()"
             " WHERE donor_id = $1",
             donor_id,
@@ -115,8 +111,8 @@ async def donor_federation(conn: Conn, donor_id: str) -> str | None:
 # What the index holds per donor: the profile, and the fairness figures counted from the donor's
 # offers and assignments (`o` and `a`, one row per donor, joined by the queries below).
 _INDEX_ROW = (
-    "d.donor_id, d.federation_id, d.organisation_id, d.status, d.hours_per_week, d.remote, d.latitude, d.longitude,"
-    " d.country, d.languages, d.causes, d.windows_utc, d.registered_at, d.lending_scope, d.lending_organisations,"
+    "d.donor_id, d.federation_id, d.status, d.hours_per_week, d.remote, d.latitude, d.longitude,"
+    " d.country, d.languages, d.causes, d.windows_utc, d.registered_at,"
     " coalesce((SELECT array_agg(s.skill || '=' || s.level) FROM donor_skills s WHERE s.donor_id = d.donor_id),"
     " '{}') AS skills,"
     " coalesce(o.pending, 0) + coalesce(a.active, 0) AS load, o.last_asked,"
@@ -534,66 +530,19 @@ async def donor_record(conn: Conn, federation_id: str, donor_id: str) -> list[as
     )
 
 
-# Confirmed hours as they count (domain.hours): work marked done its final figure, work in
-# progress its confirmed logged hours; each with the need's organisation (`asking`) and the
-# donor's home organisation (`home`, from the donor read model), so a home organisation sees
-# the hours its donors were lent for.
-_COUNTED_HOURS = (
-    "SELECT a.organisation_id AS asking, d.organisation_id AS home, a.hours_given AS hours, true AS done,"
-    " a.thanks <> '' AS thanked FROM assignments a LEFT JOIN donors d USING (donor_id)"
-    " WHERE a.federation_id = $1 AND a.status = 'completed'"
-    " UNION ALL SELECT l.organisation_id, d.organisation_id, l.hours_confirmed, false, false"
-    " FROM hour_logs l JOIN assignments a USING (assignment_id) LEFT JOIN donors d ON d.donor_id = l.donor_id"
-    " WHERE l.federation_id = $1 AND l.status = 'confirmed' AND a.status <> 'completed'"
-)
-
-
-async def hours_by_organisation(
-    conn: Conn, federation_id: str, organisation_id: str | None = None
-) -> list[asyncpg.Record]:
-    """Per member organisation of a federation (or only `organisation_id`): confirmed hours given
-    to its needs and pieces of work done for them; and what its own donors gave to other
-    organisations' needs: hours lent, pieces of work done there, and the thanks they received.
-
-    A donor with no home organisation is lent by nobody; the federation's own needs are the row ''.
-    """
+async def hours_by_organisation(conn: Conn, federation_id: str) -> list[asyncpg.Record]:
+    """Confirmed hours given and pieces of work done, per member organisation of a federation: work
+    marked done counts its final figure, work in progress its confirmed logged hours (domain.hours)."""
     return await conn.fetch(
-        f"WITH counted AS MATERIALIZED ({_COUNTED_HOURS})"
-        " SELECT organisation_id, sum(given)::float8 AS hours_given, sum(done)::int AS completed,"
-        " sum(lent)::float8 AS hours_lent, sum(lent_done)::int AS lent_completed, sum(thanked)::int AS thanks_received"
-        " FROM (SELECT coalesce(asking, '') AS organisation_id, hours AS given, done::int AS done, 0 AS lent,"
-        "  0 AS lent_done, 0 AS thanked FROM counted"
-        "  UNION ALL SELECT home, 0, 0, hours, done::int, thanked::int FROM counted"
-        "  WHERE home IS NOT NULL AND home IS DISTINCT FROM asking) AS rows"
-        " WHERE $2::text IS NULL OR organisation_id = $2 GROUP BY 1 ORDER BY 1",
+        "SELECT organisation_id, sum(hours)::float8 AS hours_given, count(*) FILTER (WHERE done) AS completed FROM ("
+        " SELECT coalesce(organisation_id, '') AS organisation_id, hours_given AS hours, true AS done"
+        " FROM assignments WHERE federation_id = $1 AND status = 'completed'"
+        " UNION ALL SELECT coalesce(l.organisation_id, ''), l.hours_confirmed, false"
+        " FROM hour_logs l JOIN assignments a USING (assignment_id)"
+        " WHERE l.federation_id = $1 AND l.status = 'confirmed' AND a.status <> 'completed'"
+        ") AS counted GROUP BY 1 ORDER BY 1",
         federation_id,
-        organisation_id,
     )
-
-
-async def lent_work(conn: Conn, federation_id: str, home: str, limit: int = 20) -> list[asyncpg.Record]:
-    """The latest work an organisation's donors finished for other organisations' needs, with the thanks."""
-    return await conn.fetch(
-        "SELECT a.assignment_id, a.donor_id, a.need_id, coalesce(n.title, '') AS need_title,"
-        " a.organisation_id, a.hours_given::float8 AS hours_given, a.thanks, a.completed_at"
-        " FROM assignments a JOIN donors d USING (donor_id) LEFT JOIN needs n USING (need_id)"
-        " WHERE a.federation_id = $1 AND a.status = 'completed' AND d.organisation_id = $2"
-        " AND a.organisation_id IS DISTINCT FROM $2 ORDER BY a.completed_at DESC, a.assignment_id LIMIT $3",
-        federation_id,
-        home,
-        limit,
-    )
-
-
-async def organisation_known(conn: Conn, federation_id: str, organisation_id: str) -> bool:
-    """Whether matching has heard of a member organisation of the federation (a donor or a need of it)."""
-    known: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM donors WHERE federation_id = $1 AND organisation_id = $2)"
-        " OR EXISTS (SELECT 1 FROM needs WHERE federation_id = $1 AND organisation_id = $2)",
-        federation_id,
-        organisation_id,
-    )
-    return known
 
 
 async def release_assignment(conn: Conn, assignment_id: str, at: datetime, reason: str) -> None:

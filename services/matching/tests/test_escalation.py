@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,17 +45,6 @@ def test_the_first_wave_is_the_policy_itself_and_each_step_widens_the_ask() -> N
     )
 
 
-def test_a_federation_may_ask_its_own_organisations_donors_before_the_lent_ones() -> None:
-    policy, own_first = Policy(), replace(RULES, lent_from_step=1)
-    assert widened(policy, RULES, "critical", 0).ask_lent, "by default lent donors are asked from the first wave"
-    assert widened(policy, own_first, "critical", 0) == replace(policy, ask_lent=False)
-    assert widened(policy, own_first, "critical", 1).ask_lent and widened(policy, own_first, "critical", 2).ask_lent
-    assert describe(policy, own_first, "critical", 1).endswith(", donors other organisations lend asked too")
-    assert describe(policy, own_first, "critical", 2).endswith("5 offers at once per free place")
-    rules = PolicyDocument.model_validate({"escalation": {"lent_from_step": 2}}).escalation.to_rules()
-    assert rules.lent_from_step == 2
-
-
 @pytest.mark.parametrize("at", [[0.5, 0.25], [0.0, 0.5], [0.3, 1.0], [0.2, 0.2]])
 def test_steps_that_are_not_increasing_fractions_inside_the_time_are_refused(at: list[float]) -> None:
     with pytest.raises(ValueError, match="increasing fractions"):
@@ -69,6 +57,6 @@ def test_the_federation_sets_its_rules_in_the_policy_document() -> None:
     rules = PolicyDocument.model_validate(
         {"escalation": {"urgencies": ["critical", "high"], "at": [0.1, 0.5], "more_per_step": 2}}
     ).escalation.to_rules()
-    assert rules == Escalation(frozenset({"critical", "high"}), (0.1, 0.5), 2.0, 1.5, 0)
+    assert rules == Escalation(frozenset({"critical", "high"}), (0.1, 0.5), 2.0, 1.5)
     with pytest.raises(ValidationError, match="urgencies"):
         PolicyDocument.model_validate({"escalation": {"urgencies": ["whenever"]}})

@@ -36,9 +36,6 @@ class DonorProfile:
     # Weekly availability in UTC, as [start, end) minute-of-week pairs (Monday 00:00 UTC = 0).
     windows_utc: tuple[tuple[int, int], ...]
     registered_at: datetime | None = None
-    # Who may ask them besides their home organisation (`domain.lending`): absent, nobody else.
-    lending_scope: str = "home"
-    lending_organisations: tuple[str, ...] = ()
 
 
 def profile_of(event: DonorRegisteredV1 | DonorUpdatedV1) -> DonorProfile:
@@ -60,8 +57,6 @@ def profile_of(event: DonorRegisteredV1 | DonorUpdatedV1) -> DonorProfile:
         skills={s.skill: s.level.rank for s in event.skills},
         windows_utc=windows_in_utc(event.availability.windows, event.availability.time_zone, at),
         registered_at=event.registered_at if isinstance(event, DonorRegisteredV1) else None,
-        lending_scope=event.lending.scope.value,
-        lending_organisations=tuple(event.lending.organisations),
     )
 
 

@@ -5,10 +5,8 @@ need's fan-out per free place); each decline or expiry replaced at once (the off
 re-matches the need in the same transaction as the answer); and at set fractions of the
 time between matching learning the need and its deadline, one more step: nice-to-have
 skills no longer count (a donor without them ranks as one with them), the reach for an
-on-site need widens, and more offers are in flight at once; from `lent_from_step` on, the donors
-other member organisations lend (within each donor's consent, `domain.lending`) are asked too,
-so the first waves may ask the need's own organisation's donors first. The places filled, the
-others are stood down (their offers cancelled, the donors thanked by mail).
+on-site need widens, and more offers are in flight at once. The places filled, the others
+are stood down (their offers cancelled, the donors thanked by mail).
 
 Pure: times and policies in, times and policies out. The step's timer is a column of the
 need (`escalate_at`), claimed by the offer clock like an offer's expiry.
@@ -33,10 +31,6 @@ class Escalation:
     more_per_step: float = 1.0
     # The reach of an on-site need is multiplied by this at each step.
     reach_per_step: float = 1.5
-    # The step from which donors lent by other organisations are asked (0: from the first wave).
-    # 0 by default: asking the own organisation's donors first (1) delayed the strike week's first
-    # yes for critical needs past its 2 h median target (`make simulate`); a federation may choose it.
-    lent_from_step: int = 0
 
     def __post_init__(self) -> None:
         if any(not 0 < a < 1 for a in self.at) or list(self.at) != sorted(set(self.at)):
@@ -54,26 +48,22 @@ def next_step_at(rules: Escalation, start: datetime, deadline: datetime, stage: 
 
 
 def widened(policy: Policy, rules: Escalation, urgency: str, stage: int) -> Policy:
-    """The policy a need ranks and fans out with at `stage` (0: the first wave, as the policy says,
-    but for the lent donors: only from `lent_from_step`)."""
-    lent = policy.ask_lent and stage >= rules.lent_from_step
+    """The policy a need ranks and fans out with at `stage` (0: the first wave, as the policy says)."""
     if stage <= 0:
-        return policy if lent == policy.ask_lent else replace(policy, ask_lent=lent)
+        return policy
     fan_out = {**policy.fan_out, urgency: policy.fan_out.get(urgency, 1.0) + rules.more_per_step * stage}
     return replace(
         policy,
         weights=replace(policy.weights, nice_to_have=0.0),
         fan_out=fan_out,
         max_distance_km=policy.max_distance_km * rules.reach_per_step**stage,
-        ask_lent=lent,
     )
 
 
 def describe(policy: Policy, rules: Escalation, urgency: str, stage: int) -> str:
     """What a step did, in an organiser's words."""
     wider = widened(policy, rules, urgency, stage)
-    lent = ", donors other organisations lend asked too" if stage == rules.lent_from_step and wider.ask_lent else ""
     return (
         f"step {stage}: nice-to-have skills no longer count, reach {wider.max_distance_km:.0f} km,"
-        f" {wider.fan_out[urgency]:g} offers at once per free place{lent}"
+        f" {wider.fan_out[urgency]:g} offers at once per free place"
     )

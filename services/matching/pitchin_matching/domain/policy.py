@@ -46,12 +46,6 @@ class EscalationRules(BaseModel):
     )
     more_per_step: float = Field(default=1.0, ge=0, le=10, description="Offers in flight per free place added")
     reach_per_step: float = Field(default=1.5, ge=1, le=10, description="Factor on the on-site reach per step")
-    lent_from_step: int = Field(
-        default=0,
-        ge=0,
-        le=10,
-        description="The step from which donors other member organisations lend are asked (0: the first wave)",
-    )
 
     @field_validator("at")
     @classmethod
@@ -61,9 +55,7 @@ class EscalationRules(BaseModel):
         return at
 
     def to_rules(self) -> Escalation:
-        return Escalation(
-            frozenset(self.urgencies), tuple(self.at), self.more_per_step, self.reach_per_step, self.lent_from_step
-        )
+        return Escalation(frozenset(self.urgencies), tuple(self.at), self.more_per_step, self.reach_per_step)
 
 
 class PolicyDocument(BaseModel):

@@ -7,8 +7,7 @@ numbers shown to an organiser are exactly the numbers the ranking used.
 
 Score = sum over components of weight x value. Values are in [0, 1] (the fairness
 penalty for load and the outcome history reach into [-1, 0]). Hard filters come first:
-same federation, an active donor whose lending choice lets the need's organisation ask them
-(`domain.lending`), every required skill at its minimum level, below the
+same federation, an active donor, every required skill at its minimum level, below the
 cap of open offers + active assignments, and for on-site needs within reach.
 """
 
@@ -22,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 
 from pitchin_matching.domain.budget import AskBudget, weekly_counts, within_budget
-from pitchin_matching.domain.lending import FEDERATION_NEED, askable
 from pitchin_matching.domain.needs import URGENCY_RANK
 
 SLOT_MINUTES = 30
@@ -89,9 +87,6 @@ class Policy:
     ask_budget: AskBudget | None = None
     # The share of a week's offers kept for newcomers when any fit (`domain.spread`); 0: none kept.
     newcomer_share: float = 0.0
-    # Whether donors other organisations lend (within their consent, `domain.lending`) are asked:
-    # an escalating need's first waves ask only its own organisation's (`Escalation.lent_from_step`).
-    ask_lent: bool = True
 
 
 @dataclass
@@ -120,10 +115,6 @@ class DonorColumns:
     pending: npt.NDArray[np.int16] | None = None  # offers waiting for the donor's answer
     # (rows, budget.RECENT_ASKS) epoch seconds of the donor's latest offers, NaN for none.
     recent_asks: Floats | None = None
-    # Who may ask each donor (`domain.lending`); None where an index does not know (all may).
-    home: npt.NDArray[np.int32] | None = None  # home organisation's code, lending.NO_HOME for none
-    lending: npt.NDArray[np.int8] | None = None  # lending scope's code
-    naming: Mapping[int, set[int]] | None = None  # organisation code -> rows of the donors who named it
 
 
 @dataclass(frozen=True)
@@ -145,7 +136,6 @@ class NeedQuery:
     cause_bits: int
     cause_count: int
     collaboration: Words  # (SLOT_WORDS,) bitmap; all zero when the policy names no hours
-    organisation: int = FEDERATION_NEED  # the need's organisation's code (lending)
 
 
 @dataclass(frozen=True)
@@ -202,10 +192,6 @@ def hard_filter(
     unsure_here = np.isin(rows, unsure) if unsure is not None and unsure.size else np.zeros(rows.size, np.bool_)
     keep = columns.active[rows] & ((columns.load[rows] < policy.max_open_per_donor) | unsure_here)
     rows, unsure_here = rows[keep], unsure_here[keep]
-    if columns.home is not None and columns.lending is not None:
-        naming = columns.naming.get(query.organisation, ()) if columns.naming is not None else ()
-        allowed = askable(columns.home, columns.lending, rows, naming, query.organisation, lent=policy.ask_lent)
-        rows, unsure_here = rows[allowed], unsure_here[allowed]
     if policy.ask_budget is not None and now is not None and columns.pending is not None:
         asked = asked_this_week(columns, rows, now)
         rows = rows[within_budget(columns.pending[rows], asked, policy.ask_budget) | unsure_here]

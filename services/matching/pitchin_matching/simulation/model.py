@@ -141,9 +141,6 @@ def generate(seed: int, donors: int = 10_000, needs: int = 500, critical: int = 
                 skills=skills,
                 windows_utc=windows_in_utc(list(windows), "Europe/London", at) if windows else (),
                 registered_at=at,
-                # Every simulated donor lends to the whole federation: the week measures the
-                # matching policy over one pool, not how many people consent to be lent.
-                lending_scope="federation",
             )
         )
         registered.append(at)
